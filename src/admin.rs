@@ -1,0 +1,56 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/jwks.json`. It never shares a
+//! port with browser traffic (config validation refuses that).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::state::SidecarState;
+
+pub struct AdminApp {
+    pub state: Arc<SidecarState>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+/// Routes one admin request; separate from the trait so it is testable without a socket.
+pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec());
+    }
+    match path {
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/readyz" if state.is_ready() => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            b"not ready: AS metadata not loaded yet\n".to_vec(),
+        ),
+        "/jwks.json" => reply(
+            StatusCode::OK,
+            "application/jwk-set+json",
+            serde_json::to_vec(&state.keys.load().public_jwks()).unwrap_or_default(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        route(&self.state, &req.method, req.uri.path())
+    }
+}

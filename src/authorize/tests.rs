@@ -1,0 +1,135 @@
+use super::*;
+
+fn ep() -> AuthorizeEndpoint {
+    AuthorizeEndpoint::new(Url::parse("https://as.example.com/authorize").unwrap())
+}
+
+fn cid() -> ClientId {
+    ClientId::new("legacy-app").unwrap()
+}
+
+fn detect_str(loc: &str) -> Detection {
+    detect(loc.as_bytes(), &ep(), &cid(), 4096)
+}
+
+const GOOD: &str = "https://as.example.com/authorize?response_type=code&client_id=legacy-app\
+&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&scope=openid+profile&state=s%20t&nonce=n1";
+
+#[test]
+fn recognises_and_decodes_the_apps_redirect() {
+    let Detection::Ours(r) = detect_str(GOOD) else { panic!("not detected") };
+    assert_eq!(r.get_str("redirect_uri"), Some("https://app.example.com/cb"));
+    assert_eq!(r.get_str("scope"), Some("openid profile"));
+    assert_eq!(r.get_str("state"), Some("s t"));
+    assert_eq!(r.get_str("client_id"), Some("legacy-app"));
+}
+
+#[test]
+fn json_parameters_become_json_values() {
+    let loc = format!(
+        "{GOOD}&claims=%7B%22userinfo%22%3A%7B%22email%22%3Anull%7D%7D&authorization_details=%5B%7B%22type%22%3A%22x%22%7D%5D&max_age=300"
+    );
+    let Detection::Ours(r) = detect_str(&loc) else { panic!() };
+    assert_eq!(r.params["claims"]["userinfo"]["email"], Value::Null);
+    assert_eq!(r.params["authorization_details"][0]["type"], "x");
+    assert_eq!(r.params["max_age"], 300);
+}
+
+#[test]
+fn other_destinations_pass_through() {
+    for loc in [
+        "/login",
+        "relative/path",
+        "as.example.com/authorize?client_id=legacy-app",
+        "https://as.example.com.evil/authorize?client_id=legacy-app",
+        "https://as.example.com@evil.com/authorize?client_id=legacy-app",
+        "https://evil.com/authorize?x=https://as.example.com/authorize",
+        "https://as.example.com/authorize/?client_id=legacy-app",
+        "https://as.example.com/other?client_id=legacy-app",
+        "https://as.example.com/authorize?client_id=another-app&response_type=code",
+        "https://as.example.com/authorize?response_type=code",
+        "//evil.com/authorize?client_id=legacy-app",
+        "",
+    ] {
+        assert_eq!(detect_str(loc), Detection::NotOurs, "{loc}");
+    }
+}
+
+#[test]
+fn case_default_port_and_trailing_dot_are_the_same_endpoint() {
+    for loc in [
+        "HTTPS://AS.EXAMPLE.COM/authorize?client_id=legacy-app",
+        "https://as.example.com:443/authorize?client_id=legacy-app",
+        "https://as.example.com./authorize?client_id=legacy-app",
+    ] {
+        assert!(matches!(detect_str(loc), Detection::Ours(_)), "{loc}");
+    }
+}
+
+#[test]
+fn hostile_redirects_to_our_endpoint_fail_closed() {
+    let cases: &[(&str, &str)] = &[
+        ("http://as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
+        ("https://as.example.com:8443/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
+        ("https://user:pw@as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
+        ("//as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
+        ("https://as.example.com/authorize?client_id=legacy-app#frag", "authorize_redirect_rejected"),
+        ("https://as.example.com/authorize?client_id=legacy-app&state=%zz", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&state=%4", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&state=%ff%fe", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&state=a%0d%0aSet-Cookie:x", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&state=a&state=b", "duplicate_parameter"),
+        ("https://as.example.com/authorize?client_id=legacy-app&client_id=legacy-app", "duplicate_parameter"),
+        ("https://as.example.com/authorize?client_id=legacy-app&request=eyJ", "forbidden_parameter"),
+        ("https://as.example.com/authorize?client_id=legacy-app&request_uri=urn:x", "forbidden_parameter"),
+        ("https://as.example.com/authorize?client_id=legacy-app&aud=https://evil", "forbidden_parameter"),
+        ("https://as.example.com/authorize?client_id=legacy-app&claims=not-json", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&claims=%5B%5D", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&authorization_details=%7B%7D", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&max_age=-1", "malformed_authorize_redirect"),
+        ("https://as.example.com/authorize?client_id=legacy-app&=x", "malformed_authorize_redirect"),
+    ];
+    for (loc, code) in cases {
+        match detect_str(loc) {
+            Detection::Rejected(e) => assert_eq!(e.code(), *code, "{loc}: {e}"),
+            other => panic!("{loc}: expected rejection, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn size_limits_apply_only_to_our_redirects() {
+    let long = format!("{GOOD}&state={}", "a".repeat(5000));
+    assert_eq!(detect_str(&long), Detection::Rejected(AuthorizeError::TooLong(4096)));
+    let many: String = (0..100).map(|i| format!("&p{i}=1")).collect();
+    let loc = format!("https://as.example.com/authorize?client_id=legacy-app{many}");
+    assert_eq!(
+        detect(loc.as_bytes(), &ep(), &cid(), 1 << 20),
+        Detection::Rejected(AuthorizeError::TooManyParams(MAX_PARAMS))
+    );
+    let elsewhere = format!("https://cdn.example.com/{}", "a".repeat(5000));
+    assert_eq!(detect_str(&elsewhere), Detection::NotOurs);
+}
+
+#[test]
+fn non_utf8_location_naming_our_host_is_rejected() {
+    let mut b = b"https://as.example.com/authorize?client_id=legacy-app&x=".to_vec();
+    b.push(0xff);
+    assert_eq!(detect(&b, &ep(), &cid(), 4096), Detection::Rejected(AuthorizeError::BadHeader));
+    assert_eq!(detect(&[0xff, 0xfe], &ep(), &cid(), 4096), Detection::NotOurs);
+}
+
+#[test]
+fn rewritten_location_is_encoded_and_keeps_endpoint_query() {
+    let e = AuthorizeEndpoint::new(Url::parse("https://as.example.com/authorize?tenant=a%20b").unwrap());
+    let loc = e.rewritten_location(&cid(), "urn:ietf:params:oauth:request_uri:abc&x=y");
+    assert_eq!(
+        loc,
+        "https://as.example.com/authorize?tenant=a%20b&client_id=legacy-app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Aabc%26x%3Dy"
+    );
+    // The endpoint's own parameter is not pushed again.
+    let app = "https://as.example.com/authorize?tenant=a+b&client_id=legacy-app&scope=openid";
+    let Detection::Ours(r) = detect(app.as_bytes(), &e, &cid(), 4096) else { panic!() };
+    assert!(r.params.get("tenant").is_none());
+    assert_eq!(r.get_str("scope"), Some("openid"));
+}

@@ -1,0 +1,240 @@
+//! AS metadata (RFC 8414 / OIDC Discovery): fetched, checked, kept, refreshed.
+//!
+//! Every endpoint the sidecar uses comes from here (DISC-1), never from string-building on
+//! the issuer: the PAR endpoint may live on another host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use serde::Deserialize;
+use thiserror::Error;
+use url::Url;
+
+use crate::config::{AliasPolicy, AuthMethod, Settings};
+use crate::http_client::{AsHttp, AsRequest, TransportError};
+use crate::jose::Alg;
+use crate::protocol::IssuerUrl;
+
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    #[error("fetching {url}: {source}")]
+    Transport { url: String, source: TransportError },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: not a JSON metadata document: {message}")]
+    Json { url: String, message: String },
+    #[error("issuer mismatch: the document says `{found}`, configured `{expected}` (DISC-2)")]
+    IssuerMismatch { expected: String, found: String },
+    #[error("metadata field `{field}`: {message}")]
+    Field { field: &'static str, message: String },
+}
+
+impl DiscoveryError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            DiscoveryError::Transport { source, .. } => source.label(),
+            DiscoveryError::Status { .. } => "http_status",
+            DiscoveryError::Json { .. } => "bad_json",
+            DiscoveryError::IssuerMismatch { .. } => "issuer_mismatch",
+            DiscoveryError::Field { .. } => "bad_metadata",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMetadata {
+    issuer: String,
+    authorization_endpoint: Option<String>,
+    pushed_authorization_request_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    mtls_endpoint_aliases: std::collections::HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    request_object_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    require_pushed_authorization_requests: bool,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+
+/// The checked subset of AS metadata the sidecar acts on.
+#[derive(Debug, Clone)]
+pub struct ProviderMetadata {
+    pub issuer: IssuerUrl,
+    pub authorization_endpoint: Url,
+    /// Where PAR goes, already resolved against the alias policy.
+    pub par_endpoint: Url,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub jwks_uri: Option<Url>,
+    pub require_par: bool,
+    pub iss_parameter_supported: bool,
+}
+
+fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
+    let u = Url::parse(v).map_err(|e| DiscoveryError::Field {
+        field,
+        message: format!("`{v}` is not a URL: {e}"),
+    })?;
+    if u.scheme() != "https" {
+        return Err(DiscoveryError::Field {
+            field,
+            message: format!("`{v}` is not https"),
+        });
+    }
+    Ok(u)
+}
+
+impl ProviderMetadata {
+    /// Parses and checks a metadata document against the configuration.
+    pub fn from_json(body: &[u8], settings: &Settings, url: &str) -> Result<Self, DiscoveryError> {
+        let raw: RawMetadata = serde_json::from_slice(body).map_err(|e| DiscoveryError::Json {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        if raw.issuer != settings.issuer.as_str() {
+            return Err(DiscoveryError::IssuerMismatch {
+                expected: settings.issuer.to_string(),
+                found: raw.issuer,
+            });
+        }
+        let authz = raw.authorization_endpoint.as_deref().ok_or(DiscoveryError::Field {
+            field: "authorization_endpoint",
+            message: "missing".into(),
+        })?;
+        let authorization_endpoint = https_url("authorization_endpoint", authz)?;
+        let par_top = raw
+            .pushed_authorization_request_endpoint
+            .as_deref()
+            .ok_or(DiscoveryError::Field {
+                field: "pushed_authorization_request_endpoint",
+                message: "missing: this AS does not offer PAR (RFC 9126 §5)".into(),
+            })?;
+        let par_alias = raw
+            .mtls_endpoint_aliases
+            .get("pushed_authorization_request_endpoint")
+            .and_then(|v| v.as_str());
+        let use_alias = match settings.par_alias {
+            AliasPolicy::Always => true,
+            AliasPolicy::Never => false,
+            AliasPolicy::Auto => settings.auth_method == AuthMethod::TlsClientAuth,
+        };
+        // RFC 8705 §5: fall back to the top-level URL endpoint by endpoint.
+        let par_endpoint = match (use_alias, par_alias) {
+            (true, Some(a)) => https_url("mtls_endpoint_aliases.pushed_authorization_request_endpoint", a)?,
+            _ => https_url("pushed_authorization_request_endpoint", par_top)?,
+        };
+        let alias_or = |name: &'static str, top: &Option<String>| -> Result<Option<Url>, DiscoveryError> {
+            // Token-issuing and cert-bound endpoints: alias when listed (MTLS-4).
+            match raw.mtls_endpoint_aliases.get(name).and_then(|v| v.as_str()) {
+                Some(a) => https_url(name, a).map(Some),
+                None => top.as_deref().map(|t| https_url(name, t)).transpose(),
+            }
+        };
+        let token_endpoint = alias_or("token_endpoint", &raw.token_endpoint)?;
+        let userinfo_endpoint = alias_or("userinfo_endpoint", &raw.userinfo_endpoint)?;
+        let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
+
+        let alg = settings.signing_keys[0].alg;
+        check_alg(
+            "request_object_signing_alg_values_supported",
+            &raw.request_object_signing_alg_values_supported,
+            alg,
+        )?;
+        if settings.auth_method == AuthMethod::PrivateKeyJwt {
+            check_alg(
+                "token_endpoint_auth_signing_alg_values_supported",
+                &raw.token_endpoint_auth_signing_alg_values_supported,
+                alg,
+            )?;
+        }
+        if let Some(methods) = &raw.token_endpoint_auth_methods_supported {
+            let m = settings.auth_method.as_str();
+            if !methods.iter().any(|x| x == m) {
+                return Err(DiscoveryError::Field {
+                    field: "token_endpoint_auth_methods_supported",
+                    message: format!("does not list `{m}`"),
+                });
+            }
+        }
+        Ok(ProviderMetadata {
+            issuer: settings.issuer.clone(),
+            authorization_endpoint,
+            par_endpoint,
+            token_endpoint,
+            userinfo_endpoint,
+            jwks_uri,
+            require_par: raw.require_pushed_authorization_requests,
+            iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
+        })
+    }
+}
+
+fn check_alg(field: &'static str, listed: &Option<Vec<String>>, alg: Alg) -> Result<(), DiscoveryError> {
+    match listed {
+        Some(l) if !l.iter().any(|a| alg.advertised_as(a)) => Err(DiscoveryError::Field {
+            field,
+            message: format!("the AS does not accept {} (it lists {})", alg.as_str(), l.join(", ")),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Fetches and checks the metadata once.
+pub async fn fetch(http: &dyn AsHttp, settings: &Settings) -> Result<ProviderMetadata, DiscoveryError> {
+    let url = settings.discovery_url.clone();
+    let resp = http
+        .send(AsRequest {
+            method: http::Method::GET,
+            url: url.clone(),
+            headers: vec![("accept", "application/json".into())],
+            form: None,
+            timeout: settings.discovery_timeout,
+        })
+        .await
+        .map_err(|source| DiscoveryError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+    if resp.status != 200 {
+        return Err(DiscoveryError::Status {
+            url: url.to_string(),
+            status: resp.status,
+        });
+    }
+    ProviderMetadata::from_json(&resp.body, settings, url.as_str())
+}
+
+/// The last good metadata document; `None` until the first successful load (not ready).
+#[derive(Default)]
+pub struct DiscoveryCache {
+    current: ArcSwapOption<ProviderMetadata>,
+}
+
+impl DiscoveryCache {
+    pub fn get(&self) -> Option<Arc<ProviderMetadata>> {
+        self.current.load_full()
+    }
+
+    pub fn set(&self, m: ProviderMetadata) {
+        self.current.store(Some(Arc::new(m)));
+    }
+}
+
+/// Backoff for the next attempt: quick retries until the first load, the configured
+/// period afterwards.
+pub fn next_delay(loaded: bool, failures: u32, period: Duration) -> Duration {
+    if loaded && failures == 0 {
+        period
+    } else {
+        let secs = 1u64 << failures.min(5);
+        Duration::from_secs(secs).min(period)
+    }
+}

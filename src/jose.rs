@@ -1,0 +1,250 @@
+//! JWS signing with parsed, cached aws-lc keys.
+//!
+//! Why not `jsonwebtoken::encode`: it re-parses the PEM private key on every call (PS256
+//! ~690 us vs ~245 us with a parsed key, measured in shared/platform-notes.md). We build the
+//! compact JWS ourselves; `jsonwebtoken` is still used to *verify* (tests, JARM).
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use thiserror::Error;
+
+/// The JWS algorithms FAPI 2.0 allows (CR-1). Never `none`, never HMAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    PS256,
+    ES256,
+    EdDSA,
+}
+
+impl Alg {
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "PS256" => Some(Alg::PS256),
+            "ES256" => Some(Alg::ES256),
+            "EdDSA" | "Ed25519" => Some(Alg::EdDSA),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::PS256 => "PS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Names under which an AS may advertise this algorithm (node lists both `EdDSA` and
+    /// the fully specified `Ed25519`).
+    pub fn advertised_as(self, name: &str) -> bool {
+        match self {
+            Alg::EdDSA => name == "EdDSA" || name == "Ed25519",
+            other => name == other.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("signing failed")]
+    Sign,
+}
+
+enum KeyMaterial {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A parsed private signing key with its `kid` and public JWK. Debug never prints key bytes.
+pub struct SigningKey {
+    alg: Alg,
+    kid: String,
+    material: KeyMaterial,
+    public_jwk: Value,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Parses a DER private key (PKCS#8, or PKCS#1 for RSA / SEC1 for EC) for `alg`.
+    pub fn from_der(der: &[u8], alg: Alg, kid: Option<String>) -> Result<Self, KeyError> {
+        let material = match alg {
+            Alg::PS256 => {
+                let kp = RsaKeyPair::from_pkcs8(der)
+                    .or_else(|_| RsaKeyPair::from_der(der))
+                    .map_err(|e| KeyError::Parse(format!("not an RSA private key for PS256: {e}")))?;
+                if kp.public_modulus_len() < 256 {
+                    return Err(KeyError::Parse("RSA keys must be at least 2048 bits (CR-2)".into()));
+                }
+                KeyMaterial::Rsa(kp)
+            }
+            Alg::ES256 => {
+                let a = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+                let kp = EcdsaKeyPair::from_pkcs8(a, der)
+                    .or_else(|_| EcdsaKeyPair::from_private_key_der(a, der))
+                    .map_err(|e| KeyError::Parse(format!("not a P-256 private key for ES256: {e}")))?;
+                KeyMaterial::Ec(kp)
+            }
+            Alg::EdDSA => KeyMaterial::Ed(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|e| KeyError::Parse(format!("not an Ed25519 private key for EdDSA: {e}")))?,
+            ),
+        };
+        let public = public_jwk_members(&material);
+        let kid = kid.unwrap_or_else(|| jwk_thumbprint(&public));
+        let mut public_jwk = public;
+        let obj = public_jwk.as_object_mut().expect("jwk is an object");
+        obj.insert("kid".into(), Value::String(kid.clone()));
+        obj.insert("use".into(), Value::String("sig".into()));
+        obj.insert("alg".into(), Value::String(alg.as_str().into()));
+        Ok(SigningKey {
+            alg,
+            kid,
+            material,
+            public_jwk,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK with `kid`, `use` and `alg`, for registration at the AS.
+    pub fn public_jwk(&self) -> &Value {
+        &self.public_jwk
+    }
+
+    fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.material {
+            KeyMaterial::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(&signature::RSA_PSS_SHA256, &self.rng, msg, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
+                Ok(sig)
+            }
+            KeyMaterial::Ec(kp) => Ok(kp
+                .sign(&self.rng, msg)
+                .map_err(|_| KeyError::Sign)?
+                .as_ref()
+                .to_vec()),
+            KeyMaterial::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
+        }
+    }
+
+    /// Compact JWS over `claims` with header `{alg, kid, typ?}`.
+    pub fn sign_jwt(&self, typ: Option<&str>, claims: &Map<String, Value>) -> Result<String, KeyError> {
+        let mut header = json!({ "alg": self.alg.as_str(), "kid": self.kid });
+        if let Some(t) = typ {
+            header["typ"] = Value::String(t.into());
+        }
+        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        let mut out = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 400);
+        B64.encode_string(&header, &mut out);
+        out.push('.');
+        B64.encode_string(&payload, &mut out);
+        let sig = self.sign_bytes(out.as_bytes())?;
+        out.push('.');
+        B64.encode_string(&sig, &mut out);
+        Ok(out)
+    }
+}
+
+fn public_jwk_members(m: &KeyMaterial) -> Value {
+    match m {
+        KeyMaterial::Rsa(kp) => {
+            let pk = kp.public_key();
+            json!({
+                "kty": "RSA",
+                "n": B64.encode(pk.modulus().big_endian_without_leading_zero()),
+                "e": B64.encode(pk.exponent().big_endian_without_leading_zero()),
+            })
+        }
+        KeyMaterial::Ec(kp) => {
+            // Uncompressed SEC1 point: 0x04 || X(32) || Y(32).
+            let p = kp.public_key().as_ref();
+            json!({ "kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65]) })
+        }
+        KeyMaterial::Ed(kp) => {
+            json!({ "kty": "OKP", "crv": "Ed25519", "x": B64.encode(kp.public_key().as_ref()) })
+        }
+    }
+}
+
+/// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
+pub fn jwk_thumbprint(jwk: &Value) -> String {
+    let members: &[&str] = match jwk["kty"].as_str() {
+        Some("RSA") => &["e", "kty", "n"],
+        Some("EC") => &["crv", "kty", "x", "y"],
+        _ => &["crv", "kty", "x"],
+    };
+    // serde_json's Map is a BTreeMap here (no preserve_order), so keys serialize sorted.
+    let canonical: Map<String, Value> = members
+        .iter()
+        .map(|k| (k.to_string(), jwk[*k].clone()))
+        .collect();
+    let bytes = serde_json::to_vec(&canonical).expect("json");
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes))
+}
+
+/// `base64url(sha256(ascii))` without padding: PKCE S256 (RFC 7636 §4.2).
+pub fn s256(ascii: &str) -> String {
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ascii.as_bytes()))
+}
+
+/// 32 random octets, base64url: a PKCE verifier or any other 256-bit token (CR-3).
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    B64.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // RFC 7638 §3.1 example key.
+        let jwk = json!({"kty":"RSA","e":"AQAB","alg":"RS256","kid":"2011-04-29",
+          "n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
+        assert_eq!(jwk_thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn pkce_s256_matches_openssl_digest() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-1B0gMtBmV4LjjQ7uGqU8oE2YmcTSnc"),
+            // printf VERIFIER | openssl dgst -sha256 -binary | base64url
+            "Lp_A6Vjm0xkqgvIhrhwq3d79Nn9xJ3kYwUnfHXu7vT8"
+        );
+    }
+
+    #[test]
+    fn alg_names() {
+        assert_eq!(Alg::parse("Ed25519"), Some(Alg::EdDSA));
+        assert!(Alg::parse("none").is_none());
+        assert!(Alg::parse("HS256").is_none());
+        assert!(Alg::EdDSA.advertised_as("Ed25519"));
+        assert!(!Alg::ES256.advertised_as("PS256"));
+    }
+}

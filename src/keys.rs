@@ -1,0 +1,159 @@
+//! Key material from files: JWS signing keys and the mTLS transport identity.
+//!
+//! Loaded once into parsed form ([`KeySet`]) and swapped whole on reload, so a request
+//! always signs with one consistent set. Nothing here ever formats key bytes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use crate::config::{Settings, SigningKeyRef};
+use crate::jose::SigningKey;
+
+#[derive(Debug, Error)]
+pub enum KeyLoadError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> KeyLoadError {
+    KeyLoadError::File {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The client certificate the sidecar presents to the AS (RFC 8705), parsed.
+#[derive(Clone)]
+pub struct TransportIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    /// Unix seconds; exported as a metric so expiry alerts fire before logins fail.
+    pub not_after: i64,
+    pub subject: String,
+}
+
+impl TransportIdentity {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+impl std::fmt::Debug for TransportIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportIdentity")
+            .field("subject", &self.subject)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything signed or presented on behalf of the client, loaded together.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    /// `signing[0]` signs; the rest are published for rotation overlap.
+    pub signing: Vec<Arc<SigningKey>>,
+    pub transport: TransportIdentity,
+    /// Human-readable warnings (e.g. loose file permissions) for logs and check-config.
+    pub warnings: Vec<String>,
+}
+
+impl KeySet {
+    pub fn load(settings: &Settings) -> Result<KeySet, KeyLoadError> {
+        let mut warnings = Vec::new();
+        let mut signing = Vec::new();
+        for k in &settings.signing_keys {
+            warnings.extend(permission_warning(&k.path));
+            signing.push(Arc::new(load_signing_key(k)?));
+        }
+        let mut kids = std::collections::HashSet::new();
+        for k in &signing {
+            if !kids.insert(k.kid().to_string()) {
+                return Err(file_err(
+                    &settings.signing_keys[0].path,
+                    format!("duplicate kid `{}` among signing keys (CR-4)", k.kid()),
+                ));
+            }
+        }
+        warnings.extend(permission_warning(&settings.transport_key));
+        let transport = load_transport(&settings.transport_cert, &settings.transport_key)?;
+        Ok(KeySet {
+            signing,
+            transport,
+            warnings,
+        })
+    }
+
+    pub fn active(&self) -> &Arc<SigningKey> {
+        &self.signing[0]
+    }
+
+    /// The public JWKS to register at the AS (or serve at `/jwks.json`).
+    pub fn public_jwks(&self) -> Value {
+        json!({ "keys": self.signing.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>() })
+    }
+}
+
+fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KeyLoadError> {
+    let pem = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| file_err(path, format!("not PEM: {e}")))?
+        .ok_or_else(|| file_err(path, "no PRIVATE KEY block found"))
+}
+
+fn load_signing_key(k: &SigningKeyRef) -> Result<SigningKey, KeyLoadError> {
+    let der = read_private_key(&k.path)?;
+    SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone()).map_err(|e| file_err(&k.path, e.to_string()))
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyLoadError> {
+    let pem = std::fs::read(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, format!("not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+fn load_transport(cert: &Path, key: &Path) -> Result<TransportIdentity, KeyLoadError> {
+    let chain = load_certs(cert)?;
+    let key_der = read_private_key(key)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| file_err(cert, format!("bad certificate: {e}")))?;
+    let not_after = parsed.validity().not_after.timestamp();
+    let subject = parsed.subject().to_string();
+    // Check the key belongs to the certificate now, not at the first PAR.
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .map_err(|e| file_err(key, format!("unusable TLS private key: {e}")))?;
+    let ck = rustls::sign::CertifiedKey::new(chain.clone(), signing);
+    ck.keys_match()
+        .map_err(|_| file_err(key, format!("does not match the certificate in {}", cert.display())))?;
+    Ok(TransportIdentity {
+        chain,
+        key: Arc::new(key_der),
+        not_after,
+        subject,
+    })
+}
+
+/// Warns when a private key file is readable by group or others.
+fn permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{}: private key file mode is {:o}; restrict it to the owner (0600 or 0400)",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}

@@ -1,0 +1,21 @@
+//! par-sidecar: retrofits FAPI 2.0 (PAR + JAR + mTLS) onto an unmodified OAuth web app.
+//!
+//! Modules by concern; only `proxy`, `admin`, `background` and `server` know pingora.
+
+pub mod admin;
+pub mod authorize;
+pub mod background;
+pub mod config;
+pub mod discovery;
+pub mod errors;
+pub mod http_client;
+pub mod jose;
+pub mod keys;
+pub mod metrics;
+pub mod par;
+pub mod protocol;
+pub mod proxy;
+pub mod redirect;
+pub mod request_object;
+pub mod server;
+pub mod state;

@@ -1,0 +1,159 @@
+//! `par-sidecar` CLI: `run`, `check-config`, `jwks`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use par_sidecar::config::Settings;
+use par_sidecar::discovery;
+use par_sidecar::keys::KeySet;
+use par_sidecar::state::{build_http, SidecarState};
+
+#[derive(Parser)]
+#[command(name = "par-sidecar", version, about = "FAPI 2.0 PAR/JAR/mTLS retrofit sidecar for unmodified OAuth apps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the public, admin listeners.
+    Run {
+        #[arg(long, env = "PAR_SIDECAR_CONFIG")]
+        config: PathBuf,
+        /// Worker threads for the proxy.
+        #[arg(long, env = "PAR_SIDECAR_THREADS", default_value_t = 1)]
+        threads: usize,
+    },
+    /// Parse and validate the config, load every key and certificate, fetch discovery.
+    CheckConfig {
+        #[arg(long, env = "PAR_SIDECAR_CONFIG")]
+        config: PathBuf,
+        /// Skip fetching the AS discovery document.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print the public JWKS of the signing key(s), to register at the AS.
+    Jwks {
+        #[arg(long, env = "PAR_SIDECAR_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAR_SIDECAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_settings(path: &PathBuf) -> Result<Settings, String> {
+    Settings::load(path).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    // Pin one TLS provider before pingora or reqwest can pick one (platform notes).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, threads } => {
+            let settings = match load_settings(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(settings.log_json, &settings.log_level);
+            let state = match SidecarState::load(settings) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load key material");
+                    return ExitCode::from(2);
+                }
+            };
+            for w in &state.keys.load().warnings {
+                tracing::warn!(warning = %w, "key file permissions");
+            }
+            tracing::info!(
+                public = %state.settings.public_addr,
+                admin = %state.settings.admin_addr,
+                upstream = %state.settings.upstream,
+                issuer = %state.settings.issuer,
+                kid = state.keys.load().active().kid(),
+                "par-sidecar starting"
+            );
+            par_sidecar::server::run(state, threads.max(1))
+        }
+        Command::CheckConfig { config, offline } => check_config(&config, offline),
+        Command::Jwks { config } => {
+            let keys = load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
+            match keys {
+                Ok(k) => {
+                    println!("{}", serde_json::to_string_pretty(&k.public_jwks()).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn check_config(config: &PathBuf, offline: bool) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let keys = match KeySet::load(&settings) {
+        Ok(k) => k,
+        Err(e) => return fail(e.to_string()),
+    };
+    println!("config:            {}", settings.source.display());
+    println!("public listener:   {}", settings.public_addr);
+    println!("admin listener:    {}", settings.admin_addr);
+    println!("upstream app:      {}", settings.upstream);
+    println!("issuer:            {}", settings.issuer);
+    println!("discovery:         {}", settings.discovery_url);
+    println!("client_id:         {}", settings.client_id);
+    println!("auth method:       {}", settings.auth_method.as_str());
+    for (i, k) in keys.signing.iter().enumerate() {
+        let role = if i == 0 { "signs" } else { "published" };
+        println!("signing key {i}:     {} kid={} ({role})", k.alg().as_str(), k.kid());
+    }
+    println!("transport cert:    {} (not after {})", keys.transport.subject, keys.transport.not_after);
+    println!("PAR required:      {}", settings.par_required);
+    for w in &keys.warnings {
+        println!("warning:           {w}");
+    }
+    if offline {
+        println!("discovery:         skipped (--offline)");
+        return ExitCode::SUCCESS;
+    }
+    let http = match build_http(&settings, &keys) {
+        Ok(h) => h,
+        Err(e) => return fail(e.to_string()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    match rt.block_on(discovery::fetch(http.as_ref(), &settings)) {
+        Ok(m) => {
+            println!("authorize:         {}", m.authorization_endpoint);
+            println!("PAR endpoint:      {}", m.par_endpoint);
+            println!("AS requires PAR:   {}", m.require_par);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}

@@ -1,0 +1,153 @@
+//! Every metric family, its name and labels, in one place. Hot-path counters are resolved
+//! to children once at start-up so a proxied request updates an atomic, with no label
+//! lookup, lock or allocation.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub par_requests: IntCounterVec,
+    pub par_duration: HistogramVec,
+    pub par_expires_in: Histogram,
+    pub redirects: IntCounterVec,
+    pub redirect_rewritten: IntCounter,
+    pub redirect_passed: IntCounter,
+    pub browser_errors: IntCounterVec,
+    pub signing_duration: HistogramVec,
+    pub discovery_last_success: IntGauge,
+    pub discovery_failures: IntCounterVec,
+    pub discovery_loaded: IntGauge,
+    pub transport_not_after: IntGauge,
+    pub build_info: IntGaugeVec,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let par_requests = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new("par_sidecar_par_requests_total", "PAR calls by outcome and AS error code"),
+                &["outcome", "as_error"],
+            )
+            .unwrap(),
+        );
+        let par_duration = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new("par_sidecar_par_duration_seconds", "PAR round trip including signing")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["outcome"],
+            )
+            .unwrap(),
+        );
+        let par_expires_in = reg(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new("par_sidecar_par_expires_in_seconds", "expires_in of request_uri values the AS issued")
+                    .buckets(vec![5.0, 10.0, 30.0, 60.0, 90.0, 300.0, 600.0]),
+            )
+            .unwrap(),
+        );
+        let redirects = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_redirects_total",
+                    "Upstream 3xx responses: rewritten to PAR, passed through, or failed closed",
+                ),
+                &["action"],
+            )
+            .unwrap(),
+        );
+        let browser_errors = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new("par_sidecar_errors_total", "Error pages served to the browser, by error code"),
+                &["code"],
+            )
+            .unwrap(),
+        );
+        let signing_duration = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new("par_sidecar_signing_duration_seconds", "Time to sign one JWT")
+                    .buckets(vec![0.000_02, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01]),
+                &["alg", "purpose"],
+            )
+            .unwrap(),
+        );
+        let discovery_last_success = reg(
+            &r,
+            IntGauge::new(
+                "par_sidecar_discovery_last_success_timestamp_seconds",
+                "Unix time of the last successful AS metadata load",
+            )
+            .unwrap(),
+        );
+        let discovery_failures = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new("par_sidecar_discovery_failures_total", "Failed AS metadata loads by reason"),
+                &["reason"],
+            )
+            .unwrap(),
+        );
+        let discovery_loaded = reg(
+            &r,
+            IntGauge::new("par_sidecar_discovery_loaded", "1 once AS metadata has been loaded (readiness)").unwrap(),
+        );
+        let transport_not_after = reg(
+            &r,
+            IntGauge::new(
+                "par_sidecar_transport_certificate_not_after_timestamp_seconds",
+                "notAfter of the mTLS transport certificate in use",
+            )
+            .unwrap(),
+        );
+        let build_info = reg(
+            &r,
+            IntGaugeVec::new(Opts::new("par_sidecar_build_info", "Build information"), &["version"]).unwrap(),
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Metrics {
+            redirect_rewritten: redirects.with_label_values(&["rewritten"]),
+            redirect_passed: redirects.with_label_values(&["passed_through"]),
+            registry: r,
+            par_requests,
+            par_duration,
+            par_expires_in,
+            redirects,
+            browser_errors,
+            signing_duration,
+            discovery_last_success,
+            discovery_failures,
+            discovery_loaded,
+            transport_not_after,
+            build_info,
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8192);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

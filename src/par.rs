@@ -1,0 +1,259 @@
+//! The PAR call (RFC 9126): sign the request object and client assertion, POST them over
+//! mTLS, parse the 201 or the OAuth error. No pingora here; the HTTP client is a seam.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::authorize::AuthorizeRedirect;
+use crate::config::{AuthMethod, Settings};
+use crate::discovery::ProviderMetadata;
+use crate::http_client::{AsHttp, AsRequest, TransportError};
+use crate::jose::{Alg, SigningKey};
+use crate::metrics::Metrics;
+use crate::protocol::InteractionId;
+use crate::request_object::{
+    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP,
+};
+
+#[derive(Debug, Error)]
+pub enum ParError {
+    #[error("AS unreachable: {0}")]
+    Transport(TransportError),
+    #[error("AS rejected the PAR with HTTP {status}: {error}")]
+    Rejected {
+        status: u16,
+        /// OAuth `error` code, sanitised for use as a metric label.
+        error: String,
+        /// Logged, never shown to the browser.
+        description: Option<String>,
+    },
+    #[error("AS answered the PAR with an unusable response: {0}")]
+    BadResponse(String),
+    #[error("signing failed")]
+    Signing,
+}
+
+impl ParError {
+    /// Stable error code for the browser page and the `outcome` metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParError::Transport(TransportError::Timeout) => "as_timeout",
+            ParError::Transport(TransportError::Tls(_)) => "as_tls_failure",
+            ParError::Transport(_) => "as_unavailable",
+            ParError::Rejected { .. } => "par_rejected",
+            ParError::BadResponse(_) => "as_bad_response",
+            ParError::Signing => "signing_failed",
+        }
+    }
+
+    pub fn as_error_label(&self) -> &str {
+        match self {
+            ParError::Rejected { error, .. } => error,
+            _ => "",
+        }
+    }
+}
+
+/// What the AS gave back for one pushed request.
+#[derive(Debug, Clone)]
+pub struct PushedRequest {
+    pub request_uri: String,
+    pub expires_in: u64,
+    pub as_status: u16,
+    /// `x-fapi-interaction-id` the AS echoed, if any.
+    pub echoed_interaction_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ParSuccess {
+    request_uri: Option<serde_json::Value>,
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct OAuthError {
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Restricts an AS-provided error code to a safe label: `[a-z_]{1,40}` or `unknown`.
+pub fn sanitize_error_code(s: &str) -> String {
+    if !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        s.to_string()
+    } else {
+        "unknown".into()
+    }
+}
+
+/// Signs what one PAR needs. RSA signing (~250 us) runs on the blocking pool so it never
+/// stalls the proxy's event loop; EC and Ed25519 (~15 us) sign inline.
+async fn sign_pair(
+    key: Arc<SigningKey>,
+    ro: serde_json::Map<String, serde_json::Value>,
+    assertion: Option<serde_json::Map<String, serde_json::Value>>,
+    metrics: Arc<Metrics>,
+) -> Result<(String, Option<String>), ParError> {
+    let slow = key.alg() == Alg::PS256;
+    let work = move || -> Result<(String, Option<String>), ParError> {
+        let alg = key.alg().as_str();
+        let t = Instant::now();
+        let request = key.sign_jwt(Some(REQUEST_OBJECT_TYP), &ro).map_err(|_| ParError::Signing)?;
+        metrics
+            .signing_duration
+            .with_label_values(&[alg, "request_object"])
+            .observe(t.elapsed().as_secs_f64());
+        let assertion = match assertion {
+            Some(a) => {
+                let t = Instant::now();
+                let jwt = key.sign_jwt(None, &a).map_err(|_| ParError::Signing)?;
+                metrics
+                    .signing_duration
+                    .with_label_values(&[alg, "client_assertion"])
+                    .observe(t.elapsed().as_secs_f64());
+                Some(jwt)
+            }
+            None => None,
+        };
+        Ok((request, assertion))
+    };
+    if slow {
+        tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
+    } else {
+        work()
+    }
+}
+
+/// Everything the PAR call needs, borrowed from the running state.
+pub struct ParContext<'a> {
+    pub settings: &'a Settings,
+    pub metadata: &'a ProviderMetadata,
+    pub key: Arc<SigningKey>,
+    pub http: &'a dyn AsHttp,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Pushes one authorization request. The caller owns metrics for the outcome.
+pub async fn push(
+    cx: &ParContext<'_>,
+    redirect: &AuthorizeRedirect,
+    interaction_id: InteractionId,
+    deadline: Duration,
+) -> Result<PushedRequest, ParError> {
+    let s = cx.settings;
+    let now = now_secs();
+    let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
+    let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
+        .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
+    let (request, assertion) = sign_pair(cx.key.clone(), ro, assertion, cx.metrics.clone()).await?;
+
+    // With JAR, nothing but client_id, request and client authentication goes outside the
+    // object (JAR-1/JAR-2, node strip_outside_jar_params).
+    let mut form = vec![
+        ("client_id".to_string(), s.client_id.as_str().to_string()),
+        ("request".to_string(), request),
+    ];
+    if let Some(a) = assertion {
+        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
+        form.push(("client_assertion".into(), a));
+    }
+    let resp = cx
+        .http
+        .send(AsRequest {
+            method: http::Method::POST,
+            url: cx.metadata.par_endpoint.clone(),
+            headers: vec![
+                ("accept", "application/json".into()),
+                ("x-fapi-interaction-id", interaction_id.to_string()),
+            ],
+            form: Some(form),
+            timeout: deadline,
+        })
+        .await
+        .map_err(ParError::Transport)?;
+
+    let echoed_interaction_id = resp
+        .headers
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
+    parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
+        request_uri,
+        expires_in,
+        as_status: resp.status,
+        echoed_interaction_id,
+    })
+}
+
+/// 201 `{request_uri, expires_in}` (PAR-8); another 2xx with a valid body is tolerated.
+pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParError> {
+    if (200..300).contains(&status) {
+        let ok: ParSuccess = serde_json::from_slice(body)
+            .map_err(|_| ParError::BadResponse(format!("HTTP {status} with a body that is not JSON")))?;
+        let request_uri = match ok.request_uri {
+            Some(serde_json::Value::String(u)) if !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control) => u,
+            _ => return Err(ParError::BadResponse("no usable request_uri".into())),
+        };
+        // A missing expires_in is tolerated: assume it is short (PAR-8 note).
+        let expires_in = match ok.expires_in {
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ParError::BadResponse("expires_in is not a positive integer".into()))?,
+            None => 0,
+            Some(_) => return Err(ParError::BadResponse("expires_in is not a number".into())),
+        };
+        return Ok((request_uri, expires_in));
+    }
+    let err: Option<OAuthError> = serde_json::from_slice(body).ok();
+    match err.and_then(|e| e.error.map(|c| (c, e.error_description))) {
+        Some((code, description)) => Err(ParError::Rejected {
+            status,
+            error: sanitize_error_code(&code),
+            description: description.map(|d| d.chars().take(300).collect()),
+        }),
+        None => Err(ParError::BadResponse(format!("HTTP {status} without an OAuth error body"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_success_and_errors() {
+        let (u, e) = parse_response(201, br#"{"request_uri":"urn:ietf:params:oauth:request_uri:x","expires_in":60}"#).unwrap();
+        assert_eq!((u.as_str(), e), ("urn:ietf:params:oauth:request_uri:x", 60));
+        assert!(matches!(parse_response(201, b"{}"), Err(ParError::BadResponse(_))));
+        assert!(matches!(parse_response(201, b"<html>"), Err(ParError::BadResponse(_))));
+        assert!(matches!(
+            parse_response(201, br#"{"request_uri":"u","expires_in":-3}"#),
+            Err(ParError::BadResponse(_))
+        ));
+        match parse_response(400, br#"{"error":"invalid_request_object","error_description":"bad aud"}"#) {
+            Err(ParError::Rejected { status: 400, error, description }) => {
+                assert_eq!(error, "invalid_request_object");
+                assert_eq!(description.as_deref(), Some("bad aud"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_response(503, b"oops"), Err(ParError::BadResponse(_))));
+    }
+
+    #[test]
+    fn hostile_error_codes_do_not_become_labels() {
+        assert_eq!(sanitize_error_code("invalid_client"), "invalid_client");
+        assert_eq!(sanitize_error_code("Bad\"Label}"), "unknown");
+        assert_eq!(sanitize_error_code(&"a".repeat(100)), "unknown");
+        assert_eq!(sanitize_error_code(""), "unknown");
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(ParError::Transport(TransportError::Timeout).code(), "as_timeout");
+        assert_eq!(ParError::Transport(TransportError::Connect("x".into())).code(), "as_unavailable");
+        assert_eq!(ParError::BadResponse("x".into()).code(), "as_bad_response");
+    }
+}

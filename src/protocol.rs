@@ -1,0 +1,93 @@
+//! Newtypes for protocol values, so an issuer is never confused with an endpoint URL and a
+//! client id never with a free-form string.
+
+use std::fmt;
+
+use url::Url;
+
+/// The AS issuer identifier. Compared byte for byte (DISC-2): a trailing `/` counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerUrl(String);
+
+impl IssuerUrl {
+    pub fn new(s: &str) -> Result<Self, String> {
+        let u = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+        if u.scheme() != "https" {
+            return Err("the issuer must be an https URL".into());
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err("the issuer must not have a query or fragment (RFC 8414 §2)".into());
+        }
+        // Keep the configured string exactly: it is what `aud` and `iss` are compared with.
+        Ok(IssuerUrl(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// OIDC Discovery style: `/.well-known/openid-configuration` appended after any path.
+    pub fn default_discovery_url(&self) -> Url {
+        let base = self.0.trim_end_matches('/');
+        Url::parse(&format!("{base}/.well-known/openid-configuration"))
+            .expect("issuer was validated as a URL")
+    }
+}
+
+impl fmt::Display for IssuerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The OAuth client identifier registered at the AS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn new(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control()) {
+            return Err("client_id must be 1..=255 printable characters".into());
+        }
+        Ok(ClientId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `x-fapi-interaction-id`: a UUIDv4 per AS call, also shown to the browser on errors so a
+/// user's screenshot can be matched to the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InteractionId(uuid::Uuid);
+
+impl InteractionId {
+    pub fn new() -> Self {
+        InteractionId(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for InteractionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for InteractionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Shortens a secret-bearing value for logs: enough to correlate, never enough to use.
+pub fn redact(value: &str) -> String {
+    let prefix: String = value.chars().take(6).collect();
+    format!("{prefix}…({} chars)", value.chars().count())
+}

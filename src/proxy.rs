@@ -1,0 +1,145 @@
+//! The public listener's `ProxyHttp`: thin and phase-shaped. Each phase hands its concern to
+//! a module that knows nothing about pingora (`redirect`, `errors`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::errors::{wants_json, BrowserError};
+use crate::redirect::{decide, is_redirect, RedirectDecision};
+use crate::state::SidecarState;
+
+pub struct PublicProxy {
+    pub state: Arc<SidecarState>,
+}
+
+/// Per-request context.
+#[derive(Default)]
+pub struct RequestCtx {
+    wants_json: bool,
+    /// Set when the upstream response was rewritten: its body is dropped.
+    drop_body: bool,
+    /// Set when we fail closed: `fail_to_proxy` renders it.
+    failure: Option<BrowserError>,
+}
+
+/// Headers every sidecar-authored response carries (TLS-4, AZ-3).
+fn apply_security_headers(h: &mut ResponseHeader) -> Result<()> {
+    h.insert_header("cache-control", "no-store")?;
+    h.insert_header("referrer-policy", "no-referrer")?;
+    h.insert_header("x-content-type-options", "nosniff")?;
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for PublicProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.state.settings.upstream.as_str(), false, String::new())))
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.wants_json = wants_json(session.req_header().headers.get("accept").map(|v| v.as_bytes()));
+        Ok(false)
+    }
+
+    /// Only here, on the *upstream* response, can a PAR start: a browser request cannot.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !is_redirect(resp.status.as_u16()) {
+            return Ok(());
+        }
+        let Some(location) = resp.headers.get("location").map(|v| v.as_bytes().to_vec()) else {
+            return Ok(());
+        };
+        match decide(&self.state, &location).await {
+            RedirectDecision::PassThrough => Ok(()),
+            RedirectDecision::Rewrite {
+                location,
+                interaction_id,
+            } => {
+                resp.insert_header("location", location)?;
+                resp.insert_header("x-fapi-interaction-id", interaction_id.to_string())?;
+                resp.remove_header("transfer-encoding");
+                resp.remove_header("content-type");
+                resp.insert_header("content-length", "0")?;
+                apply_security_headers(resp)?;
+                ctx.drop_body = true;
+                Ok(())
+            }
+            RedirectDecision::Fail(err) => {
+                let status = err.status;
+                ctx.failure = Some(err);
+                Error::e_explain(HTTPStatus(status), "authorize redirect failed closed")
+            }
+        }
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.drop_body {
+            *body = None;
+        }
+        Ok(None)
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        // Our own fail-closed decisions are already logged with their interaction id.
+        ctx.failure.is_some()
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let err = match ctx.failure.take() {
+            Some(err) => err,
+            None => {
+                // Upstream app down or broken: a plain gateway error, with an id to quote.
+                let status = match e.etype() {
+                    HTTPStatus(code) => *code,
+                    _ if e.esource() == &ErrorSource::Downstream => 400,
+                    _ => 502,
+                };
+                let id = crate::protocol::InteractionId::new();
+                let code = if status == 400 { "bad_request" } else { "upstream_unavailable" };
+                self.state.metrics.browser_errors.with_label_values(&[code]).inc();
+                tracing::warn!(interaction_id = %id, error = %e, status, "proxying to the app failed");
+                BrowserError::new(status, code, id)
+            }
+        };
+        let (content_type, body) = err.render(ctx.wants_json);
+        let written = async {
+            let mut h = ResponseHeader::build(err.status, Some(6))?;
+            h.insert_header("content-type", content_type)?;
+            h.insert_header("content-length", body.len().to_string())?;
+            h.insert_header("x-fapi-interaction-id", err.interaction_id.to_string())?;
+            apply_security_headers(&mut h)?;
+            session.write_response_header(Box::new(h), false).await?;
+            session.write_response_body(Some(Bytes::from(body)), true).await
+        }
+        .await;
+        if let Err(we) = written {
+            tracing::debug!(error = %we, "could not write the error page");
+        }
+        FailToProxy {
+            error_code: err.status,
+            can_reuse_downstream: false,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Wiring: builds the pingora server with the public proxy, the admin listener and the
+//! background refresher, from validated settings.
+
+use std::sync::Arc;
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::background::DiscoveryRefresher;
+use crate::proxy::PublicProxy;
+use crate::state::SidecarState;
+
+/// Runs until SIGTERM/SIGINT; pingora drains in-flight requests for the grace period.
+pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
+    let s = &state.settings;
+    let conf = ServerConf {
+        threads,
+        // One worker per runtime without stealing measured ~4% faster (platform notes).
+        work_stealing: false,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        PublicProxy { state: state.clone() },
+        "public",
+    );
+    public.add_tcp(&s.public_addr.to_string());
+
+    let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });
+    admin.add_tcp(&s.admin_addr.to_string());
+
+    let refresher = background_service("discovery", DiscoveryRefresher { state: state.clone() });
+
+    server.add_service(public);
+    server.add_service(admin);
+    server.add_service(refresher);
+    server.run_forever()
+}
