@@ -107,7 +107,7 @@ impl ProxyHttp for PublicProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let err = match ctx.failure.take() {
+        let err = match ctx.failure.clone() {
             Some(err) => err,
             None => {
                 // Upstream app down or broken: a plain gateway error, with an id to quote.

@@ -1,0 +1,150 @@
+// A real, strict authorization server for the end-to-end tests: panva's oidc-provider in its
+// FAPI 2.0 profile, served over HTTPS. Back-channel endpoints (PAR, token, userinfo,
+// introspection, revocation) refuse any connection without a client certificate that
+// chains to the test CA *before* the provider sees the request (stock oidc-provider would
+// accept a private_key_jwt PAR without one). Everything the AS saw is recorded and served at
+// /__test/events so tests can assert from the AS side (kid used, certificate, interaction id).
+//
+// Usage: node as.mjs CONFIG.json   (see lib/stack.mjs for the fields)
+import fs from 'node:fs';
+import https from 'node:https';
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const read = (p) => fs.readFileSync(p);
+const events = [];
+const record = (e) => { events.push({ at: Date.now(), ...e }); if (events.length > 5000) events.shift(); };
+
+const BACKCHANNEL = new Set(['/request', '/token', '/me', '/token/introspection', '/token/revocation']);
+
+function decodeJwtHeader(jwt) {
+  try { return JSON.parse(Buffer.from(String(jwt).split('.')[0], 'base64url').toString()); } catch { return null; }
+}
+function decodeJwtPayload(jwt) {
+  try { return JSON.parse(Buffer.from(String(jwt).split('.')[1], 'base64url').toString()); } catch { return null; }
+}
+
+// AS signing keys (ID tokens, JARM), generated per run.
+const asKeys = [
+  { ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'as-ps256', alg: 'PS256', use: 'sig' },
+  { ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), kid: 'as-es256', alg: 'ES256', use: 'sig' },
+];
+
+function peerCert(ctx) {
+  const sock = ctx.req.socket;
+  if (!sock.getPeerX509Certificate) return undefined;
+  return sock.getPeerX509Certificate() || undefined;
+}
+
+const provider = new Provider(cfg.issuer, {
+  clients: cfg.clients,
+  jwks: { keys: asKeys },
+  clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
+  enabledJWA: {
+    clientAuthSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
+    requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
+    idTokenSigningAlgValues: ['PS256', 'ES256'],
+    authorizationSigningAlgValues: ['PS256', 'ES256'],
+  },
+  features: {
+    fapi: { enabled: true, profile: '2.0' },
+    pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: true },
+    requestObjects: { enabled: true, requireSignedRequestObject: true },
+    jwtResponseModes: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+    devInteractions: { enabled: true },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      getCertificate: peerCert,
+      certificateAuthorized: (ctx) => ctx.req.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => {
+        const cert = peerCert(ctx);
+        if (!cert) return false;
+        if (property === 'tls_client_auth_subject_dn') {
+          return cert.subject.split('\n').join(',') === expected;
+        }
+        return false;
+      },
+    },
+  },
+  pkce: { required: () => true },
+  ttl: { PushedAuthorizationRequest: 60, AuthorizationCode: 60 },
+  claims: { openid: ['sub'], email: ['email'] },
+  findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.test` }) }),
+  ...(cfg.discovery ? { discovery: cfg.discovery } : {}),
+});
+provider.proxy = false;
+
+// Record what the AS decided, with the JWT headers it verified (kid/alg), for assertions.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/request' || ctx.path === '/token') {
+    const body = ctx.oidc?.body || {};
+    record({
+      path: ctx.path,
+      status: ctx.status,
+      error: ctx.body?.error,
+      error_description: ctx.body?.error_description,
+      interaction_id: ctx.get('x-fapi-interaction-id'),
+      request_kid: decodeJwtHeader(body.request)?.kid,
+      request_alg: decodeJwtHeader(body.request)?.alg,
+      request_claims: decodeJwtPayload(body.request),
+      assertion_kid: decodeJwtHeader(body.client_assertion)?.kid,
+      assertion_jti: decodeJwtPayload(body.client_assertion)?.jti,
+      cert_fingerprint: peerCert(ctx)?.fingerprint256,
+      grant_type: body.grant_type,
+    });
+  }
+});
+provider.on('server_error', (ctx, err) => { console.error('AS server_error', err); });
+
+const callback = provider.callback();
+const discoveryRewrite = cfg.rewriteMetadata || null; // { field: url } overrides, e.g. PAR on another host
+
+function handler(req, res) {
+  const path = new URL(req.url, cfg.issuer).pathname;
+  const iid = req.headers['x-fapi-interaction-id'] || crypto.randomUUID();
+  res.setHeader('x-fapi-interaction-id', iid);
+  if (path === '/__test/events') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(events));
+    return;
+  }
+  if (BACKCHANNEL.has(path) && !req.socket.authorized) {
+    record({ path, status: 401, error: 'mtls_required', interaction_id: req.headers['x-fapi-interaction-id'], tls_error: String(req.socket.authorizationError || 'no certificate') });
+    res.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ error: 'invalid_client', error_description: 'a client certificate issued by the trusted CA is required' }));
+    return;
+  }
+  if (discoveryRewrite && path === '/.well-known/openid-configuration') {
+    const chunks = [];
+    const origWrite = res.write.bind(res);
+    const origEnd = res.end.bind(res);
+    res.write = (c) => { chunks.push(Buffer.from(c)); return true; };
+    res.end = (c) => {
+      if (c) chunks.push(Buffer.from(c));
+      const doc = JSON.parse(Buffer.concat(chunks).toString());
+      Object.assign(doc, discoveryRewrite);
+      const out = Buffer.from(JSON.stringify(doc));
+      res.setHeader('content-length', out.length);
+      origWrite(out);
+      origEnd();
+    };
+  }
+  callback(req, res);
+}
+
+const tlsOpts = {
+  key: read(cfg.tls.key), cert: read(cfg.tls.cert), ca: [read(cfg.tls.ca)],
+  requestCert: true, rejectUnauthorized: false,
+};
+for (const port of [cfg.port, ...(cfg.extraPorts || [])]) {
+  https.createServer(tlsOpts, handler).listen(port, '127.0.0.1', () => {
+    console.log(`AS listening on https://127.0.0.1:${port} issuer=${cfg.issuer}`);
+  });
+}

@@ -1,0 +1,102 @@
+// A small, unmodified "legacy" OAuth web app: plain authorization-code flow with query
+// parameters, client_secret_basic at the token endpoint, no PAR, no JAR, no mTLS. It knows
+// nothing about par-sidecar; only its URLs are configured (its public base URL, and where
+// its back-channel calls go).
+//
+// Usage: node legacy-app.mjs CONFIG.json
+//   { port, base_url, client_id, client_secret, authorization_endpoint,
+//     token_endpoint?, userinfo_endpoint?, pkce: "none" | "S256" | "plain", scope? }
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import crypto from 'node:crypto';
+
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const sessions = new Map();
+const redirectUri = `${cfg.base_url}/callback`;
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...headers });
+  res.end(body);
+}
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function call(method, url, headers, body) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const mod = u.protocol === 'https:' ? https : http;
+    const req = mod.request(u, { method, headers }, (r) => {
+      const chunks = [];
+      r.on('data', (c) => chunks.push(c));
+      r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+async function handle(req, res) {
+  const u = new URL(req.url, cfg.base_url);
+  const sid = /(?:^|;\s*)legacy_sid=([^;]+)/.exec(req.headers.cookie || '')?.[1];
+  if (u.pathname === '/') return send(res, 200, '<h1>Legacy app</h1><a href="/login">Log in</a>');
+  if (u.pathname === '/login') {
+    const id = crypto.randomUUID();
+    const s = { state: crypto.randomBytes(16).toString('base64url'), nonce: crypto.randomBytes(16).toString('base64url') };
+    const q = new URLSearchParams({
+      response_type: 'code', client_id: cfg.client_id, redirect_uri: redirectUri,
+      scope: cfg.scope || 'openid email', state: s.state, nonce: s.nonce,
+    });
+    if (cfg.pkce === 'S256' || cfg.pkce === 'plain') {
+      s.verifier = crypto.randomBytes(32).toString('base64url');
+      q.set('code_challenge', cfg.pkce === 'S256' ? crypto.createHash('sha256').update(s.verifier).digest('base64url') : s.verifier);
+      q.set('code_challenge_method', cfg.pkce);
+    }
+    sessions.set(id, s);
+    return send(res, 302, 'Redirecting to the login page...', {
+      location: `${cfg.authorization_endpoint}?${q}`,
+      'set-cookie': `legacy_sid=${id}; Path=/; HttpOnly; SameSite=Lax`,
+    });
+  }
+  if (u.pathname === '/callback') {
+    const s = sessions.get(sid);
+    if (!s) return send(res, 400, '<p id="error">no session</p>');
+    if (u.searchParams.get('state') !== s.state) return send(res, 400, '<p id="error">state mismatch</p>');
+    if (u.searchParams.get('error')) return send(res, 200, `<p id="error">${esc(u.searchParams.get('error'))}</p>`);
+    const code = u.searchParams.get('code');
+    if (!cfg.token_endpoint) return send(res, 200, `<p id="code-received">yes</p>`);
+    const form = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+    if (s.verifier) form.set('code_verifier', s.verifier);
+    const basic = Buffer.from(`${encodeURIComponent(cfg.client_id)}:${encodeURIComponent(cfg.client_secret)}`).toString('base64');
+    const tok = await call('POST', cfg.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
+    if (tok.status !== 200) return send(res, 502, `<p id="error">token endpoint said ${tok.status}: ${esc(tok.body)}</p>`);
+    const t = JSON.parse(tok.body);
+    s.tokens = t;
+    const ui = await call('GET', cfg.userinfo_endpoint, { authorization: `Bearer ${t.access_token}` });
+    if (ui.status !== 200) return send(res, 502, `<p id="error">userinfo said ${ui.status}: ${esc(ui.body)}</p>`);
+    const info = JSON.parse(ui.body);
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>`);
+  }
+  if (u.pathname === '/refresh') {
+    const s = sessions.get(sid);
+    if (!s?.tokens?.refresh_token) return send(res, 400, '<p id="error">no refresh token</p>');
+    const basic = Buffer.from(`${encodeURIComponent(cfg.client_id)}:${encodeURIComponent(cfg.client_secret)}`).toString('base64');
+    const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: s.tokens.refresh_token });
+    const tok = await call('POST', cfg.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
+    if (tok.status !== 200) return send(res, 502, `<p id="error">refresh said ${tok.status}: ${esc(tok.body)}</p>`);
+    s.tokens = { ...s.tokens, ...JSON.parse(tok.body) };
+    return send(res, 200, '<p id="refreshed">yes</p>');
+  }
+  // Test fixture for a misbehaving app: redirect to whatever `to` (base64url) says.
+  if (u.pathname === '/__redirect') {
+    const to = Buffer.from(u.searchParams.get('to') || '', 'base64url').toString('latin1');
+    res.writeHead(Number(u.searchParams.get('status') || 302), { location: to, 'content-type': 'text/plain' });
+    return res.end('redirect body from the app');
+  }
+  if (u.pathname === '/big') return send(res, 200, 'x'.repeat(Number(u.searchParams.get('n') || 100000)));
+  return send(res, 404, 'not found');
+}
+
+http.createServer((req, res) => {
+  handle(req, res).catch((e) => { console.error(e); send(res, 500, 'app error'); });
+}).listen(cfg.port, '127.0.0.1', () => console.log(`legacy app on http://127.0.0.1:${cfg.port}`));
