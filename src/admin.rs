@@ -27,10 +27,18 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 /// Routes one admin request; separate from the trait so it is testable without a socket.
 pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Response<Vec<u8>> {
     if method != http::Method::GET && method != http::Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            b"method not allowed\n".to_vec(),
+        );
     }
     match path {
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            state.metrics.render(),
+        ),
         "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
         "/readyz" if state.is_ready() => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
         "/readyz" => reply(

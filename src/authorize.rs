@@ -19,7 +19,9 @@ pub enum AuthorizeError {
     TooLong(usize),
     #[error("Location is not valid UTF-8 / visible ASCII")]
     BadHeader,
-    #[error("authorize redirect uses a different scheme, port or userinfo than the discovered endpoint")]
+    #[error(
+        "authorize redirect uses a different scheme, port or userinfo than the discovered endpoint"
+    )]
     NearMiss,
     #[error("protocol-relative authorize redirect")]
     Relative,
@@ -48,7 +50,9 @@ pub enum AuthorizeError {
 impl AuthorizeError {
     pub fn code(&self) -> &'static str {
         match self {
-            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => "authorize_redirect_too_large",
+            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => {
+                "authorize_redirect_too_large"
+            }
             AuthorizeError::NearMiss | AuthorizeError::Relative | AuthorizeError::Fragment => {
                 "authorize_redirect_rejected"
             }
@@ -61,7 +65,17 @@ impl AuthorizeError {
 
 /// Parameters the app may not set: PAR/JAR plumbing and JWT registered claims that the
 /// sidecar owns. `request`/`request_uri` are a hard error, not silently dropped (PAR-4).
-const FORBIDDEN: &[&str] = &["request", "request_uri", "iss", "aud", "exp", "iat", "nbf", "jti", "sub"];
+const FORBIDDEN: &[&str] = &[
+    "request",
+    "request_uri",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "sub",
+];
 /// Parameters whose values are JSON, carried as JSON inside the request object (JAR §4).
 const JSON_OBJECT_PARAMS: &[&str] = &["claims"];
 const JSON_ARRAY_PARAMS: &[&str] = &["authorization_details"];
@@ -86,7 +100,10 @@ impl AuthorizeEndpoint {
     pub fn new(url: Url) -> Self {
         let host = norm_host(url.host_str().unwrap_or_default());
         let port = url.port_or_known_default().unwrap_or(443);
-        let fixed_query = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let fixed_query = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         AuthorizeEndpoint {
             url,
             host,
@@ -132,7 +149,12 @@ pub enum Detection {
 }
 
 /// Classifies one upstream `Location` value.
-pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max_len: usize) -> Detection {
+pub fn detect(
+    location: &[u8],
+    ep: &AuthorizeEndpoint,
+    client_id: &ClientId,
+    max_len: usize,
+) -> Detection {
     let Ok(loc) = std::str::from_utf8(location) else {
         // Not UTF-8: it cannot be a URL we recognise; if it names our host, refuse.
         return if contains_ignore_case(location, ep.host.as_bytes()) {
@@ -180,7 +202,12 @@ pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max
         Ok(p) => p,
         Err(e) => return Detection::Rejected(e),
     };
-    if pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str()) != Some(client_id.as_str()) {
+    if pairs
+        .iter()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.as_str())
+        != Some(client_id.as_str())
+    {
         return Detection::NotOurs;
     }
     match build_params(pairs, ep) {
@@ -194,7 +221,10 @@ fn host_matches(u: &Url, ep: &AuthorizeEndpoint) -> bool {
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    !needle.is_empty()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Strict `application/x-www-form-urlencoded` parsing: bad escapes, bad UTF-8, control
@@ -227,7 +257,9 @@ fn decode_component(s: &str, name: &str) -> Result<String, AuthorizeError> {
         match b[i] {
             b'+' => bytes.push(b' '),
             b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or_else(|| AuthorizeError::BadPercentEncoding(name.into()))?;
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| AuthorizeError::BadPercentEncoding(name.into()))?;
                 let h = std::str::from_utf8(hex)
                     .ok()
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -247,7 +279,10 @@ fn decode_component(s: &str, name: &str) -> Result<String, AuthorizeError> {
     Ok(s)
 }
 
-fn build_params(pairs: Vec<(String, String)>, ep: &AuthorizeEndpoint) -> Result<Map<String, Value>, AuthorizeError> {
+fn build_params(
+    pairs: Vec<(String, String)>,
+    ep: &AuthorizeEndpoint,
+) -> Result<Map<String, Value>, AuthorizeError> {
     let mut params = Map::new();
     for (k, v) in pairs {
         if FORBIDDEN.contains(&k.as_str()) {

@@ -38,7 +38,10 @@ impl BrowserError {
                 "message": self.message(),
                 "interaction_id": self.interaction_id.to_string(),
             });
-            ("application/json", serde_json::to_vec(&body).unwrap_or_default())
+            (
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
         } else {
             // Every interpolated value is a static string or a UUID: nothing to escape.
             let body = format!(
@@ -84,7 +87,9 @@ mod tests {
     #[test]
     fn accept_negotiation() {
         assert!(wants_json(Some(b"application/json")));
-        assert!(!wants_json(Some(b"text/html,application/xhtml+xml,application/json;q=0.9")));
+        assert!(!wants_json(Some(
+            b"text/html,application/xhtml+xml,application/json;q=0.9"
+        )));
         assert!(!wants_json(None));
         assert!(!wants_json(Some(b"*/*")));
     }

@@ -166,7 +166,10 @@ impl AsHttp for ReqwestAs {
         let mut resp = rb.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        if resp.content_length().is_some_and(|l| l as usize > self.max_body) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > self.max_body)
+        {
             return Err(TransportError::TooLarge(self.max_body));
         }
         let mut body = Vec::new();

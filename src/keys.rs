@@ -106,7 +106,8 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KeyLoadError>
 
 fn load_signing_key(k: &SigningKeyRef) -> Result<SigningKey, KeyLoadError> {
     let der = read_private_key(&k.path)?;
-    SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone()).map_err(|e| file_err(&k.path, e.to_string()))
+    SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone())
+        .map_err(|e| file_err(&k.path, e.to_string()))
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyLoadError> {
@@ -134,8 +135,12 @@ fn load_transport(cert: &Path, key: &Path) -> Result<TransportIdentity, KeyLoadE
         .load_private_key(key_der.clone_key())
         .map_err(|e| file_err(key, format!("unusable TLS private key: {e}")))?;
     let ck = rustls::sign::CertifiedKey::new(chain.clone(), signing);
-    ck.keys_match()
-        .map_err(|_| file_err(key, format!("does not match the certificate in {}", cert.display())))?;
+    ck.keys_match().map_err(|_| {
+        file_err(
+            key,
+            format!("does not match the certificate in {}", cert.display()),
+        )
+    })?;
     Ok(TransportIdentity {
         chain,
         key: Arc::new(key_der),

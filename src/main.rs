@@ -11,7 +11,11 @@ use par_sidecar::keys::KeySet;
 use par_sidecar::state::{build_http, SidecarState};
 
 #[derive(Parser)]
-#[command(name = "par-sidecar", version, about = "FAPI 2.0 PAR/JAR/mTLS retrofit sidecar for unmodified OAuth apps")]
+#[command(
+    name = "par-sidecar",
+    version,
+    about = "FAPI 2.0 PAR/JAR/mTLS retrofit sidecar for unmodified OAuth apps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,9 +49,15 @@ enum Command {
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAR_SIDECAR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
     } else {
         builder.init();
     }
@@ -93,10 +103,14 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::Jwks { config } => {
-            let keys = load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
+            let keys =
+                load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
             match keys {
                 Ok(k) => {
-                    println!("{}", serde_json::to_string_pretty(&k.public_jwks()).expect("json"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&k.public_jwks()).expect("json")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -131,9 +145,16 @@ fn check_config(config: &PathBuf, offline: bool) -> ExitCode {
     println!("auth method:       {}", settings.auth_method.as_str());
     for (i, k) in keys.signing.iter().enumerate() {
         let role = if i == 0 { "signs" } else { "published" };
-        println!("signing key {i}:     {} kid={} ({role})", k.alg().as_str(), k.kid());
+        println!(
+            "signing key {i}:     {} kid={} ({role})",
+            k.alg().as_str(),
+            k.kid()
+        );
     }
-    println!("transport cert:    {} (not after {})", keys.transport.subject, keys.transport.not_after);
+    println!(
+        "transport cert:    {} (not after {})",
+        keys.transport.subject, keys.transport.not_after
+    );
     println!("PAR required:      {}", settings.par_required);
     for w in &keys.warnings {
         println!("warning:           {w}");
@@ -146,7 +167,10 @@ fn check_config(config: &PathBuf, offline: bool) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(e.to_string()),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     match rt.block_on(discovery::fetch(http.as_ref(), &settings)) {
         Ok(m) => {
             println!("authorize:         {}", m.authorization_endpoint);

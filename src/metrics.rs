@@ -3,8 +3,8 @@
 //! lookup, lock or allocation.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -25,7 +25,8 @@ pub struct Metrics {
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone())).expect("metric names are unique");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
     c
 }
 
@@ -35,7 +36,10 @@ impl Metrics {
         let par_requests = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("par_sidecar_par_requests_total", "PAR calls by outcome and AS error code"),
+                Opts::new(
+                    "par_sidecar_par_requests_total",
+                    "PAR calls by outcome and AS error code",
+                ),
                 &["outcome", "as_error"],
             )
             .unwrap(),
@@ -43,8 +47,13 @@ impl Metrics {
         let par_duration = reg(
             &r,
             HistogramVec::new(
-                HistogramOpts::new("par_sidecar_par_duration_seconds", "PAR round trip including signing")
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                HistogramOpts::new(
+                    "par_sidecar_par_duration_seconds",
+                    "PAR round trip including signing",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
                 &["outcome"],
             )
             .unwrap(),
@@ -52,8 +61,11 @@ impl Metrics {
         let par_expires_in = reg(
             &r,
             Histogram::with_opts(
-                HistogramOpts::new("par_sidecar_par_expires_in_seconds", "expires_in of request_uri values the AS issued")
-                    .buckets(vec![5.0, 10.0, 30.0, 60.0, 90.0, 300.0, 600.0]),
+                HistogramOpts::new(
+                    "par_sidecar_par_expires_in_seconds",
+                    "expires_in of request_uri values the AS issued",
+                )
+                .buckets(vec![5.0, 10.0, 30.0, 60.0, 90.0, 300.0, 600.0]),
             )
             .unwrap(),
         );
@@ -71,7 +83,10 @@ impl Metrics {
         let browser_errors = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("par_sidecar_errors_total", "Error pages served to the browser, by error code"),
+                Opts::new(
+                    "par_sidecar_errors_total",
+                    "Error pages served to the browser, by error code",
+                ),
                 &["code"],
             )
             .unwrap(),
@@ -79,8 +94,13 @@ impl Metrics {
         let signing_duration = reg(
             &r,
             HistogramVec::new(
-                HistogramOpts::new("par_sidecar_signing_duration_seconds", "Time to sign one JWT")
-                    .buckets(vec![0.000_02, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01]),
+                HistogramOpts::new(
+                    "par_sidecar_signing_duration_seconds",
+                    "Time to sign one JWT",
+                )
+                .buckets(vec![
+                    0.000_02, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                ]),
                 &["alg", "purpose"],
             )
             .unwrap(),
@@ -96,14 +116,21 @@ impl Metrics {
         let discovery_failures = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("par_sidecar_discovery_failures_total", "Failed AS metadata loads by reason"),
+                Opts::new(
+                    "par_sidecar_discovery_failures_total",
+                    "Failed AS metadata loads by reason",
+                ),
                 &["reason"],
             )
             .unwrap(),
         );
         let discovery_loaded = reg(
             &r,
-            IntGauge::new("par_sidecar_discovery_loaded", "1 once AS metadata has been loaded (readiness)").unwrap(),
+            IntGauge::new(
+                "par_sidecar_discovery_loaded",
+                "1 once AS metadata has been loaded (readiness)",
+            )
+            .unwrap(),
         );
         let transport_not_after = reg(
             &r,
@@ -115,9 +142,15 @@ impl Metrics {
         );
         let build_info = reg(
             &r,
-            IntGaugeVec::new(Opts::new("par_sidecar_build_info", "Build information"), &["version"]).unwrap(),
+            IntGaugeVec::new(
+                Opts::new("par_sidecar_build_info", "Build information"),
+                &["version"],
+            )
+            .unwrap(),
         );
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Metrics {
             redirect_rewritten: redirects.with_label_values(&["rewritten"]),
             redirect_passed: redirects.with_label_values(&["passed_through"]),

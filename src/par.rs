@@ -15,7 +15,8 @@ use crate::jose::{Alg, SigningKey};
 use crate::metrics::Metrics;
 use crate::protocol::InteractionId;
 use crate::request_object::{
-    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP,
+    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE,
+    REQUEST_OBJECT_TYP,
 };
 
 #[derive(Debug, Error)]
@@ -42,6 +43,7 @@ impl ParError {
         match self {
             ParError::Transport(TransportError::Timeout) => "as_timeout",
             ParError::Transport(TransportError::Tls(_)) => "as_tls_failure",
+            ParError::Transport(TransportError::TooLarge(_)) => "as_bad_response",
             ParError::Transport(_) => "as_unavailable",
             ParError::Rejected { .. } => "par_rejected",
             ParError::BadResponse(_) => "as_bad_response",
@@ -100,7 +102,9 @@ async fn sign_pair(
     let work = move || -> Result<(String, Option<String>), ParError> {
         let alg = key.alg().as_str();
         let t = Instant::now();
-        let request = key.sign_jwt(Some(REQUEST_OBJECT_TYP), &ro).map_err(|_| ParError::Signing)?;
+        let request = key
+            .sign_jwt(Some(REQUEST_OBJECT_TYP), &ro)
+            .map_err(|_| ParError::Signing)?;
         metrics
             .signing_duration
             .with_label_values(&[alg, "request_object"])
@@ -120,7 +124,9 @@ async fn sign_pair(
         Ok((request, assertion))
     };
     if slow {
-        tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| ParError::Signing)?
     } else {
         work()
     }
@@ -144,7 +150,13 @@ pub async fn push(
 ) -> Result<PushedRequest, ParError> {
     let s = cx.settings;
     let now = now_secs();
-    let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
+    let ro = request_object_claims(
+        redirect,
+        &s.client_id,
+        &s.issuer,
+        s.request_object_lifetime,
+        now,
+    );
     let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
         .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
     let (request, assertion) = sign_pair(cx.key.clone(), ro, assertion, cx.metrics.clone()).await?;
@@ -190,18 +202,24 @@ pub async fn push(
 /// 201 `{request_uri, expires_in}` (PAR-8); another 2xx with a valid body is tolerated.
 pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParError> {
     if (200..300).contains(&status) {
-        let ok: ParSuccess = serde_json::from_slice(body)
-            .map_err(|_| ParError::BadResponse(format!("HTTP {status} with a body that is not JSON")))?;
+        let ok: ParSuccess = serde_json::from_slice(body).map_err(|_| {
+            ParError::BadResponse(format!("HTTP {status} with a body that is not JSON"))
+        })?;
         let request_uri = match ok.request_uri {
-            Some(serde_json::Value::String(u)) if !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control) => u,
+            Some(serde_json::Value::String(u))
+                if !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control) =>
+            {
+                u
+            }
             _ => return Err(ParError::BadResponse("no usable request_uri".into())),
         };
         // A missing expires_in is tolerated: assume it is short (PAR-8 note).
         let expires_in = match ok.expires_in {
-            Some(serde_json::Value::Number(n)) => n
-                .as_u64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ParError::BadResponse("expires_in is not a positive integer".into()))?,
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                    ParError::BadResponse("expires_in is not a positive integer".into())
+                })?
+            }
             None => 0,
             Some(_) => return Err(ParError::BadResponse("expires_in is not a number".into())),
         };
@@ -214,7 +232,9 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParErro
             error: sanitize_error_code(&code),
             description: description.map(|d| d.chars().take(300).collect()),
         }),
-        None => Err(ParError::BadResponse(format!("HTTP {status} without an OAuth error body"))),
+        None => Err(ParError::BadResponse(format!(
+            "HTTP {status} without an OAuth error body"
+        ))),
     }
 }
 
@@ -224,22 +244,42 @@ mod tests {
 
     #[test]
     fn parses_success_and_errors() {
-        let (u, e) = parse_response(201, br#"{"request_uri":"urn:ietf:params:oauth:request_uri:x","expires_in":60}"#).unwrap();
+        let (u, e) = parse_response(
+            201,
+            br#"{"request_uri":"urn:ietf:params:oauth:request_uri:x","expires_in":60}"#,
+        )
+        .unwrap();
         assert_eq!((u.as_str(), e), ("urn:ietf:params:oauth:request_uri:x", 60));
-        assert!(matches!(parse_response(201, b"{}"), Err(ParError::BadResponse(_))));
-        assert!(matches!(parse_response(201, b"<html>"), Err(ParError::BadResponse(_))));
+        assert!(matches!(
+            parse_response(201, b"{}"),
+            Err(ParError::BadResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(201, b"<html>"),
+            Err(ParError::BadResponse(_))
+        ));
         assert!(matches!(
             parse_response(201, br#"{"request_uri":"u","expires_in":-3}"#),
             Err(ParError::BadResponse(_))
         ));
-        match parse_response(400, br#"{"error":"invalid_request_object","error_description":"bad aud"}"#) {
-            Err(ParError::Rejected { status: 400, error, description }) => {
+        match parse_response(
+            400,
+            br#"{"error":"invalid_request_object","error_description":"bad aud"}"#,
+        ) {
+            Err(ParError::Rejected {
+                status: 400,
+                error,
+                description,
+            }) => {
                 assert_eq!(error, "invalid_request_object");
                 assert_eq!(description.as_deref(), Some("bad aud"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_response(503, b"oops"), Err(ParError::BadResponse(_))));
+        assert!(matches!(
+            parse_response(503, b"oops"),
+            Err(ParError::BadResponse(_))
+        ));
     }
 
     #[test]
@@ -252,8 +292,14 @@ mod tests {
 
     #[test]
     fn error_codes_are_stable() {
-        assert_eq!(ParError::Transport(TransportError::Timeout).code(), "as_timeout");
-        assert_eq!(ParError::Transport(TransportError::Connect("x".into())).code(), "as_unavailable");
+        assert_eq!(
+            ParError::Transport(TransportError::Timeout).code(),
+            "as_timeout"
+        );
+        assert_eq!(
+            ParError::Transport(TransportError::Connect("x".into())).code(),
+            "as_unavailable"
+        );
         assert_eq!(ParError::BadResponse("x".into()).code(), "as_bad_response");
     }
 }

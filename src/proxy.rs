@@ -43,12 +43,26 @@ impl ProxyHttp for PublicProxy {
         RequestCtx::default()
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.state.settings.upstream.as_str(), false, String::new())))
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.state.settings.upstream.as_str(),
+            false,
+            String::new(),
+        )))
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.wants_json = wants_json(session.req_header().headers.get("accept").map(|v| v.as_bytes()));
+        ctx.wants_json = wants_json(
+            session
+                .req_header()
+                .headers
+                .get("accept")
+                .map(|v| v.as_bytes()),
+        );
         Ok(false)
     }
 
@@ -106,7 +120,12 @@ impl ProxyHttp for PublicProxy {
         ctx.failure.is_some()
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let err = match ctx.failure.clone() {
             Some(err) => err,
             None => {
@@ -117,8 +136,16 @@ impl ProxyHttp for PublicProxy {
                     _ => 502,
                 };
                 let id = crate::protocol::InteractionId::new();
-                let code = if status == 400 { "bad_request" } else { "upstream_unavailable" };
-                self.state.metrics.browser_errors.with_label_values(&[code]).inc();
+                let code = if status == 400 {
+                    "bad_request"
+                } else {
+                    "upstream_unavailable"
+                };
+                self.state
+                    .metrics
+                    .browser_errors
+                    .with_label_values(&[code])
+                    .inc();
                 tracing::warn!(interaction_id = %id, error = %e, status, "proxying to the app failed");
                 BrowserError::new(status, code, id)
             }
@@ -131,7 +158,9 @@ impl ProxyHttp for PublicProxy {
             h.insert_header("x-fapi-interaction-id", err.interaction_id.to_string())?;
             apply_security_headers(&mut h)?;
             session.write_response_header(Box::new(h), false).await?;
-            session.write_response_body(Some(Bytes::from(body)), true).await
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await
         }
         .await;
         if let Err(we) = written {

@@ -40,7 +40,9 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_default();
         let names_as = !issuer_host.is_empty()
-            && location.windows(issuer_host.len()).any(|w| w.eq_ignore_ascii_case(issuer_host.as_bytes()));
+            && location
+                .windows(issuer_host.len())
+                .any(|w| w.eq_ignore_ascii_case(issuer_host.as_bytes()));
         if names_as && state.settings.par_required {
             return fail(state, 503, "not_ready", InteractionId::new());
         }
@@ -48,7 +50,12 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         return RedirectDecision::PassThrough;
     };
     let endpoint = AuthorizeEndpoint::new(metadata.authorization_endpoint.clone());
-    let redirect = match detect(location, &endpoint, &state.settings.client_id, state.settings.max_location_bytes) {
+    let redirect = match detect(
+        location,
+        &endpoint,
+        &state.settings.client_id,
+        state.settings.max_location_bytes,
+    ) {
         Detection::NotOurs => {
             m.redirect_passed.inc();
             return RedirectDecision::PassThrough;
@@ -77,7 +84,9 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
     match result {
         Ok(pushed) => {
             m.par_requests.with_label_values(&["success", ""]).inc();
-            m.par_duration.with_label_values(&["success"]).observe(elapsed.as_secs_f64());
+            m.par_duration
+                .with_label_values(&["success"])
+                .observe(elapsed.as_secs_f64());
             m.par_expires_in.observe(pushed.expires_in as f64);
             m.redirect_rewritten.inc();
             if pushed.expires_in >= 600 {
@@ -95,16 +104,25 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
                 "PAR accepted; redirect rewritten"
             );
             RedirectDecision::Rewrite {
-                location: endpoint.rewritten_location(&state.settings.client_id, &pushed.request_uri),
+                location: endpoint
+                    .rewritten_location(&state.settings.client_id, &pushed.request_uri),
                 interaction_id,
             }
         }
         Err(e) => {
             let code = e.code();
-            m.par_requests.with_label_values(&[code, e.as_error_label()]).inc();
-            m.par_duration.with_label_values(&[code]).observe(elapsed.as_secs_f64());
+            m.par_requests
+                .with_label_values(&[code, e.as_error_label()])
+                .inc();
+            m.par_duration
+                .with_label_values(&[code])
+                .observe(elapsed.as_secs_f64());
             let (as_status, description) = match &e {
-                par::ParError::Rejected { status, description, .. } => (*status, description.clone()),
+                par::ParError::Rejected {
+                    status,
+                    description,
+                    ..
+                } => (*status, description.clone()),
                 _ => (0, None),
             };
             warn!(
@@ -127,8 +145,17 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
     }
 }
 
-fn fail(state: &SidecarState, status: u16, code: &'static str, id: InteractionId) -> RedirectDecision {
+fn fail(
+    state: &SidecarState,
+    status: u16,
+    code: &'static str,
+    id: InteractionId,
+) -> RedirectDecision {
     state.metrics.redirects.with_label_values(&["failed"]).inc();
-    state.metrics.browser_errors.with_label_values(&[code]).inc();
+    state
+        .metrics
+        .browser_errors
+        .with_label_values(&[code])
+        .inc();
     RedirectDecision::Fail(BrowserError::new(status, code, id))
 }

@@ -29,15 +29,27 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        PublicProxy { state: state.clone() },
+        PublicProxy {
+            state: state.clone(),
+        },
         "public",
     );
     public.add_tcp(&s.public_addr.to_string());
 
-    let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp {
+            state: state.clone(),
+        },
+    );
     admin.add_tcp(&s.admin_addr.to_string());
 
-    let refresher = background_service("discovery", DiscoveryRefresher { state: state.clone() });
+    let refresher = background_service(
+        "discovery",
+        DiscoveryRefresher {
+            state: state.clone(),
+        },
+    );
 
     server.add_service(public);
     server.add_service(admin);

@@ -29,7 +29,11 @@ impl SidecarState {
     }
 
     /// Assembles state from parts (tests inject a fake AS client here).
-    pub fn with_parts(settings: Settings, keys: KeySet, http: Box<dyn AsHttp>) -> Arc<SidecarState> {
+    pub fn with_parts(
+        settings: Settings,
+        keys: KeySet,
+        http: Box<dyn AsHttp>,
+    ) -> Arc<SidecarState> {
         let metrics = Arc::new(Metrics::new());
         metrics.transport_not_after.set(keys.transport.not_after);
         Arc::new(SidecarState {

@@ -17,8 +17,13 @@ const GOOD: &str = "https://as.example.com/authorize?response_type=code&client_i
 
 #[test]
 fn recognises_and_decodes_the_apps_redirect() {
-    let Detection::Ours(r) = detect_str(GOOD) else { panic!("not detected") };
-    assert_eq!(r.get_str("redirect_uri"), Some("https://app.example.com/cb"));
+    let Detection::Ours(r) = detect_str(GOOD) else {
+        panic!("not detected")
+    };
+    assert_eq!(
+        r.get_str("redirect_uri"),
+        Some("https://app.example.com/cb")
+    );
     assert_eq!(r.get_str("scope"), Some("openid profile"));
     assert_eq!(r.get_str("state"), Some("s t"));
     assert_eq!(r.get_str("client_id"), Some("legacy-app"));
@@ -29,7 +34,9 @@ fn json_parameters_become_json_values() {
     let loc = format!(
         "{GOOD}&claims=%7B%22userinfo%22%3A%7B%22email%22%3Anull%7D%7D&authorization_details=%5B%7B%22type%22%3A%22x%22%7D%5D&max_age=300"
     );
-    let Detection::Ours(r) = detect_str(&loc) else { panic!() };
+    let Detection::Ours(r) = detect_str(&loc) else {
+        panic!()
+    };
     assert_eq!(r.params["claims"]["userinfo"]["email"], Value::Null);
     assert_eq!(r.params["authorization_details"][0]["type"], "x");
     assert_eq!(r.params["max_age"], 300);
@@ -69,25 +76,82 @@ fn case_default_port_and_trailing_dot_are_the_same_endpoint() {
 #[test]
 fn hostile_redirects_to_our_endpoint_fail_closed() {
     let cases: &[(&str, &str)] = &[
-        ("http://as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
-        ("https://as.example.com:8443/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
-        ("https://user:pw@as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
-        ("//as.example.com/authorize?client_id=legacy-app", "authorize_redirect_rejected"),
-        ("https://as.example.com/authorize?client_id=legacy-app#frag", "authorize_redirect_rejected"),
-        ("https://as.example.com/authorize?client_id=legacy-app&state=%zz", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&state=%4", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&state=%ff%fe", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&state=a%0d%0aSet-Cookie:x", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&state=a&state=b", "duplicate_parameter"),
-        ("https://as.example.com/authorize?client_id=legacy-app&client_id=legacy-app", "duplicate_parameter"),
-        ("https://as.example.com/authorize?client_id=legacy-app&request=eyJ", "forbidden_parameter"),
-        ("https://as.example.com/authorize?client_id=legacy-app&request_uri=urn:x", "forbidden_parameter"),
-        ("https://as.example.com/authorize?client_id=legacy-app&aud=https://evil", "forbidden_parameter"),
-        ("https://as.example.com/authorize?client_id=legacy-app&claims=not-json", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&claims=%5B%5D", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&authorization_details=%7B%7D", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&max_age=-1", "malformed_authorize_redirect"),
-        ("https://as.example.com/authorize?client_id=legacy-app&=x", "malformed_authorize_redirect"),
+        (
+            "http://as.example.com/authorize?client_id=legacy-app",
+            "authorize_redirect_rejected",
+        ),
+        (
+            "https://as.example.com:8443/authorize?client_id=legacy-app",
+            "authorize_redirect_rejected",
+        ),
+        (
+            "https://user:pw@as.example.com/authorize?client_id=legacy-app",
+            "authorize_redirect_rejected",
+        ),
+        (
+            "//as.example.com/authorize?client_id=legacy-app",
+            "authorize_redirect_rejected",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app#frag",
+            "authorize_redirect_rejected",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&state=%zz",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&state=%4",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&state=%ff%fe",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&state=a%0d%0aSet-Cookie:x",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&state=a&state=b",
+            "duplicate_parameter",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&client_id=legacy-app",
+            "duplicate_parameter",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&request=eyJ",
+            "forbidden_parameter",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&request_uri=urn:x",
+            "forbidden_parameter",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&aud=https://evil",
+            "forbidden_parameter",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&claims=not-json",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&claims=%5B%5D",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&authorization_details=%7B%7D",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&max_age=-1",
+            "malformed_authorize_redirect",
+        ),
+        (
+            "https://as.example.com/authorize?client_id=legacy-app&=x",
+            "malformed_authorize_redirect",
+        ),
     ];
     for (loc, code) in cases {
         match detect_str(loc) {
@@ -100,7 +164,10 @@ fn hostile_redirects_to_our_endpoint_fail_closed() {
 #[test]
 fn size_limits_apply_only_to_our_redirects() {
     let long = format!("{GOOD}&state={}", "a".repeat(5000));
-    assert_eq!(detect_str(&long), Detection::Rejected(AuthorizeError::TooLong(4096)));
+    assert_eq!(
+        detect_str(&long),
+        Detection::Rejected(AuthorizeError::TooLong(4096))
+    );
     let many: String = (0..100).map(|i| format!("&p{i}=1")).collect();
     let loc = format!("https://as.example.com/authorize?client_id=legacy-app{many}");
     assert_eq!(
@@ -115,13 +182,21 @@ fn size_limits_apply_only_to_our_redirects() {
 fn non_utf8_location_naming_our_host_is_rejected() {
     let mut b = b"https://as.example.com/authorize?client_id=legacy-app&x=".to_vec();
     b.push(0xff);
-    assert_eq!(detect(&b, &ep(), &cid(), 4096), Detection::Rejected(AuthorizeError::BadHeader));
-    assert_eq!(detect(&[0xff, 0xfe], &ep(), &cid(), 4096), Detection::NotOurs);
+    assert_eq!(
+        detect(&b, &ep(), &cid(), 4096),
+        Detection::Rejected(AuthorizeError::BadHeader)
+    );
+    assert_eq!(
+        detect(&[0xff, 0xfe], &ep(), &cid(), 4096),
+        Detection::NotOurs
+    );
 }
 
 #[test]
 fn rewritten_location_is_encoded_and_keeps_endpoint_query() {
-    let e = AuthorizeEndpoint::new(Url::parse("https://as.example.com/authorize?tenant=a%20b").unwrap());
+    let e = AuthorizeEndpoint::new(
+        Url::parse("https://as.example.com/authorize?tenant=a%20b").unwrap(),
+    );
     let loc = e.rewritten_location(&cid(), "urn:ietf:params:oauth:request_uri:abc&x=y");
     assert_eq!(
         loc,
@@ -129,7 +204,9 @@ fn rewritten_location_is_encoded_and_keeps_endpoint_query() {
     );
     // The endpoint's own parameter is not pushed again.
     let app = "https://as.example.com/authorize?tenant=a+b&client_id=legacy-app&scope=openid";
-    let Detection::Ours(r) = detect(app.as_bytes(), &e, &cid(), 4096) else { panic!() };
+    let Detection::Ours(r) = detect(app.as_bytes(), &e, &cid(), 4096) else {
+        panic!()
+    };
     assert!(r.params.get("tenant").is_none());
     assert_eq!(r.get_str("scope"), Some("openid"));
 }

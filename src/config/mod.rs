@@ -18,13 +18,24 @@ use crate::protocol::{ClientId, IssuerUrl};
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: line {line}: environment variable `{var}` is not set (use ${{{var}:-default}} for a default)")]
-    MissingEnv { file: String, line: usize, var: String },
+    MissingEnv {
+        file: String,
+        line: usize,
+        var: String,
+    },
     #[error("{file}: {message}")]
     Yaml { file: String, message: String },
     #[error("{file}: `{key}`: {message}")]
-    Invalid { file: String, key: String, message: String },
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// How the client authenticates to the AS. Exactly one mechanism per request (CA-1).
@@ -155,7 +166,8 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
     let issuer = IssuerUrl::new(&f.authorization_server.issuer)
         .map_err(|m| invalid("authorization_server.issuer", m))?;
     let discovery_url = match &f.authorization_server.discovery_url {
-        Some(u) => Url::parse(u).map_err(|e| invalid("authorization_server.discovery_url", e.to_string()))?,
+        Some(u) => Url::parse(u)
+            .map_err(|e| invalid("authorization_server.discovery_url", e.to_string()))?,
         None => issuer.default_discovery_url(),
     };
     if discovery_url.scheme() != "https" {
@@ -174,7 +186,12 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             ))
         }
     };
-    let par_alias = match f.authorization_server.par_endpoint.as_deref().unwrap_or("auto") {
+    let par_alias = match f
+        .authorization_server
+        .par_endpoint
+        .as_deref()
+        .unwrap_or("auto")
+    {
         "auto" => AliasPolicy::Auto,
         "mtls_alias" | "always" => AliasPolicy::Always,
         "top_level" | "never" => AliasPolicy::Never,
@@ -230,7 +247,10 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
 
     let log_format = f.logging.format.as_deref().unwrap_or("json");
     if !matches!(log_format, "json" | "text") {
-        return Err(invalid("logging.format", format!("`{log_format}` is not json or text")));
+        return Err(invalid(
+            "logging.format",
+            format!("`{log_format}` is not json or text"),
+        ));
     }
 
     Ok(Settings {
@@ -249,7 +269,8 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             86_400,
         )?,
         par_alias,
-        client_id: ClientId::new(&f.client.client_id).map_err(|m| invalid("client.client_id", m))?,
+        client_id: ClientId::new(&f.client.client_id)
+            .map_err(|m| invalid("client.client_id", m))?,
         auth_method,
         signing_keys,
         transport_cert: resolve(&f.client.transport.cert_path),
@@ -273,7 +294,11 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         par_required: f.par.required.unwrap_or(true),
         connect_timeout: ms("timeouts.connect_ms", f.timeouts.connect_ms, 2_000)?,
         par_timeout: ms("timeouts.par_total_ms", f.timeouts.par_total_ms, 5_000)?,
-        discovery_timeout: ms("timeouts.discovery_total_ms", f.timeouts.discovery_total_ms, 5_000)?,
+        discovery_timeout: ms(
+            "timeouts.discovery_total_ms",
+            f.timeouts.discovery_total_ms,
+            5_000,
+        )?,
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
         max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(256 * 1024),
         log_json: log_format == "json",
@@ -344,15 +369,23 @@ client:
             s.discovery_url.as_str(),
             "https://as.example.com/.well-known/openid-configuration"
         );
-        assert_eq!(s.signing_keys[0].path, PathBuf::from("/etc/ps/keys/sign.pem"));
+        assert_eq!(
+            s.signing_keys[0].path,
+            PathBuf::from("/etc/ps/keys/sign.pem")
+        );
         assert_eq!(s.par_alias, AliasPolicy::Auto);
         assert_eq!(s.assertion_lifetime, Duration::from_secs(60));
     }
 
     #[test]
     fn unknown_key_is_rejected_with_its_position() {
-        let bad = MINIMAL.replace("client_id: legacy-app", "client_id: legacy-app\n  clent_secret: x");
-        let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
+        let bad = MINIMAL.replace(
+            "client_id: legacy-app",
+            "client_id: legacy-app\n  clent_secret: x",
+        );
+        let err = Settings::from_yaml(&bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("clent_secret"), "{err}");
         assert!(err.contains("line"), "{err}");
         assert!(err.starts_with("c.yaml"), "{err}");
@@ -361,7 +394,9 @@ client:
     #[test]
     fn bad_values_name_their_key() {
         let bad = MINIMAL.replace("alg: ES256", "alg: RS256");
-        let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
+        let err = Settings::from_yaml(&bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("signing_keys[0].alg"), "{err}");
         let bad = MINIMAL.replace("admin: \"127.0.0.1:9090\"", "admin: \"127.0.0.1:8080\"");
         assert!(Settings::from_yaml(&bad, Path::new("c.yaml")).is_err());
@@ -376,6 +411,9 @@ client:
             expand_env("a: https://${HOST}/x\nb: ${PORT:-443}\n", &env).unwrap(),
             "a: https://as.example.com/x\nb: 443\n"
         );
-        assert_eq!(expand_env("a: 1\nb: ${NOPE}\n", &env), Err((2, "NOPE".into())));
+        assert_eq!(
+            expand_env("a: 1\nb: ${NOPE}\n", &env),
+            Err((2, "NOPE".into()))
+        );
     }
 }

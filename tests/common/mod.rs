@@ -1,0 +1,336 @@
+//! An in-process HTTPS AS double with real crypto and real TLS: it requires a client
+//! certificate chaining to the test CA and verifies both JWT signatures with public keys
+//! that openssl derived from the private key files (not with the sidecar's own JWKS).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Generates the test PKI with the same openssl script the e2e suite uses.
+pub fn pki() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "par-sidecar-it-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = Command::new("bash")
+        .arg(root.join("tests/e2e/pki.sh"))
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pki.sh");
+    assert!(st.success(), "pki.sh failed");
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+/// `openssl pkey -pubout`: an independent derivation of the public key.
+pub fn public_pem(private: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(private)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    None,
+    Status(u16, &'static str),
+    Delay(Duration),
+    Redirect,
+    Huge,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeenPar {
+    pub form: HashMap<String, String>,
+    pub request_claims: serde_json::Value,
+    pub assertion_claims: Option<serde_json::Value>,
+    pub client_cert_present: bool,
+    pub interaction_id: Option<String>,
+    pub verify_error: Option<String>,
+}
+
+pub struct AsDouble {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub fault: Arc<Mutex<Fault>>,
+    pub seen: Arc<Mutex<Vec<SeenPar>>>,
+    pub discovery_hits: Arc<Mutex<u32>>,
+}
+
+struct Shared {
+    issuer: String,
+    par_host_port: String,
+    verify_key: DecodingKey,
+    alg: Algorithm,
+    fault: Arc<Mutex<Fault>>,
+    seen: Arc<Mutex<Vec<SeenPar>>>,
+    discovery_hits: Arc<Mutex<u32>>,
+}
+
+fn load_certs(p: &Path) -> Vec<CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut std::fs::read(p).unwrap().as_slice())
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+fn load_key(p: &Path) -> PrivateKeyDer<'static> {
+    rustls_pemfile::private_key(&mut std::fs::read(p).unwrap().as_slice())
+        .unwrap()
+        .unwrap()
+}
+
+impl AsDouble {
+    /// Starts the double; `signing_key` is the sidecar's private key file (its public half,
+    /// derived by openssl, verifies the JWTs), `alg` the expected JWS algorithm.
+    pub async fn start(pki: &Path, signing_key: &Path, alg: Algorithm) -> AsDouble {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issuer = format!("https://127.0.0.1:{}", addr.port());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in load_certs(&pki.join("ca.crt")) {
+            roots.add(c).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                load_certs(&pki.join("as.crt")),
+                load_key(&pki.join("as.key")),
+            )
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(cfg));
+        let pem = public_pem(signing_key);
+        let verify_key = match alg {
+            Algorithm::PS256 => DecodingKey::from_rsa_pem(&pem).unwrap(),
+            Algorithm::ES256 => DecodingKey::from_ec_pem(&pem).unwrap(),
+            _ => DecodingKey::from_ed_pem(&pem).unwrap(),
+        };
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let discovery_hits = Arc::new(Mutex::new(0));
+        let shared = Arc::new(Shared {
+            issuer: issuer.clone(),
+            // The PAR endpoint lives on another host name than the issuer (DISC-1).
+            par_host_port: format!("localhost:{}", addr.port()),
+            verify_key,
+            alg,
+            fault: fault.clone(),
+            seen: seen.clone(),
+            discovery_hits: discovery_hits.clone(),
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    // Handshake fails without a CA-signed client certificate: that is the point.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let cert_present = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty());
+                    let svc = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(&shared, req, cert_present).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        AsDouble {
+            addr,
+            issuer,
+            fault,
+            seen,
+            discovery_hits,
+        }
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.fault.lock().unwrap() = f;
+    }
+
+    pub fn seen(&self) -> Vec<SeenPar> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())))
+        .unwrap()
+}
+
+async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if path == "/.well-known/openid-configuration" {
+        *s.discovery_hits.lock().unwrap() += 1;
+        return json(
+            200,
+            serde_json::json!({
+                "issuer": s.issuer,
+                "authorization_endpoint": format!("{}/authorize", s.issuer),
+                "pushed_authorization_request_endpoint": format!("https://{}/par", s.par_host_port),
+                "token_endpoint": format!("{}/token", s.issuer),
+                "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
+                "require_pushed_authorization_requests": true,
+            }),
+        );
+    }
+    if path != "/par" {
+        return json(404, serde_json::json!({"error": "not_found"}));
+    }
+    let interaction_id = req
+        .headers()
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+
+    let fault = s.fault.lock().unwrap().clone();
+    match fault {
+        Fault::Status(code, body) => {
+            return Response::builder()
+                .status(code)
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap()
+        }
+        Fault::Delay(d) => tokio::time::sleep(d).await,
+        Fault::Redirect => {
+            return Response::builder()
+                .status(302)
+                .header("location", "https://elsewhere.example/")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+        Fault::Huge => {
+            return Response::builder()
+                .status(201)
+                .body(Full::new(Bytes::from(vec![b' '; 2 * 1024 * 1024])))
+                .unwrap()
+        }
+        Fault::None => {}
+    }
+
+    let mut v = Validation::new(s.alg);
+    v.set_audience(&[&s.issuer]);
+    v.set_required_spec_claims(&["exp", "aud", "iss"]);
+    let mut verify_error = None;
+    let request_claims = match jsonwebtoken::decode::<serde_json::Value>(
+        form.get("request").map(String::as_str).unwrap_or(""),
+        &s.verify_key,
+        &v,
+    ) {
+        Ok(d) => d.claims,
+        Err(e) => {
+            verify_error = Some(format!("request: {e}"));
+            serde_json::Value::Null
+        }
+    };
+    let assertion_claims = form.get("client_assertion").map(|a| {
+        match jsonwebtoken::decode::<serde_json::Value>(a, &s.verify_key, &v) {
+            Ok(d) => d.claims,
+            Err(e) => {
+                verify_error = Some(format!("assertion: {e}"));
+                serde_json::Value::Null
+            }
+        }
+    });
+    s.seen.lock().unwrap().push(SeenPar {
+        form: form.clone(),
+        request_claims,
+        assertion_claims,
+        client_cert_present: cert_present,
+        interaction_id: interaction_id.clone(),
+        verify_error: verify_error.clone(),
+    });
+    if let Some(e) = verify_error {
+        return json(
+            400,
+            serde_json::json!({"error": "invalid_request_object", "error_description": e}),
+        );
+    }
+    let mut resp = json(
+        201,
+        serde_json::json!({"request_uri": "urn:ietf:params:oauth:request_uri:double-1", "expires_in": 60}),
+    );
+    if let Some(id) = interaction_id {
+        resp.headers_mut()
+            .insert("x-fapi-interaction-id", id.parse().unwrap());
+    }
+    resp
+}
+
+/// Sidecar settings pointing at the double.
+pub fn settings_yaml(
+    pki: &Path,
+    issuer: &str,
+    key: &str,
+    alg: &str,
+    auth: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+listen: {{ public: "127.0.0.1:18080", admin: "127.0.0.1:19090" }}
+upstream: "127.0.0.1:13000"
+authorization_server:
+  issuer: "{issuer}"
+  ca_file: "{ca}"
+client:
+  client_id: legacy-app
+  auth_method: {auth}
+  signing_key: {{ path: "{key}", alg: {alg} }}
+  transport: {{ cert_path: "{cert}", key_path: "{tkey}" }}
+timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
+{extra}
+"#,
+        ca = pki.join("ca.crt").display(),
+        key = pki.join(key).display(),
+        cert = pki.join("transport.crt").display(),
+        tkey = pki.join("transport.key").display(),
+    )
+}

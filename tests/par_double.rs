@@ -1,0 +1,326 @@
+//! The PAR flow against an in-process HTTPS AS double: real TLS with client-certificate
+//! verification, real signatures verified with openssl-derived public keys.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{settings_yaml, AsDouble, Fault};
+use jsonwebtoken::Algorithm;
+use par_sidecar::config::Settings;
+use par_sidecar::redirect::{decide, RedirectDecision};
+use par_sidecar::state::SidecarState;
+
+async fn state_for(
+    pki: &Path,
+    double: &AsDouble,
+    key: &str,
+    alg: &str,
+    auth: &str,
+    extra: &str,
+) -> Arc<SidecarState> {
+    let yaml = settings_yaml(pki, &double.issuer, key, alg, auth, extra);
+    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
+    let state = SidecarState::load(settings).unwrap();
+    let http = state.http.load();
+    let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.settings)
+        .await
+        .unwrap();
+    state.discovery.set(md);
+    state
+}
+
+fn app_redirect(issuer: &str) -> String {
+    format!(
+        "{issuer}/authorize?response_type=code&client_id=legacy-app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+         &scope=openid&state=st-1&nonce=n-1&code_challenge=E9Melhoa2OwvFYEXJEc9j1PQ9OoN8R7Cr0Frozjv1n8&code_challenge_method=S256\
+         &claims=%7B%22id_token%22%3A%7B%22acr%22%3Anull%7D%7D"
+    )
+}
+
+#[tokio::test]
+async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
+    let pki = common::pki();
+    for (file, alg, jalg) in [
+        ("sign-ps256.pem", "PS256", Algorithm::PS256),
+        ("sign-es256.pem", "ES256", Algorithm::ES256),
+        ("sign-eddsa.pem", "EdDSA", Algorithm::EdDSA),
+    ] {
+        let double = AsDouble::start(&pki, &pki.join(file), jalg).await;
+        let state = state_for(&pki, &double, file, alg, "private_key_jwt", "").await;
+        let md = state.discovery.get().unwrap();
+        assert!(
+            md.par_endpoint.as_str().starts_with("https://localhost:"),
+            "PAR endpoint comes from discovery, on another host"
+        );
+
+        let RedirectDecision::Rewrite {
+            location,
+            interaction_id,
+        } = decide(&state, app_redirect(&double.issuer).as_bytes()).await
+        else {
+            panic!("{alg}: not rewritten; AS saw {:?}", double.seen());
+        };
+        assert_eq!(
+            location,
+            format!("{}/authorize?client_id=legacy-app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Adouble-1", double.issuer)
+        );
+        let seen = double.seen();
+        assert_eq!(seen.len(), 1);
+        let p = &seen[0];
+        assert!(p.verify_error.is_none(), "{alg}: {:?}", p.verify_error);
+        assert!(p.client_cert_present);
+        assert_eq!(
+            p.interaction_id.as_deref(),
+            Some(interaction_id.to_string().as_str())
+        );
+        // Only client_id, request and client authentication outside the object.
+        let mut keys: Vec<_> = p.form.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "client_assertion",
+                "client_assertion_type",
+                "client_id",
+                "request"
+            ]
+        );
+        assert_eq!(
+            p.form["client_assertion_type"],
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        );
+
+        let ro = &p.request_claims;
+        assert_eq!(ro["aud"], double.issuer.as_str());
+        assert_eq!(ro["iss"], "legacy-app");
+        assert_eq!(ro["client_id"], "legacy-app");
+        assert_eq!(ro["state"], "st-1");
+        assert_eq!(ro["redirect_uri"], "https://app.example/cb");
+        assert!(
+            ro["claims"]["id_token"].is_object(),
+            "claims is JSON inside the object"
+        );
+        assert!(ro.get("sub").is_none());
+        assert_eq!(
+            ro["exp"].as_u64().unwrap() - ro["nbf"].as_u64().unwrap(),
+            300
+        );
+        assert!(ro["jti"].is_string());
+
+        let a = p.assertion_claims.as_ref().unwrap();
+        assert_eq!(a["iss"], "legacy-app");
+        assert_eq!(a["sub"], "legacy-app");
+        assert!(a["aud"].is_string(), "aud is a single string");
+        assert_eq!(a["aud"], double.issuer.as_str());
+        assert!(a["exp"].as_u64().unwrap() - a["iat"].as_u64().unwrap() <= 300);
+        assert_ne!(a["jti"], ro["jti"]);
+    }
+}
+
+#[tokio::test]
+async fn tls_client_auth_sends_no_assertion() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(
+        &pki,
+        &double,
+        "sign-es256.pem",
+        "ES256",
+        "tls_client_auth",
+        "",
+    )
+    .await;
+    assert!(matches!(
+        decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+        RedirectDecision::Rewrite { .. }
+    ));
+    let p = &double.seen()[0];
+    assert!(p.client_cert_present);
+    assert!(!p.form.contains_key("client_assertion"));
+    assert!(!p.form.contains_key("client_secret"));
+}
+
+#[tokio::test]
+async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(
+        &pki,
+        &double,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "",
+    )
+    .await;
+    let loc = app_redirect(&double.issuer);
+    let cases = [
+        (Fault::Status(500, "<html>boom</html>"), "as_bad_response"),
+        (
+            Fault::Status(503, r#"{"error":"temporarily_unavailable"}"#),
+            "par_rejected",
+        ),
+        (
+            Fault::Status(
+                401,
+                r#"{"error":"invalid_client","error_description":"jti reused"}"#,
+            ),
+            "par_rejected",
+        ),
+        (
+            Fault::Status(201, r#"{"expires_in":60}"#),
+            "as_bad_response",
+        ),
+        (Fault::Status(201, "not json"), "as_bad_response"),
+        (Fault::Delay(Duration::from_secs(3)), "as_timeout"),
+        (Fault::Redirect, "as_bad_response"),
+        (Fault::Huge, "as_bad_response"),
+    ];
+    for (fault, code) in cases {
+        double.set_fault(fault.clone());
+        match decide(&state, loc.as_bytes()).await {
+            RedirectDecision::Fail(e) => {
+                assert_eq!(e.code, code, "{fault:?}");
+                assert_eq!(e.status, 502);
+            }
+            other => panic!("{fault:?}: expected failure, got {other:?}"),
+        }
+        double.set_fault(Fault::None);
+        assert!(
+            matches!(
+                decide(&state, loc.as_bytes()).await,
+                RedirectDecision::Rewrite { .. }
+            ),
+            "{fault:?}: the next login must succeed"
+        );
+    }
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        m.contains(
+            r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_timeout"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_as_and_bad_certificates_fail_closed() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let good = state_for(
+        &pki,
+        &double,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "",
+    )
+    .await;
+    let md = good.discovery.get().unwrap();
+    let loc = app_redirect(&double.issuer);
+
+    // Connection refused: PAR endpoint on a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut dead = (*md).clone();
+    dead.par_endpoint = format!("https://127.0.0.1:{closed}/par").parse().unwrap();
+    good.discovery.set(dead);
+    let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
+        panic!()
+    };
+    assert_eq!(e.code, "as_unavailable");
+
+    // A client certificate from another CA: the AS refuses the handshake.
+    let yaml = settings_yaml(
+        &pki,
+        &double.issuer,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "",
+    )
+    .replace("transport.crt", "rogue.crt")
+    .replace("transport.key", "rogue.key");
+    let rogue =
+        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    rogue.discovery.set((*md).clone());
+    let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
+        panic!()
+    };
+    assert!(
+        matches!(e.code, "as_tls_failure" | "as_unavailable"),
+        "{}",
+        e.code
+    );
+
+    // The AS's server certificate does not chain to the configured CA.
+    let yaml = settings_yaml(
+        &pki,
+        &double.issuer,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "",
+    )
+    .replace("ca.crt", "rogue-ca.crt");
+    let untrusting =
+        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    untrusting.discovery.set((*md).clone());
+    let RedirectDecision::Fail(e) = decide(&untrusting, loc.as_bytes()).await else {
+        panic!()
+    };
+    assert_eq!(e.code, "as_tls_failure");
+    assert!(double.seen().is_empty(), "no PAR reached the AS");
+}
+
+#[tokio::test]
+async fn discovery_rejects_an_issuer_mismatch() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let yaml = settings_yaml(
+        &pki,
+        &format!("{}/", double.issuer),
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "",
+    )
+    .replace(
+        "ca_file:",
+        &format!(
+            "discovery_url: \"{}/.well-known/openid-configuration\"\n  ca_file:",
+            double.issuer
+        ),
+    );
+    let state =
+        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let http = state.http.load();
+    let err = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.settings)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.label(),
+        "issuer_mismatch",
+        "a trailing slash counts (DISC-2)"
+    );
+    // Not ready, so nothing is rewritten and redirects naming the AS are held back.
+    let RedirectDecision::Fail(e) = decide(&state, app_redirect(&double.issuer).as_bytes()).await
+    else {
+        panic!()
+    };
+    assert_eq!(e.code, "not_ready");
+    assert!(matches!(
+        decide(&state, b"/elsewhere").await,
+        RedirectDecision::PassThrough
+    ));
+}
