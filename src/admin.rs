@@ -34,11 +34,7 @@ pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Respons
         );
     }
     match path {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            state.metrics.render(),
-        ),
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
         "/readyz" if state.is_ready() => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
         "/readyz" => reply(

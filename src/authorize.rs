@@ -19,9 +19,7 @@ pub enum AuthorizeError {
     TooLong(usize),
     #[error("Location is not valid UTF-8 / visible ASCII")]
     BadHeader,
-    #[error(
-        "authorize redirect uses a different scheme, port or userinfo than the discovered endpoint"
-    )]
+    #[error("authorize redirect uses a different scheme, port or userinfo than the discovered endpoint")]
     NearMiss,
     #[error("protocol-relative authorize redirect")]
     Relative,
@@ -45,19 +43,20 @@ pub enum AuthorizeError {
     EmptyName,
     #[error("more than {0} parameters")]
     TooManyParams(usize),
+    #[error("PKCE: {0}")]
+    Pkce(&'static str),
 }
 
 impl AuthorizeError {
     pub fn code(&self) -> &'static str {
         match self {
-            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => {
-                "authorize_redirect_too_large"
-            }
+            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => "authorize_redirect_too_large",
             AuthorizeError::NearMiss | AuthorizeError::Relative | AuthorizeError::Fragment => {
                 "authorize_redirect_rejected"
             }
             AuthorizeError::Duplicate(_) => "duplicate_parameter",
             AuthorizeError::Forbidden(_) => "forbidden_parameter",
+            AuthorizeError::Pkce(_) => "invalid_pkce",
             _ => "malformed_authorize_redirect",
         }
     }
@@ -127,7 +126,7 @@ impl AuthorizeEndpoint {
     }
 }
 
-/// The app's authorize redirect, parsed: every parameter, in order, decoded and typed.
+/// The app's authorize redirect, parsed: every parameter, decoded and typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthorizeRedirect {
     pub params: Map<String, Value>,
@@ -149,12 +148,7 @@ pub enum Detection {
 }
 
 /// Classifies one upstream `Location` value.
-pub fn detect(
-    location: &[u8],
-    ep: &AuthorizeEndpoint,
-    client_id: &ClientId,
-    max_len: usize,
-) -> Detection {
+pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max_len: usize) -> Detection {
     let Ok(loc) = std::str::from_utf8(location) else {
         // Not UTF-8: it cannot be a URL we recognise; if it names our host, refuse.
         return if contains_ignore_case(location, ep.host.as_bytes()) {
@@ -167,9 +161,7 @@ pub fn detect(
     let parsed = if loc.starts_with("//") {
         // Protocol-relative: the browser would pick the scheme. Ours? Then refuse it.
         return match Url::parse(&format!("https:{loc}")) {
-            Ok(u) if host_matches(&u, ep) && u.path() == ep.url.path() => {
-                Detection::Rejected(AuthorizeError::Relative)
-            }
+            Ok(u) if host_matches(&u, ep) && u.path() == ep.url.path() => Detection::Rejected(AuthorizeError::Relative),
             _ => Detection::NotOurs,
         };
     } else {
@@ -202,12 +194,7 @@ pub fn detect(
         Ok(p) => p,
         Err(e) => return Detection::Rejected(e),
     };
-    if pairs
-        .iter()
-        .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v.as_str())
-        != Some(client_id.as_str())
-    {
+    if pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str()) != Some(client_id.as_str()) {
         return Detection::NotOurs;
     }
     match build_params(pairs, ep) {
@@ -221,10 +208,7 @@ fn host_matches(u: &Url, ep: &AuthorizeEndpoint) -> bool {
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && hay
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Strict `application/x-www-form-urlencoded` parsing: bad escapes, bad UTF-8, control
@@ -279,10 +263,7 @@ fn decode_component(s: &str, name: &str) -> Result<String, AuthorizeError> {
     Ok(s)
 }
 
-fn build_params(
-    pairs: Vec<(String, String)>,
-    ep: &AuthorizeEndpoint,
-) -> Result<Map<String, Value>, AuthorizeError> {
+fn build_params(pairs: Vec<(String, String)>, ep: &AuthorizeEndpoint) -> Result<Map<String, Value>, AuthorizeError> {
     let mut params = Map::new();
     for (k, v) in pairs {
         if FORBIDDEN.contains(&k.as_str()) {

@@ -38,10 +38,7 @@ impl DiscoveryRefresher {
                 true
             }
             Err(e) => {
-                s.metrics
-                    .discovery_failures
-                    .with_label_values(&[e.label()])
-                    .inc();
+                s.metrics.discovery_failures.with_label_values(&[e.label()]).inc();
                 warn!(error = %e, reason = e.label(), kept_previous = s.discovery.get().is_some(), "AS metadata load failed");
                 false
             }
@@ -59,11 +56,7 @@ impl BackgroundService for DiscoveryRefresher {
             } else {
                 failures = failures.saturating_add(1);
             }
-            let delay = next_delay(
-                self.state.is_ready(),
-                failures,
-                self.state.settings.discovery_refresh,
-            );
+            let delay = next_delay(self.state.is_ready(), failures, self.state.settings.discovery_refresh);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return,

@@ -27,10 +27,7 @@ pub enum DiscoveryError {
     #[error("issuer mismatch: the document says `{found}`, configured `{expected}` (DISC-2)")]
     IssuerMismatch { expected: String, found: String },
     #[error("metadata field `{field}`: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
+    Field { field: &'static str, message: String },
 }
 
 impl DiscoveryError {
@@ -52,6 +49,8 @@ struct RawMetadata {
     pushed_authorization_request_endpoint: Option<String>,
     token_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
+    introspection_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
     jwks_uri: Option<String>,
     #[serde(default)]
     mtls_endpoint_aliases: std::collections::HashMap<String, serde_json::Value>,
@@ -76,6 +75,8 @@ pub struct ProviderMetadata {
     pub par_endpoint: Url,
     pub token_endpoint: Option<Url>,
     pub userinfo_endpoint: Option<Url>,
+    pub introspection_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
     pub jwks_uri: Option<Url>,
     pub require_par: bool,
     pub iss_parameter_supported: bool,
@@ -108,21 +109,18 @@ impl ProviderMetadata {
                 found: raw.issuer,
             });
         }
-        let authz = raw
-            .authorization_endpoint
+        let authz = raw.authorization_endpoint.as_deref().ok_or(DiscoveryError::Field {
+            field: "authorization_endpoint",
+            message: "missing".into(),
+        })?;
+        let authorization_endpoint = https_url("authorization_endpoint", authz)?;
+        let par_top = raw
+            .pushed_authorization_request_endpoint
             .as_deref()
             .ok_or(DiscoveryError::Field {
-                field: "authorization_endpoint",
-                message: "missing".into(),
+                field: "pushed_authorization_request_endpoint",
+                message: "missing: this AS does not offer PAR (RFC 9126 §5)".into(),
             })?;
-        let authorization_endpoint = https_url("authorization_endpoint", authz)?;
-        let par_top =
-            raw.pushed_authorization_request_endpoint
-                .as_deref()
-                .ok_or(DiscoveryError::Field {
-                    field: "pushed_authorization_request_endpoint",
-                    message: "missing: this AS does not offer PAR (RFC 9126 §5)".into(),
-                })?;
         let par_alias = raw
             .mtls_endpoint_aliases
             .get("pushed_authorization_request_endpoint")
@@ -134,27 +132,21 @@ impl ProviderMetadata {
         };
         // RFC 8705 §5: fall back to the top-level URL endpoint by endpoint.
         let par_endpoint = match (use_alias, par_alias) {
-            (true, Some(a)) => https_url(
-                "mtls_endpoint_aliases.pushed_authorization_request_endpoint",
-                a,
-            )?,
+            (true, Some(a)) => https_url("mtls_endpoint_aliases.pushed_authorization_request_endpoint", a)?,
             _ => https_url("pushed_authorization_request_endpoint", par_top)?,
         };
-        let alias_or =
-            |name: &'static str, top: &Option<String>| -> Result<Option<Url>, DiscoveryError> {
-                // Token-issuing and cert-bound endpoints: alias when listed (MTLS-4).
-                match raw.mtls_endpoint_aliases.get(name).and_then(|v| v.as_str()) {
-                    Some(a) => https_url(name, a).map(Some),
-                    None => top.as_deref().map(|t| https_url(name, t)).transpose(),
-                }
-            };
+        let alias_or = |name: &'static str, top: &Option<String>| -> Result<Option<Url>, DiscoveryError> {
+            // Token-issuing and cert-bound endpoints: alias when listed (MTLS-4).
+            match raw.mtls_endpoint_aliases.get(name).and_then(|v| v.as_str()) {
+                Some(a) => https_url(name, a).map(Some),
+                None => top.as_deref().map(|t| https_url(name, t)).transpose(),
+            }
+        };
         let token_endpoint = alias_or("token_endpoint", &raw.token_endpoint)?;
         let userinfo_endpoint = alias_or("userinfo_endpoint", &raw.userinfo_endpoint)?;
-        let jwks_uri = raw
-            .jwks_uri
-            .as_deref()
-            .map(|u| https_url("jwks_uri", u))
-            .transpose()?;
+        let introspection_endpoint = alias_or("introspection_endpoint", &raw.introspection_endpoint)?;
+        let revocation_endpoint = alias_or("revocation_endpoint", &raw.revocation_endpoint)?;
+        let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
 
         let alg = settings.signing_keys[0].alg;
         check_alg(
@@ -184,6 +176,8 @@ impl ProviderMetadata {
             par_endpoint,
             token_endpoint,
             userinfo_endpoint,
+            introspection_endpoint,
+            revocation_endpoint,
             jwks_uri,
             require_par: raw.require_pushed_authorization_requests,
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
@@ -191,38 +185,21 @@ impl ProviderMetadata {
     }
 }
 
-fn check_alg(
-    field: &'static str,
-    listed: &Option<Vec<String>>,
-    alg: Alg,
-) -> Result<(), DiscoveryError> {
+fn check_alg(field: &'static str, listed: &Option<Vec<String>>, alg: Alg) -> Result<(), DiscoveryError> {
     match listed {
         Some(l) if !l.iter().any(|a| alg.advertised_as(a)) => Err(DiscoveryError::Field {
             field,
-            message: format!(
-                "the AS does not accept {} (it lists {})",
-                alg.as_str(),
-                l.join(", ")
-            ),
+            message: format!("the AS does not accept {} (it lists {})", alg.as_str(), l.join(", ")),
         }),
         _ => Ok(()),
     }
 }
 
 /// Fetches and checks the metadata once.
-pub async fn fetch(
-    http: &dyn AsHttp,
-    settings: &Settings,
-) -> Result<ProviderMetadata, DiscoveryError> {
+pub async fn fetch(http: &dyn AsHttp, settings: &Settings) -> Result<ProviderMetadata, DiscoveryError> {
     let url = settings.discovery_url.clone();
     let resp = http
-        .send(AsRequest {
-            method: http::Method::GET,
-            url: url.clone(),
-            headers: vec![("accept", "application/json".into())],
-            form: None,
-            timeout: settings.discovery_timeout,
-        })
+        .send(AsRequest::get(url.clone(), settings.discovery_timeout))
         .await
         .map_err(|source| DiscoveryError::Transport {
             url: url.to_string(),

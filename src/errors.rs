@@ -38,10 +38,7 @@ impl BrowserError {
                 "message": self.message(),
                 "interaction_id": self.interaction_id.to_string(),
             });
-            (
-                "application/json",
-                serde_json::to_vec(&body).unwrap_or_default(),
-            )
+            ("application/json", serde_json::to_vec(&body).unwrap_or_default())
         } else {
             // Every interpolated value is a static string or a UUID: nothing to escape.
             let body = format!(

@@ -16,9 +16,25 @@ use crate::keys::{load_certs, KeyLoadError, TransportIdentity};
 pub struct AsRequest {
     pub method: http::Method,
     pub url: url::Url,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     pub form: Option<Vec<(String, String)>>,
+    /// A raw body, sent as is (resource calls through the egress listener).
+    pub body: Option<Bytes>,
     pub timeout: Duration,
+}
+
+impl AsRequest {
+    /// A bodiless request with `accept: application/json`.
+    pub fn get(url: url::Url, timeout: Duration) -> AsRequest {
+        AsRequest {
+            method: http::Method::GET,
+            url,
+            headers: vec![("accept".into(), "application/json".into())],
+            form: None,
+            body: None,
+            timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,14 +178,13 @@ impl AsHttp for ReqwestAs {
         }
         if let Some(form) = req.form {
             rb = rb.form(&form);
+        } else if let Some(body) = req.body {
+            rb = rb.body(body);
         }
         let mut resp = rb.send().await.map_err(|e| classify(&e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > self.max_body)
-        {
+        if resp.content_length().is_some_and(|l| l as usize > self.max_body) {
             return Err(TransportError::TooLarge(self.max_body));
         }
         let mut body = Vec::new();

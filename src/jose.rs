@@ -86,13 +86,9 @@ impl SigningKey {
             Alg::PS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der)
                     .or_else(|_| RsaKeyPair::from_der(der))
-                    .map_err(|e| {
-                        KeyError::Parse(format!("not an RSA private key for PS256: {e}"))
-                    })?;
+                    .map_err(|e| KeyError::Parse(format!("not an RSA private key for PS256: {e}")))?;
                 if kp.public_modulus_len() < 256 {
-                    return Err(KeyError::Parse(
-                        "RSA keys must be at least 2048 bits (CR-2)".into(),
-                    ));
+                    return Err(KeyError::Parse("RSA keys must be at least 2048 bits (CR-2)".into()));
                 }
                 KeyMaterial::Rsa(kp)
             }
@@ -100,15 +96,12 @@ impl SigningKey {
                 let a = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
                 let kp = EcdsaKeyPair::from_pkcs8(a, der)
                     .or_else(|_| EcdsaKeyPair::from_private_key_der(a, der))
-                    .map_err(|e| {
-                        KeyError::Parse(format!("not a P-256 private key for ES256: {e}"))
-                    })?;
+                    .map_err(|e| KeyError::Parse(format!("not a P-256 private key for ES256: {e}")))?;
                 KeyMaterial::Ec(kp)
             }
             Alg::EdDSA => KeyMaterial::Ed(
-                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| {
-                    KeyError::Parse(format!("not an Ed25519 private key for EdDSA: {e}"))
-                })?,
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|e| KeyError::Parse(format!("not an Ed25519 private key for EdDSA: {e}")))?,
             ),
         };
         let public = public_jwk_members(&material);
@@ -148,21 +141,13 @@ impl SigningKey {
                     .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
-            KeyMaterial::Ec(kp) => Ok(kp
-                .sign(&self.rng, msg)
-                .map_err(|_| KeyError::Sign)?
-                .as_ref()
-                .to_vec()),
+            KeyMaterial::Ec(kp) => Ok(kp.sign(&self.rng, msg).map_err(|_| KeyError::Sign)?.as_ref().to_vec()),
             KeyMaterial::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
         }
     }
 
     /// Compact JWS over `claims` with header `{alg, kid, typ?}`.
-    pub fn sign_jwt(
-        &self,
-        typ: Option<&str>,
-        claims: &Map<String, Value>,
-    ) -> Result<String, KeyError> {
+    pub fn sign_jwt(&self, typ: Option<&str>, claims: &Map<String, Value>) -> Result<String, KeyError> {
         let mut header = json!({ "alg": self.alg.as_str(), "kid": self.kid });
         if let Some(t) = typ {
             header["typ"] = Value::String(t.into());
@@ -209,23 +194,14 @@ pub fn jwk_thumbprint(jwk: &Value) -> String {
         _ => &["crv", "kty", "x"],
     };
     // serde_json's Map is a BTreeMap here (no preserve_order), so keys serialize sorted.
-    let canonical: Map<String, Value> = members
-        .iter()
-        .map(|k| (k.to_string(), jwk[*k].clone()))
-        .collect();
+    let canonical: Map<String, Value> = members.iter().map(|k| (k.to_string(), jwk[*k].clone())).collect();
     let bytes = serde_json::to_vec(&canonical).expect("json");
-    B64.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        &bytes,
-    ))
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes))
 }
 
 /// `base64url(sha256(ascii))` without padding: PKCE S256 (RFC 7636 §4.2).
 pub fn s256(ascii: &str) -> String {
-    B64.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        ascii.as_bytes(),
-    ))
+    B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ascii.as_bytes()))
 }
 
 /// 32 random octets, base64url: a PKCE verifier or any other 256-bit token (CR-3).
@@ -244,10 +220,7 @@ mod tests {
         // RFC 7638 §3.1 example key.
         let jwk = json!({"kty":"RSA","e":"AQAB","alg":"RS256","kid":"2011-04-29",
           "n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
-        assert_eq!(
-            jwk_thumbprint(&jwk),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk_thumbprint(&jwk), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]

@@ -106,8 +106,7 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KeyLoadError>
 
 fn load_signing_key(k: &SigningKeyRef) -> Result<SigningKey, KeyLoadError> {
     let der = read_private_key(&k.path)?;
-    SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone())
-        .map_err(|e| file_err(&k.path, e.to_string()))
+    SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone()).map_err(|e| file_err(&k.path, e.to_string()))
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyLoadError> {
@@ -124,8 +123,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyLoadEr
 fn load_transport(cert: &Path, key: &Path) -> Result<TransportIdentity, KeyLoadError> {
     let chain = load_certs(cert)?;
     let key_der = read_private_key(key)?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&chain[0])
-        .map_err(|e| file_err(cert, format!("bad certificate: {e}")))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| file_err(cert, format!("bad certificate: {e}")))?;
     let not_after = parsed.validity().not_after.timestamp();
     let subject = parsed.subject().to_string();
     // Check the key belongs to the certificate now, not at the first PAR.
@@ -135,12 +134,8 @@ fn load_transport(cert: &Path, key: &Path) -> Result<TransportIdentity, KeyLoadE
         .load_private_key(key_der.clone_key())
         .map_err(|e| file_err(key, format!("unusable TLS private key: {e}")))?;
     let ck = rustls::sign::CertifiedKey::new(chain.clone(), signing);
-    ck.keys_match().map_err(|_| {
-        file_err(
-            key,
-            format!("does not match the certificate in {}", cert.display()),
-        )
-    })?;
+    ck.keys_match()
+        .map_err(|_| file_err(key, format!("does not match the certificate in {}", cert.display())))?;
     Ok(TransportIdentity {
         chain,
         key: Arc::new(key_der),

@@ -53,11 +53,7 @@ fn init_logging(json: bool, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }
@@ -103,14 +99,10 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::Jwks { config } => {
-            let keys =
-                load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
+            let keys = load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
             match keys {
                 Ok(k) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&k.public_jwks()).expect("json")
-                    );
+                    println!("{}", serde_json::to_string_pretty(&k.public_jwks()).expect("json"));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -145,11 +137,7 @@ fn check_config(config: &PathBuf, offline: bool) -> ExitCode {
     println!("auth method:       {}", settings.auth_method.as_str());
     for (i, k) in keys.signing.iter().enumerate() {
         let role = if i == 0 { "signs" } else { "published" };
-        println!(
-            "signing key {i}:     {} kid={} ({role})",
-            k.alg().as_str(),
-            k.kid()
-        );
+        println!("signing key {i}:     {} kid={} ({role})", k.alg().as_str(), k.kid());
     }
     println!(
         "transport cert:    {} (not after {})",

@@ -3,8 +3,8 @@
 //! lookup, lock or allocation.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -22,11 +22,15 @@ pub struct Metrics {
     pub discovery_loaded: IntGauge,
     pub transport_not_after: IntGauge,
     pub build_info: IntGaugeVec,
+    pub pkce: IntCounterVec,
+    pub callback_checks: IntCounterVec,
+    pub egress_requests: IntCounterVec,
+    pub egress_duration: HistogramVec,
+    pub jwks_refreshes: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
+    r.register(Box::new(c.clone())).expect("metric names are unique");
     c
 }
 
@@ -47,13 +51,8 @@ impl Metrics {
         let par_duration = reg(
             &r,
             HistogramVec::new(
-                HistogramOpts::new(
-                    "par_sidecar_par_duration_seconds",
-                    "PAR round trip including signing",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
+                HistogramOpts::new("par_sidecar_par_duration_seconds", "PAR round trip including signing")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
                 &["outcome"],
             )
             .unwrap(),
@@ -94,11 +93,7 @@ impl Metrics {
         let signing_duration = reg(
             &r,
             HistogramVec::new(
-                HistogramOpts::new(
-                    "par_sidecar_signing_duration_seconds",
-                    "Time to sign one JWT",
-                )
-                .buckets(vec![
+                HistogramOpts::new("par_sidecar_signing_duration_seconds", "Time to sign one JWT").buckets(vec![
                     0.000_02, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                 ]),
                 &["alg", "purpose"],
@@ -142,15 +137,62 @@ impl Metrics {
         );
         let build_info = reg(
             &r,
-            IntGaugeVec::new(
-                Opts::new("par_sidecar_build_info", "Build information"),
-                &["version"],
+            IntGaugeVec::new(Opts::new("par_sidecar_build_info", "Build information"), &["version"]).unwrap(),
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let pkce = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_pkce_total",
+                    "PKCE handling per pushed request: injected, upgraded (plain->S256), passed",
+                ),
+                &["action"],
             )
             .unwrap(),
         );
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let callback_checks = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_callback_checks_total",
+                    "Authorization responses checked at the app's redirect_uri, by outcome",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
+        );
+        let egress_requests = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_egress_requests_total",
+                    "Back-channel calls from the app through the egress listener, by route, outcome and AS error",
+                ),
+                &["route", "outcome", "as_error"],
+            )
+            .unwrap(),
+        );
+        let egress_duration = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "par_sidecar_egress_duration_seconds",
+                    "Egress call round trip to the AS or resource server",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["route"],
+            )
+            .unwrap(),
+        );
+        let jwks_refreshes = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new("par_sidecar_jwks_refreshes_total", "AS JWKS fetches by outcome"),
+                &["outcome"],
+            )
+            .unwrap(),
+        );
         Metrics {
             redirect_rewritten: redirects.with_label_values(&["rewritten"]),
             redirect_passed: redirects.with_label_values(&["passed_through"]),
@@ -166,6 +208,11 @@ impl Metrics {
             discovery_loaded,
             transport_not_after,
             build_info,
+            pkce,
+            callback_checks,
+            egress_requests,
+            egress_duration,
+            jwks_refreshes,
         }
     }
 

@@ -15,8 +15,7 @@ use crate::jose::{Alg, SigningKey};
 use crate::metrics::Metrics;
 use crate::protocol::InteractionId;
 use crate::request_object::{
-    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE,
-    REQUEST_OBJECT_TYP,
+    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP,
 };
 
 #[derive(Debug, Error)]
@@ -124,9 +123,40 @@ async fn sign_pair(
         Ok((request, assertion))
     };
     if slow {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| ParError::Signing)?
+        tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
+    } else {
+        work()
+    }
+}
+
+/// A fresh `private_key_jwt` assertion (new `jti`) for one back-channel call, or `None`
+/// for `tls_client_auth`.
+pub async fn fresh_client_assertion(
+    settings: &Settings,
+    key: Arc<SigningKey>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<String>, ParError> {
+    if settings.auth_method != AuthMethod::PrivateKeyJwt {
+        return Ok(None);
+    }
+    let claims = client_assertion_claims(
+        &settings.client_id,
+        &settings.issuer,
+        settings.assertion_lifetime,
+        now_secs(),
+    );
+    let slow = key.alg() == Alg::PS256;
+    let work = move || {
+        let t = Instant::now();
+        let jwt = key.sign_jwt(None, &claims).map_err(|_| ParError::Signing)?;
+        metrics
+            .signing_duration
+            .with_label_values(&[key.alg().as_str(), "client_assertion"])
+            .observe(t.elapsed().as_secs_f64());
+        Ok(Some(jwt))
+    };
+    if slow {
+        tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
     } else {
         work()
     }
@@ -150,13 +180,7 @@ pub async fn push(
 ) -> Result<PushedRequest, ParError> {
     let s = cx.settings;
     let now = now_secs();
-    let ro = request_object_claims(
-        redirect,
-        &s.client_id,
-        &s.issuer,
-        s.request_object_lifetime,
-        now,
-    );
+    let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
     let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
         .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
     let (request, assertion) = sign_pair(cx.key.clone(), ro, assertion, cx.metrics.clone()).await?;
@@ -177,10 +201,11 @@ pub async fn push(
             method: http::Method::POST,
             url: cx.metadata.par_endpoint.clone(),
             headers: vec![
-                ("accept", "application/json".into()),
-                ("x-fapi-interaction-id", interaction_id.to_string()),
+                ("accept".into(), "application/json".into()),
+                ("x-fapi-interaction-id".into(), interaction_id.to_string()),
             ],
             form: Some(form),
+            body: None,
             timeout: deadline,
         })
         .await
@@ -202,9 +227,8 @@ pub async fn push(
 /// 201 `{request_uri, expires_in}` (PAR-8); another 2xx with a valid body is tolerated.
 pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParError> {
     if (200..300).contains(&status) {
-        let ok: ParSuccess = serde_json::from_slice(body).map_err(|_| {
-            ParError::BadResponse(format!("HTTP {status} with a body that is not JSON"))
-        })?;
+        let ok: ParSuccess = serde_json::from_slice(body)
+            .map_err(|_| ParError::BadResponse(format!("HTTP {status} with a body that is not JSON")))?;
         let request_uri = match ok.request_uri {
             Some(serde_json::Value::String(u))
                 if !u.is_empty() && u.len() <= 2048 && !u.chars().any(char::is_control) =>
@@ -215,11 +239,10 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParErro
         };
         // A missing expires_in is tolerated: assume it is short (PAR-8 note).
         let expires_in = match ok.expires_in {
-            Some(serde_json::Value::Number(n)) => {
-                n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                    ParError::BadResponse("expires_in is not a positive integer".into())
-                })?
-            }
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ParError::BadResponse("expires_in is not a positive integer".into()))?,
             None => 0,
             Some(_) => return Err(ParError::BadResponse("expires_in is not a number".into())),
         };
@@ -250,14 +273,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!((u.as_str(), e), ("urn:ietf:params:oauth:request_uri:x", 60));
-        assert!(matches!(
-            parse_response(201, b"{}"),
-            Err(ParError::BadResponse(_))
-        ));
-        assert!(matches!(
-            parse_response(201, b"<html>"),
-            Err(ParError::BadResponse(_))
-        ));
+        assert!(matches!(parse_response(201, b"{}"), Err(ParError::BadResponse(_))));
+        assert!(matches!(parse_response(201, b"<html>"), Err(ParError::BadResponse(_))));
         assert!(matches!(
             parse_response(201, br#"{"request_uri":"u","expires_in":-3}"#),
             Err(ParError::BadResponse(_))
@@ -276,10 +293,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse_response(503, b"oops"),
-            Err(ParError::BadResponse(_))
-        ));
+        assert!(matches!(parse_response(503, b"oops"), Err(ParError::BadResponse(_))));
     }
 
     #[test]
@@ -292,10 +306,7 @@ mod tests {
 
     #[test]
     fn error_codes_are_stable() {
-        assert_eq!(
-            ParError::Transport(TransportError::Timeout).code(),
-            "as_timeout"
-        );
+        assert_eq!(ParError::Transport(TransportError::Timeout).code(), "as_timeout");
         assert_eq!(
             ParError::Transport(TransportError::Connect("x".into())).code(),
             "as_unavailable"

@@ -29,8 +29,7 @@ impl IssuerUrl {
     /// OIDC Discovery style: `/.well-known/openid-configuration` appended after any path.
     pub fn default_discovery_url(&self) -> Url {
         let base = self.0.trim_end_matches('/');
-        Url::parse(&format!("{base}/.well-known/openid-configuration"))
-            .expect("issuer was validated as a URL")
+        Url::parse(&format!("{base}/.well-known/openid-configuration")).expect("issuer was validated as a URL")
     }
 }
 

@@ -9,6 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::callback::{self, CallbackOutcome};
 use crate::errors::{wants_json, BrowserError};
 use crate::redirect::{decide, is_redirect, RedirectDecision};
 use crate::state::SidecarState;
@@ -35,6 +36,24 @@ fn apply_security_headers(h: &mut ResponseHeader) -> Result<()> {
     Ok(())
 }
 
+/// Writes a sidecar-owned error page (the one place browser errors become HTTP).
+async fn write_error_page(session: &mut Session, err: &BrowserError, wants_json: bool) {
+    let (content_type, body) = err.render(wants_json);
+    let written = async {
+        let mut h = ResponseHeader::build(err.status, Some(6))?;
+        h.insert_header("content-type", content_type)?;
+        h.insert_header("content-length", body.len().to_string())?;
+        h.insert_header("x-fapi-interaction-id", err.interaction_id.to_string())?;
+        apply_security_headers(&mut h)?;
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(Bytes::from(body)), true).await
+    }
+    .await;
+    if let Err(we) = written {
+        tracing::debug!(error = %we, "could not write the error page");
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for PublicProxy {
     type CTX = RequestCtx;
@@ -43,11 +62,7 @@ impl ProxyHttp for PublicProxy {
         RequestCtx::default()
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(
             self.state.settings.upstream.as_str(),
             false,
@@ -56,14 +71,25 @@ impl ProxyHttp for PublicProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.wants_json = wants_json(
-            session
-                .req_header()
-                .headers
-                .get("accept")
-                .map(|v| v.as_bytes()),
-        );
-        Ok(false)
+        ctx.wants_json = wants_json(session.req_header().headers.get("accept").map(|v| v.as_bytes()));
+        // The app's redirect_uri: the authorization response is checked before the app sees it.
+        let uri = &session.req_header().uri;
+        let path = uri.path().to_string();
+        match callback::check(&self.state, &path, uri.query()).await {
+            CallbackOutcome::NotCallback => Ok(false),
+            CallbackOutcome::Forward { query } => {
+                let new_uri = format!("{path}?{query}")
+                    .parse::<http::Uri>()
+                    .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
+                session.req_header_mut().set_uri(new_uri);
+                Ok(false)
+            }
+            CallbackOutcome::Reject { code, interaction_id } => {
+                let err = BrowserError::new(400, code, interaction_id);
+                write_error_page(session, &err, ctx.wants_json).await;
+                Ok(true)
+            }
+        }
     }
 
     /// Only here, on the *upstream* response, can a PAR start: a browser request cannot.
@@ -120,12 +146,7 @@ impl ProxyHttp for PublicProxy {
         ctx.failure.is_some()
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         let err = match ctx.failure.clone() {
             Some(err) => err,
             None => {
@@ -141,31 +162,12 @@ impl ProxyHttp for PublicProxy {
                 } else {
                     "upstream_unavailable"
                 };
-                self.state
-                    .metrics
-                    .browser_errors
-                    .with_label_values(&[code])
-                    .inc();
+                self.state.metrics.browser_errors.with_label_values(&[code]).inc();
                 tracing::warn!(interaction_id = %id, error = %e, status, "proxying to the app failed");
                 BrowserError::new(status, code, id)
             }
         };
-        let (content_type, body) = err.render(ctx.wants_json);
-        let written = async {
-            let mut h = ResponseHeader::build(err.status, Some(6))?;
-            h.insert_header("content-type", content_type)?;
-            h.insert_header("content-length", body.len().to_string())?;
-            h.insert_header("x-fapi-interaction-id", err.interaction_id.to_string())?;
-            apply_security_headers(&mut h)?;
-            session.write_response_header(Box::new(h), false).await?;
-            session
-                .write_response_body(Some(Bytes::from(body)), true)
-                .await
-        }
-        .await;
-        if let Err(we) = written {
-            tracing::debug!(error = %we, "could not write the error page");
-        }
+        write_error_page(session, &err, ctx.wants_json).await;
         FailToProxy {
             error_code: err.status,
             can_reuse_downstream: false,

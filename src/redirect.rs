@@ -5,10 +5,16 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use crate::authorize::{detect, AuthorizeEndpoint, Detection};
+use serde_json::Value;
+
+use crate::authorize::{detect, AuthorizeEndpoint, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::errors::BrowserError;
+use crate::jose::random_token;
 use crate::par::{self, ParContext};
+use crate::pkce::{self, PkceAction};
 use crate::protocol::{redact, InteractionId};
+use crate::request_object::now_secs;
+use crate::sealed_state::TransactionState;
 use crate::state::SidecarState;
 
 #[derive(Debug)]
@@ -67,6 +73,14 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         }
         Detection::Ours(r) => r,
     };
+    let redirect = match prepare(state, redirect) {
+        Ok(r) => r,
+        Err(e) => {
+            let id = InteractionId::new();
+            warn!(interaction_id = %id, error = %e, code = e.code(), "refused the app's authorize redirect");
+            return fail(state, 502, e.code(), id);
+        }
+    };
 
     let interaction_id = InteractionId::new();
     let keys = state.keys.load();
@@ -104,24 +118,17 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
                 "PAR accepted; redirect rewritten"
             );
             RedirectDecision::Rewrite {
-                location: endpoint
-                    .rewritten_location(&state.settings.client_id, &pushed.request_uri),
+                location: endpoint.rewritten_location(&state.settings.client_id, &pushed.request_uri),
                 interaction_id,
             }
         }
         Err(e) => {
             let code = e.code();
-            m.par_requests
-                .with_label_values(&[code, e.as_error_label()])
-                .inc();
-            m.par_duration
-                .with_label_values(&[code])
-                .observe(elapsed.as_secs_f64());
+            m.par_requests.with_label_values(&[code, e.as_error_label()]).inc();
+            m.par_duration.with_label_values(&[code]).observe(elapsed.as_secs_f64());
             let (as_status, description) = match &e {
                 par::ParError::Rejected {
-                    status,
-                    description,
-                    ..
+                    status, description, ..
                 } => (*status, description.clone()),
                 _ => (0, None),
             };
@@ -145,17 +152,43 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
     }
 }
 
-fn fail(
-    state: &SidecarState,
-    status: u16,
-    code: &'static str,
-    id: InteractionId,
-) -> RedirectDecision {
+/// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
+/// and the app's `state` replaced by a sealed one carrying what the callback needs.
+fn prepare(state: &SidecarState, mut redirect: AuthorizeRedirect) -> Result<AuthorizeRedirect, AuthorizeError> {
+    let pkce = pkce::apply(&mut redirect)?;
+    state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
+    if state.settings.jarm {
+        redirect
+            .params
+            .insert("response_mode".into(), Value::String("jwt".into()));
+    }
+    let redirect_uri = redirect.get_str("redirect_uri").map(str::to_string);
+    if let Some(path) = redirect_uri
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.path().to_string())
+    {
+        state.learn_callback_path(&path);
+    }
+    let tx = TransactionState {
+        app_state: redirect.get_str("state").map(str::to_string),
+        verifier: match pkce {
+            PkceAction::Injected(v) => Some(v),
+            _ => None,
+        },
+        redirect_uri,
+        issued_at: now_secs(),
+        nonce: random_token(),
+        jarm: state.settings.jarm,
+    };
+    redirect
+        .params
+        .insert("state".into(), Value::String(state.sealer.seal(&tx)));
+    Ok(redirect)
+}
+
+fn fail(state: &SidecarState, status: u16, code: &'static str, id: InteractionId) -> RedirectDecision {
     state.metrics.redirects.with_label_values(&["failed"]).inc();
-    state
-        .metrics
-        .browser_errors
-        .with_label_values(&[code])
-        .inc();
+    state.metrics.browser_errors.with_label_values(&[code]).inc();
     RedirectDecision::Fail(BrowserError::new(status, code, id))
 }

@@ -66,10 +66,7 @@ mod tests {
         let mut params = Map::new();
         params.insert("client_id".into(), "legacy-app".into());
         params.insert("response_type".into(), "code".into());
-        params.insert(
-            "claims".into(),
-            serde_json::json!({"id_token": {"acr": null}}),
-        );
+        params.insert("claims".into(), serde_json::json!({"id_token": {"acr": null}}));
         AuthorizeRedirect { params }
     }
 
@@ -78,10 +75,7 @@ mod tests {
         let cid = ClientId::new("legacy-app").unwrap();
         let iss = IssuerUrl::new("https://as.example.com/").unwrap();
         let c = request_object_claims(&redirect(), &cid, &iss, Duration::from_secs(300), 1000);
-        assert_eq!(
-            c["aud"], "https://as.example.com/",
-            "aud is the issuer byte for byte"
-        );
+        assert_eq!(c["aud"], "https://as.example.com/", "aud is the issuer byte for byte");
         assert!(c["aud"].is_string());
         assert_eq!(c["iss"], "legacy-app");
         assert_eq!(c["client_id"], "legacy-app");

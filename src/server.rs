@@ -10,6 +10,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::background::DiscoveryRefresher;
+use crate::egress_listener::EgressApp;
 use crate::proxy::PublicProxy;
 use crate::state::SidecarState;
 
@@ -29,27 +30,21 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        PublicProxy {
-            state: state.clone(),
-        },
+        PublicProxy { state: state.clone() },
         "public",
     );
     public.add_tcp(&s.public_addr.to_string());
 
-    let mut admin = Service::new(
-        "admin".to_string(),
-        AdminApp {
-            state: state.clone(),
-        },
-    );
+    let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });
     admin.add_tcp(&s.admin_addr.to_string());
 
-    let refresher = background_service(
-        "discovery",
-        DiscoveryRefresher {
-            state: state.clone(),
-        },
-    );
+    if let Some(egress_addr) = s.egress_addr {
+        let mut egress = Service::new("egress".to_string(), EgressApp { state: state.clone() });
+        egress.add_tcp(&egress_addr.to_string());
+        server.add_service(egress);
+    }
+
+    let refresher = background_service("discovery", DiscoveryRefresher { state: state.clone() });
 
     server.add_service(public);
     server.add_service(admin);

@@ -6,11 +6,17 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::bounded::TtlMap;
 use crate::config::Settings;
 use crate::discovery::DiscoveryCache;
 use crate::http_client::{AsHttp, ReqwestAs};
+use crate::jarm::AsJwks;
 use crate::keys::{KeyLoadError, KeySet};
 use crate::metrics::Metrics;
+use crate::sealed_state::StateSealer;
 
 pub struct SidecarState {
     pub settings: Settings,
@@ -18,14 +24,36 @@ pub struct SidecarState {
     pub http: ArcSwap<Box<dyn AsHttp>>,
     pub discovery: DiscoveryCache,
     pub metrics: Arc<Metrics>,
+    pub sealer: StateSealer,
+    /// code -> what the token call needs (bounded, short TTL, taken once).
+    pub codes: TtlMap<String, CodeRecord>,
+    /// Nonces of sealed states already used at the callback.
+    pub replay: TtlMap<String, ()>,
+    pub jwks: AsJwks,
+    /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
+    pub callback_paths: Mutex<Vec<String>>,
 }
+
+/// What the sidecar remembers between the callback and the app's token call.
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    pub verifier: Option<String>,
+    pub redirect_uri: Option<String>,
+}
+
+/// Authorization codes live 60 s at a FAPI 2.0 AS; keep a little more.
+const CODE_TTL: Duration = Duration::from_secs(120);
+const MAX_CODES: usize = 10_000;
+const MAX_REPLAY: usize = 50_000;
+const MAX_LEARNED_PATHS: usize = 16;
 
 impl SidecarState {
     /// Loads keys and builds the mTLS client. Fails on any unusable file.
     pub fn load(settings: Settings) -> Result<Arc<SidecarState>, KeyLoadError> {
         let keys = KeySet::load(&settings)?;
         let http = build_http(&settings, &keys)?;
-        Ok(Self::with_parts(settings, keys, http))
+        let sealer = load_sealer(&settings)?;
+        Ok(Self::with_parts(settings, keys, http, sealer))
     }
 
     /// Assembles state from parts (tests inject a fake AS client here).
@@ -33,10 +61,17 @@ impl SidecarState {
         settings: Settings,
         keys: KeySet,
         http: Box<dyn AsHttp>,
+        sealer: StateSealer,
     ) -> Arc<SidecarState> {
         let metrics = Arc::new(Metrics::new());
         metrics.transport_not_after.set(keys.transport.not_after);
+        let max_age = settings.state_max_age;
         Arc::new(SidecarState {
+            callback_paths: Mutex::new(settings.callback_paths.clone()),
+            sealer,
+            codes: TtlMap::new(MAX_CODES, CODE_TTL),
+            replay: TtlMap::new(MAX_REPLAY, max_age),
+            jwks: AsJwks::default(),
             settings,
             keys: ArcSwap::from_pointee(keys),
             http: ArcSwap::from_pointee(http),
@@ -47,6 +82,35 @@ impl SidecarState {
 
     pub fn is_ready(&self) -> bool {
         self.discovery.get().is_some()
+    }
+
+    /// Remembers the path of a pushed redirect_uri so its callback is checked.
+    pub fn learn_callback_path(&self, path: &str) {
+        let mut g = self.callback_paths.lock().expect("lock");
+        if !g.iter().any(|p| p == path) && g.len() < MAX_LEARNED_PATHS + self.settings.callback_paths.len() {
+            g.push(path.to_string());
+        }
+    }
+
+    pub fn is_callback_path(&self, path: &str) -> bool {
+        self.callback_paths.lock().expect("lock").iter().any(|p| p == path)
+    }
+}
+
+/// The state sealing key from its file, or a random one (single replica only).
+pub fn load_sealer(settings: &Settings) -> Result<StateSealer, KeyLoadError> {
+    match &settings.state_key_path {
+        Some(p) => {
+            let material = std::fs::read(p).map_err(|e| KeyLoadError::File {
+                path: p.display().to_string(),
+                message: format!("cannot read: {e}"),
+            })?;
+            StateSealer::from_material(&material, settings.client_id.as_str()).map_err(|m| KeyLoadError::File {
+                path: p.display().to_string(),
+                message: m,
+            })
+        }
+        None => Ok(StateSealer::random(settings.client_id.as_str())),
     }
 }
 

@@ -13,14 +13,7 @@ use par_sidecar::config::Settings;
 use par_sidecar::redirect::{decide, RedirectDecision};
 use par_sidecar::state::SidecarState;
 
-async fn state_for(
-    pki: &Path,
-    double: &AsDouble,
-    key: &str,
-    alg: &str,
-    auth: &str,
-    extra: &str,
-) -> Arc<SidecarState> {
+async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<SidecarState> {
     let yaml = settings_yaml(pki, &double.issuer, key, alg, auth, extra);
     let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
     let state = SidecarState::load(settings).unwrap();
@@ -65,28 +58,23 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         };
         assert_eq!(
             location,
-            format!("{}/authorize?client_id=legacy-app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Adouble-1", double.issuer)
+            format!(
+                "{}/authorize?client_id=legacy-app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Adouble-1",
+                double.issuer
+            )
         );
         let seen = double.seen();
         assert_eq!(seen.len(), 1);
         let p = &seen[0];
         assert!(p.verify_error.is_none(), "{alg}: {:?}", p.verify_error);
         assert!(p.client_cert_present);
-        assert_eq!(
-            p.interaction_id.as_deref(),
-            Some(interaction_id.to_string().as_str())
-        );
+        assert_eq!(p.interaction_id.as_deref(), Some(interaction_id.to_string().as_str()));
         // Only client_id, request and client authentication outside the object.
         let mut keys: Vec<_> = p.form.keys().cloned().collect();
         keys.sort();
         assert_eq!(
             keys,
-            [
-                "client_assertion",
-                "client_assertion_type",
-                "client_id",
-                "request"
-            ]
+            ["client_assertion", "client_assertion_type", "client_id", "request"]
         );
         assert_eq!(
             p.form["client_assertion_type"],
@@ -99,15 +87,9 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         assert_eq!(ro["client_id"], "legacy-app");
         assert_eq!(ro["state"], "st-1");
         assert_eq!(ro["redirect_uri"], "https://app.example/cb");
-        assert!(
-            ro["claims"]["id_token"].is_object(),
-            "claims is JSON inside the object"
-        );
+        assert!(ro["claims"]["id_token"].is_object(), "claims is JSON inside the object");
         assert!(ro.get("sub").is_none());
-        assert_eq!(
-            ro["exp"].as_u64().unwrap() - ro["nbf"].as_u64().unwrap(),
-            300
-        );
+        assert_eq!(ro["exp"].as_u64().unwrap() - ro["nbf"].as_u64().unwrap(), 300);
         assert!(ro["jti"].is_string());
 
         let a = p.assertion_claims.as_ref().unwrap();
@@ -124,15 +106,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
 async fn tls_client_auth_sends_no_assertion() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
-    let state = state_for(
-        &pki,
-        &double,
-        "sign-es256.pem",
-        "ES256",
-        "tls_client_auth",
-        "",
-    )
-    .await;
+    let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "tls_client_auth", "").await;
     assert!(matches!(
         decide(&state, app_redirect(&double.issuer).as_bytes()).await,
         RedirectDecision::Rewrite { .. }
@@ -147,15 +121,7 @@ async fn tls_client_auth_sends_no_assertion() {
 async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
-    let state = state_for(
-        &pki,
-        &double,
-        "sign-es256.pem",
-        "ES256",
-        "private_key_jwt",
-        "",
-    )
-    .await;
+    let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
     let loc = app_redirect(&double.issuer);
     let cases = [
         (Fault::Status(500, "<html>boom</html>"), "as_bad_response"),
@@ -164,16 +130,10 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
             "par_rejected",
         ),
         (
-            Fault::Status(
-                401,
-                r#"{"error":"invalid_client","error_description":"jti reused"}"#,
-            ),
+            Fault::Status(401, r#"{"error":"invalid_client","error_description":"jti reused"}"#),
             "par_rejected",
         ),
-        (
-            Fault::Status(201, r#"{"expires_in":60}"#),
-            "as_bad_response",
-        ),
+        (Fault::Status(201, r#"{"expires_in":60}"#), "as_bad_response"),
         (Fault::Status(201, "not json"), "as_bad_response"),
         (Fault::Delay(Duration::from_secs(3)), "as_timeout"),
         (Fault::Redirect, "as_bad_response"),
@@ -190,18 +150,13 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
         }
         double.set_fault(Fault::None);
         assert!(
-            matches!(
-                decide(&state, loc.as_bytes()).await,
-                RedirectDecision::Rewrite { .. }
-            ),
+            matches!(decide(&state, loc.as_bytes()).await, RedirectDecision::Rewrite { .. }),
             "{fault:?}: the next login must succeed"
         );
     }
     let m = String::from_utf8(state.metrics.render()).unwrap();
     assert!(
-        m.contains(
-            r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#
-        ),
+        m.contains(r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#),
         "{m}"
     );
     assert!(
@@ -214,15 +169,7 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
 async fn unreachable_as_and_bad_certificates_fail_closed() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
-    let good = state_for(
-        &pki,
-        &double,
-        "sign-es256.pem",
-        "ES256",
-        "private_key_jwt",
-        "",
-    )
-    .await;
+    let good = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
     let md = good.discovery.get().unwrap();
     let loc = app_redirect(&double.issuer);
 
@@ -241,40 +188,20 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     assert_eq!(e.code, "as_unavailable");
 
     // A client certificate from another CA: the AS refuses the handshake.
-    let yaml = settings_yaml(
-        &pki,
-        &double.issuer,
-        "sign-es256.pem",
-        "ES256",
-        "private_key_jwt",
-        "",
-    )
-    .replace("transport.crt", "rogue.crt")
-    .replace("transport.key", "rogue.key");
-    let rogue =
-        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")
+        .replace("transport.crt", "rogue.crt")
+        .replace("transport.key", "rogue.key");
+    let rogue = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     rogue.discovery.set((*md).clone());
     let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
         panic!()
     };
-    assert!(
-        matches!(e.code, "as_tls_failure" | "as_unavailable"),
-        "{}",
-        e.code
-    );
+    assert!(matches!(e.code, "as_tls_failure" | "as_unavailable"), "{}", e.code);
 
     // The AS's server certificate does not chain to the configured CA.
-    let yaml = settings_yaml(
-        &pki,
-        &double.issuer,
-        "sign-es256.pem",
-        "ES256",
-        "private_key_jwt",
-        "",
-    )
-    .replace("ca.crt", "rogue-ca.crt");
-    let untrusting =
-        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")
+        .replace("ca.crt", "rogue-ca.crt");
+    let untrusting = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     untrusting.discovery.set((*md).clone());
     let RedirectDecision::Fail(e) = decide(&untrusting, loc.as_bytes()).await else {
         panic!()
@@ -302,20 +229,14 @@ async fn discovery_rejects_an_issuer_mismatch() {
             double.issuer
         ),
     );
-    let state =
-        SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     let http = state.http.load();
     let err = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.settings)
         .await
         .unwrap_err();
-    assert_eq!(
-        err.label(),
-        "issuer_mismatch",
-        "a trailing slash counts (DISC-2)"
-    );
+    assert_eq!(err.label(), "issuer_mismatch", "a trailing slash counts (DISC-2)");
     // Not ready, so nothing is rewritten and redirects naming the AS are held back.
-    let RedirectDecision::Fail(e) = decide(&state, app_redirect(&double.issuer).as_bytes()).await
-    else {
+    let RedirectDecision::Fail(e) = decide(&state, app_redirect(&double.issuer).as_bytes()).await else {
         panic!()
     };
     assert_eq!(e.code, "not_ready");

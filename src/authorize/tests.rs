@@ -20,10 +20,7 @@ fn recognises_and_decodes_the_apps_redirect() {
     let Detection::Ours(r) = detect_str(GOOD) else {
         panic!("not detected")
     };
-    assert_eq!(
-        r.get_str("redirect_uri"),
-        Some("https://app.example.com/cb")
-    );
+    assert_eq!(r.get_str("redirect_uri"), Some("https://app.example.com/cb"));
     assert_eq!(r.get_str("scope"), Some("openid profile"));
     assert_eq!(r.get_str("state"), Some("s t"));
     assert_eq!(r.get_str("client_id"), Some("legacy-app"));
@@ -34,9 +31,7 @@ fn json_parameters_become_json_values() {
     let loc = format!(
         "{GOOD}&claims=%7B%22userinfo%22%3A%7B%22email%22%3Anull%7D%7D&authorization_details=%5B%7B%22type%22%3A%22x%22%7D%5D&max_age=300"
     );
-    let Detection::Ours(r) = detect_str(&loc) else {
-        panic!()
-    };
+    let Detection::Ours(r) = detect_str(&loc) else { panic!() };
     assert_eq!(r.params["claims"]["userinfo"]["email"], Value::Null);
     assert_eq!(r.params["authorization_details"][0]["type"], "x");
     assert_eq!(r.params["max_age"], 300);
@@ -164,10 +159,7 @@ fn hostile_redirects_to_our_endpoint_fail_closed() {
 #[test]
 fn size_limits_apply_only_to_our_redirects() {
     let long = format!("{GOOD}&state={}", "a".repeat(5000));
-    assert_eq!(
-        detect_str(&long),
-        Detection::Rejected(AuthorizeError::TooLong(4096))
-    );
+    assert_eq!(detect_str(&long), Detection::Rejected(AuthorizeError::TooLong(4096)));
     let many: String = (0..100).map(|i| format!("&p{i}=1")).collect();
     let loc = format!("https://as.example.com/authorize?client_id=legacy-app{many}");
     assert_eq!(
@@ -186,17 +178,12 @@ fn non_utf8_location_naming_our_host_is_rejected() {
         detect(&b, &ep(), &cid(), 4096),
         Detection::Rejected(AuthorizeError::BadHeader)
     );
-    assert_eq!(
-        detect(&[0xff, 0xfe], &ep(), &cid(), 4096),
-        Detection::NotOurs
-    );
+    assert_eq!(detect(&[0xff, 0xfe], &ep(), &cid(), 4096), Detection::NotOurs);
 }
 
 #[test]
 fn rewritten_location_is_encoded_and_keeps_endpoint_query() {
-    let e = AuthorizeEndpoint::new(
-        Url::parse("https://as.example.com/authorize?tenant=a%20b").unwrap(),
-    );
+    let e = AuthorizeEndpoint::new(Url::parse("https://as.example.com/authorize?tenant=a%20b").unwrap());
     let loc = e.rewritten_location(&cid(), "urn:ietf:params:oauth:request_uri:abc&x=y");
     assert_eq!(
         loc,

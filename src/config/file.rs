@@ -22,6 +22,10 @@ pub struct FileConfig {
     pub logging: LoggingFile,
     #[serde(default)]
     pub shutdown: ShutdownFile,
+    #[serde(default)]
+    pub callback: CallbackFile,
+    #[serde(default)]
+    pub egress: EgressFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +33,8 @@ pub struct FileConfig {
 pub struct ListenFile {
     pub public: String,
     pub admin: String,
+    /// Loopback listener for the app's back-channel calls (token, userinfo, APIs).
+    pub egress: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +60,8 @@ pub struct ClientFile {
     pub transport: TransportFile,
     pub request_object_lifetime_seconds: Option<u64>,
     pub assertion_lifetime_seconds: Option<u64>,
+    /// `jwt` to request JARM responses (verified at the callback).
+    pub response_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -106,4 +114,36 @@ pub struct LoggingFile {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownFile {
     pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackFile {
+    /// The app's redirect_uri paths; learned from pushed requests when empty.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// RFC 9207: reject a response without `iss` (default true; FAPI 2.0 requires it).
+    pub require_iss: Option<bool>,
+    /// 32-byte AEAD key (raw, base64 or hex) shared by all replicas.
+    pub state_key_path: Option<String>,
+    pub state_max_age_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressFile {
+    /// Refuse a non-loopback egress listener unless this is true (see README).
+    pub allow_non_loopback: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub resources: Vec<ResourceFile>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceFile {
+    /// Path prefix on the egress listener, e.g. `/rs/accounts/`.
+    pub prefix: String,
+    /// https URL the prefix maps to, e.g. `https://rs.example.com/accounts/`.
+    pub target: String,
 }

@@ -18,24 +18,13 @@ use crate::protocol::{ClientId, IssuerUrl};
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: line {line}: environment variable `{var}` is not set (use ${{{var}:-default}} for a default)")]
-    MissingEnv {
-        file: String,
-        line: usize,
-        var: String,
-    },
+    MissingEnv { file: String, line: usize, var: String },
     #[error("{file}: {message}")]
     Yaml { file: String, message: String },
     #[error("{file}: `{key}`: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
+    Invalid { file: String, key: String, message: String },
 }
 
 /// How the client authenticates to the AS. Exactly one mechanism per request (CA-1).
@@ -70,6 +59,13 @@ pub struct SigningKeyRef {
     pub kid: Option<String>,
 }
 
+/// A resource-server route on the egress listener.
+#[derive(Debug, Clone)]
+pub struct ResourceRoute {
+    pub prefix: String,
+    pub target: Url,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: PathBuf,
@@ -98,6 +94,15 @@ pub struct Settings {
     pub log_json: bool,
     pub log_level: String,
     pub grace_period: Duration,
+    pub egress_addr: Option<SocketAddr>,
+    pub egress_max_body: usize,
+    pub resources: Vec<ResourceRoute>,
+    pub callback_paths: Vec<String>,
+    pub require_iss: bool,
+    pub state_key_path: Option<PathBuf>,
+    pub state_max_age: Duration,
+    /// Request JARM (`response_mode=jwt`) and verify it at the callback.
+    pub jarm: bool,
 }
 
 impl Settings {
@@ -108,23 +113,20 @@ impl Settings {
             file: file.clone(),
             source,
         })?;
-        let expanded = expand_env(&raw, &|k| std::env::var(k).ok()).map_err(|(line, var)| {
-            ConfigError::MissingEnv {
-                file: file.clone(),
-                line,
-                var,
-            }
+        let expanded = expand_env(&raw, &|k| std::env::var(k).ok()).map_err(|(line, var)| ConfigError::MissingEnv {
+            file: file.clone(),
+            line,
+            var,
         })?;
         Self::from_yaml(&expanded, path)
     }
 
     pub fn from_yaml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let file = path.display().to_string();
-        let parsed: file::FileConfig =
-            serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+        let parsed: file::FileConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         validate(parsed, path, base)
     }
@@ -155,19 +157,17 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
     if public_addr == admin_addr {
         return Err(invalid(
             "listen.admin",
-            "must differ from listen.public: admin endpoints never share the browser listener"
-                .into(),
+            "must differ from listen.public: admin endpoints never share the browser listener".into(),
         ));
     }
     if f.upstream.parse::<SocketAddr>().is_err() && !f.upstream.contains(':') {
         return Err(invalid("upstream", "expected host:port of the app".into()));
     }
 
-    let issuer = IssuerUrl::new(&f.authorization_server.issuer)
-        .map_err(|m| invalid("authorization_server.issuer", m))?;
+    let issuer =
+        IssuerUrl::new(&f.authorization_server.issuer).map_err(|m| invalid("authorization_server.issuer", m))?;
     let discovery_url = match &f.authorization_server.discovery_url {
-        Some(u) => Url::parse(u)
-            .map_err(|e| invalid("authorization_server.discovery_url", e.to_string()))?,
+        Some(u) => Url::parse(u).map_err(|e| invalid("authorization_server.discovery_url", e.to_string()))?,
         None => issuer.default_discovery_url(),
     };
     if discovery_url.scheme() != "https" {
@@ -186,12 +186,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             ))
         }
     };
-    let par_alias = match f
-        .authorization_server
-        .par_endpoint
-        .as_deref()
-        .unwrap_or("auto")
-    {
+    let par_alias = match f.authorization_server.par_endpoint.as_deref().unwrap_or("auto") {
         "auto" => AliasPolicy::Auto,
         "mtls_alias" | "always" => AliasPolicy::Always,
         "top_level" | "never" => AliasPolicy::Never,
@@ -210,7 +205,8 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
     if key_files.is_empty() {
         return Err(invalid(
             "client.signing_key",
-            "a signing key is required: it signs the request object (and the client assertion for private_key_jwt)".into(),
+            "a signing key is required: it signs the request object (and the client assertion for private_key_jwt)"
+                .into(),
         ));
     }
     let mut signing_keys = Vec::new();
@@ -245,12 +241,69 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         }
     };
 
+    let egress_addr = f
+        .listen
+        .egress
+        .as_deref()
+        .map(|v| addr("listen.egress", v))
+        .transpose()?;
+    if let Some(e) = egress_addr {
+        if !e.ip().is_loopback() && !f.egress.allow_non_loopback.unwrap_or(false) {
+            return Err(invalid(
+                "listen.egress",
+                "must be a loopback address: anything that reaches it acts as the OAuth client \
+                 (set egress.allow_non_loopback: true to override)"
+                    .into(),
+            ));
+        }
+        if e == public_addr || e == admin_addr {
+            return Err(invalid(
+                "listen.egress",
+                "must differ from the public and admin listeners".into(),
+            ));
+        }
+    }
+    let mut resources = Vec::new();
+    for (i, r) in f.egress.resources.iter().enumerate() {
+        let key = format!("egress.resources[{i}]");
+        let target = Url::parse(&r.target).map_err(|e| invalid(&key, format!("target: {e}")))?;
+        if target.scheme() != "https" {
+            return Err(invalid(&key, "target must be https".into()));
+        }
+        if !r.prefix.starts_with('/')
+            || ["/token", "/userinfo", "/introspect", "/revoke"]
+                .iter()
+                .any(|p| r.prefix.starts_with(p))
+        {
+            return Err(invalid(
+                &key,
+                "prefix must start with / and not shadow an AS route".into(),
+            ));
+        }
+        resources.push(ResourceRoute {
+            prefix: r.prefix.clone(),
+            target,
+        });
+    }
+    for p in &f.callback.paths {
+        if !p.starts_with('/') {
+            return Err(invalid("callback.paths", format!("`{p}` must start with /")));
+        }
+    }
+    let jarm = match f.client.response_mode.as_deref() {
+        None => false,
+        Some("jwt") | Some("query.jwt") => true,
+        Some(other) => {
+            return Err(invalid(
+                "client.response_mode",
+                format!("`{other}` is not supported: use jwt (query.jwt), or leave it out"),
+            ))
+        }
+    };
+
     let log_format = f.logging.format.as_deref().unwrap_or("json");
     if !matches!(log_format, "json" | "text") {
-        return Err(invalid(
-            "logging.format",
-            format!("`{log_format}` is not json or text"),
-        ));
+        return Err(invalid("logging.format", format!("`{log_format}` is not json or text")));
     }
 
     Ok(Settings {
@@ -269,8 +322,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             86_400,
         )?,
         par_alias,
-        client_id: ClientId::new(&f.client.client_id)
-            .map_err(|m| invalid("client.client_id", m))?,
+        client_id: ClientId::new(&f.client.client_id).map_err(|m| invalid("client.client_id", m))?,
         auth_method,
         signing_keys,
         transport_cert: resolve(&f.client.transport.cert_path),
@@ -294,11 +346,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         par_required: f.par.required.unwrap_or(true),
         connect_timeout: ms("timeouts.connect_ms", f.timeouts.connect_ms, 2_000)?,
         par_timeout: ms("timeouts.par_total_ms", f.timeouts.par_total_ms, 5_000)?,
-        discovery_timeout: ms(
-            "timeouts.discovery_total_ms",
-            f.timeouts.discovery_total_ms,
-            5_000,
-        )?,
+        discovery_timeout: ms("timeouts.discovery_total_ms", f.timeouts.discovery_total_ms, 5_000)?,
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
         max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(256 * 1024),
         log_json: log_format == "json",
@@ -310,15 +358,26 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             0,
             3600,
         )?,
+        egress_addr,
+        egress_max_body: f.egress.max_body_bytes.unwrap_or(1024 * 1024),
+        resources,
+        callback_paths: f.callback.paths,
+        require_iss: f.callback.require_iss.unwrap_or(true),
+        state_key_path: f.callback.state_key_path.as_deref().map(resolve),
+        state_max_age: secs(
+            "callback.state_max_age_seconds",
+            f.callback.state_max_age_seconds,
+            600,
+            30,
+            3600,
+        )?,
+        jarm,
     })
 }
 
 /// Expands `${VAR}` and `${VAR:-default}`. An unset variable without a default is an
 /// error carrying its line, so secrets never silently become empty strings.
-pub fn expand_env(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, (usize, String)> {
+pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
     for (lineno, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
@@ -369,23 +428,15 @@ client:
             s.discovery_url.as_str(),
             "https://as.example.com/.well-known/openid-configuration"
         );
-        assert_eq!(
-            s.signing_keys[0].path,
-            PathBuf::from("/etc/ps/keys/sign.pem")
-        );
+        assert_eq!(s.signing_keys[0].path, PathBuf::from("/etc/ps/keys/sign.pem"));
         assert_eq!(s.par_alias, AliasPolicy::Auto);
         assert_eq!(s.assertion_lifetime, Duration::from_secs(60));
     }
 
     #[test]
     fn unknown_key_is_rejected_with_its_position() {
-        let bad = MINIMAL.replace(
-            "client_id: legacy-app",
-            "client_id: legacy-app\n  clent_secret: x",
-        );
-        let err = Settings::from_yaml(&bad, Path::new("c.yaml"))
-            .unwrap_err()
-            .to_string();
+        let bad = MINIMAL.replace("client_id: legacy-app", "client_id: legacy-app\n  clent_secret: x");
+        let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
         assert!(err.contains("clent_secret"), "{err}");
         assert!(err.contains("line"), "{err}");
         assert!(err.starts_with("c.yaml"), "{err}");
@@ -394,9 +445,7 @@ client:
     #[test]
     fn bad_values_name_their_key() {
         let bad = MINIMAL.replace("alg: ES256", "alg: RS256");
-        let err = Settings::from_yaml(&bad, Path::new("c.yaml"))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
         assert!(err.contains("signing_keys[0].alg"), "{err}");
         let bad = MINIMAL.replace("admin: \"127.0.0.1:9090\"", "admin: \"127.0.0.1:8080\"");
         assert!(Settings::from_yaml(&bad, Path::new("c.yaml")).is_err());
@@ -411,9 +460,6 @@ client:
             expand_env("a: https://${HOST}/x\nb: ${PORT:-443}\n", &env).unwrap(),
             "a: https://as.example.com/x\nb: 443\n"
         );
-        assert_eq!(
-            expand_env("a: 1\nb: ${NOPE}\n", &env),
-            Err((2, "NOPE".into()))
-        );
+        assert_eq!(expand_env("a: 1\nb: ${NOPE}\n", &env), Err((2, "NOPE".into())));
     }
 }

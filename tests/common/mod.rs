@@ -22,11 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// Generates the test PKI with the same openssl script the e2e suite uses.
 pub fn pki() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "par-sidecar-it-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
+    let dir = std::env::temp_dir().join(format!("par-sidecar-it-{}-{}", std::process::id(), rand_suffix()));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let st = Command::new("bash")
         .arg(root.join("tests/e2e/pki.sh"))
@@ -123,10 +119,7 @@ impl AsDouble {
             .unwrap();
         let cfg = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                load_certs(&pki.join("as.crt")),
-                load_key(&pki.join("as.key")),
-            )
+            .with_single_cert(load_certs(&pki.join("as.crt")), load_key(&pki.join("as.key")))
             .unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(cfg));
         let pem = public_pem(signing_key);
@@ -160,11 +153,7 @@ impl AsDouble {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let cert_present = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .is_some_and(|c| !c.is_empty());
+                    let cert_present = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                     let svc = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
                         async move { Ok::<_, Infallible>(handle(&shared, req, cert_present).await) }
@@ -270,15 +259,16 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
             serde_json::Value::Null
         }
     };
-    let assertion_claims = form.get("client_assertion").map(|a| {
-        match jsonwebtoken::decode::<serde_json::Value>(a, &s.verify_key, &v) {
-            Ok(d) => d.claims,
-            Err(e) => {
-                verify_error = Some(format!("assertion: {e}"));
-                serde_json::Value::Null
-            }
-        }
-    });
+    let assertion_claims =
+        form.get("client_assertion").map(
+            |a| match jsonwebtoken::decode::<serde_json::Value>(a, &s.verify_key, &v) {
+                Ok(d) => d.claims,
+                Err(e) => {
+                    verify_error = Some(format!("assertion: {e}"));
+                    serde_json::Value::Null
+                }
+            },
+        );
     s.seen.lock().unwrap().push(SeenPar {
         form: form.clone(),
         request_claims,
@@ -298,21 +288,13 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
         serde_json::json!({"request_uri": "urn:ietf:params:oauth:request_uri:double-1", "expires_in": 60}),
     );
     if let Some(id) = interaction_id {
-        resp.headers_mut()
-            .insert("x-fapi-interaction-id", id.parse().unwrap());
+        resp.headers_mut().insert("x-fapi-interaction-id", id.parse().unwrap());
     }
     resp
 }
 
 /// Sidecar settings pointing at the double.
-pub fn settings_yaml(
-    pki: &Path,
-    issuer: &str,
-    key: &str,
-    alg: &str,
-    auth: &str,
-    extra: &str,
-) -> String {
+pub fn settings_yaml(pki: &Path, issuer: &str, key: &str, alg: &str, auth: &str, extra: &str) -> String {
     format!(
         r#"
 listen: {{ public: "127.0.0.1:18080", admin: "127.0.0.1:19090" }}

@@ -1,0 +1,402 @@
+//! The app's back-channel calls, rewritten: its client secret out, the configured client
+//! authentication in (fresh assertion per call), the injected PKCE verifier added, sent over
+//! mTLS with the transport certificate so certificate-bound tokens work (TOK-1..10, RS-1..3).
+//! No pingora here: requests and responses are plain values.
+
+use std::time::Instant;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::discovery::ProviderMetadata;
+use crate::http_client::{AsRequest, AsResponse};
+use crate::par::{fresh_client_assertion, sanitize_error_code};
+use crate::protocol::{redact, InteractionId};
+use crate::request_object::CLIENT_ASSERTION_TYPE;
+use crate::state::SidecarState;
+
+#[derive(Debug, Clone)]
+pub struct EgressRequest {
+    pub method: http::Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct EgressResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// Where an egress request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Token,
+    Userinfo,
+    Introspect,
+    Revoke,
+    Resource(usize),
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Token => "token",
+            Route::Userinfo => "userinfo",
+            Route::Introspect => "introspection",
+            Route::Revoke => "revocation",
+            Route::Resource(_) => "resource",
+        }
+    }
+
+    /// Endpoints that authenticate the client: the app's credentials are swapped.
+    fn authenticates_client(self) -> bool {
+        matches!(self, Route::Token | Route::Introspect | Route::Revoke)
+    }
+}
+
+fn route(state: &SidecarState, path: &str) -> Option<Route> {
+    match path {
+        "/token" => Some(Route::Token),
+        "/userinfo" => Some(Route::Userinfo),
+        "/introspect" => Some(Route::Introspect),
+        "/revoke" => Some(Route::Revoke),
+        _ => state
+            .settings
+            .resources
+            .iter()
+            .position(|r| path.starts_with(&r.prefix))
+            .map(Route::Resource),
+    }
+}
+
+fn oauth_error(status: u16, error: &str, description: String) -> EgressResponse {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    EgressResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    }
+}
+
+/// Parses a token-style form strictly: duplicates are an error (RFC 6749 §3.2).
+fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if out.iter().any(|(x, _)| *x == k) {
+            return Err(format!("parameter `{k}` appears more than once"));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+/// The client id the app authenticated as, from Basic or the form, if any.
+fn apps_client_id(headers: &http::HeaderMap, form: &[(String, String)]) -> Option<String> {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b| STANDARD.decode(b.trim()).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|s| s.split_once(':').map(|(id, _)| id.to_string()))
+        .map(|id| {
+            percent_encoding::percent_decode_str(&id)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+    basic.or_else(|| form.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.clone()))
+}
+
+/// Passes a valid UUID from the app on; otherwise a fresh one (XF-1).
+fn interaction_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| uuid::Uuid::parse_str(v).is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| InteractionId::new().to_string())
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+fn target_url(md: &ProviderMetadata, state: &SidecarState, r: Route, path: &str, query: Option<&str>) -> Option<Url> {
+    let mut u = match r {
+        Route::Token => md.token_endpoint.clone()?,
+        Route::Userinfo => md.userinfo_endpoint.clone()?,
+        Route::Introspect => md.introspection_endpoint.clone()?,
+        Route::Revoke => md.revocation_endpoint.clone()?,
+        Route::Resource(i) => {
+            let rr = &state.settings.resources[i];
+            let rest = &path[rr.prefix.len()..];
+            let mut t = rr.target.clone();
+            let joined = format!(
+                "{}{}",
+                t.path().trim_end_matches('/'),
+                if rest.starts_with('/') || rest.is_empty() {
+                    rest.to_string()
+                } else {
+                    format!("/{rest}")
+                }
+            );
+            t.set_path(&joined);
+            t
+        }
+    };
+    if matches!(r, Route::Resource(_) | Route::Userinfo) {
+        u.set_query(query);
+    }
+    Some(u)
+}
+
+pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse {
+    let Some(r) = route(state, &req.path) else {
+        return oauth_error(
+            404,
+            "not_found",
+            format!("par-sidecar egress has no route for {}", req.path),
+        );
+    };
+    let label = r.label();
+    let m = &state.metrics;
+    let Some(md) = state.discovery.get() else {
+        m.egress_requests.with_label_values(&[label, "not_ready", ""]).inc();
+        return oauth_error(
+            503,
+            "temporarily_unavailable",
+            "par-sidecar has not loaded the AS metadata yet".into(),
+        );
+    };
+    let iid = interaction_id(&req.headers);
+    let Some(url) = target_url(&md, state, r, &req.path, req.query.as_deref()) else {
+        m.egress_requests.with_label_values(&[label, "no_endpoint", ""]).inc();
+        return oauth_error(404, "not_found", format!("the AS publishes no {label} endpoint"));
+    };
+
+    let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
+    let mut form = None;
+    let mut body = None;
+    if r.authenticates_client() {
+        if req.method != http::Method::POST {
+            return oauth_error(405, "invalid_request", format!("{label} requires POST"));
+        }
+        match rewrite_client_auth(state, r, &req).await {
+            Ok(f) => form = Some(f),
+            Err((status, error, outcome, desc)) => {
+                m.egress_requests.with_label_values(&[label, outcome, ""]).inc();
+                warn!(interaction_id = %iid, route = label, outcome, detail = %desc, "egress request refused");
+                return oauth_error(status, error, desc);
+            }
+        }
+        headers.push(("accept".into(), "application/json".into()));
+    } else {
+        // Userinfo and resource calls: the app's headers (its access token included) as
+        // they are, minus hop-by-hop ones; the body untouched.
+        for (k, v) in req.headers.iter() {
+            if HOP_BY_HOP.contains(&k.as_str()) || k.as_str() == "x-fapi-interaction-id" {
+                continue;
+            }
+            if let Ok(v) = v.to_str() {
+                headers.push((k.as_str().to_string(), v.to_string()));
+            }
+        }
+        if !req.body.is_empty() {
+            body = Some(req.body.clone());
+        }
+    }
+
+    let started = Instant::now();
+    let http = state.http.load();
+    let result = http
+        .send(AsRequest {
+            method: req.method.clone(),
+            url: url.clone(),
+            headers,
+            form,
+            body,
+            timeout: state.settings.par_timeout,
+        })
+        .await;
+    let elapsed = started.elapsed();
+    m.egress_duration
+        .with_label_values(&[label])
+        .observe(elapsed.as_secs_f64());
+    match result {
+        Ok(resp) => {
+            let as_error = if resp.status >= 400 && !matches!(r, Route::Resource(_)) {
+                serde_json::from_slice::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(sanitize_error_code))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let outcome = if resp.status < 400 { "success" } else { "as_error" };
+            m.egress_requests.with_label_values(&[label, outcome, &as_error]).inc();
+            if as_error == "invalid_client" {
+                // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
+                warn!(interaction_id = %iid, route = label, "AS refused the sidecar's client authentication");
+            }
+            info!(
+                interaction_id = %iid,
+                route = label,
+                url = %url,
+                as_status = resp.status,
+                as_error,
+                latency_ms = elapsed.as_millis() as u64,
+                "egress call"
+            );
+            pass_back(resp)
+        }
+        Err(e) => {
+            m.egress_requests.with_label_values(&[label, e.label(), ""]).inc();
+            warn!(interaction_id = %iid, route = label, url = %url, error = %e, "egress call failed");
+            oauth_error(
+                502,
+                "temporarily_unavailable",
+                format!(
+                    "par-sidecar could not complete the call ({}); interaction id {iid}",
+                    e.label()
+                ),
+            )
+        }
+    }
+}
+
+/// The AS response goes back unchanged: status, body and the headers that matter.
+fn pass_back(resp: AsResponse) -> EgressResponse {
+    let mut headers = Vec::new();
+    for (k, v) in resp.headers.iter() {
+        if HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        if let Ok(v) = v.to_str() {
+            headers.push((k.as_str().to_string(), v.to_string()));
+        }
+    }
+    EgressResponse {
+        status: resp.status,
+        headers,
+        body: resp.body,
+    }
+}
+
+type Refusal = (u16, &'static str, &'static str, String);
+
+/// CA-1/TOK-1/TOK-3: exactly one client authentication, ours; PKCE verifier added.
+async fn rewrite_client_auth(
+    state: &SidecarState,
+    r: Route,
+    req: &EgressRequest,
+) -> Result<Vec<(String, String)>, Refusal> {
+    let s = &state.settings;
+    let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
+    if let Some(id) = apps_client_id(&req.headers, &form) {
+        if id != s.client_id.as_str() {
+            return Err((
+                401,
+                "invalid_client",
+                "wrong_client",
+                format!("par-sidecar only acts for client_id {}", s.client_id),
+            ));
+        }
+    }
+    form.retain(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "client_secret" | "client_assertion" | "client_assertion_type" | "client_id"
+        )
+    });
+    form.push(("client_id".into(), s.client_id.as_str().into()));
+
+    if r == Route::Token && form.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
+        let code = form.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).ok_or((
+            400,
+            "invalid_request",
+            "bad_request",
+            "missing code".to_string(),
+        ))?;
+        // Taken once: a replayed token call never reaches the AS (TOK-5).
+        let rec = state.codes.take(&code).ok_or_else(|| {
+            (
+                400,
+                "invalid_grant",
+                "unknown_code",
+                format!(
+                    "par-sidecar did not see authorization code {} at the callback, or it was already redeemed",
+                    redact(&code)
+                ),
+            )
+        })?;
+        if let Some(v) = rec.verifier {
+            form.retain(|(k, _)| k != "code_verifier");
+            form.push(("code_verifier".into(), v));
+        }
+        let app_redirect = form.iter().find(|(k, _)| k == "redirect_uri").map(|(_, v)| v.as_str());
+        if rec.redirect_uri.is_some() && app_redirect != rec.redirect_uri.as_deref() {
+            warn!("the app's token call redirect_uri differs from the pushed one; the AS will refuse it (TOK-3)");
+        }
+    }
+    let key = state.keys.load().active().clone();
+    let assertion = fresh_client_assertion(s, key, state.metrics.clone())
+        .await
+        .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
+    if let Some(a) = assertion {
+        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
+        form.push(("client_assertion".into(), a));
+    }
+    Ok(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_form_and_basic_client_id() {
+        assert!(parse_form(b"a=1&a=2").is_err());
+        let f = parse_form(b"grant_type=authorization_code&code=x").unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "authorization",
+            format!("Basic {}", STANDARD.encode("legacy%2Dapp:s3cret"))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(apps_client_id(&h, &f).as_deref(), Some("legacy-app"));
+        assert_eq!(
+            apps_client_id(&http::HeaderMap::new(), &parse_form(b"client_id=x").unwrap()).as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn interaction_id_passes_only_uuids() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-fapi-interaction-id", "not-a-uuid".parse().unwrap());
+        assert_ne!(interaction_id(&h), "not-a-uuid");
+        let id = uuid::Uuid::new_v4().to_string();
+        h.insert("x-fapi-interaction-id", id.parse().unwrap());
+        assert_eq!(interaction_id(&h), id);
+    }
+}
