@@ -73,6 +73,8 @@ const provider = new Provider(cfg.issuer, {
     },
   },
   pkce: { required: () => true },
+  // Confidential client with the refresh_token grant: always issue one (exercises TOK-8).
+  issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
   ttl: { PushedAuthorizationRequest: 60, AuthorizationCode: 60 },
   claims: { openid: ['sub'], email: ['email'] },
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.test` }) }),

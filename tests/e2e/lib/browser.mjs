@@ -76,14 +76,35 @@ export class Browser {
   }
 
   /** Submits the first form on an oidc-provider interaction page. */
-  async submitForm(page, fields) {
+  async submitForm(page, fields, { follow = true } = {}) {
     const form = /<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>([\s\S]*?)<\/form>/i.exec(page.body);
     if (!form) throw new Error(`no form on ${page.url}: ${page.body.slice(0, 300)}`);
     const params = new URLSearchParams();
     for (const m of form[2].matchAll(/<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"/g)) params.set(m[1], m[2]);
     for (const [k, v] of Object.entries(fields)) params.set(k, v);
     const action = new URL(form[1].replace(/&amp;/g, '&'), page.url).toString();
-    return this.navigate(action, { method: 'POST', body: params.toString() });
+    const opts = { method: 'POST', body: params.toString() };
+    return follow ? this.navigate(action, opts) : this.request(action, opts);
+  }
+
+  /**
+   * Starts a login at `startUrl` and walks redirects, login and consent until the AS sends
+   * the browser to a URL starting with `callbackPrefix`; returns that URL, not followed.
+   */
+  async loginUntil(startUrl, callbackPrefix, user = 'alice') {
+    let r = await this.request(startUrl);
+    for (let i = 0; i < 25; i += 1) {
+      if ([301, 302, 303, 307, 308].includes(r.status) && r.headers.location) {
+        const next = new URL(r.headers.location, r.url).toString();
+        if (next.startsWith(callbackPrefix)) return next;
+        r = await this.request(next);
+        continue;
+      }
+      const prompt = /name="prompt" value="(login|consent)"/.exec(r.body)?.[1];
+      if (!prompt) throw new Error(`stuck at ${r.url} (${r.status}): ${r.body.slice(0, 400)}`);
+      r = await this.submitForm(r, prompt === 'login' ? { login: user, password: 'any' } : {}, { follow: false });
+    }
+    throw new Error('too many steps');
   }
 
   /** Drives the AS's dev login and consent pages until we leave the AS. */

@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import https from 'node:https';
 import http from 'node:http';
+import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -87,6 +88,7 @@ export function sidecarYaml(o) {
 listen:
   public: ${q(`127.0.0.1:${o.publicPort}`)}
   admin: ${q(`127.0.0.1:${o.adminPort}`)}
+  egress: ${q(`127.0.0.1:${o.egressPort}`)}
 upstream: ${q(`127.0.0.1:${o.appPort}`)}
 authorization_server:
   issuer: ${q(o.issuer)}
@@ -98,6 +100,8 @@ client:
   signing_keys:
 ${keys}
   transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
+${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
+  state_key_path: ${q(o.stateKey)}
 timeouts:
   par_total_ms: ${o.parTimeoutMs || 5000}
 shutdown:
@@ -116,15 +120,17 @@ export async function startStack(opts = {}) {
   const keyFile = { PS256: 'sign-ps256.pem', ES256: 'sign-es256.pem', EdDSA: 'sign-eddsa.pem' }[alg];
   const clientId = opts.clientId || 'legacy-app';
   const authMethod = opts.authMethod || 'private_key_jwt';
-  const [asPort, appPort, publicPort, adminPort, asPort2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [asPort, appPort, publicPort, adminPort, asPort2, egressPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const issuer = `https://localhost:${asPort}`;
   const scen = path.join(WORK, `scenario-${asPort}`);
   fs.mkdirSync(scen, { recursive: true });
   const ca = fs.readFileSync(path.join(dir, 'ca.crt'));
 
   const sidecarConfig = path.join(scen, 'sidecar.yaml');
+  const stateKey = path.join(scen, 'state.key');
+  fs.writeFileSync(stateKey, crypto.randomBytes(32).toString('base64'), { mode: 0o600 });
   const sc = {
-    publicPort, adminPort, appPort, issuer, clientId, authMethod,
+    publicPort, adminPort, appPort, egressPort, issuer, clientId, authMethod, stateKey, responseMode: opts.responseMode,
     caFile: path.join(dir, 'ca.crt'),
     signingKeys: opts.signingKeys || [{ path: path.join(dir, keyFile), alg }],
     transportCert: opts.transportCert || path.join(dir, 'transport.crt'),
@@ -173,7 +179,10 @@ export async function startStack(opts = {}) {
     // The app's unchanged OAuth settings: the AS's real authorize URL (from its docs)...
     authorization_endpoint: discovery.authorization_endpoint,
     // ...and, when the egress listener is in use, back-channel calls aimed at the sidecar.
-    ...(opts.appBackchannel ? opts.appBackchannel({ discovery }) : {}),
+    ...(opts.withSidecar === false ? {} : {
+      token_endpoint: `http://127.0.0.1:${egressPort}/token`,
+      userinfo_endpoint: `http://127.0.0.1:${egressPort}/userinfo`,
+    }),
     pkce: opts.pkce || 'S256',
   });
   const app = new Proc('app', process.execPath, [path.join(E2E, 'legacy-app.mjs'), appConfig]);
@@ -187,7 +196,8 @@ export async function startStack(opts = {}) {
     await waitFor('sidecar readiness', async () => (await get(`http://127.0.0.1:${adminPort}/readyz`)).status === 200);
   }
   return {
-    issuer, discovery, ca, dir, scen, sidecarConfig, asPort, asPort2, appPort, publicPort, adminPort,
+    issuer, discovery, ca, dir, scen, sidecarConfig, asPort, asPort2, appPort, publicPort, adminPort, egressPort,
+    egressBase: `http://127.0.0.1:${egressPort}`,
     publicBase, as, app, sidecar, procs,
     async events() { return JSON.parse((await get(`${issuer}/__test/events`, { ca })).body); },
     async metrics() { return (await get(`http://127.0.0.1:${adminPort}/metrics`)).body; },

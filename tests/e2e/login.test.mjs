@@ -1,0 +1,199 @@
+// Issue 3 end to end: an unmodified app (client_secret_basic, no PKCE, no mTLS) completes a
+// whole login against the strict FAPI 2.0 AS through par-sidecar and calls userinfo with a
+// certificate-bound access token; plus the negative cases at the callback and token call.
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Browser } from './lib/browser.mjs';
+import { startStack, metricValue, get } from './lib/stack.mjs';
+
+async function fullLogin(s, user = 'alice') {
+  const b = new Browser({ ca: s.ca });
+  const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, user);
+  const page = await b.navigate(cb);
+  return { b, cb, page };
+}
+
+const variants = [
+  { name: 'PS256 + private_key_jwt, app without PKCE', opts: { alg: 'PS256', pkce: 'none' }, pkce: 'injected' },
+  { name: 'ES256 + JARM', opts: { alg: 'ES256', pkce: 'none', responseMode: 'jwt' }, pkce: 'injected', jarm: true },
+  { name: 'EdDSA + private_key_jwt', opts: { alg: 'EdDSA', pkce: 'none' }, pkce: 'injected' },
+  { name: 'tls_client_auth', opts: { alg: 'ES256', authMethod: 'tls_client_auth', pkce: 'none' }, pkce: 'injected' },
+  { name: 'app with its own S256 PKCE', opts: { alg: 'ES256', pkce: 'S256' }, pkce: 'passed' },
+  { name: 'app with plain PKCE', opts: { alg: 'PS256', pkce: 'plain' }, pkce: 'upgraded' },
+];
+
+for (const v of variants) {
+  describe(`full login: ${v.name}`, () => {
+    let s;
+    before(async () => { s = await startStack(v.opts); });
+    after(async () => { await s?.stop(); });
+
+    test('the app shows the user from userinfo', async () => {
+      const { cb, page } = await fullLogin(s, 'alice');
+      assert.equal(page.status, 200, page.body);
+      assert.match(page.body, /<p id="sub">alice<\/p>/);
+      const cbUrl = new URL(cb);
+      if (v.jarm) {
+        assert.ok(cbUrl.searchParams.get('response'), 'JARM response parameter');
+        assert.equal(cbUrl.searchParams.get('code'), null);
+      } else {
+        assert.equal(cbUrl.searchParams.get('iss'), s.issuer);
+      }
+
+      const ev = await s.events();
+      const tok = ev.filter((e) => e.path === '/token').pop();
+      assert.equal(tok.status, 200, JSON.stringify(tok));
+      assert.ok(tok.cert_fingerprint, 'token call over mTLS');
+      if (v.opts.authMethod === 'tls_client_auth') assert.equal(tok.assertion_jti, undefined);
+      else assert.ok(tok.assertion_jti);
+      const par = ev.filter((e) => e.path === '/request').pop();
+      if (tok.assertion_jti) assert.notEqual(par.assertion_jti, tok.assertion_jti, 'fresh assertion per call');
+      assert.equal(par.request_claims.code_challenge_method, 'S256');
+      if (v.jarm) assert.equal(par.request_claims.response_mode, 'jwt');
+
+      const m = await s.metrics();
+      assert.equal(metricValue(m, 'par_sidecar_pkce_total', { action: v.pkce }), 1);
+      assert.equal(metricValue(m, 'par_sidecar_callback_checks_total', { outcome: 'success' }), 1);
+      assert.equal(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'token', outcome: 'success' }), 1);
+      assert.equal(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'userinfo', outcome: 'success' }), 1);
+      if (v.jarm) assert.ok(metricValue(m, 'par_sidecar_jwks_refreshes_total', { outcome: 'success' }) >= 1);
+    });
+  });
+}
+
+describe('negative cases at the callback and the token call', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none' }); });
+  after(async () => { await s?.stop(); });
+
+  const expectError = async (b, url, code) => {
+    const r = await b.request(url, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 400, `${code}: ${r.body}`);
+    const body = JSON.parse(r.body);
+    assert.equal(body.error, code);
+    assert.match(body.interaction_id, /^[0-9a-f-]{36}$/);
+    return r;
+  };
+
+  test('tampered state, wrong or missing iss are rejected; the genuine response still works', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+    const u = new URL(cb);
+    const st = u.searchParams.get('state');
+    const tampered = new URL(cb);
+    tampered.searchParams.set('state', st.slice(0, -4) + (st.endsWith('AAAA') ? 'BBBB' : 'AAAA'));
+    await expectError(b, tampered.toString(), 'state_tampered');
+    const foreign = new URL(cb);
+    foreign.searchParams.set('state', 'the-apps-plain-state');
+    await expectError(b, foreign.toString(), 'state_foreign');
+    const wrongIss = new URL(cb);
+    wrongIss.searchParams.set('iss', `${s.issuer}/`);
+    await expectError(b, wrongIss.toString(), 'iss_mismatch');
+    const noIss = new URL(cb);
+    noIss.searchParams.delete('iss');
+    await expectError(b, noIss.toString(), 'iss_missing');
+    // None of that consumed the response: the genuine one completes the login.
+    const page = await b.navigate(cb);
+    assert.match(page.body, /<p id="sub">alice<\/p>/);
+    // Replaying it is refused, and never reaches the app.
+    await expectError(b, cb, 'callback_replayed');
+  });
+
+  test('an AS error response reaches the app after the iss check', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+    const u = new URL(cb);
+    const err = new URL(`${s.publicBase}/callback`);
+    err.searchParams.set('error', 'access_denied');
+    err.searchParams.set('state', u.searchParams.get('state'));
+    err.searchParams.set('iss', s.issuer);
+    const page = await b.navigate(err.toString());
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<p id="error">access_denied<\/p>/, "the app's own error page, with its own state restored");
+  });
+
+  test('a token call with a code the sidecar never saw is refused', async () => {
+    const basic = Buffer.from('legacy-app:the-apps-old-secret').toString('base64');
+    const res = await fetch(`${s.egressBase}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=authorization_code&code=never-seen&redirect_uri=${encodeURIComponent(`${s.publicBase}/callback`)}`,
+    });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error, 'invalid_grant');
+    const m = await s.metrics();
+    assert.equal(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'token', outcome: 'unknown_code' }), 1);
+    // Another client's credentials are not laundered through the sidecar.
+    const other = await fetch(`${s.egressBase}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from('someone-else:x').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=refresh_token&refresh_token=x',
+    });
+    assert.equal(other.status, 401);
+  });
+
+  test('refresh-token grant through the egress listener', async () => {
+    const { b, page } = await fullLogin(s, 'bob');
+    assert.match(page.body, /<p id="sub">bob<\/p>/);
+    const r = await b.navigate(`${s.publicBase}/refresh`);
+    assert.equal(r.status, 200, r.body);
+    assert.match(r.body, /refreshed/);
+    const tok = (await s.events()).filter((e) => e.path === '/token' && e.grant_type === 'refresh_token').pop();
+    assert.equal(tok.status, 200);
+    assert.ok(tok.cert_fingerprint);
+  });
+
+  test('metrics record each rejection and the process keeps serving', async () => {
+    const m = await s.metrics();
+    for (const outcome of ['state_tampered', 'state_foreign', 'iss_mismatch', 'iss_missing', 'callback_replayed']) {
+      assert.ok(metricValue(m, 'par_sidecar_callback_checks_total', { outcome }) >= 1, outcome);
+    }
+    const { page } = await fullLogin(s, 'carol');
+    assert.match(page.body, /<p id="sub">carol<\/p>/);
+  });
+});
+
+describe('forged JARM', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none', responseMode: 'jwt' }); });
+  after(async () => { await s?.stop(); });
+
+  test('a response JWT signed with another key is rejected, a plain response is a downgrade', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+    const u = new URL(cb);
+    const genuine = u.searchParams.get('response');
+    const [h, p] = genuine.split('.');
+    const header = JSON.parse(Buffer.from(h, 'base64url'));
+    const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const signingInput = `${h}.${p}`;
+    const sig = crypto.sign('sha256', Buffer.from(signingInput), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    const forged = new URL(cb);
+    forged.searchParams.set('response', `${signingInput}.${sig.toString('base64url')}`);
+    assert.equal(header.alg, 'ES256');
+    const r = await b.request(forged.toString(), { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 400);
+    assert.equal(JSON.parse(r.body).error, 'jarm_invalid');
+    // alg=none is never accepted.
+    const none = new URL(cb);
+    none.searchParams.set('response', `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${p}.`);
+    const rn = await b.request(none.toString(), { headers: { accept: 'application/json' } });
+    assert.equal(rn.status, 400);
+    // Plain code+state where JARM was requested: a downgrade.
+    const claims = JSON.parse(Buffer.from(p, 'base64url'));
+    const plain = new URL(`${s.publicBase}/callback`);
+    plain.searchParams.set('code', claims.code);
+    plain.searchParams.set('state', claims.state);
+    plain.searchParams.set('iss', s.issuer);
+    const rp = await b.request(plain.toString(), { headers: { accept: 'application/json' } });
+    assert.equal(rp.status, 400);
+    assert.equal(JSON.parse(rp.body).error, 'jarm_missing');
+    // The genuine one still works.
+    const page = await b.navigate(cb);
+    assert.match(page.body, /<p id="sub">alice<\/p>/);
+  });
+});
