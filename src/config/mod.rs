@@ -375,12 +375,13 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
     })
 }
 
-/// Expands `${VAR}` and `${VAR:-default}`. An unset variable without a default is an
-/// error carrying its line, so secrets never silently become empty strings.
+/// Expands `${VAR}` and `${VAR:-default}` outside YAML comments. An unset variable
+/// without a default is an error carrying its line, so secrets never silently become "".
 pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, (usize, String)> {
     let mut out = String::with_capacity(text.len());
     for (lineno, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
+        let (code, comment) = line.split_at(comment_start(line));
+        let mut rest = code;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
@@ -401,8 +402,26 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
             rest = &after[end + 1..];
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     Ok(out)
+}
+
+/// Byte offset where a YAML comment starts (`#` at line start or after whitespace, outside
+/// quotes), or the line length.
+fn comment_start(line: &str) -> usize {
+    let mut quote: Option<char> = None;
+    let mut prev_ws = true;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"') | (None, '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') if prev_ws => return i,
+            _ => {}
+        }
+        prev_ws = c.is_whitespace();
+    }
+    line.len()
 }
 
 #[cfg(test)]
@@ -461,5 +480,14 @@ client:
             "a: https://as.example.com/x\nb: 443\n"
         );
         assert_eq!(expand_env("a: 1\nb: ${NOPE}\n", &env), Err((2, "NOPE".into())));
+        // Comments are left alone, quoted # is not a comment.
+        assert_eq!(
+            expand_env("# ${NOPE}\na: x # ${NOPE}\n", &env).unwrap(),
+            "# ${NOPE}\na: x # ${NOPE}\n"
+        );
+        assert_eq!(
+            expand_env("a: \"#${HOST}\"\n", &env).unwrap(),
+            "a: \"#as.example.com\"\n"
+        );
     }
 }

@@ -1,0 +1,113 @@
+//! The CLI contract: check-config, jwks, and their error messages.
+
+mod common;
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_par-sidecar"))
+}
+
+/// The shipped example config passes `check-config --offline` once its secrets exist.
+#[test]
+fn example_config_checks_offline_with_generated_secrets() {
+    let pki = common::pki();
+    for (from, to) in [
+        ("sign-ps256.pem", "signing.pem"),
+        ("transport.crt", "tls.crt"),
+        ("transport.key", "tls.key"),
+        ("ca.crt", "as-ca.pem"),
+    ] {
+        std::fs::copy(pki.join(from), pki.join(to)).unwrap();
+    }
+    std::fs::write(pki.join("state.key"), [9u8; 32]).unwrap();
+    let out = bin()
+        .args([
+            "check-config",
+            "--offline",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/par-sidecar.example.yaml"),
+        ])
+        .env("PAR_SIDECAR_SECRETS", &pki)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("client_id:         legacy-app"), "{stdout}");
+    assert!(stdout.contains("PS256 kid="), "{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"));
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = common::pki();
+    let cfg = dir.join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: { public: \"127.0.0.1:1\", admin: \"127.0.0.1:2\" }\nupstream: \"127.0.0.1:3\"\nauthorization_server: { issuer: \"https://as\" }\nclient:\n  client_id: x\n  clent_secret: y\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check-config", "--offline", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("clent_secret") && err.contains("line 6"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, "upstream: ${NOT_SET_ANYWHERE}\n").unwrap();
+    let out = bin()
+        .args(["check-config", "--offline", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1") && err.contains("NOT_SET_ANYWHERE"), "{err}");
+
+    // A key file that is not a key: the path is named, the content never printed.
+    let yaml = common::settings_yaml(
+        &dir,
+        "https://as.example",
+        "transport.crt",
+        "ES256",
+        "private_key_jwt",
+        "",
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = bin()
+        .args(["check-config", "--offline", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("transport.crt") && err.contains("PRIVATE KEY"), "{err}");
+}
+
+#[test]
+fn jwks_prints_public_keys_only() {
+    let dir = common::pki();
+    let cfg = dir.join("ok.yaml");
+    let yaml = common::settings_yaml(
+        &dir,
+        "https://as.example",
+        "sign-eddsa.pem",
+        "EdDSA",
+        "private_key_jwt",
+        "",
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = bin().args(["jwks", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = &v["keys"][0];
+    assert_eq!(k["kty"], "OKP");
+    assert_eq!(k["alg"], "EdDSA");
+    assert!(k.get("d").is_none());
+    // kid defaults to the RFC 7638 thumbprint.
+    assert_eq!(k["kid"], par_sidecar::jose::jwk_thumbprint(k));
+}
