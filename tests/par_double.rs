@@ -85,7 +85,12 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         assert_eq!(ro["aud"], double.issuer.as_str());
         assert_eq!(ro["iss"], "legacy-app");
         assert_eq!(ro["client_id"], "legacy-app");
-        assert_eq!(ro["state"], "st-1");
+        // The app's state travels sealed inside the sidecar's state.
+        let sealed = ro["state"].as_str().unwrap();
+        let tx = state.sealer.open(sealed, par_sidecar::request_object::now_secs(), 600).unwrap();
+        assert_eq!(tx.app_state.as_deref(), Some("st-1"));
+        assert_eq!(tx.verifier, None, "the app sent S256: nothing injected");
+        assert_eq!(ro["code_challenge_method"], "S256");
         assert_eq!(ro["redirect_uri"], "https://app.example/cb");
         assert!(ro["claims"]["id_token"].is_object(), "claims is JSON inside the object");
         assert!(ro.get("sub").is_none());
