@@ -87,7 +87,10 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         assert_eq!(ro["client_id"], "legacy-app");
         // The app's state travels sealed inside the sidecar's state.
         let sealed = ro["state"].as_str().unwrap();
-        let tx = state.sealer.open(sealed, par_sidecar::request_object::now_secs(), 600).unwrap();
+        let tx = state
+            .sealer
+            .open(sealed, par_sidecar::request_object::now_secs(), 600)
+            .unwrap();
         assert_eq!(tx.app_state.as_deref(), Some("st-1"));
         assert_eq!(tx.verifier, None, "the app sent S256: nothing injected");
         assert_eq!(ro["code_challenge_method"], "S256");
