@@ -27,6 +27,8 @@ pub struct Metrics {
     pub egress_requests: IntCounterVec,
     pub egress_duration: HistogramVec,
     pub jwks_refreshes: IntCounterVec,
+    pub par_retries: IntCounterVec,
+    pub reloads: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -185,6 +187,25 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let par_retries = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new("par_sidecar_par_retries_total", "PAR attempts retried, by reason"),
+                &["reason"],
+            )
+            .unwrap(),
+        );
+        let reloads = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_reloads_total",
+                    "Key and certificate reloads by material and outcome",
+                ),
+                &["material", "outcome"],
+            )
+            .unwrap(),
+        );
         let jwks_refreshes = reg(
             &r,
             IntCounterVec::new(
@@ -213,6 +234,8 @@ impl Metrics {
             egress_requests,
             egress_duration,
             jwks_refreshes,
+            par_retries,
+            reloads,
         }
     }
 

@@ -30,6 +30,12 @@ pub enum ParError {
         /// Logged, never shown to the browser.
         description: Option<String>,
     },
+    #[error("AS failed with HTTP {status} ({error})")]
+    ServerError { status: u16, error: String },
+    #[error("AS rate-limited the PAR (HTTP 429)")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("too many concurrent calls to the AS")]
+    Overloaded,
     #[error("AS answered the PAR with an unusable response: {0}")]
     BadResponse(String),
     #[error("signing failed")]
@@ -45,6 +51,9 @@ impl ParError {
             ParError::Transport(TransportError::TooLarge(_)) => "as_bad_response",
             ParError::Transport(_) => "as_unavailable",
             ParError::Rejected { .. } => "par_rejected",
+            ParError::ServerError { .. } => "as_server_error",
+            ParError::RateLimited { .. } => "as_rate_limited",
+            ParError::Overloaded => "as_overloaded",
             ParError::BadResponse(_) => "as_bad_response",
             ParError::Signing => "signing_failed",
         }
@@ -52,9 +61,19 @@ impl ParError {
 
     pub fn as_error_label(&self) -> &str {
         match self {
-            ParError::Rejected { error, .. } => error,
+            ParError::Rejected { error, .. } | ParError::ServerError { error, .. } => error,
             _ => "",
         }
+    }
+
+    /// Safe to retry with a fresh assertion: nothing reached the AS, or it said "later".
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ParError::Transport(TransportError::Connect(_))
+                | ParError::ServerError { .. }
+                | ParError::RateLimited { .. }
+        )
     }
 }
 
@@ -169,15 +188,67 @@ pub struct ParContext<'a> {
     pub key: Arc<SigningKey>,
     pub http: &'a dyn AsHttp,
     pub metrics: Arc<Metrics>,
+    /// Bounds concurrent calls to the AS.
+    pub permits: &'a tokio::sync::Semaphore,
 }
 
-/// Pushes one authorization request. The caller owns metrics for the outcome.
+const MAX_ATTEMPTS: u32 = 3;
+/// An attempt needs at least this much of the deadline left to be worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(200);
+
+/// Full-jitter exponential backoff: 100 ms, 200 ms, ... scaled by a random 50..100 %.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.saturating_sub(1).min(6);
+    let jitter = 50 + (rand::random::<u8>() as u64 % 51);
+    Duration::from_millis(base * jitter / 100)
+}
+
+/// Pushes one authorization request within `deadline` (the browser request's budget).
+/// Connect errors, 5xx and 429 are retried with backoff; every attempt is signed afresh, so
+/// no assertion `jti` is ever sent twice (CA-2).
 pub async fn push(
     cx: &ParContext<'_>,
     redirect: &AuthorizeRedirect,
     interaction_id: InteractionId,
     deadline: Duration,
 ) -> Result<PushedRequest, ParError> {
+    let start = Instant::now();
+    let _permit = tokio::time::timeout(deadline, cx.permits.acquire())
+        .await
+        .map_err(|_| ParError::Overloaded)?
+        .map_err(|_| ParError::Overloaded)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let remaining = deadline.saturating_sub(start.elapsed());
+        let result = push_once(cx, redirect, interaction_id, remaining).await;
+        if let Err(e) = &result {
+            if e.retryable() && attempt < MAX_ATTEMPTS {
+                let wait = match e {
+                    ParError::RateLimited { retry_after: Some(d) } => *d,
+                    _ => backoff(attempt),
+                };
+                if start.elapsed() + wait + MIN_ATTEMPT < deadline {
+                    cx.metrics.par_retries.with_label_values(&[e.code()]).inc();
+                    tracing::info!(interaction_id = %interaction_id, attempt, reason = e.code(), wait_ms = wait.as_millis() as u64, "retrying PAR");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+        }
+        return result;
+    }
+}
+
+async fn push_once(
+    cx: &ParContext<'_>,
+    redirect: &AuthorizeRedirect,
+    interaction_id: InteractionId,
+    timeout: Duration,
+) -> Result<PushedRequest, ParError> {
+    if timeout.is_zero() {
+        return Err(ParError::Transport(TransportError::Timeout));
+    }
     let s = cx.settings;
     let now = now_secs();
     let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
@@ -206,7 +277,7 @@ pub async fn push(
             ],
             form: Some(form),
             body: None,
-            timeout: deadline,
+            timeout,
         })
         .await
         .map_err(ParError::Transport)?;
@@ -216,6 +287,15 @@ pub async fn push(
         .get("x-fapi-interaction-id")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(64).collect());
+    if resp.status == 429 {
+        let retry_after = resp
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Err(ParError::RateLimited { retry_after });
+    }
     parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
         request_uri,
         expires_in,
@@ -249,7 +329,14 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParErro
         return Ok((request_uri, expires_in));
     }
     let err: Option<OAuthError> = serde_json::from_slice(body).ok();
-    match err.and_then(|e| e.error.map(|c| (c, e.error_description))) {
+    let oauth = err.and_then(|e| e.error.map(|c| (c, e.error_description)));
+    if status >= 500 {
+        return Err(ParError::ServerError {
+            status,
+            error: oauth.map(|(c, _)| sanitize_error_code(&c)).unwrap_or_default(),
+        });
+    }
+    match oauth {
         Some((code, description)) => Err(ParError::Rejected {
             status,
             error: sanitize_error_code(&code),
@@ -293,7 +380,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_response(503, b"oops"), Err(ParError::BadResponse(_))));
+        assert!(matches!(
+            parse_response(503, b"oops"),
+            Err(ParError::ServerError { status: 503, .. })
+        ));
+        assert!(matches!(parse_response(302, b""), Err(ParError::BadResponse(_))));
+        assert!(ParError::ServerError {
+            status: 500,
+            error: String::new()
+        }
+        .retryable());
+        assert!(!ParError::Transport(TransportError::Timeout).retryable());
+        assert!(!ParError::Rejected {
+            status: 400,
+            error: "x".into(),
+            description: None
+        }
+        .retryable());
     }
 
     #[test]

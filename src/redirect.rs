@@ -91,6 +91,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         key: keys.active().clone(),
         http: http.as_ref().as_ref(),
         metrics: m.clone(),
+        permits: &state.as_permits,
     };
     let started = Instant::now();
     let result = par::push(&cx, &redirect, interaction_id, state.settings.par_timeout).await;

@@ -30,6 +30,8 @@ pub struct SidecarState {
     /// Nonces of sealed states already used at the callback.
     pub replay: TtlMap<String, ()>,
     pub jwks: AsJwks,
+    /// Bounds concurrent calls to the AS (PAR and egress).
+    pub as_permits: tokio::sync::Semaphore,
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
     pub callback_paths: Mutex<Vec<String>>,
 }
@@ -46,6 +48,7 @@ const CODE_TTL: Duration = Duration::from_secs(120);
 const MAX_CODES: usize = 10_000;
 const MAX_REPLAY: usize = 50_000;
 const MAX_LEARNED_PATHS: usize = 16;
+const MAX_CONCURRENT_AS_CALLS: usize = 256;
 
 impl SidecarState {
     /// Loads keys and builds the mTLS client. Fails on any unusable file.
@@ -72,6 +75,7 @@ impl SidecarState {
             codes: TtlMap::new(MAX_CODES, CODE_TTL),
             replay: TtlMap::new(MAX_REPLAY, max_age),
             jwks: AsJwks::default(),
+            as_permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_AS_CALLS),
             settings,
             keys: ArcSwap::from_pointee(keys),
             http: ArcSwap::from_pointee(http),

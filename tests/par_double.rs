@@ -132,15 +132,21 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
     let loc = app_redirect(&double.issuer);
     let cases = [
-        (Fault::Status(500, "<html>boom</html>"), "as_bad_response"),
+        (Fault::Status(500, "<html>boom</html>"), "as_server_error"),
         (
             Fault::Status(503, r#"{"error":"temporarily_unavailable"}"#),
-            "par_rejected",
+            "as_server_error",
         ),
+        (Fault::Status(429, "slow down"), "as_rate_limited"),
         (
             Fault::Status(401, r#"{"error":"invalid_client","error_description":"jti reused"}"#),
             "par_rejected",
         ),
+        (
+            Fault::Status(400, r#"{"error":"invalid_request_object"}"#),
+            "par_rejected",
+        ),
+        (Fault::Status(400, "<html>400</html>"), "as_bad_response"),
         (Fault::Status(201, r#"{"expires_in":60}"#), "as_bad_response"),
         (Fault::Status(201, "not json"), "as_bad_response"),
         (Fault::Delay(Duration::from_secs(3)), "as_timeout"),
@@ -162,7 +168,40 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
             "{fault:?}: the next login must succeed"
         );
     }
+    // Retries: transient 5xx/429 are retried within the deadline, each with a fresh assertion.
+    for flaky in [Fault::Flaky(2, 503, "busy"), Fault::Flaky(1, 429, "later")] {
+        double.attempts.lock().unwrap().clear();
+        double.set_fault(flaky.clone());
+        assert!(
+            matches!(decide(&state, loc.as_bytes()).await, RedirectDecision::Rewrite { .. }),
+            "{flaky:?}"
+        );
+        let jtis: Vec<String> = double
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f["client_assertion"].split('.').nth(1).unwrap().to_string())
+            .collect();
+        assert!(jtis.len() >= 2);
+        let unique: std::collections::HashSet<_> = jtis.iter().collect();
+        assert_eq!(unique.len(), jtis.len(), "every attempt carries a new assertion");
+    }
+    // A 4xx is never retried.
+    double.attempts.lock().unwrap().clear();
+    double.set_fault(Fault::Status(400, r#"{"error":"invalid_request"}"#));
+    assert!(matches!(
+        decide(&state, loc.as_bytes()).await,
+        RedirectDecision::Fail(_)
+    ));
+    assert_eq!(double.attempts.lock().unwrap().len(), 1);
+    double.set_fault(Fault::None);
+
     let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        m.contains(r#"par_sidecar_par_retries_total{reason="as_server_error"}"#),
+        "{m}"
+    );
     assert!(
         m.contains(r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#),
         "{m}"

@@ -60,6 +60,8 @@ pub enum Fault {
     Delay(Duration),
     Redirect,
     Huge,
+    /// Answer `status` with `body` (and `Retry-After: 0` for 429) this many times, then succeed.
+    Flaky(u32, u16, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -78,9 +80,12 @@ pub struct AsDouble {
     pub fault: Arc<Mutex<Fault>>,
     pub seen: Arc<Mutex<Vec<SeenPar>>>,
     pub discovery_hits: Arc<Mutex<u32>>,
+    /// Every PAR form received, faults included.
+    pub attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 struct Shared {
+    attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
     issuer: String,
     par_host_port: String,
     verify_key: DecodingKey,
@@ -131,7 +136,9 @@ impl AsDouble {
         let fault = Arc::new(Mutex::new(Fault::None));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let discovery_hits = Arc::new(Mutex::new(0));
+        let attempts = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
+            attempts: attempts.clone(),
             issuer: issuer.clone(),
             // The PAR endpoint lives on another host name than the issuer (DISC-1).
             par_host_port: format!("localhost:{}", addr.port()),
@@ -165,6 +172,7 @@ impl AsDouble {
             }
         });
         AsDouble {
+            attempts,
             addr,
             issuer,
             fault,
@@ -218,6 +226,7 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
         .map(String::from);
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    s.attempts.lock().unwrap().push(form.clone());
 
     let fault = s.fault.lock().unwrap().clone();
     match fault {
@@ -240,6 +249,16 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                 .status(201)
                 .body(Full::new(Bytes::from(vec![b' '; 2 * 1024 * 1024])))
                 .unwrap()
+        }
+        Fault::Flaky(n, code, body) => {
+            if n > 0 {
+                *s.fault.lock().unwrap() = Fault::Flaky(n - 1, code, body);
+                let mut b = Response::builder().status(code).header("retry-after", "0");
+                if body.starts_with('{') {
+                    b = b.header("content-type", "application/json");
+                }
+                return b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+            }
         }
         Fault::None => {}
     }
