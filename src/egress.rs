@@ -127,6 +127,9 @@ fn interaction_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| InteractionId::new().to_string())
 }
 
+/// How long tokens bound to a rotated-away certificate are still served with it.
+const PREVIOUS_CERT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -227,16 +230,27 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
 
     let started = Instant::now();
     let http = state.http.load();
-    let result = http
-        .send(AsRequest {
-            method: req.method.clone(),
-            url: url.clone(),
-            headers,
-            form,
-            body,
-            timeout: state.settings.par_timeout,
-        })
-        .await;
+    let call = AsRequest {
+        method: req.method.clone(),
+        url: url.clone(),
+        headers,
+        form,
+        body,
+        timeout: state.settings.par_timeout,
+    };
+    let mut result = http.send(call.clone()).await;
+    // A token bound to the certificate we just rotated away from: the resource server says
+    // 401. Present the previous certificate once, while such tokens can still be alive.
+    if !r.authenticates_client() && matches!(&result, Ok(resp) if resp.status == 401) {
+        if let Some(prev) = state.previous_http.load_full() {
+            if prev.retired_at.elapsed() < PREVIOUS_CERT_GRACE {
+                m.egress_requests
+                    .with_label_values(&[label, "retry_previous_cert", ""])
+                    .inc();
+                result = prev.http.send(call).await;
+            }
+        }
+    }
     let elapsed = started.elapsed();
     m.egress_duration
         .with_label_values(&[label])

@@ -22,6 +22,7 @@ pub mod pkce;
 pub mod protocol;
 pub mod proxy;
 pub mod redirect;
+pub mod reload;
 pub mod request_object;
 pub mod sealed_state;
 pub mod server;

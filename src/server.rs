@@ -12,6 +12,7 @@ use crate::admin::AdminApp;
 use crate::background::DiscoveryRefresher;
 use crate::egress_listener::EgressApp;
 use crate::proxy::PublicProxy;
+use crate::reload::KeyWatcher;
 use crate::state::SidecarState;
 
 /// Runs until SIGTERM/SIGINT; pingora drains in-flight requests for the grace period.
@@ -49,5 +50,12 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
     server.add_service(public);
     server.add_service(admin);
     server.add_service(refresher);
+    server.add_service(background_service(
+        "key-watcher",
+        KeyWatcher {
+            state: state.clone(),
+            interval: s.reload_interval,
+        },
+    ));
     server.run_forever()
 }

@@ -22,6 +22,9 @@ pub struct SidecarState {
     pub settings: Settings,
     pub keys: ArcSwap<KeySet>,
     pub http: ArcSwap<Box<dyn AsHttp>>,
+    /// The client with the previous transport certificate, kept after a rotation: tokens
+    /// bound to the old certificate stay usable until they expire (MTLS-8).
+    pub previous_http: arc_swap::ArcSwapOption<PreviousClient>,
     pub discovery: DiscoveryCache,
     pub metrics: Arc<Metrics>,
     pub sealer: StateSealer,
@@ -34,6 +37,11 @@ pub struct SidecarState {
     pub as_permits: tokio::sync::Semaphore,
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
     pub callback_paths: Mutex<Vec<String>>,
+}
+
+pub struct PreviousClient {
+    pub http: Arc<Box<dyn AsHttp>>,
+    pub retired_at: std::time::Instant,
 }
 
 /// What the sidecar remembers between the callback and the app's token call.
@@ -79,6 +87,7 @@ impl SidecarState {
             settings,
             keys: ArcSwap::from_pointee(keys),
             http: ArcSwap::from_pointee(http),
+            previous_http: arc_swap::ArcSwapOption::empty(),
             discovery: DiscoveryCache::default(),
             metrics,
         })

@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub callback: CallbackFile,
     #[serde(default)]
     pub egress: EgressFile,
+    #[serde(default)]
+    pub reload: ReloadFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +116,13 @@ pub struct LoggingFile {
 #[serde(deny_unknown_fields)]
 pub struct ShutdownFile {
     pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    /// How often key and certificate files are checked for new content.
+    pub check_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

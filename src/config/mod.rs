@@ -103,6 +103,7 @@ pub struct Settings {
     pub state_max_age: Duration,
     /// Request JARM (`response_mode=jwt`) and verify it at the callback.
     pub jarm: bool,
+    pub reload_interval: Duration,
 }
 
 impl Settings {
@@ -372,6 +373,13 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             3600,
         )?,
         jarm,
+        reload_interval: secs(
+            "reload.check_interval_seconds",
+            f.reload.check_interval_seconds,
+            5,
+            1,
+            3600,
+        )?,
     })
 }
 

@@ -138,6 +138,11 @@ function handler(req, res) {
       origEnd();
     };
   }
+  // Test knob: a slow PAR endpoint (graceful-shutdown tests).
+  if (cfg.parDelayMs && path === '/request') {
+    setTimeout(() => callback(req, res), cfg.parDelayMs);
+    return;
+  }
   callback(req, res);
 }
 

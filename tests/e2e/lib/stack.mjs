@@ -106,6 +106,8 @@ timeouts:
   par_total_ms: ${o.parTimeoutMs || 5000}
 shutdown:
   grace_period_seconds: ${o.gracePeriod ?? 2}
+reload:
+  check_interval_seconds: ${o.reloadInterval || 5}
 ${o.extraYaml || ''}`;
 }
 
@@ -135,12 +137,18 @@ export async function startStack(opts = {}) {
     signingKeys: opts.signingKeys || [{ path: path.join(dir, keyFile), alg }],
     transportCert: opts.transportCert || path.join(dir, 'transport.crt'),
     transportKey: opts.transportKey || path.join(dir, 'transport.key'),
-    extraYaml: opts.extraYaml, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
+    extraYaml: opts.extraYaml, reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
     gracePeriod: opts.gracePeriod,
   };
   fs.writeFileSync(sidecarConfig, sidecarYaml(sc));
-  // Register exactly what the sidecar publishes: `par-sidecar jwks` is the contract.
-  const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', sidecarConfig], { encoding: 'utf8' }));
+  // Register exactly what the sidecar publishes: `par-sidecar jwks` is the contract. For a
+  // rotation, `registerKeys` lists every key the AS should know (published before use, CR-6).
+  let jwksConfig = sidecarConfig;
+  if (opts.registerKeys) {
+    jwksConfig = path.join(scen, 'register.yaml');
+    fs.writeFileSync(jwksConfig, sidecarYaml({ ...sc, signingKeys: opts.registerKeys }));
+  }
+  const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', jwksConfig], { encoding: 'utf8' }));
 
   const publicBase = `http://127.0.0.1:${opts.withSidecar === false ? appPort : publicPort}`;
   const client = {
@@ -163,6 +171,7 @@ export async function startStack(opts = {}) {
     issuer, port: asPort, extraPorts: [asPort2],
     tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: path.join(dir, 'ca.crt') },
     clients: [client],
+    parDelayMs: opts.parDelayMs,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
   const procs = [];

@@ -1,0 +1,126 @@
+//! Hot rotation of signing keys and the transport certificate.
+//!
+//! Files are re-read when their *content* changes (polled, so Kubernetes' atomic `..data`
+//! symlink swap of Secret volumes is seen like any other write) and on SIGHUP. New material
+//! is swapped in whole; requests in flight finish with what they started with. A broken new
+//! file keeps the old material, bumps `par_sidecar_reloads_total{outcome="failure"}` and says
+//! why in the log; it is retried when the files change again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tracing::{error, info};
+
+use crate::keys::KeySet;
+use crate::state::{build_http, SidecarState};
+
+/// SHA-256 over the contents of every key and certificate file (missing files hash empty).
+pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
+    let s = &state.settings;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let paths = s
+        .signing_keys
+        .iter()
+        .map(|k| k.path.as_path())
+        .chain([s.transport_cert.as_path(), s.transport_key.as_path()])
+        .chain(s.as_ca_file.as_deref());
+    for p in paths {
+        let bytes = std::fs::read(p).unwrap_or_default();
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(&bytes);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+/// Loads everything afresh and swaps it in. Returns whether the new material is in use.
+pub fn reload(state: &SidecarState, trigger: &str) -> bool {
+    let keys = match KeySet::load(&state.settings) {
+        Ok(k) => k,
+        Err(e) => {
+            state.metrics.reloads.with_label_values(&["keys", "failure"]).inc();
+            error!(trigger, error = %e, "reload failed; keeping the current keys and certificate");
+            return false;
+        }
+    };
+    let old = state.keys.load_full();
+    let transport_changed = old.transport.chain != keys.transport.chain;
+    if transport_changed {
+        match build_http(&state.settings, &keys) {
+            // A new client means a new connection pool: new handshakes with the new certificate.
+            Ok(http) => {
+                let retired = state.http.swap(Arc::new(http));
+                state.previous_http.store(Some(Arc::new(crate::state::PreviousClient {
+                    http: retired,
+                    retired_at: std::time::Instant::now(),
+                })));
+            }
+            Err(e) => {
+                state.metrics.reloads.with_label_values(&["transport", "failure"]).inc();
+                error!(trigger, error = %e, "reload failed; keeping the current certificate");
+                return false;
+            }
+        }
+        state.metrics.transport_not_after.set(keys.transport.not_after);
+        state.metrics.reloads.with_label_values(&["transport", "success"]).inc();
+    }
+    let kids: Vec<&str> = keys.signing.iter().map(|k| k.kid()).collect();
+    let signing_changed = old.signing.iter().map(|k| k.kid()).collect::<Vec<_>>() != kids;
+    if signing_changed {
+        state
+            .metrics
+            .reloads
+            .with_label_values(&["signing_keys", "success"])
+            .inc();
+    }
+    for w in &keys.warnings {
+        tracing::warn!(warning = %w, "key file permissions");
+    }
+    info!(
+        trigger,
+        signing_kid = keys.active().kid(),
+        published_kids = ?kids,
+        transport_subject = %keys.transport.subject,
+        transport_not_after = keys.transport.not_after,
+        transport_changed,
+        signing_changed,
+        "key material reloaded"
+    );
+    state.keys.store(Arc::new(keys));
+    true
+}
+
+pub struct KeyWatcher {
+    pub state: Arc<SidecarState>,
+    pub interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for KeyWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(error = %e, "cannot install the SIGHUP handler");
+                None
+            }
+        };
+        let mut last = material_fingerprint(&self.state);
+        loop {
+            let trigger = tokio::select! {
+                _ = tokio::time::sleep(self.interval) => "file_change",
+                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "sighup",
+                _ = shutdown.changed() => return,
+            };
+            let now = material_fingerprint(&self.state);
+            if trigger == "sighup" || now != last {
+                reload(&self.state, trigger);
+                // Remember what we tried, successful or not: a broken file is retried only
+                // when it changes again (or on SIGHUP), not logged every interval.
+                last = now;
+            }
+        }
+    }
+}
