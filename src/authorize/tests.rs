@@ -197,3 +197,50 @@ fn rewritten_location_is_encoded_and_keeps_endpoint_query() {
     assert!(r.params.get("tenant").is_none());
     assert_eq!(r.get_str("scope"), Some("openid"));
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z_]{1,12}".prop_filter("not forbidden or reserved", |n| {
+            !FORBIDDEN.contains(&n.as_str())
+                && !JSON_OBJECT_PARAMS.contains(&n.as_str())
+                && !JSON_ARRAY_PARAMS.contains(&n.as_str())
+                && !NUMBER_PARAMS.contains(&n.as_str())
+                && n != "client_id"
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever an app encodes with a standard form serializer comes back exactly.
+        #[test]
+        fn any_encoded_parameters_round_trip(params in proptest::collection::btree_map(name(), "[^\\p{Cc}]{0,40}", 0..8)) {
+            let mut ser = url::form_urlencoded::Serializer::new(String::new());
+            ser.append_pair("client_id", "legacy-app");
+            for (k, v) in &params {
+                ser.append_pair(k, v);
+            }
+            let loc = format!("https://as.example.com/authorize?{}", ser.finish());
+            let Detection::Ours(r) = detect(loc.as_bytes(), &ep(), &cid(), 1 << 20) else {
+                return Err(TestCaseError::fail(format!("not detected: {loc}")));
+            };
+            for (k, v) in &params {
+                prop_assert_eq!(r.get_str(k), Some(v.as_str()));
+            }
+            prop_assert_eq!(r.params.len(), params.len() + 1);
+        }
+
+        /// Arbitrary bytes never panic, and a rejection always carries a code.
+        #[test]
+        fn arbitrary_locations_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), tail in "\\PC{0,80}") {
+            let _ = detect(&bytes, &ep(), &cid(), 4096);
+            let loc = format!("https://as.example.com/authorize?client_id=legacy-app&{tail}");
+            if let Detection::Rejected(e) = detect(loc.as_bytes(), &ep(), &cid(), 4096) {
+                prop_assert!(!e.code().is_empty());
+            }
+        }
+    }
+}
