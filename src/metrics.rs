@@ -214,6 +214,24 @@ impl Metrics {
             )
             .unwrap(),
         );
+        // Families that alerts use but that only move on rare events exist from the start.
+        for material in ["keys", "signing_keys", "transport"] {
+            for outcome in ["success", "failure"] {
+                reloads.with_label_values(&[material, outcome]);
+            }
+        }
+        redirects.with_label_values(&["failed"]);
+        for reason in [
+            "connect",
+            "timeout",
+            "tls",
+            "http_status",
+            "bad_json",
+            "issuer_mismatch",
+            "bad_metadata",
+        ] {
+            discovery_failures.with_label_values(&[reason]);
+        }
         Metrics {
             redirect_rewritten: redirects.with_label_values(&["rewritten"]),
             redirect_passed: redirects.with_label_values(&["passed_through"]),

@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/bootstrap.sh
 cargo test --locked
+bash deploy/check.sh
 rm -rf tests/e2e/work
 (cd tests/e2e && node --test --test-concurrency=1 --test-reporter=spec ./*.test.mjs)
