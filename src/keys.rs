@@ -144,16 +144,41 @@ fn load_transport(cert: &Path, key: &Path) -> Result<TransportIdentity, KeyLoadE
     })
 }
 
-/// Warns when a private key file is readable by group or others.
+/// Warns when a private key file is readable by others, or by a group the process is not in
+/// (group-readable for the process's own group is how Kubernetes' fsGroup mounts work).
 fn permission_warning(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(path).ok()?;
     let mode = meta.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let own_group = meta.gid() == unsafe { libc::getegid() };
+    let loose = mode & 0o007 != 0 || (mode & 0o070 != 0 && !own_group);
+    loose.then(|| {
         format!(
-            "{}: private key file mode is {:o}; restrict it to the owner (0600 or 0400)",
+            "{}: private key file mode is {:o}; restrict it to the owner (0600/0400) or the process's group (0640/0440)",
             path.display(),
             mode & 0o777
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn world_readable_key_files_are_flagged() {
+        let dir = std::env::temp_dir().join(format!("ps-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("k.pem");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(permission_warning(&f).is_some());
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(permission_warning(&f).is_none());
+        // Our own group (the file was created by us): fine, as with fsGroup mounts.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(permission_warning(&f).is_none());
+    }
 }
