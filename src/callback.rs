@@ -26,6 +26,11 @@ pub enum CallbackOutcome {
 /// Response parameters handed to the app, in this order (CB-10).
 const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", "error_uri", "iss"];
 
+/// Cheap pre-check for the proxy's hot path: no allocation, no lock.
+pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bool {
+    state.is_callback_path(path) || query.is_some_and(looks_like_ours)
+}
+
 fn looks_like_ours(query: &str) -> bool {
     // A sealed state outside a known callback path (e.g. learned paths lost at restart).
     query.split('&').any(|kv| kv.starts_with("state=ps1."))
@@ -33,7 +38,7 @@ fn looks_like_ours(query: &str) -> bool {
 
 pub async fn check(state: &SidecarState, path: &str, query: Option<&str>) -> CallbackOutcome {
     let q = query.unwrap_or("");
-    if !state.is_callback_path(path) && !looks_like_ours(q) {
+    if !is_candidate(state, path, query) {
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();

@@ -16,12 +16,20 @@ use crate::state::SidecarState;
 
 pub struct PublicProxy {
     pub state: Arc<SidecarState>,
+    /// Resolved once: `HttpPeer::new` would resolve the address on every request.
+    upstream: HttpPeer,
+}
+
+impl PublicProxy {
+    pub fn new(state: Arc<SidecarState>) -> Self {
+        let upstream = HttpPeer::new(state.settings.upstream.as_str(), false, String::new());
+        PublicProxy { state, upstream }
+    }
 }
 
 /// Per-request context.
 #[derive(Default)]
 pub struct RequestCtx {
-    wants_json: bool,
     /// Set when the upstream response was rewritten: its body is dropped.
     drop_body: bool,
     /// Set when we fail closed: `fail_to_proxy` renders it.
@@ -36,9 +44,11 @@ fn apply_security_headers(h: &mut ResponseHeader) -> Result<()> {
     Ok(())
 }
 
-/// Writes a sidecar-owned error page (the one place browser errors become HTTP).
-async fn write_error_page(session: &mut Session, err: &BrowserError, wants_json: bool) {
-    let (content_type, body) = err.render(wants_json);
+/// Writes a sidecar-owned error page (the one place browser errors become HTTP), as JSON
+/// when the browser asked for JSON.
+async fn write_error_page(session: &mut Session, err: &BrowserError) {
+    let json = wants_json(session.req_header().headers.get("accept").map(|v| v.as_bytes()));
+    let (content_type, body) = err.render(json);
     let written = async {
         let mut h = ResponseHeader::build(err.status, Some(6))?;
         h.insert_header("content-type", content_type)?;
@@ -70,10 +80,13 @@ impl ProxyHttp for PublicProxy {
         )))
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.wants_json = wants_json(session.req_header().headers.get("accept").map(|v| v.as_bytes()));
-        // The app's redirect_uri: the authorization response is checked before the app sees it.
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+        // The app's redirect_uri: the authorization response is checked before the app sees
+        // it. Every other request leaves here without an allocation or a lock.
         let uri = &session.req_header().uri;
+        if !callback::is_candidate(&self.state, uri.path(), uri.query()) {
+            return Ok(false);
+        }
         let path = uri.path().to_string();
         match callback::check(&self.state, &path, uri.query()).await {
             CallbackOutcome::NotCallback => Ok(false),
@@ -86,7 +99,7 @@ impl ProxyHttp for PublicProxy {
             }
             CallbackOutcome::Reject { code, interaction_id } => {
                 let err = BrowserError::new(400, code, interaction_id);
-                write_error_page(session, &err, ctx.wants_json).await;
+                write_error_page(session, &err).await;
                 Ok(true)
             }
         }
@@ -167,7 +180,7 @@ impl ProxyHttp for PublicProxy {
                 BrowserError::new(status, code, id)
             }
         };
-        write_error_page(session, &err, ctx.wants_json).await;
+        write_error_page(session, &err).await;
         FailToProxy {
             error_code: err.status,
             can_reuse_downstream: false,

@@ -29,11 +29,8 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        PublicProxy { state: state.clone() },
-        "public",
-    );
+    let mut public =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, PublicProxy::new(state.clone()), "public");
     public.add_tcp(&s.public_addr.to_string());
 
     let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::bounded::TtlMap;
@@ -36,7 +35,8 @@ pub struct SidecarState {
     /// Bounds concurrent calls to the AS (PAR and egress).
     pub as_permits: tokio::sync::Semaphore,
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
-    pub callback_paths: Mutex<Vec<String>>,
+    /// Read on every proxied request, so lock-free; written rarely (copy on write).
+    pub callback_paths: ArcSwap<Vec<String>>,
 }
 
 pub struct PreviousClient {
@@ -78,7 +78,7 @@ impl SidecarState {
         metrics.transport_not_after.set(keys.transport.not_after);
         let max_age = settings.state_max_age;
         Arc::new(SidecarState {
-            callback_paths: Mutex::new(settings.callback_paths.clone()),
+            callback_paths: ArcSwap::from_pointee(settings.callback_paths.clone()),
             sealer,
             codes: TtlMap::new(MAX_CODES, CODE_TTL),
             replay: TtlMap::new(MAX_REPLAY, max_age),
@@ -99,14 +99,20 @@ impl SidecarState {
 
     /// Remembers the path of a pushed redirect_uri so its callback is checked.
     pub fn learn_callback_path(&self, path: &str) {
-        let mut g = self.callback_paths.lock().expect("lock");
-        if !g.iter().any(|p| p == path) && g.len() < MAX_LEARNED_PATHS + self.settings.callback_paths.len() {
-            g.push(path.to_string());
+        if self.is_callback_path(path) {
+            return;
         }
+        self.callback_paths.rcu(|paths| {
+            let mut next = (**paths).clone();
+            if !next.iter().any(|p| p == path) && next.len() < MAX_LEARNED_PATHS + self.settings.callback_paths.len() {
+                next.push(path.to_string());
+            }
+            next
+        });
     }
 
     pub fn is_callback_path(&self, path: &str) -> bool {
-        self.callback_paths.lock().expect("lock").iter().any(|p| p == path)
+        self.callback_paths.load().iter().any(|p| p == path)
     }
 }
 
