@@ -73,11 +73,7 @@ impl ProxyHttp for PublicProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.state.settings.upstream.as_str(),
-            false,
-            String::new(),
-        )))
+        Ok(Box::new(self.upstream.clone()))
     }
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
