@@ -45,6 +45,8 @@ pub enum AuthorizeError {
     TooManyParams(usize),
     #[error("PKCE: {0}")]
     Pkce(&'static str),
+    #[error("response_mode `{0}` is not supported (use query, or JARM via client.response_mode)")]
+    UnsupportedResponseMode(String),
 }
 
 impl AuthorizeError {
@@ -57,6 +59,7 @@ impl AuthorizeError {
             AuthorizeError::Duplicate(_) => "duplicate_parameter",
             AuthorizeError::Forbidden(_) => "forbidden_parameter",
             AuthorizeError::Pkce(_) => "invalid_pkce",
+            AuthorizeError::UnsupportedResponseMode(_) => "unsupported_response_mode",
             _ => "malformed_authorize_redirect",
         }
     }

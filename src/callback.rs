@@ -138,8 +138,14 @@ async fn check_inner(state: &SidecarState, q: &str) -> Result<(String, &'static 
         ));
     }
 
-    // 3. Hand over: the app's own state back, plain code, errors as they are.
+    // 3. Hand over: the app's own state back, plain code, errors as they are. Parameters
+    // that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
     let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &pairs {
+        if k != "response" && !HANDED_TO_APP.contains(&k.as_str()) {
+            out.append_pair(k, v);
+        }
+    }
     let outcome = if let Some(code) = param("code") {
         if param("error").is_some() {
             return Err(("callback_malformed", "both code and error".into()));

@@ -72,6 +72,10 @@ impl ProxyHttp for PublicProxy {
         RequestCtx::default()
     }
 
+    /// No downstream modules: pingora's default adds a (disabled) compression module that
+    /// still runs on every request. The sidecar never compresses the app's responses.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Ok(Box::new(self.upstream.clone()))
     }

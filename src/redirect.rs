@@ -156,6 +156,13 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
 /// and the app's `state` replaced by a sealed one carrying what the callback needs.
 fn prepare(state: &SidecarState, mut redirect: AuthorizeRedirect) -> Result<AuthorizeRedirect, AuthorizeError> {
+    // The callback is checked on GET query parameters; a form_post response would arrive as
+    // a POST the sidecar does not open. Refuse it clearly rather than break at the callback.
+    if let Some(mode) = redirect.get_str("response_mode") {
+        if !matches!(mode, "query" | "jwt" | "query.jwt") {
+            return Err(AuthorizeError::UnsupportedResponseMode(mode.chars().take(40).collect()));
+        }
+    }
     let pkce = pkce::apply(&mut redirect)?;
     state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
     if state.settings.jarm {

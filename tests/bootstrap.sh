@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian machine (idempotent):
 # cmake (pingora builds zlib-ng with it), openssl, node deps of the e2e harness,
-# prometheus + promtool, nginx (benchmarks). Then builds par-sidecar.
+# prometheus + promtool, nginx and wrk (benchmarks). Then builds par-sidecar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pair in cmake:cmake openssl:openssl prometheus:prometheus promtool:prometheus nginx:nginx node:nodejs; do
+for pair in cmake:cmake openssl:openssl prometheus:prometheus promtool:prometheus nginx:nginx node:nodejs wrk:wrk curl:curl pgrep:procps; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -292,3 +292,64 @@ async fn discovery_rejects_an_issuer_mismatch() {
         RedirectDecision::PassThrough
     ));
 }
+
+#[tokio::test]
+async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
+    use par_sidecar::callback::{check, CallbackOutcome};
+    use par_sidecar::sealed_state::TransactionState;
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(
+        &pki,
+        &double,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "callback: { paths: [\"/cb\"] }",
+    )
+    .await;
+    let sealed = state.sealer.seal(&TransactionState {
+        app_state: Some("app state/ü".into()),
+        verifier: Some("v".repeat(43)),
+        redirect_uri: Some("https://app.example/cb?tenant=x".into()),
+        issued_at: par_sidecar::request_object::now_secs(),
+        nonce: "nonce-1".into(),
+        jarm: false,
+    });
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));
+    let CallbackOutcome::Forward { query } = check(&state, "/cb", Some(&q)).await else {
+        panic!("not forwarded")
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("tenant"), Some("x"), "the redirect_uri's own parameter survives");
+    assert_eq!(get("code"), Some("abc"));
+    assert_eq!(get("state"), Some("app state/ü"), "the app's own state is restored");
+    assert_eq!(
+        state.codes.take(&"abc".to_string()).unwrap().verifier,
+        Some("v".repeat(43))
+    );
+    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q)).await else {
+        panic!()
+    };
+    assert_eq!(code, "callback_replayed");
+    // Unrelated paths are never touched.
+    assert!(matches!(
+        check(&state, "/other", Some("code=1&state=2")).await,
+        CallbackOutcome::NotCallback
+    ));
+}
+
+#[tokio::test]
+async fn form_post_response_mode_is_refused_at_the_authorize_step() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
+    let loc = format!("{}&response_mode=form_post", app_redirect(&double.issuer));
+    let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+        panic!()
+    };
+    assert_eq!(e.code, "unsupported_response_mode");
+    assert!(double.seen().is_empty(), "nothing was pushed");
+}

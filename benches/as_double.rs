@@ -1,0 +1,118 @@
+//! A fast local HTTPS AS double for the load benchmark (`benches/load.sh` runs it; it is a
+//! bench target only so it can use the dev-dependencies). It requires a client certificate
+//! from the test CA, answers discovery and PAR with fixed bodies, and counts TLS handshakes
+//! and PARs at `/stats` so the benchmark can report new handshakes per PAR after warm-up.
+//!
+//! Usage: as_double PORT PKI_DIR   (`cargo bench --bench as_double` alone just exits)
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+static PARS: AtomicU64 = AtomicU64::new(0);
+static PAR_NANOS: AtomicU64 = AtomicU64::new(0);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(port) = args.get(1).and_then(|p| p.parse::<u16>().ok()) else {
+        return; // invoked by `cargo bench` without arguments
+    };
+    let pki = std::path::PathBuf::from(&args[2]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(serve(port, pki));
+}
+
+async fn serve(port: u16, pki: std::path::PathBuf) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let certs = |f: &str| -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        rustls_pemfile::certs(&mut std::fs::read(pki.join(f)).unwrap().as_slice())
+            .map(|c| c.unwrap())
+            .collect()
+    };
+    let key = rustls_pemfile::private_key(&mut std::fs::read(pki.join("as.key")).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs("ca.crt") {
+        roots.add(c).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs("as.crt"), key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let issuer: Arc<str> = format!("https://127.0.0.1:{port}").into();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let issuer = issuer.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            HANDSHAKES.fetch_add(1, Ordering::Relaxed);
+            let svc = hyper::service::service_fn(move |req| {
+                let issuer = issuer.clone();
+                async move { Ok::<_, Infallible>(handle(req, &issuer).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+async fn handle(req: Request<hyper::body::Incoming>, issuer: &str) -> Response<Full<Bytes>> {
+    let t = std::time::Instant::now();
+    let path = req.uri().path().to_string();
+    let body = match path.as_str() {
+        "/.well-known/openid-configuration" => serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+            "token_endpoint": format!("{issuer}/token"),
+        })
+        .to_string(),
+        "/par" => {
+            let _ = req.into_body().collect().await;
+            PARS.fetch_add(1, Ordering::Relaxed);
+            PAR_NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let n = PARS.load(Ordering::Relaxed);
+            return Response::builder()
+                .status(201)
+                .header("content-type", "application/json")
+                .header("cache-control", "no-store")
+                .body(Full::new(Bytes::from(format!(
+                    r#"{{"request_uri":"urn:ietf:params:oauth:request_uri:bench{n}","expires_in":60}}"#
+                ))))
+                .unwrap();
+        }
+        "/stats" => serde_json::json!({
+            "handshakes": HANDSHAKES.load(Ordering::Relaxed),
+            "pars": PARS.load(Ordering::Relaxed),
+            "par_service_us_mean": PAR_NANOS.load(Ordering::Relaxed) as f64 / 1000.0 / PARS.load(Ordering::Relaxed).max(1) as f64,
+        })
+        .to_string(),
+        _ => return Response::builder().status(404).body(Full::new(Bytes::new())).unwrap(),
+    };
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}

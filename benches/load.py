@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Load benchmark: the pass-through tax and the per-login cost, measured in one run.
+
+Everything runs on loopback with one worker per proxy:
+  origin   nginx (1 worker) serving a small 200 and the app's 302 to the AS authorize URL
+  direct   wrk -> origin
+  nginx    wrk -> nginx proxy (1 worker, keepalive upstream) -> origin
+  sidecar  wrk -> par-sidecar (--threads 1) -> origin
+  authz    wrk GET /login -> par-sidecar -> origin 302 -> PAR over mTLS to a fast local AS
+           double (benches/as_double.rs, checks the client certificate) -> rewritten 302,
+           for PS256, ES256 and EdDSA
+Runs are interleaved (A B C A B C ...) and reported as medians and ratios. Proxy CPU per
+request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID/status.
+
+  python3 benches/load.py            # full run (~3 min), writes benches/results/latest.md
+  python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = "--smoke" in sys.argv
+DURATION = 1 if SMOKE else 6
+ROUNDS = 1 if SMOKE else 3
+CONNS = 32
+TICK = os.sysconf("SC_CLK_TCK")
+WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
+procs = []
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(name, args, **kw):
+    log = open(WORK / f"{name}.log", "w")
+    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **kw)
+    procs.append(p)
+    return p
+
+
+def wait_http(url, ok=lambda s: s < 500, timeout=30, curl_extra=()):
+    end = time.time() + timeout
+    while time.time() < end:
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *curl_extra, url], capture_output=True, text=True)
+        if r.stdout.isdigit() and r.stdout != "000" and ok(int(r.stdout)):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {url}")
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def rss_kib(pids, field="VmRSS"):
+    total = 0
+    for pid in pids:
+        m = re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def wrk(url, pids, conns=CONNS, duration=DURATION):
+    before = cpu_ticks(pids) if pids else 0
+    out = sh("wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url)
+    after = cpu_ticks(pids) if pids else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    return {
+        "rps": rps,
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "cpu_us_per_req": (after - before) / TICK * 1e6 / max(total, 1) if pids else None,
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def nginx_conf(path, port, body):
+    path.write_text(f"""
+worker_processes 1;
+pid {path}.pid;
+error_log {WORK}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {WORK}/nginx-tmp;
+  proxy_temp_path {WORK}/nginx-tmp;
+  fastcgi_temp_path {WORK}/nginx-tmp;
+  uwsgi_temp_path {WORK}/nginx-tmp;
+  scgi_temp_path {WORK}/nginx-tmp;
+  keepalive_requests 1000000;
+  {body}
+}}
+""")
+
+
+def median(rows, key):
+    vals = [r[key] for r in rows if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def main():
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is required (apt-get install nginx)")
+    if not shutil.which("wrk"):
+        subprocess.run(["bash", "-c", "apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk"], check=True)
+    print(f"cores: {os.cpu_count()}  duration: {DURATION}s x {ROUNDS} rounds  connections: {CONNS}")
+    sh("cargo", "build", "--release", "--locked", "--quiet", "--bin", "par-sidecar", cwd=ROOT)
+    built = sh("cargo", "bench", "--bench", "as_double", "--no-run", "--message-format=json", cwd=ROOT)
+    double_bin = [json.loads(l)["executable"] for l in built.splitlines() if '"executable":"' in l and "as_double" in l][-1]
+    pki = sh("bash", str(ROOT / "tests/e2e/pki.sh"), str(WORK / "pki")).strip()
+    (WORK / "nginx-tmp").mkdir()
+
+    as_port, origin_port, proxy_port = free_port(), free_port(), free_port()
+    start("as_double", [double_bin, str(as_port), pki])
+    curl_cert = ("--cacert", f"{pki}/ca.crt", "--cert", f"{pki}/transport.crt", "--key", f"{pki}/transport.key")
+    wait_http(f"https://127.0.0.1:{as_port}/stats", curl_extra=curl_cert)
+    issuer = f"https://127.0.0.1:{as_port}"
+    authorize = (f"{issuer}/authorize?response_type=code&client_id=bench-app&redirect_uri=https%3A%2F%2Fapp.example%2Fcallback"
+                 "&scope=openid&state=af0ifjsldkj&nonce=n-0S6_WzA2Mj&code_challenge=E9Melhoa2OwvFYEXJEc9j1PQ9OoN8R7Cr0Frozjv1n8&code_challenge_method=S256")
+
+    origin_conf = WORK / "origin.conf"
+    nginx_conf(origin_conf, origin_port, f"""
+  server {{ listen 127.0.0.1:{origin_port} backlog=4096;
+    location = /login {{ return 302 "{authorize}"; }}
+    location / {{ default_type text/plain; return 200 "hello from the legacy app\\n"; }} }}""")
+    origin = start("origin", [nginx, "-c", str(origin_conf), "-g", "daemon off;"])
+    proxy_conf = WORK / "proxy.conf"
+    nginx_conf(proxy_conf, proxy_port, f"""
+  upstream app {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{proxy_port} backlog=4096;
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+    nginx_proxy = start("nginx-proxy", [nginx, "-c", str(proxy_conf), "-g", "daemon off;"])
+    wait_http(f"http://127.0.0.1:{origin_port}/")
+    wait_http(f"http://127.0.0.1:{proxy_port}/")
+    nginx_workers = children(nginx_proxy.pid)
+
+    def sidecar(alg, key):
+        public, admin = free_port(), free_port()
+        cfg = WORK / f"sidecar-{alg}.yaml"
+        cfg.write_text(f"""
+listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
+upstream: "127.0.0.1:{origin_port}"
+authorization_server: {{ issuer: "{issuer}", ca_file: "{pki}/ca.crt" }}
+client:
+  client_id: bench-app
+  auth_method: private_key_jwt
+  signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
+  transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
+logging: {{ level: warn }}
+shutdown: {{ grace_period_seconds: 0 }}
+""")
+        p = start(f"sidecar-{alg}", [str(ROOT / "target/release/par-sidecar"), "run", "--threads", "1", "--config", str(cfg)])
+        wait_http(f"http://127.0.0.1:{admin}/readyz", ok=lambda s: s == 200)
+        return p, public
+
+    results = {"direct": [], "nginx": [], "sidecar": []}
+    sc, sc_port = sidecar("ES256", "sign-es256.pem")
+    targets = {
+        "direct": (f"http://127.0.0.1:{origin_port}/", []),
+        "nginx": (f"http://127.0.0.1:{proxy_port}/", nginx_workers),
+        "sidecar": (f"http://127.0.0.1:{sc_port}/", [sc.pid]),
+    }
+    for name, (url, pids) in targets.items():  # warm-up
+        wrk(url, pids, duration=1)
+    for rnd in range(ROUNDS):
+        order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
+        for name in order:
+            url, pids = targets[name]
+            results[name].append(wrk(url, pids))
+    rss_sidecar_idle = rss_kib([sc.pid])
+    # 1,000 concurrent connections: peak RSS of each proxy.
+    c1000 = {}
+    for name in ("nginx", "sidecar"):
+        url, pids = targets[name]
+        r = wrk(url, pids, conns=1000, duration=max(DURATION // 2, 1))
+        c1000[name] = {"rps": r["rps"], "hwm_kib": rss_kib(pids, "VmHWM"), "p99_ms": r["p99_ms"]}
+    sc.send_signal(signal.SIGKILL)
+    sc.wait()
+
+    # The authorize path, per algorithm.
+    authz = {}
+    redirect_direct = [wrk(f"http://127.0.0.1:{origin_port}/login", [], conns=8) for _ in range(ROUNDS)]
+    redirect_direct_c1 = [wrk(f"http://127.0.0.1:{origin_port}/login", [], conns=1) for _ in range(ROUNDS)]
+    for alg, key in (("PS256", "sign-ps256.pem"), ("ES256", "sign-es256.pem"), ("EdDSA", "sign-eddsa.pem")):
+        p, port = sidecar(alg, key)
+        wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=8, duration=1)  # warm-up: pool filled
+        before = json.loads(sh("curl", "-s", *curl_cert, f"https://127.0.0.1:{as_port}/stats"))
+        rows = [wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=8) for _ in range(ROUNDS)]
+        single = [wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=1) for _ in range(ROUNDS)]
+        after = json.loads(sh("curl", "-s", *curl_cert, f"https://127.0.0.1:{as_port}/stats"))
+        pars = after["pars"] - before["pars"]
+        authz[alg] = {
+            "rps": median(rows, "rps"), "p50_ms": median(rows, "p50_ms"), "p99_ms": median(rows, "p99_ms"),
+            "cpu_us_per_req": median(rows, "cpu_us_per_req"), "errors": sum(r["errors"] for r in rows),
+            "handshakes_per_par": (after["handshakes"] - before["handshakes"]) / max(pars, 1),
+            "pars": pars, "as_service_us": after["par_service_us_mean"],
+            "c1_p50_ms": median(single, "p50_ms"), "c1_p99_ms": median(single, "p99_ms"),
+        }
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    # Report.
+    med = {k: {m: median(v, m) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")} for k, v in results.items()}
+    errs = {k: sum(r["errors"] for r in v) for k, v in results.items()}
+    lines = [
+        "# par-sidecar benchmark results",
+        "",
+        f"Machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}. "
+        f"{'SMOKE RUN (numbers meaningless). ' if SMOKE else ''}"
+        f"wrk -t1 -c{CONNS}, {DURATION} s per run, {ROUNDS} interleaved rounds, medians. One worker per proxy.",
+        f"Command: `python3 benches/load.py`. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "## Pass-through of a small response",
+        "",
+        "| path | req/s | p50 ms | p99 ms | proxy CPU us/req | req/s vs nginx | CPU vs nginx | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k in ("direct", "nginx", "sidecar"):
+        m = med[k]
+        cpu = f"{m['cpu_us_per_req']:.1f}" if m["cpu_us_per_req"] is not None else "-"
+        cpu_ratio = f"{m['cpu_us_per_req'] / med['nginx']['cpu_us_per_req']:.2f}" if m["cpu_us_per_req"] is not None else "-"
+        lines.append(f"| {k} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {cpu} | {m['rps'] / med['nginx']['rps']:.2f} | {cpu_ratio} | {errs[k]} |")
+    lines += [
+        "",
+        f"Sidecar RSS after the pass-through runs: {rss_sidecar_idle / 1024:.1f} MiB.",
+        "",
+        "## 1,000 concurrent connections (pass-through)",
+        "",
+        "| proxy | req/s | p99 ms | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for k, v in c1000.items():
+        lines.append(f"| {k} | {v['rps']:.0f} | {v['p99_ms']:.2f} | {v['hwm_kib'] / 1024:.1f} |")
+    d50 = median(redirect_direct, "p50_ms")
+    d99 = median(redirect_direct, "p99_ms")
+    c1_99 = median(redirect_direct_c1, "p99_ms")
+    lines += [
+        "",
+        "## Authorize path: app 302 -> PAR over mTLS -> rewritten 302",
+        "",
+        f"Direct app redirect (no PAR): p50 {d50:.3f} ms, p99 {d99:.3f} ms at 8 connections; p99 {c1_99:.3f} ms at 1.",
+        "Throughput and CPU at 8 concurrent logins (one worker); added latency also unloaded (1 connection).",
+        "",
+        "| alg | logins/s (c8) | p50 ms (c8) | p99 ms (c8) | p99 added (c8) ms | p50 / p99 (c1) ms | p99 added (c1) ms | sidecar CPU us/login | AS double service us | new TLS handshakes per PAR | non-3xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for alg, a in authz.items():
+        lines.append(f"| {alg} | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} | {a['p99_ms'] - d99:.3f} | {a['c1_p50_ms']:.3f} / {a['c1_p99_ms']:.3f} | {a['c1_p99_ms'] - c1_99:.3f} | {a['cpu_us_per_req']:.0f} | {a['as_service_us']:.0f} | {a['handshakes_per_par']:.4f} | {a['errors']} |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = ROOT / "benches/results" / ("smoke.md" if SMOKE else "latest.md")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out.relative_to(ROOT)}")
+    if SMOKE:
+        bad = [k for k, v in errs.items() if v] + [a for a, v in authz.items() if v["errors"] or v["pars"] == 0]
+        if bad:
+            raise SystemExit(f"benchmark smoke run saw errors: {bad}")
+
+
+try:
+    main()
+finally:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+    shutil.rmtree(WORK, ignore_errors=True)
