@@ -228,6 +228,15 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         }
     }
 
+    // The same bound as PARs: the AS sees at most MAX_CONCURRENT_AS_CALLS from this pod.
+    let Ok(Ok(_permit)) = tokio::time::timeout(state.settings.par_timeout, state.as_permits.acquire()).await else {
+        m.egress_requests.with_label_values(&[label, "overloaded", ""]).inc();
+        return oauth_error(
+            503,
+            "temporarily_unavailable",
+            "par-sidecar: too many concurrent calls to the AS".into(),
+        );
+    };
     let started = Instant::now();
     let http = state.http.load();
     let call = AsRequest {

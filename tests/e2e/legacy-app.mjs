@@ -75,7 +75,13 @@ async function handle(req, res) {
     const ui = await call('GET', cfg.userinfo_endpoint, { authorization: `Bearer ${t.access_token}` });
     if (ui.status !== 200) return send(res, 502, `<p id="error">userinfo said ${ui.status}: ${esc(ui.body)}</p>`);
     const info = JSON.parse(ui.body);
-    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>`);
+    let resource = '';
+    if (cfg.resource_url) {
+      // A resource API call with the (certificate-bound) access token.
+      const rs = await call('GET', cfg.resource_url, { authorization: `Bearer ${t.access_token}` });
+      resource = `<p id="resource">${rs.status} ${esc(rs.status === 200 ? JSON.parse(rs.body).sub : rs.body)}</p>`;
+    }
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>${resource}`);
   }
   if (u.pathname === '/refresh') {
     const s = sessions.get(sid);

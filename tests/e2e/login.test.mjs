@@ -17,7 +17,7 @@ async function fullLogin(s, user = 'alice') {
 }
 
 const variants = [
-  { name: 'PS256 + private_key_jwt, app without PKCE', opts: { alg: 'PS256', pkce: 'none' }, pkce: 'injected' },
+  { name: 'PS256 + private_key_jwt, app without PKCE, resource API via egress', opts: { alg: 'PS256', pkce: 'none', resourceViaSidecar: true }, pkce: 'injected', resource: true },
   { name: 'ES256 + JARM', opts: { alg: 'ES256', pkce: 'none', responseMode: 'jwt' }, pkce: 'injected', jarm: true },
   { name: 'EdDSA + private_key_jwt', opts: { alg: 'EdDSA', pkce: 'none' }, pkce: 'injected' },
   { name: 'tls_client_auth', opts: { alg: 'ES256', authMethod: 'tls_client_auth', pkce: 'none' }, pkce: 'injected' },
@@ -35,6 +35,13 @@ for (const v of variants) {
       const { cb, page } = await fullLogin(s, 'alice');
       assert.equal(page.status, 200, page.body);
       assert.match(page.body, /<p id="sub">alice<\/p>/);
+      if (v.resource) {
+        // The AS's /me as a resource server: it takes the certificate-bound token only
+        // with the same client certificate, which the egress listener presents.
+        assert.match(page.body, /<p id="resource">200 alice<\/p>/);
+        const m = await s.metrics();
+        assert.equal(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'resource', outcome: 'success' }), 1);
+      }
       const cbUrl = new URL(cb);
       if (v.jarm) {
         assert.ok(cbUrl.searchParams.get('response'), 'JARM response parameter');

@@ -137,7 +137,7 @@ export async function startStack(opts = {}) {
     signingKeys: opts.signingKeys || [{ path: path.join(dir, keyFile), alg }],
     transportCert: opts.transportCert || path.join(dir, 'transport.crt'),
     transportKey: opts.transportKey || path.join(dir, 'transport.key'),
-    extraYaml: opts.extraYaml, reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
+    extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${asPort}/" }\n` : ''), reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
     gracePeriod: opts.gracePeriod,
   };
   fs.writeFileSync(sidecarConfig, sidecarYaml(sc));
@@ -191,6 +191,7 @@ export async function startStack(opts = {}) {
     ...(opts.withSidecar === false ? {} : {
       token_endpoint: `http://127.0.0.1:${egressPort}/token`,
       userinfo_endpoint: `http://127.0.0.1:${egressPort}/userinfo`,
+      ...(opts.resourceViaSidecar ? { resource_url: `http://127.0.0.1:${egressPort}/rs/me` } : {}),
     }),
     pkce: opts.pkce || 'S256',
   });
