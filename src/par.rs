@@ -108,38 +108,29 @@ pub fn sanitize_error_code(s: &str) -> String {
     }
 }
 
-/// Signs what one PAR needs. RSA signing (~250 us) runs on the blocking pool so it never
-/// stalls the proxy's event loop; EC and Ed25519 (~15 us) sign inline.
-async fn sign_pair(
-    key: Arc<SigningKey>,
-    ro: serde_json::Map<String, serde_json::Value>,
-    assertion: Option<serde_json::Map<String, serde_json::Value>>,
-    metrics: Arc<Metrics>,
-) -> Result<(String, Option<String>), ParError> {
+/// One JWT to sign: its `typ` header, the metric `purpose` label, its claims.
+struct JwtToSign {
+    typ: Option<&'static str>,
+    purpose: &'static str,
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Signs JWTs with one key, timing each. RSA signing (~250 us) runs on the blocking pool so
+/// it never stalls the proxy's event loop; EC and Ed25519 (~15 us) sign inline.
+async fn sign_all(key: Arc<SigningKey>, jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<String>, ParError> {
     let slow = key.alg() == Alg::PS256;
-    let work = move || -> Result<(String, Option<String>), ParError> {
-        let alg = key.alg().as_str();
-        let t = Instant::now();
-        let request = key
-            .sign_jwt(Some(REQUEST_OBJECT_TYP), &ro)
-            .map_err(|_| ParError::Signing)?;
-        metrics
-            .signing_duration
-            .with_label_values(&[alg, "request_object"])
-            .observe(t.elapsed().as_secs_f64());
-        let assertion = match assertion {
-            Some(a) => {
+    let work = move || -> Result<Vec<String>, ParError> {
+        jwts.into_iter()
+            .map(|j| {
                 let t = Instant::now();
-                let jwt = key.sign_jwt(None, &a).map_err(|_| ParError::Signing)?;
+                let jwt = key.sign_jwt(j.typ, &j.claims).map_err(|_| ParError::Signing)?;
                 metrics
                     .signing_duration
-                    .with_label_values(&[alg, "client_assertion"])
+                    .with_label_values(&[key.alg().as_str(), j.purpose])
                     .observe(t.elapsed().as_secs_f64());
-                Some(jwt)
-            }
-            None => None,
-        };
-        Ok((request, assertion))
+                Ok(jwt)
+            })
+            .collect()
     };
     if slow {
         tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
@@ -164,21 +155,12 @@ pub async fn fresh_client_assertion(
         settings.assertion_lifetime,
         now_secs(),
     );
-    let slow = key.alg() == Alg::PS256;
-    let work = move || {
-        let t = Instant::now();
-        let jwt = key.sign_jwt(None, &claims).map_err(|_| ParError::Signing)?;
-        metrics
-            .signing_duration
-            .with_label_values(&[key.alg().as_str(), "client_assertion"])
-            .observe(t.elapsed().as_secs_f64());
-        Ok(Some(jwt))
+    let jwt = JwtToSign {
+        typ: None,
+        purpose: "client_assertion",
+        claims,
     };
-    if slow {
-        tokio::task::spawn_blocking(work).await.map_err(|_| ParError::Signing)?
-    } else {
-        work()
-    }
+    Ok(sign_all(key, vec![jwt], metrics).await?.pop())
 }
 
 /// Everything the PAR call needs, borrowed from the running state.
@@ -254,7 +236,21 @@ async fn push_once(
     let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
     let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
         .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
-    let (request, assertion) = sign_pair(cx.key.clone(), ro, assertion, cx.metrics.clone()).await?;
+    let mut jwts = vec![JwtToSign {
+        typ: Some(REQUEST_OBJECT_TYP),
+        purpose: "request_object",
+        claims: ro,
+    }];
+    if let Some(claims) = assertion {
+        jwts.push(JwtToSign {
+            typ: None,
+            purpose: "client_assertion",
+            claims,
+        });
+    }
+    let mut signed = sign_all(cx.key.clone(), jwts, cx.metrics.clone()).await?.into_iter();
+    let request = signed.next().ok_or(ParError::Signing)?;
+    let assertion = signed.next();
 
     // With JAR, nothing but client_id, request and client authentication goes outside the
     // object (JAR-1/JAR-2, node strip_outside_jar_params).
