@@ -6,6 +6,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::authorize::parse_query;
+use crate::browser_binding;
 use crate::protocol::{redact, InteractionId};
 use crate::request_object::now_secs;
 use crate::state::{CodeRecord, SidecarState};
@@ -15,7 +16,11 @@ pub enum CallbackOutcome {
     /// Not the app's redirect_uri: proxy untouched.
     NotCallback,
     /// Proxy to the app with this query string instead.
-    Forward { query: String },
+    Forward {
+        query: String,
+        /// Clears the browser-binding cookie on the app's response.
+        clear_cookie: Option<String>,
+    },
     /// Never forwarded: an error page with this code.
     Reject {
         code: &'static str,
@@ -36,17 +41,17 @@ fn looks_like_ours(query: &str) -> bool {
     query.split('&').any(|kv| kv.starts_with("state=ps1."))
 }
 
-pub async fn check(state: &SidecarState, path: &str, query: Option<&str>) -> CallbackOutcome {
+pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookies: Option<&str>) -> CallbackOutcome {
     let q = query.unwrap_or("");
     if !is_candidate(state, path, query) {
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();
-    match check_inner(state, q).await {
-        Ok((query, outcome)) => {
+    match check_inner(state, q, cookies).await {
+        Ok((query, outcome, clear_cookie)) => {
             state.metrics.callback_checks.with_label_values(&[outcome]).inc();
             info!(interaction_id = %id, outcome, path, "authorization response checked; handed to the app");
-            CallbackOutcome::Forward { query }
+            CallbackOutcome::Forward { query, clear_cookie }
         }
         Err((code, detail)) => {
             state.metrics.callback_checks.with_label_values(&[code]).inc();
@@ -62,7 +67,11 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>) -> Cal
 
 type Rejection = (&'static str, String);
 
-async fn check_inner(state: &SidecarState, q: &str) -> Result<(String, &'static str), Rejection> {
+async fn check_inner(
+    state: &SidecarState,
+    q: &str,
+    cookies: Option<&str>,
+) -> Result<(String, &'static str, Option<String>), Rejection> {
     let s = &state.settings;
     let md = state
         .discovery
@@ -131,6 +140,16 @@ async fn check_inner(state: &SidecarState, q: &str) -> Result<(String, &'static 
             "JARM was requested but a plain response arrived (CB-4)".into(),
         ));
     }
+    // Checked before the replay cache, so a wrong browser cannot burn the response.
+    let cookie_name = browser_binding::cookie_name(&tx.nonce);
+    if let Some(hash) = &tx.binding {
+        if !browser_binding::holds(cookies, &cookie_name, hash) {
+            return Err((
+                "browser_mismatch",
+                "the response arrived in a browser that did not start this login".into(),
+            ));
+        }
+    }
     if !state.replay.insert_new(tx.nonce.clone(), ()) {
         return Err((
             "callback_replayed",
@@ -175,5 +194,9 @@ async fn check_inner(state: &SidecarState, q: &str) -> Result<(String, &'static 
         out.append_pair("state", app_state);
     }
     out.append_pair("iss", s.issuer.as_str());
-    Ok((out.finish(), outcome))
+    let clear = tx
+        .binding
+        .as_ref()
+        .map(|_| browser_binding::clear_cookie(&cookie_name, s.cookie_secure));
+    Ok((out.finish(), outcome, clear))
 }

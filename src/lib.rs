@@ -8,6 +8,7 @@ pub mod authorize;
 #[cfg(feature = "server")]
 pub mod background;
 pub mod bounded;
+pub mod browser_binding;
 pub mod callback;
 pub mod config;
 pub mod discovery;

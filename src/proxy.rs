@@ -30,6 +30,8 @@ impl PublicProxy {
 /// Per-request context.
 #[derive(Default)]
 pub struct RequestCtx {
+    /// Set on a checked callback: the binding cookie is cleared on the app's response.
+    clear_cookie: Option<String>,
     /// Set when the upstream response was rewritten: its body is dropped.
     drop_body: bool,
     /// Set when we fail closed: `fail_to_proxy` renders it.
@@ -80,7 +82,7 @@ impl ProxyHttp for PublicProxy {
         Ok(Box::new(self.upstream.clone()))
     }
 
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // The app's redirect_uri: the authorization response is checked before the app sees
         // it. Every other request leaves here without an allocation or a lock.
         let uri = &session.req_header().uri;
@@ -88,9 +90,11 @@ impl ProxyHttp for PublicProxy {
             return Ok(false);
         }
         let path = uri.path().to_string();
-        match callback::check(&self.state, &path, uri.query()).await {
+        let cookies = session.req_header().headers.get("cookie").and_then(|v| v.to_str().ok());
+        match callback::check(&self.state, &path, uri.query(), cookies).await {
             CallbackOutcome::NotCallback => Ok(false),
-            CallbackOutcome::Forward { query } => {
+            CallbackOutcome::Forward { query, clear_cookie } => {
+                ctx.clear_cookie = clear_cookie;
                 let new_uri = format!("{path}?{query}")
                     .parse::<http::Uri>()
                     .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
@@ -112,6 +116,9 @@ impl ProxyHttp for PublicProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(c) = ctx.clear_cookie.take() {
+            resp.append_header("set-cookie", c)?;
+        }
         if !is_redirect(resp.status.as_u16()) {
             return Ok(());
         }
@@ -123,7 +130,12 @@ impl ProxyHttp for PublicProxy {
             RedirectDecision::Rewrite {
                 location,
                 interaction_id,
+                set_cookie,
             } => {
+                if let Some(c) = set_cookie {
+                    // Appended: the app's own Set-Cookie headers stay.
+                    resp.append_header("set-cookie", c)?;
+                }
                 resp.insert_header("location", location)?;
                 resp.insert_header("x-fapi-interaction-id", interaction_id.to_string())?;
                 resp.remove_header("transfer-encoding");

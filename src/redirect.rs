@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use serde_json::Value;
 
 use crate::authorize::{detect, AuthorizeEndpoint, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::browser_binding;
 use crate::errors::BrowserError;
 use crate::jose::random_token;
 use crate::par::{self, ParContext};
@@ -25,6 +26,8 @@ pub enum RedirectDecision {
     Rewrite {
         location: String,
         interaction_id: InteractionId,
+        /// The browser-binding cookie to set with the redirect.
+        set_cookie: Option<String>,
     },
     /// Fail closed: serve an error page instead of the app's redirect.
     Fail(BrowserError),
@@ -73,7 +76,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         }
         Detection::Ours(r) => r,
     };
-    let redirect = match prepare(state, redirect) {
+    let (redirect, set_cookie) = match prepare(state, redirect) {
         Ok(r) => r,
         Err(e) => {
             let id = InteractionId::new();
@@ -121,6 +124,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
             RedirectDecision::Rewrite {
                 location: endpoint.rewritten_location(&state.settings.client_id, &pushed.request_uri),
                 interaction_id,
+                set_cookie,
             }
         }
         Err(e) => {
@@ -155,7 +159,10 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
 
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
 /// and the app's `state` replaced by a sealed one carrying what the callback needs.
-fn prepare(state: &SidecarState, mut redirect: AuthorizeRedirect) -> Result<AuthorizeRedirect, AuthorizeError> {
+fn prepare(
+    state: &SidecarState,
+    mut redirect: AuthorizeRedirect,
+) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
     // The callback is checked on GET query parameters; a form_post response would arrive as
     // a POST the sidecar does not open. Refuse it clearly rather than break at the callback.
     if let Some(mode) = redirect.get_str("response_mode") {
@@ -178,6 +185,11 @@ fn prepare(state: &SidecarState, mut redirect: AuthorizeRedirect) -> Result<Auth
     {
         state.learn_callback_path(&path);
     }
+    let nonce = random_token();
+    let binding = state
+        .settings
+        .browser_binding
+        .then(|| browser_binding::new_binding(&nonce));
     let tx = TransactionState {
         app_state: redirect.get_str("state").map(str::to_string),
         verifier: match pkce {
@@ -186,13 +198,16 @@ fn prepare(state: &SidecarState, mut redirect: AuthorizeRedirect) -> Result<Auth
         },
         redirect_uri,
         issued_at: now_secs(),
-        nonce: random_token(),
+        nonce,
         jarm: state.settings.jarm,
+        binding: binding.as_ref().map(|b| b.hash.clone()),
     };
     redirect
         .params
         .insert("state".into(), Value::String(state.sealer.seal(&tx)));
-    Ok(redirect)
+    let cookie = binding
+        .map(|b| browser_binding::set_cookie(&b, state.settings.state_max_age.as_secs(), state.settings.cookie_secure));
+    Ok((redirect, cookie))
 }
 
 fn fail(state: &SidecarState, status: u16, code: &'static str, id: InteractionId) -> RedirectDecision {

@@ -52,6 +52,9 @@ pub struct TransactionState {
     /// Whether JARM was requested (a plain response is then a downgrade, CB-4).
     #[serde(rename = "j", skip_serializing_if = "std::ops::Not::not", default)]
     pub jarm: bool,
+    /// `s256` of the browser-binding cookie value (None when binding is off).
+    #[serde(rename = "b", skip_serializing_if = "Option::is_none", default)]
+    pub binding: Option<String>,
 }
 
 pub struct StateSealer {
@@ -152,6 +155,7 @@ mod tests {
             issued_at: 1000,
             nonce: "n1".into(),
             jarm: false,
+            binding: None,
         }
     }
 

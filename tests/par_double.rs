@@ -52,6 +52,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         let RedirectDecision::Rewrite {
             location,
             interaction_id,
+            set_cookie,
         } = decide(&state, app_redirect(&double.issuer).as_bytes()).await
         else {
             panic!("{alg}: not rewritten; AS saw {:?}", double.seen());
@@ -63,6 +64,8 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
                 double.issuer
             )
         );
+        let cookie = set_cookie.expect("browser-binding cookie");
+        assert!(cookie.starts_with("par_sidecar_tx_") && cookie.contains("HttpOnly") && cookie.contains("Secure"));
         let seen = double.seen();
         assert_eq!(seen.len(), 1);
         let p = &seen[0];
@@ -315,10 +318,11 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         issued_at: par_sidecar::request_object::now_secs(),
         nonce: "nonce-1".into(),
         jarm: false,
+        binding: None,
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));
-    let CallbackOutcome::Forward { query } = check(&state, "/cb", Some(&q)).await else {
+    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), None).await else {
         panic!("not forwarded")
     };
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
@@ -330,13 +334,13 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         state.codes.take(&"abc".to_string()).unwrap().verifier,
         Some("v".repeat(43))
     );
-    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q)).await else {
+    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q), None).await else {
         panic!()
     };
     assert_eq!(code, "callback_replayed");
     // Unrelated paths are never touched.
     assert!(matches!(
-        check(&state, "/other", Some("code=1&state=2")).await,
+        check(&state, "/other", Some("code=1&state=2"), None).await,
         CallbackOutcome::NotCallback
     ));
 }

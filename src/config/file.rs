@@ -136,6 +136,10 @@ pub struct CallbackFile {
     /// 32-byte AEAD key (raw, base64 or hex) shared by all replicas.
     pub state_key_path: Option<String>,
     pub state_max_age_seconds: Option<u64>,
+    /// Bind each login to the browser that started it with a cookie (default true).
+    pub browser_binding: Option<bool>,
+    /// Mark that cookie `Secure` (default true: browsers reach the app over HTTPS).
+    pub cookie_secure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -104,6 +104,8 @@ pub struct Settings {
     /// Request JARM (`response_mode=jwt`) and verify it at the callback.
     pub jarm: bool,
     pub reload_interval: Duration,
+    pub browser_binding: bool,
+    pub cookie_secure: bool,
 }
 
 impl Settings {
@@ -373,6 +375,8 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             3600,
         )?,
         jarm,
+        browser_binding: f.callback.browser_binding.unwrap_or(true),
+        cookie_secure: f.callback.cookie_secure.unwrap_or(true),
         reload_interval: secs(
             "reload.check_interval_seconds",
             f.reload.check_interval_seconds,

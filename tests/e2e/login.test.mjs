@@ -103,10 +103,27 @@ describe('negative cases at the callback and the token call', () => {
     noIss.searchParams.delete('iss');
     await expectError(b, noIss.toString(), 'iss_missing');
     // None of that consumed the response: the genuine one completes the login.
+    const binding = b.cookies.filter((c) => c.name.startsWith('par_sidecar_tx_'));
+    assert.equal(binding.length, 1, 'the rewritten redirect set a browser-binding cookie');
     const page = await b.navigate(cb);
     assert.match(page.body, /<p id="sub">alice<\/p>/);
-    // Replaying it is refused, and never reaches the app.
+    // Replaying it is refused and never reaches the app: without the (now cleared) binding
+    // cookie as a wrong browser, and even with the cookie kept, by the replay cache.
+    await expectError(b, cb, 'browser_mismatch');
+    b.cookies.push(...binding);
     await expectError(b, cb, 'callback_replayed');
+  });
+
+  test('an authorization response replayed into another browser is refused (login CSRF)', async () => {
+    const attacker = new Browser({ ca: s.ca });
+    const cb = await attacker.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, 'mallory');
+    const victim = new Browser({ ca: s.ca });
+    await victim.request(`${s.publicBase}/`);
+    await expectError(victim, cb, 'browser_mismatch');
+    // The attacker's own browser still completes: the wrong browser did not burn it.
+    const page = await attacker.navigate(cb);
+    assert.match(page.body, /<p id="sub">mallory<\/p>/);
+    assert.ok(!attacker.cookies.some((c) => c.name.startsWith('par_sidecar_tx_')), 'binding cookie cleared after use');
   });
 
   test('an AS error response reaches the app after the iss check', async () => {

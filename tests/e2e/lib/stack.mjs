@@ -102,6 +102,7 @@ ${keys}
   transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
 ${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
   state_key_path: ${q(o.stateKey)}
+  cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
 timeouts:
   par_total_ms: ${o.parTimeoutMs || 5000}
 shutdown:
