@@ -258,6 +258,28 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     };
     assert_eq!(e.code, "as_tls_failure");
     assert!(double.seen().is_empty(), "no PAR reached the AS");
+
+    // An AS certificate for another host name, or expired (both chain to the right CA): refused.
+    for cert in ["as-wronghost", "as-expired"] {
+        let wrong = AsDouble::start_with_server_cert(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256, cert).await;
+        let mut md_wrong = (*md).clone();
+        md_wrong.par_endpoint = format!("https://127.0.0.1:{}/par", wrong.addr.port()).parse().unwrap();
+        good.discovery.set(md_wrong);
+        let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
+            panic!()
+        };
+        assert_eq!(e.code, "as_tls_failure", "{cert}");
+        assert!(wrong.seen().is_empty());
+    }
+    let m = String::from_utf8(good.metrics.render()).unwrap();
+    assert!(
+        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_tls_failure"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_unavailable"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]

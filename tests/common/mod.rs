@@ -111,6 +111,11 @@ impl AsDouble {
     /// Starts the double; `signing_key` is the sidecar's private key file (its public half,
     /// derived by openssl, verifies the JWTs), `alg` the expected JWS algorithm.
     pub async fn start(pki: &Path, signing_key: &Path, alg: Algorithm) -> AsDouble {
+        Self::start_with_server_cert(pki, signing_key, alg, "as").await
+    }
+
+    /// The same, serving `{name}.crt` / `{name}.key` as the AS's server certificate.
+    pub async fn start_with_server_cert(pki: &Path, signing_key: &Path, alg: Algorithm, name: &str) -> AsDouble {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -124,7 +129,10 @@ impl AsDouble {
             .unwrap();
         let cfg = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
-            .with_single_cert(load_certs(&pki.join("as.crt")), load_key(&pki.join("as.key")))
+            .with_single_cert(
+                load_certs(&pki.join(format!("{name}.crt"))),
+                load_key(&pki.join(format!("{name}.key"))),
+            )
             .unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(cfg));
         let pem = public_pem(signing_key);

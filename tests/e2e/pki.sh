@@ -14,17 +14,19 @@ ca() { # name subject
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.crt" \
     -subj "$2" -days "$days" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
 }
-leaf() { # name subject ca ext...
+leaf() { # name subject ca ext...   (LEAF_DAYS overrides the validity, e.g. -1 = expired)
   local name=$1 subj=$2 ca=$3; shift 3
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$name.key" -out "$name.csr" -subj "$subj" 2>/dev/null
   printf '%s\n' "$@" > "$name.ext"
-  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -out "$name.crt" -days "$days" -extfile "$name.ext" 2>/dev/null
+  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -out "$name.crt" -days "${LEAF_DAYS:-$days}" -extfile "$name.ext" 2>/dev/null
   rm -f "$name.csr" "$name.ext"
 }
 
 ca ca "/CN=par-sidecar test CA"
 ca rogue-ca "/CN=rogue CA"
 leaf as "/CN=localhost" ca "subjectAltName=DNS:localhost,IP:127.0.0.1" "extendedKeyUsage=serverAuth"
+LEAF_DAYS=-1 leaf as-expired "/CN=localhost" ca "subjectAltName=DNS:localhost,IP:127.0.0.1" "extendedKeyUsage=serverAuth"
+leaf as-wronghost "/CN=wrong.example" ca "subjectAltName=DNS:wrong.example" "extendedKeyUsage=serverAuth"
 leaf transport "/CN=legacy-app/O=par-sidecar tests" ca "extendedKeyUsage=clientAuth"
 leaf transport2 "/CN=legacy-app/O=par-sidecar tests rotated" ca "extendedKeyUsage=clientAuth"
 leaf rogue "/CN=legacy-app/O=par-sidecar tests" rogue-ca "extendedKeyUsage=clientAuth"
