@@ -111,6 +111,7 @@ fn main() {
         issued_at: 1_700_000_000,
         nonce: "n".into(),
         jarm: false,
+        binding: Some("E9Melhoa2OwvFYEXJEc9j1PQ9OoN8R7Cr0Frozjv1n8".into()),
     };
     let sealed = sealer.seal(&tx);
     let s = median_us(runs, iters, || {

@@ -59,7 +59,7 @@ fn init_logging(json: bool, level: &str) {
     }
 }
 
-fn load_settings(path: &PathBuf) -> Result<Settings, String> {
+fn load_settings(path: &std::path::Path) -> Result<Settings, String> {
     Settings::load(path).map_err(|e| e.to_string())
 }
 
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(config: &PathBuf, offline: bool) -> ExitCode {
+fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
     let fail = |e: String| {
         eprintln!("error: {e}");
         ExitCode::from(2)
