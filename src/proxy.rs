@@ -22,7 +22,7 @@ pub struct PublicProxy {
 
 impl PublicProxy {
     pub fn new(state: Arc<SidecarState>) -> Self {
-        let upstream = HttpPeer::new(state.settings.upstream.as_str(), false, String::new());
+        let upstream = HttpPeer::new(state.settings.upstream, false, String::new());
         PublicProxy { state, upstream }
     }
 }

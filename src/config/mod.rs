@@ -71,7 +71,7 @@ pub struct Settings {
     pub source: PathBuf,
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub upstream: String,
+    pub upstream: SocketAddr,
     pub issuer: IssuerUrl,
     pub discovery_url: Url,
     pub as_ca_file: Option<PathBuf>,
@@ -163,9 +163,18 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             "must differ from listen.public: admin endpoints never share the browser listener".into(),
         ));
     }
-    if f.upstream.parse::<SocketAddr>().is_err() && !f.upstream.contains(':') {
-        return Err(invalid("upstream", "expected host:port of the app".into()));
+    // The app is in the same pod: an IP:port (or localhost:port), resolved here once rather
+    // than per request.
+    let upstream: SocketAddr = match f.upstream.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => f.upstream.parse(),
     }
+    .map_err(|_| {
+        invalid(
+            "upstream",
+            format!("`{}` is not IP:port (or localhost:port) of the app", f.upstream),
+        )
+    })?;
 
     let issuer =
         IssuerUrl::new(&f.authorization_server.issuer).map_err(|m| invalid("authorization_server.issuer", m))?;
@@ -313,7 +322,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         source: path.to_path_buf(),
         public_addr,
         admin_addr,
-        upstream: f.upstream,
+        upstream,
         issuer,
         discovery_url,
         as_ca_file: f.authorization_server.ca_file.as_deref().map(resolve),
