@@ -64,6 +64,8 @@ struct RawMetadata {
     require_pushed_authorization_requests: bool,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    require_signed_request_object: bool,
 }
 
 /// The checked subset of AS metadata the sidecar acts on.
@@ -80,6 +82,8 @@ pub struct ProviderMetadata {
     pub jwks_uri: Option<Url>,
     pub require_par: bool,
     pub iss_parameter_supported: bool,
+    /// JAR §10.5: the AS refuses unsigned requests; the sidecar then always sends JAR.
+    pub require_signed_request_object: bool,
 }
 
 fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
@@ -181,6 +185,7 @@ impl ProviderMetadata {
             jwks_uri,
             require_par: raw.require_pushed_authorization_requests,
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
+            require_signed_request_object: raw.require_signed_request_object,
         })
     }
 }

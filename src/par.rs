@@ -233,14 +233,18 @@ async fn push_once(
     }
     let s = cx.settings;
     let now = now_secs();
-    let ro = request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now);
+    // JAR unless configured off, and always when the AS requires signed request objects.
+    let use_jar = s.request_object || cx.metadata.require_signed_request_object;
     let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
         .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
-    let mut jwts = vec![JwtToSign {
-        typ: Some(REQUEST_OBJECT_TYP),
-        purpose: "request_object",
-        claims: ro,
-    }];
+    let mut jwts = Vec::new();
+    if use_jar {
+        jwts.push(JwtToSign {
+            typ: Some(REQUEST_OBJECT_TYP),
+            purpose: "request_object",
+            claims: request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now),
+        });
+    }
     if let Some(claims) = assertion {
         jwts.push(JwtToSign {
             typ: None,
@@ -249,15 +253,24 @@ async fn push_once(
         });
     }
     let mut signed = sign_all(cx.key.clone(), jwts, cx.metrics.clone()).await?.into_iter();
-    let request = signed.next().ok_or(ParError::Signing)?;
+    let mut form = vec![("client_id".to_string(), s.client_id.as_str().to_string())];
+    if use_jar {
+        // With JAR, nothing but client_id, request and client authentication goes outside
+        // the object (JAR-1/JAR-2, node strip_outside_jar_params).
+        form.push(("request".to_string(), signed.next().ok_or(ParError::Signing)?));
+    } else {
+        // PAR-5 without JAR: the parameters themselves, JSON values serialised.
+        for (k, v) in &redirect.params {
+            if k != "client_id" {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                form.push((k.clone(), v));
+            }
+        }
+    }
     let assertion = signed.next();
-
-    // With JAR, nothing but client_id, request and client authentication goes outside the
-    // object (JAR-1/JAR-2, node strip_outside_jar_params).
-    let mut form = vec![
-        ("client_id".to_string(), s.client_id.as_str().to_string()),
-        ("request".to_string(), request),
-    ];
     if let Some(a) = assertion {
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));

@@ -379,3 +379,38 @@ async fn form_post_response_mode_is_refused_at_the_authorize_step() {
     assert_eq!(e.code, "unsupported_response_mode");
     assert!(double.seen().is_empty(), "nothing was pushed");
 }
+
+#[tokio::test]
+async fn par_without_jar_sends_form_parameters_when_configured() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(
+        &pki,
+        &double,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "par: { request_object: false }",
+    )
+    .await;
+    assert!(matches!(
+        decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+        RedirectDecision::Rewrite { .. }
+    ));
+    let p = &double.seen()[0];
+    assert!(p.verify_error.is_none(), "{:?}", p.verify_error);
+    assert!(!p.form.contains_key("request"));
+    assert_eq!(p.form["response_type"], "code");
+    assert_eq!(p.form["redirect_uri"], "https://app.example/cb");
+    assert!(p.form["state"].starts_with("ps1."));
+    assert_eq!(p.form["code_challenge_method"], "S256");
+    let claims: serde_json::Value = serde_json::from_str(&p.form["claims"]).unwrap();
+    assert!(
+        claims["id_token"].is_object(),
+        "JSON parameters serialised as JSON text"
+    );
+    assert!(
+        p.assertion_claims.is_some(),
+        "still authenticated with a verified assertion"
+    );
+}

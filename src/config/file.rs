@@ -86,6 +86,9 @@ pub struct TransportFile {
 pub struct ParFile {
     /// Fail closed (default): never forward a non-PAR authorize redirect.
     pub required: Option<bool>,
+    /// Push a signed request object (JAR, default) or plain form parameters (for FAPI 2.0
+    /// ASs that accept only form parameters at PAR).
+    pub request_object: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

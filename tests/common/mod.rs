@@ -275,16 +275,16 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
     v.set_audience(&[&s.issuer]);
     v.set_required_spec_claims(&["exp", "aud", "iss"]);
     let mut verify_error = None;
-    let request_claims = match jsonwebtoken::decode::<serde_json::Value>(
-        form.get("request").map(String::as_str).unwrap_or(""),
-        &s.verify_key,
-        &v,
-    ) {
-        Ok(d) => d.claims,
-        Err(e) => {
-            verify_error = Some(format!("request: {e}"));
-            serde_json::Value::Null
-        }
+    // PAR without JAR (par.request_object: false): the parameters are the form itself.
+    let request_claims = match form.get("request") {
+        None => serde_json::to_value(&form).unwrap(),
+        Some(jwt) => match jsonwebtoken::decode::<serde_json::Value>(jwt, &s.verify_key, &v) {
+            Ok(d) => d.claims,
+            Err(e) => {
+                verify_error = Some(format!("request: {e}"));
+                serde_json::Value::Null
+            }
+        },
     };
     let assertion_claims =
         form.get("client_assertion").map(
