@@ -27,6 +27,21 @@ export function pki() {
   return pkiDir;
 }
 
+/** n distinct free ports: all held open until every one is allocated, so none repeats. */
+export async function freePorts(n) {
+  const servers = [];
+  for (let i = 0; i < n; i += 1) {
+    servers.push(await new Promise((resolve, reject) => {
+      const srv = net.createServer();
+      srv.listen(0, '127.0.0.1', () => resolve(srv));
+      srv.on('error', reject);
+    }));
+  }
+  const ports = servers.map((srv) => srv.address().port);
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -52,10 +67,13 @@ export function get(url, { ca, headers = {}, cert, key } = {}) {
   });
 }
 
-export async function waitFor(what, fn, timeoutMs = 20000) {
+export async function waitFor(what, fn, timeoutMs = 20000, proc = undefined) {
   const end = Date.now() + timeoutMs;
   let last;
   while (Date.now() < end) {
+    if (proc && (proc.child.exitCode !== null || proc.child.signalCode !== null)) {
+      throw new Error(`${proc.name} exited while waiting for ${what}:\n${proc.log().slice(-2000)}`);
+    }
     try { if (await fn()) return; } catch (e) { last = e; }
     await sleep(100);
   }
@@ -123,7 +141,7 @@ export async function startStack(opts = {}) {
   const keyFile = { PS256: 'sign-ps256.pem', ES256: 'sign-es256.pem', EdDSA: 'sign-eddsa.pem' }[alg];
   const clientId = opts.clientId || 'legacy-app';
   const authMethod = opts.authMethod || 'private_key_jwt';
-  const [asPort, appPort, publicPort, adminPort, asPort2, egressPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [asPort, appPort, publicPort, adminPort, asPort2, egressPort] = await freePorts(6);
   const issuer = `https://localhost:${asPort}`;
   const scen = path.join(WORK, `scenario-${asPort}`);
   fs.mkdirSync(scen, { recursive: true });
@@ -178,7 +196,8 @@ export async function startStack(opts = {}) {
   const procs = [];
   const as = new Proc('as', process.execPath, [path.join(E2E, 'as.mjs'), asConfig]);
   procs.push(as);
-  await waitFor('AS discovery', async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200);
+  // Generous: a loaded CI machine can take long to start node and oidc-provider.
+  await waitFor('AS discovery', async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200, 60000, as);
   const discovery = JSON.parse((await get(`${issuer}/.well-known/openid-configuration`, { ca })).body);
 
   const appConfig = writeJson(path.join(scen, 'app.json'), {
@@ -198,13 +217,13 @@ export async function startStack(opts = {}) {
   });
   const app = new Proc('app', process.execPath, [path.join(E2E, 'legacy-app.mjs'), appConfig]);
   procs.push(app);
-  await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200);
+  await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200, 60000, app);
 
   let sidecar;
   if (opts.withSidecar !== false) {
     sidecar = new Proc('sidecar', BIN, ['run', '--config', sidecarConfig], { PAR_SIDECAR_LOG: opts.logLevel || 'info' });
     procs.push(sidecar);
-    await waitFor('sidecar readiness', async () => (await get(`http://127.0.0.1:${adminPort}/readyz`)).status === 200);
+    await waitFor('sidecar readiness', async () => (await get(`http://127.0.0.1:${adminPort}/readyz`)).status === 200, 60000, sidecar);
   }
   return {
     issuer, discovery, ca, dir, scen, sidecarConfig, asPort, asPort2, appPort, publicPort, adminPort, egressPort,
