@@ -194,10 +194,30 @@ export async function startStack(opts = {}) {
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
   const procs = [];
-  const as = new Proc('as', process.execPath, [path.join(E2E, 'as.mjs'), asConfig]);
-  procs.push(as);
-  // Generous: a loaded CI machine can take long to start node and oidc-provider.
-  await waitFor('AS discovery', async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200, 60000, as);
+  try {
+    return await startRest();
+  } catch (e) {
+    // Never leave processes behind: they would keep the test runner alive.
+    await Promise.all(procs.map((p) => p.stop()));
+    throw e;
+  }
+
+  async function startRest() {
+  // node 20 + oidc-provider (an unsupported runtime for it) has been seen, rarely, to hang
+  // idle during start-up before listening; a fresh process starts fine. Retry, bounded.
+  let as;
+  for (let attempt = 1; ; attempt += 1) {
+    as = new Proc('as', process.execPath, [path.join(E2E, 'as.mjs'), asConfig]);
+    procs.push(as);
+    try {
+      await waitFor('AS discovery', async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200, 20000, as);
+      break;
+    } catch (e) {
+      await as.stop();
+      if (attempt >= 3) throw e;
+      console.error(`AS did not start (attempt ${attempt}): ${e.message.split('\n')[0]}; retrying`);
+    }
+  }
   const discovery = JSON.parse((await get(`${issuer}/.well-known/openid-configuration`, { ca })).body);
 
   const appConfig = writeJson(path.join(scen, 'app.json'), {
@@ -233,6 +253,7 @@ export async function startStack(opts = {}) {
     async metrics() { return (await get(`http://127.0.0.1:${adminPort}/metrics`)).body; },
     async stop() { await Promise.all(procs.map((p) => p.stop())); },
   };
+  }
 }
 
 /** Reads one sample from Prometheus text format: metric{labels} value. */
