@@ -58,7 +58,7 @@ try {
     ['par_sidecar_callback_checks_total', { outcome: 'success' }],
     ['par_sidecar_egress_requests_total', { route: 'token', outcome: 'success' }],
     ['par_sidecar_egress_requests_total', { route: 'userinfo', outcome: 'success' }],
-  ]) show(`${name}${JSON.stringify(labels)}`.slice(0, 70), metricValue(m, name, labels));
+  ]) console.log(`      ${`${name}${JSON.stringify(labels)}`.padEnd(76)} ${metricValue(m, name, labels)}`);
   if (sub !== 'alice') throw new Error('demo login did not complete');
   console.log('\nDemo complete: the unmodified app logged in through a strict FAPI 2.0 AS.');
 } finally {
