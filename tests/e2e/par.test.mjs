@@ -21,6 +21,8 @@ for (const alg of ['PS256', 'ES256', 'EdDSA']) {
       assert.equal(loc.searchParams.get('client_id'), 'legacy-app');
       assert.match(loc.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:/);
       assert.equal(r.headers['cache-control'], 'no-store');
+      assert.equal(r.headers['referrer-policy'], 'no-referrer');
+      assert.match(r.headers['strict-transport-security'], /max-age=\d+/);
       assert.match(r.headers['x-fapi-interaction-id'], /^[0-9a-f-]{36}$/);
       assert.equal(r.body, '', 'the app redirect body is dropped');
       assert.match(r.headers['set-cookie'][0], /legacy_sid=/, "the app's own cookie still reaches the browser");
