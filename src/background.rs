@@ -27,7 +27,7 @@ impl DiscoveryRefresher {
                 if first {
                     info!(
                         issuer = %m.issuer,
-                        authorization_endpoint = %m.authorization_endpoint,
+                        authorization_endpoint = %m.authorization_endpoint.url(),
                         par_endpoint = %m.par_endpoint,
                         "AS metadata loaded; ready"
                     );

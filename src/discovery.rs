@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
 
+use crate::authorize::AuthorizeEndpoint;
 use crate::config::{AliasPolicy, AuthMethod, Settings};
 use crate::http_client::{AsHttp, AsRequest, TransportError};
 use crate::jose::Alg;
@@ -72,7 +73,8 @@ struct RawMetadata {
 #[derive(Debug, Clone)]
 pub struct ProviderMetadata {
     pub issuer: IssuerUrl,
-    pub authorization_endpoint: Url,
+    /// The authorization endpoint, pre-split once for matching the app's redirects.
+    pub authorization_endpoint: AuthorizeEndpoint,
     /// Where PAR goes, already resolved against the alias policy.
     pub par_endpoint: Url,
     pub token_endpoint: Option<Url>,
@@ -176,7 +178,7 @@ impl ProviderMetadata {
         }
         Ok(ProviderMetadata {
             issuer: settings.issuer.clone(),
-            authorization_endpoint,
+            authorization_endpoint: AuthorizeEndpoint::new(authorization_endpoint),
             par_endpoint,
             token_endpoint,
             userinfo_endpoint,

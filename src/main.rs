@@ -161,7 +161,7 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         .expect("runtime");
     match rt.block_on(discovery::fetch(http.as_ref(), &settings)) {
         Ok(m) => {
-            println!("authorize:         {}", m.authorization_endpoint);
+            println!("authorize:         {}", m.authorization_endpoint.url());
             println!("PAR endpoint:      {}", m.par_endpoint);
             println!("AS requires PAR:   {}", m.require_par);
             ExitCode::SUCCESS

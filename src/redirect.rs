@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use serde_json::Value;
 
-use crate::authorize::{detect, AuthorizeEndpoint, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::authorize::{detect, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::browser_binding;
 use crate::errors::BrowserError;
 use crate::jose::random_token;
@@ -58,7 +58,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         m.redirect_passed.inc();
         return RedirectDecision::PassThrough;
     };
-    let endpoint = AuthorizeEndpoint::new(metadata.authorization_endpoint.clone());
+    let endpoint = &metadata.authorization_endpoint;
     let redirect = match detect(
         location,
         &endpoint,
