@@ -25,6 +25,11 @@ async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &s
     state
 }
 
+/// Asserts that a Prometheus sample line is in a scrape.
+fn assert_sample(scrape: &str, sample: &str) {
+    assert!(scrape.contains(sample), "{sample} not in:\n{scrape}");
+}
+
 fn app_redirect(issuer: &str) -> String {
     format!(
         "{issuer}/authorize?response_type=code&client_id=legacy-app&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
@@ -201,17 +206,14 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     double.set_fault(Fault::None);
 
     let m = String::from_utf8(state.metrics.render()).unwrap();
-    assert!(
-        m.contains(r#"par_sidecar_par_retries_total{reason="as_server_error"}"#),
-        "{m}"
+    assert_sample(&m, r#"par_sidecar_par_retries_total{reason="as_server_error"}"#);
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#,
     );
-    assert!(
-        m.contains(r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_timeout"} 1"#),
-        "{m}"
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as_error="",outcome="as_timeout"} 1"#,
     );
 }
 
@@ -272,13 +274,13 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         assert!(wrong.seen().is_empty());
     }
     let m = String::from_utf8(good.metrics.render()).unwrap();
-    assert!(
-        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_tls_failure"} 2"#),
-        "{m}"
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as_error="",outcome="as_tls_failure"} 2"#,
     );
-    assert!(
-        m.contains(r#"par_sidecar_par_requests_total{as_error="",outcome="as_unavailable"} 1"#),
-        "{m}"
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as_error="",outcome="as_unavailable"} 1"#,
     );
 }
 
