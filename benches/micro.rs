@@ -112,6 +112,9 @@ fn main() {
         nonce: "n".into(),
         jarm: false,
         binding: Some("E9Melhoa2OwvFYEXJEc9j1PQ9OoN8R7Cr0Frozjv1n8".into()),
+        as_name: Some("bank-a".into()),
+        oidc_nonce: Some("n-0S6_WzA2Mj".into()),
+        max_age: None,
     };
     let sealed = sealer.seal(&tx);
     let s = median_us(runs, iters, || {

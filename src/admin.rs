@@ -36,19 +36,38 @@ pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Respons
     match path {
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", state.metrics.render()),
         "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-        "/readyz" if state.is_ready() => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
-        "/readyz" => reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            b"not ready: AS metadata not loaded yet\n".to_vec(),
-        ),
+        "/readyz" => readyz(state),
         "/jwks.json" => reply(
             StatusCode::OK,
             "application/jwk-set+json",
-            serde_json::to_vec(&state.keys.load().public_jwks()).unwrap_or_default(),
+            serde_json::to_vec(&state.public_jwks()).unwrap_or_default(),
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
     }
+}
+
+/// 200 while at least one AS can serve logins (one bank down must not take the pod out of
+/// service for every other bank); the body lists each AS's state for humans.
+fn readyz(state: &SidecarState) -> Response<Vec<u8>> {
+    use std::fmt::Write;
+    let ready = state.is_ready();
+    let mut body = String::from(if ready {
+        "ready\n"
+    } else {
+        "not ready: no authorization server has metadata loaded\n"
+    });
+    for c in &state.registry.clients {
+        let _ = match c.not_ready_reason() {
+            None => writeln!(body, "{}: ready", c.name()),
+            Some(r) => writeln!(body, "{}: not ready: {r}", c.name()),
+        };
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    reply(status, "text/plain", body.into_bytes())
 }
 
 #[async_trait]

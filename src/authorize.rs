@@ -94,7 +94,7 @@ pub struct AuthorizeEndpoint {
     fixed_query: Vec<(String, String)>,
 }
 
-fn norm_host(h: &str) -> String {
+pub fn norm_host(h: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -150,68 +150,113 @@ pub enum Detection {
     Rejected(AuthorizeError),
 }
 
-/// Classifies one upstream `Location` value.
+/// One AS's discovered authorization endpoint and the client_id the sidecar uses there:
+/// what a redirect must match to be pushed to that AS.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Index of the AS in the registry.
+    pub as_index: usize,
+    pub endpoint: AuthorizeEndpoint,
+    pub client_id: ClientId,
+}
+
+impl AuthorizeEndpoint {
+    /// The normalised host the host index is keyed by.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Same scheme, host, port and path: two ASs whose redirects cannot be told apart by URL.
+    pub fn same_endpoint(&self, other: &AuthorizeEndpoint) -> bool {
+        self.url.scheme() == other.url.scheme()
+            && self.host == other.host
+            && self.port == other.port
+            && self.url.path() == other.url.path()
+    }
+}
+
+/// Classifies one upstream `Location` value against one AS (single-AS callers and tests).
 pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max_len: usize) -> Detection {
+    let only = [Candidate {
+        as_index: 0,
+        endpoint: ep.clone(),
+        client_id: client_id.clone(),
+    }];
+    detect_among(location, &|h| (h == ep.host).then_some(&only[..]), max_len).1
+}
+
+/// Classifies one upstream `Location` value against every configured AS. `lookup` maps a
+/// normalised host to the ASs whose authorization endpoint is on it (a hash lookup, so the
+/// cost does not grow with the number of ASs). Returns the AS the decision concerns.
+pub fn detect_among<'a>(
+    location: &[u8],
+    lookup: &dyn Fn(&str) -> Option<&'a [Candidate]>,
+    max_len: usize,
+) -> (Option<usize>, Detection) {
+    let on_host = |u: &Url| u.host_str().map(norm_host).and_then(|h| lookup(&h));
     let Ok(loc) = std::str::from_utf8(location) else {
-        // Not UTF-8: it cannot be a URL we recognise; if it names our host, refuse.
-        return if contains_ignore_case(location, ep.host.as_bytes()) {
-            Detection::Rejected(AuthorizeError::BadHeader)
-        } else {
-            Detection::NotOurs
+        // Not UTF-8: it cannot be a URL we recognise; if it names an AS host, refuse.
+        let lossy = String::from_utf8_lossy(location);
+        return match Url::parse(lossy.trim()).ok().as_ref().and_then(on_host) {
+            Some(c) => (Some(c[0].as_index), Detection::Rejected(AuthorizeError::BadHeader)),
+            None => (None, Detection::NotOurs),
         };
     };
     let loc = loc.trim_matches(|c: char| c == ' ' || c == '\t');
-    let parsed = if loc.starts_with("//") {
+    if loc.starts_with("//") {
         // Protocol-relative: the browser would pick the scheme. Ours? Then refuse it.
-        return match Url::parse(&format!("https:{loc}")) {
-            Ok(u) if host_matches(&u, ep) && u.path() == ep.url.path() => Detection::Rejected(AuthorizeError::Relative),
-            _ => Detection::NotOurs,
+        let Ok(u) = Url::parse(&format!("https:{loc}")) else {
+            return (None, Detection::NotOurs);
         };
-    } else {
-        match Url::parse(loc) {
-            Ok(u) => u,
-            // Relative paths are the app's own pages.
-            Err(_) => return Detection::NotOurs,
-        }
+        return match on_host(&u).and_then(|c| c.iter().find(|c| u.path() == c.endpoint.url.path())) {
+            Some(c) => (Some(c.as_index), Detection::Rejected(AuthorizeError::Relative)),
+            None => (None, Detection::NotOurs),
+        };
+    }
+    // Relative paths are the app's own pages.
+    let Ok(parsed) = Url::parse(loc) else {
+        return (None, Detection::NotOurs);
     };
-    if !host_matches(&parsed, ep) || parsed.path() != ep.url.path() {
-        return Detection::NotOurs;
+    let Some(on_host) = on_host(&parsed) else {
+        return (None, Detection::NotOurs);
+    };
+    let mut same_path = on_host
+        .iter()
+        .filter(|c| parsed.path() == c.endpoint.url.path())
+        .peekable();
+    let Some(first) = same_path.peek().map(|c| c.as_index) else {
+        return (None, Detection::NotOurs);
+    };
+    let port = parsed.port_or_known_default();
+    let exact: Vec<&Candidate> = same_path
+        .filter(|c| parsed.scheme() == c.endpoint.url.scheme() && port == Some(c.endpoint.port))
+        .collect();
+    if exact.is_empty() || !parsed.username().is_empty() || parsed.password().is_some() {
+        return (Some(first), Detection::Rejected(AuthorizeError::NearMiss));
     }
-    if parsed.scheme() != ep.url.scheme()
-        || parsed.port_or_known_default() != Some(ep.port)
-        || !parsed.username().is_empty()
-        || parsed.password().is_some()
-    {
-        return Detection::Rejected(AuthorizeError::NearMiss);
-    }
+    let reject = |e| (Some(exact[0].as_index), Detection::Rejected(e));
     if loc.len() > max_len {
-        return Detection::Rejected(AuthorizeError::TooLong(max_len));
+        return reject(AuthorizeError::TooLong(max_len));
     }
     if parsed.fragment().is_some() {
-        return Detection::Rejected(AuthorizeError::Fragment);
+        return reject(AuthorizeError::Fragment);
     }
     // Parse the raw query, not the URL crate's normalised one: we want to see exactly what
     // the app sent, including bad escapes.
     let raw_query = loc.split_once('?').map(|(_, q)| q).unwrap_or("");
     let pairs = match parse_query(raw_query) {
         Ok(p) => p,
-        Err(e) => return Detection::Rejected(e),
+        Err(e) => return reject(e),
     };
-    if pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str()) != Some(client_id.as_str()) {
-        return Detection::NotOurs;
+    // Two ASs behind one authorize endpoint (a hub) are told apart by the client_id.
+    let client_id = pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str());
+    let Some(c) = exact.iter().find(|c| Some(c.client_id.as_str()) == client_id) else {
+        return (None, Detection::NotOurs);
+    };
+    match build_params(pairs, &c.endpoint) {
+        Ok(params) => (Some(c.as_index), Detection::Ours(AuthorizeRedirect { params })),
+        Err(e) => (Some(c.as_index), Detection::Rejected(e)),
     }
-    match build_params(pairs, ep) {
-        Ok(params) => Detection::Ours(AuthorizeRedirect { params }),
-        Err(e) => Detection::Rejected(e),
-    }
-}
-
-fn host_matches(u: &Url, ep: &AuthorizeEndpoint) -> bool {
-    u.host_str().map(norm_host).as_deref() == Some(ep.host.as_str())
-}
-
-fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Strict `application/x-www-form-urlencoded` parsing: bad escapes, bad UTF-8, control

@@ -1,47 +1,91 @@
-//! Background work: keeping AS metadata fresh. A failed refresh keeps the last good
-//! document and shows up in `par_sidecar_discovery_failures_total`.
+//! Background work: keeping every AS's metadata fresh. Each AS refreshes on its own loop, so
+//! a slow or failing bank delays nobody else; first loads run concurrently under a small
+//! bound so 50 ASs start in bounded time without a thundering herd. A failed refresh keeps
+//! the last good document and shows up in `par_sidecar_discovery_failures_total{as}`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::discovery::{fetch, next_delay};
+use crate::registry::AsClient;
 use crate::request_object::now_secs;
 use crate::state::SidecarState;
+
+/// Discovery fetches in flight at once across all ASs.
+const MAX_CONCURRENT_FETCHES: usize = 8;
 
 pub struct DiscoveryRefresher {
     pub state: Arc<SidecarState>,
 }
 
-impl DiscoveryRefresher {
-    /// One load attempt; returns whether it succeeded.
-    pub async fn refresh_once(&self) -> bool {
-        let s = &self.state;
-        let http = s.http.load();
-        match fetch(http.as_ref().as_ref(), &s.settings).await {
-            Ok(m) => {
-                let first = s.discovery.get().is_none();
-                if first {
-                    info!(
-                        issuer = %m.issuer,
-                        authorization_endpoint = %m.authorization_endpoint.url(),
-                        par_endpoint = %m.par_endpoint,
-                        "AS metadata loaded; ready"
-                    );
-                }
-                s.discovery.set(m);
-                s.metrics.discovery_loaded.set(1);
-                s.metrics.discovery_last_success.set(now_secs() as i64);
-                true
+/// One load attempt for one AS; returns whether it succeeded.
+pub async fn refresh_once(state: &SidecarState, client: &AsClient) -> bool {
+    let name = client.name();
+    let http = client.http.load();
+    match fetch(http.as_ref().as_ref(), &client.settings).await {
+        Ok(m) => {
+            if client.discovery.get().is_none() {
+                info!(
+                    r#as = name,
+                    issuer = %m.issuer,
+                    authorization_endpoint = %m.authorization_endpoint.url(),
+                    par_endpoint = %m.par_endpoint,
+                    "AS metadata loaded; ready"
+                );
             }
-            Err(e) => {
-                s.metrics.discovery_failures.with_label_values(&[e.label()]).inc();
-                warn!(error = %e, reason = e.label(), kept_previous = s.discovery.get().is_some(), "AS metadata load failed");
-                false
+            state.registry.set_metadata(client, m);
+            let ok = client.is_ready();
+            state
+                .metrics
+                .as_metadata_loaded
+                .with_label_values(&[name])
+                .set(ok as i64);
+            state
+                .metrics
+                .discovery_last_success
+                .with_label_values(&[name])
+                .set(now_secs() as i64);
+            state.metrics.discovery_loaded.set(state.is_ready() as i64);
+            true
+        }
+        Err(e) => {
+            state
+                .metrics
+                .discovery_failures
+                .with_label_values(&[name, e.label()])
+                .inc();
+            let kept = client.discovery.get().is_some();
+            if !kept {
+                client.set_problem(Some(format!("metadata load failed ({}): {e}", e.label())));
             }
+            warn!(r#as = name, error = %e, reason = e.label(), kept_previous = kept, "AS metadata load failed");
+            false
+        }
+    }
+}
+
+async fn refresh_loop(state: Arc<SidecarState>, client: Arc<AsClient>, first_loads: Arc<Semaphore>) {
+    {
+        let _permit = first_loads.acquire().await;
+        refresh_once(&state, &client).await;
+    }
+    let mut failures = if client.discovery.get().is_some() { 0 } else { 1 };
+    loop {
+        let delay = next_delay(
+            client.discovery.get().is_some(),
+            failures,
+            client.settings.discovery_refresh,
+        );
+        tokio::time::sleep(delay).await;
+        if refresh_once(&state, &client).await {
+            failures = 0;
+        } else {
+            failures = failures.saturating_add(1);
         }
     }
 }
@@ -49,18 +93,12 @@ impl DiscoveryRefresher {
 #[async_trait]
 impl BackgroundService for DiscoveryRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut failures = 0u32;
-        loop {
-            if self.refresh_once().await {
-                failures = 0;
-            } else {
-                failures = failures.saturating_add(1);
-            }
-            let delay = next_delay(self.state.is_ready(), failures, self.state.settings.discovery_refresh);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return,
-            }
+        let first_loads = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCHES));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in &self.state.registry.clients {
+            tasks.spawn(refresh_loop(self.state.clone(), c.clone(), first_loads.clone()));
         }
+        let _ = shutdown.changed().await;
+        tasks.abort_all();
     }
 }

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use crate::authorize::parse_query;
 use crate::browser_binding;
 use crate::protocol::{redact, InteractionId};
+use crate::registry::AsClient;
 use crate::request_object::now_secs;
 use crate::state::{CodeRecord, SidecarState};
 
@@ -25,6 +26,8 @@ pub enum CallbackOutcome {
     Reject {
         code: &'static str,
         interaction_id: InteractionId,
+        /// The AS the login started at, when the sealed state could be opened.
+        as_name: Option<String>,
     },
 }
 
@@ -47,19 +50,23 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();
-    match check_inner(state, q, cookies).await {
+    let mut as_name: Option<String> = None;
+    match check_inner(state, q, cookies, &mut as_name).await {
         Ok((query, outcome, clear_cookie)) => {
-            state.metrics.callback_checks.with_label_values(&[outcome]).inc();
-            info!(interaction_id = %id, outcome, path, "authorization response checked; handed to the app");
+            let name = as_name.as_deref().unwrap_or("");
+            state.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
+            info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
             CallbackOutcome::Forward { query, clear_cookie }
         }
         Err((code, detail)) => {
-            state.metrics.callback_checks.with_label_values(&[code]).inc();
+            let name = as_name.as_deref().unwrap_or("");
+            state.metrics.callback_checks.with_label_values(&[name, code]).inc();
             state.metrics.browser_errors.with_label_values(&[code]).inc();
-            warn!(interaction_id = %id, outcome = code, detail = %detail, path, "authorization response rejected");
+            warn!(interaction_id = %id, r#as = name, outcome = code, detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,
                 interaction_id: id,
+                as_name,
             }
         }
     }
@@ -67,41 +74,105 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
 
 type Rejection = (&'static str, String);
 
+/// The unverified claims of a compact JWS: only used to find the sealed `state` (itself
+/// authenticated by its AEAD) and so the AS whose JWKS must then verify the JWT.
+fn unverified_claims(jwt: &str) -> Option<serde_json::Map<String, Value>> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// RFC 9207 §2.4: `iss` must be the issuer of the AS the login started at, byte for byte.
+/// Another configured AS's issuer is the mix-up attack and gets its own code.
+fn check_iss(state: &SidecarState, client: &AsClient, iss: &str) -> Result<(), Rejection> {
+    if iss == client.settings.issuer.as_str() {
+        return Ok(());
+    }
+    let other = state
+        .registry
+        .clients
+        .iter()
+        .find(|c| c.index != client.index && c.settings.issuer.as_str() == iss);
+    match other {
+        Some(o) => Err((
+            "iss_mixup",
+            format!(
+                "the login started at `{}` but the response claims the issuer of `{}` (RFC 9207 mix-up)",
+                client.name(),
+                o.name()
+            ),
+        )),
+        None => Err(("iss_mismatch", "iss differs from the issuer".into())),
+    }
+}
+
 async fn check_inner(
     state: &SidecarState,
     q: &str,
     cookies: Option<&str>,
+    as_name: &mut Option<String>,
 ) -> Result<(String, &'static str, Option<String>), Rejection> {
     let s = &state.settings;
-    let md = state
-        .discovery
-        .get()
-        .ok_or(("not_ready", "AS metadata not loaded".to_string()))?;
     let pairs = parse_query(q).map_err(|e| ("callback_malformed", e.to_string()))?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let jarm_jwt = get("response");
 
-    // 1. Establish the response parameters: from the verified JARM JWT, or the query.
-    let (params, jarm_used): (Vec<(String, String)>, bool) = match get("response") {
+    // 1. The sealed state names the AS the login started at; everything after is checked
+    // against that AS alone. In a JARM response the state is inside the JWT.
+    let sealed = match &jarm_jwt {
+        Some(jwt) => unverified_claims(jwt)
+            .and_then(|c| c.get("state").and_then(Value::as_str).map(str::to_string))
+            .ok_or(("jarm_invalid", "response JWT without a readable state".to_string()))?,
+        None => get("state").ok_or(("state_missing", "no state in the response".to_string()))?,
+    };
+    let tx = state
+        .sealer
+        .open(&sealed, now_secs(), s.state_max_age.as_secs())
+        .map_err(|e| (e.code(), e.to_string()))?;
+    let client = state.registry.for_state(tx.as_name.as_deref()).ok_or((
+        "state_foreign",
+        "the state names an AS that is not configured".to_string(),
+    ))?;
+    *as_name = Some(client.name().to_string());
+    let md = client
+        .metadata()
+        .ok_or(("not_ready", "AS metadata not loaded".to_string()))?;
+    let issuer = client.settings.issuer.as_str();
+    let client_id = client.settings.client.client_id.as_str();
+
+    // 2. Establish the response parameters: from the JARM JWT verified with that AS's JWKS,
+    // or the query with RFC 9207 `iss` compared byte for byte (CB-5, CB-6).
+    let (params, jarm_used): (Vec<(String, String)>, bool) = match jarm_jwt {
         Some(jwt) => {
-            let http = state.http.load();
-            let claims = state
+            // An outer iss next to JARM must agree with the inner one (CB-7).
+            if let Some(outer) = get("iss") {
+                check_iss(state, client, &outer)?;
+            }
+            // The inner iss first, so a mix-up is named as such rather than as a bad JWT.
+            if let Some(inner) =
+                unverified_claims(&jwt).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
+            {
+                check_iss(state, client, &inner)?;
+            }
+            let http = client.http.load();
+            let claims = client
                 .jwks
                 .verify(
                     &jwt,
                     http.as_ref().as_ref(),
                     md.jwks_uri.as_ref(),
-                    s.issuer.as_str(),
-                    s.client_id.as_str(),
+                    issuer,
+                    client_id,
                     s.discovery_timeout,
                     &state.metrics,
                 )
                 .await
                 .map_err(|e| (e.code(), e.to_string()))?;
-            // An outer iss next to JARM must agree with the inner one (CB-7).
-            if let Some(outer) = get("iss") {
-                if outer != s.issuer.as_str() {
-                    return Err(("iss_mismatch", "outer iss differs from the issuer".into()));
-                }
+            if claims.get("state").and_then(Value::as_str) != Some(sealed.as_str()) {
+                return Err(("jarm_invalid", "the verified JWT carries another state".into()));
             }
             let params = claims
                 .into_iter()
@@ -114,10 +185,8 @@ async fn check_inner(
             (params, true)
         }
         None => {
-            // RFC 9207: compare iss byte for byte; required under FAPI 2.0 (CB-5, CB-6).
             match get("iss") {
-                Some(iss) if iss == s.issuer.as_str() => {}
-                Some(_) => return Err(("iss_mismatch", "iss differs from the issuer".into())),
+                Some(iss) => check_iss(state, client, &iss)?,
                 None if s.require_iss || md.iss_parameter_supported => {
                     return Err(("iss_missing", "response without iss".into()))
                 }
@@ -128,12 +197,8 @@ async fn check_inner(
     };
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
 
-    // 2. The sealed state: ours, intact, fresh, first use.
-    let sealed = param("state").ok_or(("state_missing", "no state in the response".to_string()))?;
-    let tx = state
-        .sealer
-        .open(&sealed, now_secs(), s.state_max_age.as_secs())
-        .map_err(|e| (e.code(), e.to_string()))?;
+    // 3. The sealed state: ours, intact, fresh (above), for this response mode, this browser,
+    // first use.
     if tx.jarm && !jarm_used {
         return Err((
             "jarm_missing",
@@ -157,7 +222,7 @@ async fn check_inner(
         ));
     }
 
-    // 3. Hand over: the app's own state back, plain code, errors as they are. Parameters
+    // 4. Hand over: the app's own state back, plain code, errors as they are. Parameters
     // that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
@@ -172,11 +237,14 @@ async fn check_inner(
         state.codes.insert_new(
             code.clone(),
             CodeRecord {
+                as_index: client.index,
                 verifier: tx.verifier.clone(),
                 redirect_uri: tx.redirect_uri.clone(),
+                nonce: tx.oidc_nonce.clone(),
+                max_age: tx.max_age,
             },
         );
-        info!(code = %redact(&code), pkce_injected = tx.verifier.is_some(), "authorization code received");
+        info!(r#as = client.name(), code = %redact(&code), pkce_injected = tx.verifier.is_some(), "authorization code received");
         out.append_pair("code", &code);
         "success"
     } else if let Some(error) = param("error") {
@@ -193,7 +261,7 @@ async fn check_inner(
     if let Some(app_state) = &tx.app_state {
         out.append_pair("state", app_state);
     }
-    out.append_pair("iss", s.issuer.as_str());
+    out.append_pair("iss", issuer);
     let clear = tx
         .binding
         .as_ref()

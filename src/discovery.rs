@@ -12,7 +12,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::authorize::AuthorizeEndpoint;
-use crate::config::{AliasPolicy, AuthMethod, Settings};
+use crate::config::{AliasPolicy, AsSettings, AuthMethod};
 use crate::http_client::{AsHttp, AsRequest, TransportError};
 use crate::jose::Alg;
 use crate::protocol::IssuerUrl;
@@ -104,7 +104,7 @@ fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
 
 impl ProviderMetadata {
     /// Parses and checks a metadata document against the configuration.
-    pub fn from_json(body: &[u8], settings: &Settings, url: &str) -> Result<Self, DiscoveryError> {
+    pub fn from_json(body: &[u8], settings: &AsSettings, url: &str) -> Result<Self, DiscoveryError> {
         let raw: RawMetadata = serde_json::from_slice(body).map_err(|e| DiscoveryError::Json {
             url: url.to_string(),
             message: e.to_string(),
@@ -134,7 +134,7 @@ impl ProviderMetadata {
         let use_alias = match settings.par_alias {
             AliasPolicy::Always => true,
             AliasPolicy::Never => false,
-            AliasPolicy::Auto => settings.auth_method == AuthMethod::TlsClientAuth,
+            AliasPolicy::Auto => settings.client.auth_method == AuthMethod::TlsClientAuth,
         };
         // RFC 8705 §5: fall back to the top-level URL endpoint by endpoint.
         let par_endpoint = match (use_alias, par_alias) {
@@ -154,13 +154,13 @@ impl ProviderMetadata {
         let revocation_endpoint = alias_or("revocation_endpoint", &raw.revocation_endpoint)?;
         let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
 
-        let alg = settings.signing_keys[0].alg;
+        let alg = settings.client.signing_keys[0].alg;
         check_alg(
             "request_object_signing_alg_values_supported",
             &raw.request_object_signing_alg_values_supported,
             alg,
         )?;
-        if settings.auth_method == AuthMethod::PrivateKeyJwt {
+        if settings.client.auth_method == AuthMethod::PrivateKeyJwt {
             check_alg(
                 "token_endpoint_auth_signing_alg_values_supported",
                 &raw.token_endpoint_auth_signing_alg_values_supported,
@@ -168,7 +168,7 @@ impl ProviderMetadata {
             )?;
         }
         if let Some(methods) = &raw.token_endpoint_auth_methods_supported {
-            let m = settings.auth_method.as_str();
+            let m = settings.client.auth_method.as_str();
             if !methods.iter().any(|x| x == m) {
                 return Err(DiscoveryError::Field {
                     field: "token_endpoint_auth_methods_supported",
@@ -203,7 +203,7 @@ fn check_alg(field: &'static str, listed: &Option<Vec<String>>, alg: Alg) -> Res
 }
 
 /// Fetches and checks the metadata once.
-pub async fn fetch(http: &dyn AsHttp, settings: &Settings) -> Result<ProviderMetadata, DiscoveryError> {
+pub async fn fetch(http: &dyn AsHttp, settings: &AsSettings) -> Result<ProviderMetadata, DiscoveryError> {
     let url = settings.discovery_url.clone();
     let resp = http
         .send(AsRequest::get(url.clone(), settings.discovery_timeout))

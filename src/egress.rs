@@ -15,8 +15,9 @@ use crate::discovery::ProviderMetadata;
 use crate::http_client::{AsRequest, AsResponse};
 use crate::par::{fresh_client_assertion, sanitize_error_code};
 use crate::protocol::{redact, InteractionId};
+use crate::registry::AsClient;
 use crate::request_object::CLIENT_ASSERTION_TYPE;
-use crate::state::SidecarState;
+use crate::state::{CodeRecord, SidecarState};
 
 #[derive(Debug, Clone)]
 pub struct EgressRequest {
@@ -61,18 +62,98 @@ impl Route {
     }
 }
 
-fn route(state: &SidecarState, path: &str) -> Option<Route> {
-    match path {
+/// Which AS an egress request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    As(usize),
+    /// Unprefixed route in a multi-AS config: only an authorization_code grant can be
+    /// attributed (by the code the sidecar saw at the callback).
+    ByCode,
+}
+
+fn as_route(rest: &str) -> Option<Route> {
+    match rest {
         "/token" => Some(Route::Token),
         "/userinfo" => Some(Route::Userinfo),
         "/introspect" => Some(Route::Introspect),
         "/revoke" => Some(Route::Revoke),
-        _ => state
-            .settings
-            .resources
-            .iter()
-            .position(|r| path.starts_with(&r.prefix))
-            .map(Route::Resource),
+        _ => None,
+    }
+}
+
+/// `/as/<name>/<endpoint>`, the unprefixed AS routes, or a resource prefix.
+fn route(state: &SidecarState, path: &str) -> Result<(Route, Target), EgressResponse> {
+    if let Some(rest) = path.strip_prefix("/as/") {
+        let name = rest.split('/').next().unwrap_or("");
+        let Some(i) = state.settings.as_index(name) else {
+            return Err(oauth_error(
+                404,
+                "not_found",
+                "par-sidecar egress: no configured AS by that name".into(),
+            ));
+        };
+        return match as_route(&rest[name.len()..]) {
+            Some(r) => Ok((r, Target::As(i))),
+            None => Err(oauth_error(
+                404,
+                "not_found",
+                format!("par-sidecar egress has no route for {path}"),
+            )),
+        };
+    }
+    if let Some(r) = as_route(path) {
+        return Ok((
+            r,
+            if state.settings.multi_as {
+                Target::ByCode
+            } else {
+                Target::As(0)
+            },
+        ));
+    }
+    match state
+        .settings
+        .resources
+        .iter()
+        .position(|r| path.starts_with(&r.prefix))
+    {
+        Some(i) => Ok((
+            Route::Resource(i),
+            Target::As(state.settings.resources[i].authorization_server),
+        )),
+        None => Err(oauth_error(
+            404,
+            "not_found",
+            format!("par-sidecar egress has no route for {path}"),
+        )),
+    }
+}
+
+/// The refusal for an unprefixed call that cannot be attributed to one AS: never guessed.
+fn ambiguous(state: &SidecarState, label: &str) -> EgressResponse {
+    let routes: Vec<String> = state
+        .registry
+        .clients
+        .iter()
+        .take(5)
+        .map(|c| format!("/as/{}/{}", c.name(), label_path(label)))
+        .collect();
+    oauth_error(
+        400,
+        "invalid_request",
+        format!(
+            "par-sidecar serves several authorization servers: call the per-AS route ({}{}); only an authorization_code grant may use the unprefixed /token",
+            routes.join(", "),
+            if state.registry.clients.len() > 5 { ", ..." } else { "" }
+        ),
+    )
+}
+
+fn label_path(label: &str) -> &str {
+    match label {
+        "introspection" => "introspect",
+        "revocation" => "revoke",
+        other => other,
     }
 }
 
@@ -172,44 +253,105 @@ fn target_url(md: &ProviderMetadata, state: &SidecarState, r: Route, path: &str,
     Some(u)
 }
 
+/// A refusal before any AS call: metric, log line, OAuth error.
+fn refuse(
+    state: &SidecarState,
+    as_name: &str,
+    label: &str,
+    iid: &str,
+    (status, error, outcome, desc): Refusal,
+) -> EgressResponse {
+    state
+        .metrics
+        .egress_requests
+        .with_label_values(&[as_name, label, outcome, ""])
+        .inc();
+    warn!(interaction_id = %iid, r#as = as_name, route = label, outcome, detail = %desc, "egress request refused");
+    oauth_error(status, error, desc)
+}
+
 pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse {
-    let Some(r) = route(state, &req.path) else {
-        return oauth_error(
-            404,
-            "not_found",
-            format!("par-sidecar egress has no route for {}", req.path),
-        );
+    let (r, target) = match route(state, &req.path) {
+        Ok(x) => x,
+        Err(resp) => return resp,
     };
     let label = r.label();
     let m = &state.metrics;
-    let Some(md) = state.discovery.get() else {
-        m.egress_requests.with_label_values(&[label, "not_ready", ""]).inc();
-        return oauth_error(
-            503,
-            "temporarily_unavailable",
-            "par-sidecar has not loaded the AS metadata yet".into(),
-        );
-    };
     let iid = interaction_id(&req.headers);
-    let Some(url) = target_url(&md, state, r, &req.path, req.query.as_deref()) else {
-        m.egress_requests.with_label_values(&[label, "no_endpoint", ""]).inc();
-        return oauth_error(404, "not_found", format!("the AS publishes no {label} endpoint"));
-    };
 
-    let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
+    // Client-authenticated endpoints: the form is parsed once; an authorization_code grant
+    // takes its code record here, which also says which AS the code came from.
     let mut form = None;
-    let mut body = None;
+    let mut code_record = None;
     if r.authenticates_client() {
         if req.method != http::Method::POST {
             return oauth_error(405, "invalid_request", format!("{label} requires POST"));
         }
-        match rewrite_client_auth(state, r, &req).await {
-            Ok(f) => form = Some(f),
-            Err((status, error, outcome, desc)) => {
-                m.egress_requests.with_label_values(&[label, outcome, ""]).inc();
-                warn!(interaction_id = %iid, route = label, outcome, detail = %desc, "egress request refused");
-                return oauth_error(status, error, desc);
+        let (f, rec) = match parse_client_form(state, r, &req) {
+            Ok(x) => x,
+            Err(refusal) => {
+                let name = match target {
+                    Target::As(i) => state.registry.get(i).map(|c| c.name()).unwrap_or(""),
+                    Target::ByCode => "",
+                };
+                return refuse(state, name, label, &iid, refusal);
             }
+        };
+        form = Some(f);
+        code_record = rec;
+    }
+    let as_index = match (target, &code_record) {
+        (Target::As(i), Some(rec)) if rec.as_index != i => {
+            // A code seen at another AS's callback: never sent to this AS (mix-up).
+            let name = state.registry.get(i).map(|c| c.name()).unwrap_or("");
+            let other = state.registry.get(rec.as_index).map(|c| c.name()).unwrap_or("");
+            return refuse(
+                state,
+                name,
+                label,
+                &iid,
+                (
+                    400,
+                    "invalid_grant",
+                    "as_mismatch",
+                    format!("this authorization code was issued by `{other}`, not `{name}`"),
+                ),
+            );
+        }
+        (Target::As(i), _) => i,
+        (Target::ByCode, Some(rec)) => rec.as_index,
+        (Target::ByCode, None) => {
+            m.egress_requests.with_label_values(&["", label, "ambiguous", ""]).inc();
+            warn!(interaction_id = %iid, route = label, "unprefixed egress call in a multi-AS config refused");
+            return ambiguous(state, label);
+        }
+    };
+    let Some(client) = state.registry.get(as_index) else {
+        return oauth_error(500, "server_error", "par-sidecar: AS index out of range".into());
+    };
+    let name = client.name();
+    let Some(md) = client.metadata() else {
+        m.egress_requests
+            .with_label_values(&[name, label, "not_ready", ""])
+            .inc();
+        return oauth_error(
+            503,
+            "temporarily_unavailable",
+            format!("par-sidecar has not loaded the metadata of `{name}` yet"),
+        );
+    };
+    let Some(url) = target_url(&md, state, r, &req.path, req.query.as_deref()) else {
+        m.egress_requests
+            .with_label_values(&[name, label, "no_endpoint", ""])
+            .inc();
+        return oauth_error(404, "not_found", format!("`{name}` publishes no {label} endpoint"));
+    };
+
+    let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
+    let mut body = None;
+    if let Some(f) = form.as_mut() {
+        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref()).await {
+            return refuse(state, name, label, &iid, refusal);
         }
         headers.push(("accept".into(), "application/json".into()));
     } else {
@@ -228,9 +370,12 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         }
     }
 
-    // The same bound as PARs: the AS sees at most MAX_CONCURRENT_AS_CALLS from this pod.
-    let Ok(Ok(_permit)) = tokio::time::timeout(state.settings.par_timeout, state.as_permits.acquire()).await else {
-        m.egress_requests.with_label_values(&[label, "overloaded", ""]).inc();
+    // Egress has its own bound per AS, apart from logins: a login flood cannot starve it.
+    let Ok(Ok(_permit)) = tokio::time::timeout(client.settings.par_timeout, client.egress_permits.acquire()).await
+    else {
+        m.egress_requests
+            .with_label_values(&[name, label, "overloaded", ""])
+            .inc();
         return oauth_error(
             503,
             "temporarily_unavailable",
@@ -238,23 +383,23 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         );
     };
     let started = Instant::now();
-    let http = state.http.load();
+    let http = client.http.load();
     let call = AsRequest {
         method: req.method.clone(),
         url: url.clone(),
         headers,
         form,
         body,
-        timeout: state.settings.par_timeout,
+        timeout: client.settings.par_timeout,
     };
     let mut result = http.send(call.clone()).await;
     // A token bound to the certificate we just rotated away from: the resource server says
     // 401. Present the previous certificate once, while such tokens can still be alive.
     if !r.authenticates_client() && matches!(&result, Ok(resp) if resp.status == 401) {
-        if let Some(prev) = state.previous_http.load_full() {
+        if let Some(prev) = client.previous_http.load_full() {
             if prev.retired_at.elapsed() < PREVIOUS_CERT_GRACE {
                 m.egress_requests
-                    .with_label_values(&[label, "retry_previous_cert", ""])
+                    .with_label_values(&[name, label, "retry_previous_cert", ""])
                     .inc();
                 result = prev.http.send(call).await;
             }
@@ -262,7 +407,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     }
     let elapsed = started.elapsed();
     m.egress_duration
-        .with_label_values(&[label])
+        .with_label_values(&[name, label])
         .observe(elapsed.as_secs_f64());
     match result {
         Ok(resp) => {
@@ -275,13 +420,16 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 String::new()
             };
             let outcome = if resp.status < 400 { "success" } else { "as_error" };
-            m.egress_requests.with_label_values(&[label, outcome, &as_error]).inc();
+            m.egress_requests
+                .with_label_values(&[name, label, outcome, &as_error])
+                .inc();
             if as_error == "invalid_client" {
                 // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
-                warn!(interaction_id = %iid, route = label, "AS refused the sidecar's client authentication");
+                warn!(interaction_id = %iid, r#as = name, route = label, "AS refused the sidecar's client authentication");
             }
             info!(
                 interaction_id = %iid,
+                r#as = name,
                 route = label,
                 url = %url,
                 as_status = resp.status,
@@ -292,8 +440,8 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             pass_back(resp)
         }
         Err(e) => {
-            m.egress_requests.with_label_values(&[label, e.label(), ""]).inc();
-            warn!(interaction_id = %iid, route = label, url = %url, error = %e, "egress call failed");
+            m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
+            warn!(interaction_id = %iid, r#as = name, route = label, url = %url, error = %e, "egress call failed");
             oauth_error(
                 502,
                 "temporarily_unavailable",
@@ -326,32 +474,41 @@ fn pass_back(resp: AsResponse) -> EgressResponse {
 
 type Refusal = (u16, &'static str, &'static str, String);
 
-/// CA-1/TOK-1/TOK-3: exactly one client authentication, ours; PKCE verifier added.
-async fn rewrite_client_auth(
+/// Parses the app's form strictly, checks it names the right client, strips its
+/// credentials (CA-1/TOK-1) and, for an authorization_code grant, takes the code record
+/// (once: a replayed token call never reaches the AS, TOK-5).
+fn parse_client_form(
     state: &SidecarState,
     r: Route,
     req: &EgressRequest,
-) -> Result<Vec<(String, String)>, Refusal> {
-    let s = &state.settings;
+) -> Result<(Vec<(String, String)>, Option<CodeRecord>), Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
-    if let Some(id) = apps_client_id(&req.headers, &form) {
-        if id != s.client_id.as_str() {
-            return Err((
-                401,
-                "invalid_client",
-                "wrong_client",
-                format!("par-sidecar only acts for client_id {}", s.client_id),
-            ));
-        }
-    }
+    let app_id = apps_client_id(&req.headers, &form);
+    let app_id = app_id.as_deref();
     form.retain(|(k, _)| {
         !matches!(
             k.as_str(),
             "client_secret" | "client_assertion" | "client_assertion_type" | "client_id"
         )
     });
-    form.push(("client_id".into(), s.client_id.as_str().into()));
-
+    // The app may know each bank's client_id or only one: any configured one is accepted
+    // (the AS-specific one is what goes out), anything else is not ours to act for.
+    if let Some(id) = app_id {
+        if !state
+            .registry
+            .clients
+            .iter()
+            .any(|c| c.settings.client.client_id.as_str() == id)
+        {
+            return Err((
+                401,
+                "invalid_client",
+                "wrong_client",
+                format!("par-sidecar does not act for client_id {id}"),
+            ));
+        }
+    }
+    let mut record = None;
     if r == Route::Token && form.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
         let code = form.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).ok_or((
             400,
@@ -359,8 +516,7 @@ async fn rewrite_client_auth(
             "bad_request",
             "missing code".to_string(),
         ))?;
-        // Taken once: a replayed token call never reaches the AS (TOK-5).
-        let rec = state.codes.take(&code).ok_or_else(|| {
+        record = Some(state.codes.take(&code).ok_or_else(|| {
             (
                 400,
                 "invalid_grant",
@@ -370,25 +526,41 @@ async fn rewrite_client_auth(
                     redact(&code)
                 ),
             )
-        })?;
-        if let Some(v) = rec.verifier {
+        })?);
+    }
+    Ok((form, record))
+}
+
+/// CA-1/TOK-3: exactly one client authentication, this AS's; PKCE verifier added.
+async fn add_client_auth(
+    state: &SidecarState,
+    client: &AsClient,
+    form: &mut Vec<(String, String)>,
+    record: Option<&CodeRecord>,
+) -> Result<(), Refusal> {
+    form.push(("client_id".into(), client.settings.client.client_id.as_str().into()));
+    if let Some(rec) = record {
+        if let Some(v) = &rec.verifier {
             form.retain(|(k, _)| k != "code_verifier");
-            form.push(("code_verifier".into(), v));
+            form.push(("code_verifier".into(), v.clone()));
         }
         let app_redirect = form.iter().find(|(k, _)| k == "redirect_uri").map(|(_, v)| v.as_str());
         if rec.redirect_uri.is_some() && app_redirect != rec.redirect_uri.as_deref() {
-            warn!("the app's token call redirect_uri differs from the pushed one; the AS will refuse it (TOK-3)");
+            warn!(
+                r#as = client.name(),
+                "the app's token call redirect_uri differs from the pushed one; the AS will refuse it (TOK-3)"
+            );
         }
     }
-    let key = state.keys.load().active().clone();
-    let assertion = fresh_client_assertion(s, key, state.metrics.clone())
+    let key = client.keys.load().active().clone();
+    let assertion = fresh_client_assertion(&client.settings, key, state.metrics.clone())
         .await
         .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
     if let Some(a) = assertion {
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));
     }
-    Ok(form)
+    Ok(())
 }
 
 #[cfg(test)]

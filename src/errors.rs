@@ -9,6 +9,9 @@ pub struct BrowserError {
     /// Short, stable, documented (README "Failure modes").
     pub code: &'static str,
     pub interaction_id: InteractionId,
+    /// The configured name of the AS (bank) concerned, shown so the user and support know
+    /// which bank failed. A validated name (`[a-z0-9-]`): nothing to escape.
+    pub as_name: Option<String>,
 }
 
 impl BrowserError {
@@ -17,7 +20,13 @@ impl BrowserError {
             status,
             code,
             interaction_id,
+            as_name: None,
         }
+    }
+
+    pub fn at(mut self, as_name: &str) -> Self {
+        self.as_name = Some(as_name.to_string());
+        self
     }
 
     fn message(&self) -> &'static str {
@@ -37,13 +46,20 @@ impl BrowserError {
                 "error": self.code,
                 "message": self.message(),
                 "interaction_id": self.interaction_id.to_string(),
+                "authorization_server": self.as_name,
             });
             ("application/json", serde_json::to_vec(&body).unwrap_or_default())
         } else {
-            // Every interpolated value is a static string or a UUID: nothing to escape.
+            // Every interpolated value is a static string, a UUID or a validated AS name
+            // (`[a-z0-9-]`): nothing to escape.
+            let bank = self
+                .as_name
+                .as_deref()
+                .map(|n| format!("Identity provider: <code>{n}</code><br>"))
+                .unwrap_or_default();
             let body = format!(
                 "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign-in error</title></head>\
-                 <body><h1>Sign-in error</h1><p>{}</p><p>Error code: <code>{}</code><br>\
+                 <body><h1>Sign-in error</h1><p>{}</p><p>{bank}Error code: <code>{}</code><br>\
                  Interaction id: <code>{}</code></p></body></html>\n",
                 self.message(),
                 self.code,

@@ -42,23 +42,26 @@ fn allowed(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA)
 }
 
+/// One AS's JWKS. Fetches are rate-limited whether or not a set was ever loaded, so no
+/// input (unknown kids, garbage JWTs) can make the sidecar fetch faster than `min_refresh`.
 pub struct AsJwks {
     current: ArcSwapOption<JwkSet>,
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    /// The AS's configured name: the metric label.
+    as_name: String,
 }
 
-impl Default for AsJwks {
-    fn default() -> Self {
+impl AsJwks {
+    pub fn new(as_name: &str) -> Self {
         AsJwks {
             current: ArcSwapOption::empty(),
             last_fetch: Mutex::new(None),
             min_refresh: Duration::from_secs(10),
+            as_name: as_name.to_string(),
         }
     }
-}
 
-impl AsJwks {
     async fn refresh(
         &self,
         http: &dyn AsHttp,
@@ -68,8 +71,11 @@ impl AsJwks {
     ) -> Result<(), JarmError> {
         {
             let mut last = self.last_fetch.lock().expect("lock");
-            if last.is_some_and(|t| t.elapsed() < self.min_refresh) && self.current.load().is_some() {
-                metrics.jwks_refreshes.with_label_values(&["rate_limited"]).inc();
+            if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+                metrics
+                    .jwks_refreshes
+                    .with_label_values(&[&self.as_name, "rate_limited"])
+                    .inc();
                 return Ok(());
             }
             *last = Some(Instant::now());
@@ -87,13 +93,19 @@ impl AsJwks {
         .await;
         match result {
             Ok(set) => {
-                metrics.jwks_refreshes.with_label_values(&["success"]).inc();
+                metrics
+                    .jwks_refreshes
+                    .with_label_values(&[&self.as_name, "success"])
+                    .inc();
                 self.current.store(Some(std::sync::Arc::new(set)));
                 Ok(())
             }
             Err(e) => {
                 // Keep the last good set.
-                metrics.jwks_refreshes.with_label_values(&["failure"]).inc();
+                metrics
+                    .jwks_refreshes
+                    .with_label_values(&[&self.as_name, "failure"])
+                    .inc();
                 Err(e)
             }
         }

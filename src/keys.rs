@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::config::{Settings, SigningKeyRef};
+use crate::config::{ClientSettings, SigningKeyRef};
 use crate::jose::SigningKey;
 
 #[derive(Debug, Error)]
@@ -62,7 +62,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    pub fn load(settings: &Settings) -> Result<KeySet, KeyLoadError> {
+    pub fn load(settings: &ClientSettings) -> Result<KeySet, KeyLoadError> {
         let mut warnings = Vec::new();
         let mut signing = Vec::new();
         for k in &settings.signing_keys {
@@ -95,6 +95,21 @@ impl KeySet {
     pub fn public_jwks(&self) -> Value {
         json!({ "keys": self.signing.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>() })
     }
+}
+
+/// The union of several key sets' public keys, each kid once (the same key files shared
+/// by several ASs are published once).
+pub fn union_jwks<'a>(sets: impl Iterator<Item = &'a KeySet>) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    let mut keys = Vec::new();
+    for set in sets {
+        for k in &set.signing {
+            if seen.insert(k.kid().to_string()) {
+                keys.push(k.public_jwk().clone());
+            }
+        }
+    }
+    json!({ "keys": keys })
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KeyLoadError> {

@@ -27,6 +27,7 @@ pub mod protocol;
 #[cfg(feature = "server")]
 pub mod proxy;
 pub mod redirect;
+pub mod registry;
 #[cfg(feature = "server")]
 pub mod reload;
 pub mod request_object;

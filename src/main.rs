@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 
 use par_sidecar::config::Settings;
 use par_sidecar::discovery;
-use par_sidecar::keys::KeySet;
-use par_sidecar::state::{build_http, SidecarState};
+use par_sidecar::keys::{union_jwks, KeySet};
+use par_sidecar::registry::build_http;
+use par_sidecar::state::SidecarState;
 
 #[derive(Parser)]
 #[command(
@@ -84,25 +85,42 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            for w in &state.keys.load().warnings {
-                tracing::warn!(warning = %w, "key file permissions");
+            for c in &state.registry.clients {
+                for w in &c.keys.load().warnings {
+                    tracing::warn!(r#as = c.name(), warning = %w, "key file permissions");
+                }
+                tracing::info!(
+                    r#as = c.name(),
+                    issuer = %c.settings.issuer,
+                    client_id = %c.settings.client.client_id,
+                    kid = c.keys.load().active().kid(),
+                    "authorization server configured"
+                );
             }
             tracing::info!(
                 public = %state.settings.public_addr,
                 admin = %state.settings.admin_addr,
                 upstream = %state.settings.upstream,
-                issuer = %state.settings.issuer,
-                kid = state.keys.load().active().kid(),
+                authorization_servers = state.registry.clients.len(),
                 "par-sidecar starting"
             );
             par_sidecar::server::run(state, threads.max(1))
         }
         Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::Jwks { config } => {
-            let keys = load_settings(&config).and_then(|s| KeySet::load(&s).map_err(|e| e.to_string()));
+            let keys = load_settings(&config).and_then(|s| {
+                s.authorization_servers
+                    .iter()
+                    .map(|a| KeySet::load(&a.client).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
             match keys {
-                Ok(k) => {
-                    println!("{}", serde_json::to_string_pretty(&k.public_jwks()).expect("json"));
+                Ok(sets) => {
+                    // The union of every AS's keys: register it (or the relevant part) at each AS.
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&union_jwks(sets.iter())).expect("json")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -123,49 +141,71 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let keys = match KeySet::load(&settings) {
-        Ok(k) => k,
-        Err(e) => return fail(e.to_string()),
-    };
+    let mut loaded = Vec::new();
+    for a in &settings.authorization_servers {
+        match KeySet::load(&a.client) {
+            Ok(k) => loaded.push((a, k)),
+            Err(e) => return fail(format!("authorization server `{}`: {e}", a.name)),
+        }
+    }
     println!("config:            {}", settings.source.display());
     println!("public listener:   {}", settings.public_addr);
     println!("admin listener:    {}", settings.admin_addr);
     println!("upstream app:      {}", settings.upstream);
-    println!("issuer:            {}", settings.issuer);
-    println!("discovery:         {}", settings.discovery_url);
-    println!("client_id:         {}", settings.client_id);
-    println!("auth method:       {}", settings.auth_method.as_str());
-    for (i, k) in keys.signing.iter().enumerate() {
-        let role = if i == 0 { "signs" } else { "published" };
-        println!("signing key {i}:     {} kid={} ({role})", k.alg().as_str(), k.kid());
-    }
-    println!(
-        "transport cert:    {} (not after {})",
-        keys.transport.subject, keys.transport.not_after
-    );
     println!("PAR required:      {}", settings.par_required);
-    for w in &keys.warnings {
-        println!("warning:           {w}");
+    println!("authorization servers: {}", loaded.len());
+    for (a, keys) in &loaded {
+        println!();
+        println!("[{}]", a.name);
+        println!("  issuer:          {}", a.issuer);
+        println!("  discovery:       {}", a.discovery_url);
+        println!("  client_id:       {}", a.client.client_id);
+        println!("  auth method:     {}", a.client.auth_method.as_str());
+        for (i, k) in keys.signing.iter().enumerate() {
+            let role = if i == 0 { "signs" } else { "published" };
+            println!("  signing key {i}:   {} kid={} ({role})", k.alg().as_str(), k.kid());
+        }
+        println!(
+            "  transport cert:  {} (not after {})",
+            keys.transport.subject, keys.transport.not_after
+        );
+        for w in &keys.warnings {
+            println!("  warning:         {w}");
+        }
     }
     if offline {
+        println!();
         println!("discovery:         skipped (--offline)");
         return ExitCode::SUCCESS;
     }
-    let http = match build_http(&settings, &keys) {
-        Ok(h) => h,
-        Err(e) => return fail(e.to_string()),
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    match rt.block_on(discovery::fetch(http.as_ref(), &settings)) {
-        Ok(m) => {
-            println!("authorize:         {}", m.authorization_endpoint.url());
-            println!("PAR endpoint:      {}", m.par_endpoint);
-            println!("AS requires PAR:   {}", m.require_par);
-            ExitCode::SUCCESS
+    let mut failed = 0;
+    for (a, keys) in &loaded {
+        println!();
+        let http = match build_http(a, keys) {
+            Ok(h) => h,
+            Err(e) => return fail(e.to_string()),
+        };
+        match rt.block_on(discovery::fetch(http.as_ref(), a)) {
+            Ok(m) => {
+                println!("[{}] authorize:     {}", a.name, m.authorization_endpoint.url());
+                println!("[{}] PAR endpoint:  {}", a.name, m.par_endpoint);
+                println!("[{}] requires PAR:  {}", a.name, m.require_par);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: [{}] {e}", a.name);
+            }
         }
-        Err(e) => fail(e.to_string()),
+    }
+    // One unreachable bank does not stop the sidecar from serving the others, but the
+    // check says so with a non-zero exit.
+    if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }

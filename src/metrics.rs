@@ -17,7 +17,8 @@ pub struct Metrics {
     pub redirect_passed: IntCounter,
     pub browser_errors: IntCounterVec,
     pub signing_duration: HistogramVec,
-    pub discovery_last_success: IntGauge,
+    pub discovery_last_success: IntGaugeVec,
+    pub as_metadata_loaded: IntGaugeVec,
     pub discovery_failures: IntCounterVec,
     pub discovery_loaded: IntGauge,
     pub transport_not_after: IntGauge,
@@ -46,7 +47,7 @@ impl Metrics {
                     "par_sidecar_par_requests_total",
                     "PAR calls by outcome and AS error code",
                 ),
-                &["outcome", "as_error"],
+                &["as", "outcome", "as_error"],
             )
             .unwrap(),
         );
@@ -55,7 +56,7 @@ impl Metrics {
             HistogramVec::new(
                 HistogramOpts::new("par_sidecar_par_duration_seconds", "PAR round trip including signing")
                     .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-                &["outcome"],
+                &["as", "outcome"],
             )
             .unwrap(),
         );
@@ -104,9 +105,23 @@ impl Metrics {
         );
         let discovery_last_success = reg(
             &r,
-            IntGauge::new(
-                "par_sidecar_discovery_last_success_timestamp_seconds",
-                "Unix time of the last successful AS metadata load",
+            IntGaugeVec::new(
+                Opts::new(
+                    "par_sidecar_discovery_last_success_timestamp_seconds",
+                    "Unix time of the last successful AS metadata load, per AS",
+                ),
+                &["as"],
+            )
+            .unwrap(),
+        );
+        let as_metadata_loaded = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "par_sidecar_as_metadata_loaded",
+                    "1 while this AS has usable metadata (logins at it can start), per AS",
+                ),
+                &["as"],
             )
             .unwrap(),
         );
@@ -115,9 +130,9 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "par_sidecar_discovery_failures_total",
-                    "Failed AS metadata loads by reason",
+                    "Failed AS metadata loads by AS and reason",
                 ),
-                &["reason"],
+                &["as", "reason"],
             )
             .unwrap(),
         );
@@ -125,7 +140,7 @@ impl Metrics {
             &r,
             IntGauge::new(
                 "par_sidecar_discovery_loaded",
-                "1 once AS metadata has been loaded (readiness)",
+                "1 once at least one AS has metadata loaded (readiness)",
             )
             .unwrap(),
         );
@@ -158,9 +173,9 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "par_sidecar_callback_checks_total",
-                    "Authorization responses checked at the app's redirect_uri, by outcome",
+                    "Authorization responses checked at the app's redirect_uri, by AS and outcome",
                 ),
-                &["outcome"],
+                &["as", "outcome"],
             )
             .unwrap(),
         );
@@ -171,7 +186,7 @@ impl Metrics {
                     "par_sidecar_egress_requests_total",
                     "Back-channel calls from the app through the egress listener, by route, outcome and AS error",
                 ),
-                &["route", "outcome", "as_error"],
+                &["as", "route", "outcome", "as_error"],
             )
             .unwrap(),
         );
@@ -183,15 +198,18 @@ impl Metrics {
                     "Egress call round trip to the AS or resource server",
                 )
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-                &["route"],
+                &["as", "route"],
             )
             .unwrap(),
         );
         let par_retries = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("par_sidecar_par_retries_total", "PAR attempts retried, by reason"),
-                &["reason"],
+                Opts::new(
+                    "par_sidecar_par_retries_total",
+                    "PAR attempts retried, by AS and reason",
+                ),
+                &["as", "reason"],
             )
             .unwrap(),
         );
@@ -209,8 +227,8 @@ impl Metrics {
         let jwks_refreshes = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("par_sidecar_jwks_refreshes_total", "AS JWKS fetches by outcome"),
-                &["outcome"],
+                Opts::new("par_sidecar_jwks_refreshes_total", "AS JWKS fetches by AS and outcome"),
+                &["as", "outcome"],
             )
             .unwrap(),
         );
@@ -221,17 +239,6 @@ impl Metrics {
             }
         }
         redirects.with_label_values(&["failed"]);
-        for reason in [
-            "connect",
-            "timeout",
-            "tls",
-            "http_status",
-            "bad_json",
-            "issuer_mismatch",
-            "bad_metadata",
-        ] {
-            discovery_failures.with_label_values(&[reason]);
-        }
         Metrics {
             redirect_rewritten: redirects.with_label_values(&["rewritten"]),
             redirect_passed: redirects.with_label_values(&["passed_through"]),
@@ -243,6 +250,7 @@ impl Metrics {
             browser_errors,
             signing_duration,
             discovery_last_success,
+            as_metadata_loaded,
             discovery_failures,
             discovery_loaded,
             transport_not_after,
@@ -254,6 +262,23 @@ impl Metrics {
             jwks_refreshes,
             par_retries,
             reloads,
+        }
+    }
+
+    /// Families that alerts use but that only move on rare events exist from the start,
+    /// for every configured AS.
+    pub fn register_as(&self, name: &str) {
+        self.as_metadata_loaded.with_label_values(&[name]).set(0);
+        for reason in [
+            "connect",
+            "timeout",
+            "tls",
+            "http_status",
+            "bad_json",
+            "issuer_mismatch",
+            "bad_metadata",
+        ] {
+            self.discovery_failures.with_label_values(&[name, reason]);
         }
     }
 

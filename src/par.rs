@@ -8,7 +8,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::authorize::AuthorizeRedirect;
-use crate::config::{AuthMethod, Settings};
+use crate::config::{AsSettings, AuthMethod};
 use crate::discovery::ProviderMetadata;
 use crate::http_client::{AsHttp, AsRequest, TransportError};
 use crate::jose::{Alg, SigningKey};
@@ -142,19 +142,15 @@ async fn sign_all(key: Arc<SigningKey>, jwts: Vec<JwtToSign>, metrics: Arc<Metri
 /// A fresh `private_key_jwt` assertion (new `jti`) for one back-channel call, or `None`
 /// for `tls_client_auth`.
 pub async fn fresh_client_assertion(
-    settings: &Settings,
+    settings: &AsSettings,
     key: Arc<SigningKey>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<String>, ParError> {
-    if settings.auth_method != AuthMethod::PrivateKeyJwt {
+    let c = &settings.client;
+    if c.auth_method != AuthMethod::PrivateKeyJwt {
         return Ok(None);
     }
-    let claims = client_assertion_claims(
-        &settings.client_id,
-        &settings.issuer,
-        settings.assertion_lifetime,
-        now_secs(),
-    );
+    let claims = client_assertion_claims(&c.client_id, &settings.issuer, c.assertion_lifetime, now_secs());
     let jwt = JwtToSign {
         typ: None,
         purpose: "client_assertion",
@@ -165,7 +161,7 @@ pub async fn fresh_client_assertion(
 
 /// Everything the PAR call needs, borrowed from the running state.
 pub struct ParContext<'a> {
-    pub settings: &'a Settings,
+    pub settings: &'a AsSettings,
     pub metadata: &'a ProviderMetadata,
     pub key: Arc<SigningKey>,
     pub http: &'a dyn AsHttp,
@@ -211,7 +207,10 @@ pub async fn push(
                     _ => backoff(attempt),
                 };
                 if start.elapsed() + wait + MIN_ATTEMPT < deadline {
-                    cx.metrics.par_retries.with_label_values(&[e.code()]).inc();
+                    cx.metrics
+                        .par_retries
+                        .with_label_values(&[cx.settings.name.as_str(), e.code()])
+                        .inc();
                     tracing::info!(interaction_id = %interaction_id, attempt, reason = e.code(), wait_ms = wait.as_millis() as u64, "retrying PAR");
                     tokio::time::sleep(wait).await;
                     continue;
@@ -232,17 +231,18 @@ async fn push_once(
         return Err(ParError::Transport(TransportError::Timeout));
     }
     let s = cx.settings;
+    let c = &s.client;
     let now = now_secs();
     // JAR unless configured off, and always when the AS requires signed request objects.
     let use_jar = s.request_object || cx.metadata.require_signed_request_object;
-    let assertion = (s.auth_method == AuthMethod::PrivateKeyJwt)
-        .then(|| client_assertion_claims(&s.client_id, &s.issuer, s.assertion_lifetime, now));
+    let assertion = (c.auth_method == AuthMethod::PrivateKeyJwt)
+        .then(|| client_assertion_claims(&c.client_id, &s.issuer, c.assertion_lifetime, now));
     let mut jwts = Vec::new();
     if use_jar {
         jwts.push(JwtToSign {
             typ: Some(REQUEST_OBJECT_TYP),
             purpose: "request_object",
-            claims: request_object_claims(redirect, &s.client_id, &s.issuer, s.request_object_lifetime, now),
+            claims: request_object_claims(redirect, &c.client_id, &s.issuer, c.request_object_lifetime, now),
         });
     }
     if let Some(claims) = assertion {
@@ -253,7 +253,7 @@ async fn push_once(
         });
     }
     let mut signed = sign_all(cx.key.clone(), jwts, cx.metrics.clone()).await?.into_iter();
-    let mut form = vec![("client_id".to_string(), s.client_id.as_str().to_string())];
+    let mut form = vec![("client_id".to_string(), c.client_id.as_str().to_string())];
     if use_jar {
         // With JAR, nothing but client_id, request and client authentication goes outside
         // the object (JAR-1/JAR-2, node strip_outside_jar_params).

@@ -103,8 +103,13 @@ impl ProxyHttp for PublicProxy {
                 session.req_header_mut().set_uri(new_uri);
                 Ok(false)
             }
-            CallbackOutcome::Reject { code, interaction_id } => {
-                let err = BrowserError::new(400, code, interaction_id);
+            CallbackOutcome::Reject {
+                code,
+                interaction_id,
+                as_name,
+            } => {
+                let mut err = BrowserError::new(400, code, interaction_id);
+                err.as_name = as_name;
                 write_error_page(session, &err).await;
                 Ok(true)
             }
@@ -139,6 +144,11 @@ impl ProxyHttp for PublicProxy {
                     resp.append_header("set-cookie", c)?;
                 }
                 resp.insert_header("location", location)?;
+                // The browser must not re-POST the app's form to the AS (307/308 keep the
+                // method and body): the pushed request is a plain GET to the AS.
+                if matches!(resp.status.as_u16(), 307 | 308) {
+                    resp.set_status(303)?;
+                }
                 resp.insert_header("x-fapi-interaction-id", interaction_id.to_string())?;
                 resp.remove_header("transfer-encoding");
                 resp.remove_header("content-type");

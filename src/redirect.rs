@@ -7,13 +7,14 @@ use tracing::{info, warn};
 
 use serde_json::Value;
 
-use crate::authorize::{detect, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::authorize::{detect_among, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::browser_binding;
 use crate::errors::BrowserError;
 use crate::jose::random_token;
 use crate::par::{self, ParContext};
 use crate::pkce::{self, PkceAction};
 use crate::protocol::{redact, InteractionId};
+use crate::registry::AsClient;
 use crate::request_object::now_secs;
 use crate::sealed_state::TransactionState;
 use crate::state::SidecarState;
@@ -38,80 +39,87 @@ pub fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// Classifies the app's `Location` and, if it is our authorize redirect, performs the PAR.
+/// Classifies the app's `Location` and, if it is an authorize redirect to one of the
+/// configured ASs for its client, performs the PAR at that AS.
 pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
     let m = &state.metrics;
-    let Some(metadata) = state.discovery.get() else {
-        // Without metadata we cannot tell our redirects from others. Only a Location that
-        // names the issuer's host is held back; everything else is the app's business.
-        let issuer_host = url::Url::parse(state.settings.issuer.as_str())
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
-        let names_as = !issuer_host.is_empty()
-            && location
-                .windows(issuer_host.len())
-                .any(|w| w.eq_ignore_ascii_case(issuer_host.as_bytes()));
-        if names_as && state.settings.par_required {
-            return fail(state, 503, "not_ready", InteractionId::new());
-        }
-        m.redirect_passed.inc();
-        return RedirectDecision::PassThrough;
-    };
-    let endpoint = &metadata.authorization_endpoint;
-    let redirect = match detect(
-        location,
-        &endpoint,
-        &state.settings.client_id,
-        state.settings.max_location_bytes,
+    let index = state.registry.index();
+    let (as_index, detection) = detect_among(location, &|h| index.candidates(h), state.settings.max_location_bytes);
+    drop(index);
+    if matches!(
+        detection,
+        Detection::NotOurs | Detection::Rejected(AuthorizeError::NearMiss)
     ) {
+        // Without an AS's metadata we cannot tell its redirects from others. A Location on
+        // its issuer's host is held back; everything else is the app's business.
+        if let Some(c) = pending_for(state, location) {
+            if state.settings.par_required {
+                let id = InteractionId::new();
+                warn!(interaction_id = %id, r#as = c.name(), reason = c.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
+                return fail(state, 503, "not_ready", id, Some(c.name()));
+            }
+        }
+    }
+    let client = as_index.and_then(|i| state.registry.get(i));
+    let as_name = client.map(|c| c.name());
+    let redirect = match detection {
         Detection::NotOurs => {
             m.redirect_passed.inc();
             return RedirectDecision::PassThrough;
         }
         Detection::Rejected(e) => {
             let id = InteractionId::new();
-            warn!(interaction_id = %id, error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, 502, e.code(), id);
+            warn!(interaction_id = %id, r#as = as_name.unwrap_or(""), error = %e, code = e.code(), "refused the app's authorize redirect");
+            return fail(state, 502, e.code(), id, as_name);
         }
         Detection::Ours(r) => r,
     };
-    let (redirect, set_cookie) = match prepare(state, redirect) {
+    let Some(client) = client else {
+        return fail(state, 502, "authorize_redirect_rejected", InteractionId::new(), None);
+    };
+    let name = client.name();
+    let Some(metadata) = client.metadata() else {
+        let id = InteractionId::new();
+        warn!(interaction_id = %id, r#as = name, reason = client.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
+        return fail(state, 503, "not_ready", id, Some(name));
+    };
+    let (redirect, set_cookie) = match prepare(state, client, redirect) {
         Ok(r) => r,
         Err(e) => {
             let id = InteractionId::new();
-            warn!(interaction_id = %id, error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, 502, e.code(), id);
+            warn!(interaction_id = %id, r#as = name, error = %e, code = e.code(), "refused the app's authorize redirect");
+            return fail(state, 502, e.code(), id, Some(name));
         }
     };
 
     let interaction_id = InteractionId::new();
-    let keys = state.keys.load();
-    let http = state.http.load();
+    let keys = client.keys.load();
+    let http = client.http.load();
     let cx = ParContext {
-        settings: &state.settings,
+        settings: &client.settings,
         metadata: &metadata,
         key: keys.active().clone(),
         http: http.as_ref().as_ref(),
         metrics: m.clone(),
-        permits: &state.as_permits,
+        permits: &client.login_permits,
     };
     let started = Instant::now();
-    let result = par::push(&cx, &redirect, interaction_id, state.settings.par_timeout).await;
+    let result = par::push(&cx, &redirect, interaction_id, client.settings.par_timeout).await;
     let elapsed = started.elapsed();
     match result {
         Ok(pushed) => {
-            m.par_requests.with_label_values(&["success", ""]).inc();
+            m.par_requests.with_label_values(&[name, "success", ""]).inc();
             m.par_duration
-                .with_label_values(&["success"])
+                .with_label_values(&[name, "success"])
                 .observe(elapsed.as_secs_f64());
             m.par_expires_in.observe(pushed.expires_in as f64);
             m.redirect_rewritten.inc();
             if pushed.expires_in >= 600 {
-                warn!(interaction_id = %interaction_id, expires_in = pushed.expires_in, "AS issued a request_uri living 600 s or more (FAPI 2.0 wants less)");
+                warn!(interaction_id = %interaction_id, r#as = name, expires_in = pushed.expires_in, "AS issued a request_uri living 600 s or more (FAPI 2.0 wants less)");
             }
             info!(
                 interaction_id = %interaction_id,
+                r#as = name,
                 as_interaction_id = pushed.echoed_interaction_id.as_deref().unwrap_or(""),
                 outcome = "success",
                 as_status = pushed.as_status,
@@ -122,15 +130,21 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
                 "PAR accepted; redirect rewritten"
             );
             RedirectDecision::Rewrite {
-                location: endpoint.rewritten_location(&state.settings.client_id, &pushed.request_uri),
+                location: metadata
+                    .authorization_endpoint
+                    .rewritten_location(&client.settings.client.client_id, &pushed.request_uri),
                 interaction_id,
                 set_cookie,
             }
         }
         Err(e) => {
             let code = e.code();
-            m.par_requests.with_label_values(&[code, e.as_error_label()]).inc();
-            m.par_duration.with_label_values(&[code]).observe(elapsed.as_secs_f64());
+            m.par_requests
+                .with_label_values(&[name, code, e.as_error_label()])
+                .inc();
+            m.par_duration
+                .with_label_values(&[name, code])
+                .observe(elapsed.as_secs_f64());
             let (as_status, description) = match &e {
                 par::ParError::Rejected {
                     status, description, ..
@@ -139,6 +153,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
             };
             warn!(
                 interaction_id = %interaction_id,
+                r#as = name,
                 outcome = code,
                 as_status,
                 as_error = e.as_error_label(),
@@ -152,15 +167,32 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
                 m.redirect_passed.inc();
                 return RedirectDecision::PassThrough;
             }
-            fail(state, 502, code, interaction_id)
+            fail(state, 502, code, interaction_id, Some(name))
         }
     }
+}
+
+/// An AS without metadata whose issuer host the Location names, if any. Only parsed when
+/// some AS is still without metadata.
+fn pending_for<'a>(state: &'a SidecarState, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
+    if !state.registry.has_pending() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(location);
+    let text = text.trim();
+    let u = if text.starts_with("//") {
+        url::Url::parse(&format!("https:{text}")).ok()?
+    } else {
+        url::Url::parse(text).ok()?
+    };
+    state.registry.pending_on(u.host_str()?, u.port_or_known_default())
 }
 
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
 /// and the app's `state` replaced by a sealed one carrying what the callback needs.
 fn prepare(
     state: &SidecarState,
+    client: &AsClient,
     mut redirect: AuthorizeRedirect,
 ) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
     // The callback is checked on GET query parameters; a form_post response would arrive as
@@ -172,7 +204,8 @@ fn prepare(
     }
     let pkce = pkce::apply(&mut redirect)?;
     state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
-    if state.settings.jarm {
+    let jarm = client.settings.client.jarm;
+    if jarm {
         redirect
             .params
             .insert("response_mode".into(), Value::String("jwt".into()));
@@ -199,8 +232,11 @@ fn prepare(
         redirect_uri,
         issued_at: now_secs(),
         nonce,
-        jarm: state.settings.jarm,
+        jarm,
         binding: binding.as_ref().map(|b| b.hash.clone()),
+        as_name: Some(client.name().to_string()),
+        oidc_nonce: redirect.get_str("nonce").map(str::to_string),
+        max_age: redirect.params.get("max_age").and_then(Value::as_u64),
     };
     redirect
         .params
@@ -210,8 +246,18 @@ fn prepare(
     Ok((redirect, cookie))
 }
 
-fn fail(state: &SidecarState, status: u16, code: &'static str, id: InteractionId) -> RedirectDecision {
+fn fail(
+    state: &SidecarState,
+    status: u16,
+    code: &'static str,
+    id: InteractionId,
+    as_name: Option<&str>,
+) -> RedirectDecision {
     state.metrics.redirects.with_label_values(&["failed"]).inc();
     state.metrics.browser_errors.with_label_values(&[code]).inc();
-    RedirectDecision::Fail(BrowserError::new(status, code, id))
+    let err = BrowserError::new(status, code, id);
+    RedirectDecision::Fail(match as_name {
+        Some(n) => err.at(n),
+        None => err,
+    })
 }

@@ -15,55 +15,70 @@ use pingora::services::background::BackgroundService;
 use tracing::{error, info};
 
 use crate::keys::KeySet;
-use crate::state::{build_http, SidecarState};
+use crate::registry::{build_http, AsClient, PreviousClient};
+use crate::state::SidecarState;
 
-/// SHA-256 over the contents of every key and certificate file (missing files hash empty).
+/// SHA-256 over the contents of every key and certificate file of every AS (missing files
+/// hash empty).
 pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
-    let s = &state.settings;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let paths = s
-        .signing_keys
-        .iter()
-        .map(|k| k.path.as_path())
-        .chain([s.transport_cert.as_path(), s.transport_key.as_path()])
-        .chain(s.as_ca_file.as_deref());
-    for p in paths {
-        let bytes = std::fs::read(p).unwrap_or_default();
-        ctx.update(&(bytes.len() as u64).to_le_bytes());
-        ctx.update(&bytes);
+    for c in &state.registry.clients {
+        let s = &c.settings;
+        let paths = s
+            .client
+            .signing_keys
+            .iter()
+            .map(|k| k.path.as_path())
+            .chain([s.client.transport_cert.as_path(), s.client.transport_key.as_path()])
+            .chain(s.ca_file.as_deref());
+        for p in paths {
+            let bytes = std::fs::read(p).unwrap_or_default();
+            ctx.update(&(bytes.len() as u64).to_le_bytes());
+            ctx.update(&bytes);
+        }
     }
     ctx.finish().as_ref().to_vec()
 }
 
-/// Loads everything afresh and swaps it in. Returns whether the new material is in use.
+/// Reloads every AS's material. Returns whether all of it is in use (a broken file for one
+/// AS keeps that AS's current material and does not stop the others from reloading).
 pub fn reload(state: &SidecarState, trigger: &str) -> bool {
-    let keys = match KeySet::load(&state.settings) {
+    let mut all = true;
+    for c in &state.registry.clients {
+        all &= reload_client(state, c, trigger);
+    }
+    state.update_transport_expiry();
+    all
+}
+
+fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool {
+    let name = client.name();
+    let keys = match KeySet::load(&client.settings.client) {
         Ok(k) => k,
         Err(e) => {
             state.metrics.reloads.with_label_values(&["keys", "failure"]).inc();
-            error!(trigger, error = %e, "reload failed; keeping the current keys and certificate");
+            error!(trigger, r#as = name, error = %e, "reload failed; keeping the current keys and certificate");
             return false;
         }
     };
-    let old = state.keys.load_full();
+    let old = client.keys.load_full();
     let transport_changed = old.transport.chain != keys.transport.chain;
     if transport_changed {
-        match build_http(&state.settings, &keys) {
+        match build_http(&client.settings, &keys) {
             // A new client means a new connection pool: new handshakes with the new certificate.
             Ok(http) => {
-                let retired = state.http.swap(Arc::new(http));
-                state.previous_http.store(Some(Arc::new(crate::state::PreviousClient {
+                let retired = client.http.swap(Arc::new(http));
+                client.previous_http.store(Some(Arc::new(PreviousClient {
                     http: retired,
                     retired_at: std::time::Instant::now(),
                 })));
             }
             Err(e) => {
                 state.metrics.reloads.with_label_values(&["transport", "failure"]).inc();
-                error!(trigger, error = %e, "reload failed; keeping the current certificate");
+                error!(trigger, r#as = name, error = %e, "reload failed; keeping the current certificate");
                 return false;
             }
         }
-        state.metrics.transport_not_after.set(keys.transport.not_after);
         state.metrics.reloads.with_label_values(&["transport", "success"]).inc();
     }
     let kids: Vec<&str> = keys.signing.iter().map(|k| k.kid()).collect();
@@ -80,6 +95,7 @@ pub fn reload(state: &SidecarState, trigger: &str) -> bool {
     }
     info!(
         trigger,
+        r#as = name,
         signing_kid = keys.active().kid(),
         published_kids = ?kids,
         transport_subject = %keys.transport.subject,
@@ -88,7 +104,7 @@ pub fn reload(state: &SidecarState, trigger: &str) -> bool {
         signing_changed,
         "key material reloaded"
     );
-    state.keys.store(Arc::new(keys));
+    client.keys.store(Arc::new(keys));
     true
 }
 

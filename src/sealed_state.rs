@@ -55,6 +55,16 @@ pub struct TransactionState {
     /// `s256` of the browser-binding cookie value (None when binding is off).
     #[serde(rename = "b", skip_serializing_if = "Option::is_none", default)]
     pub binding: Option<String>,
+    /// The configured name of the AS the login started at (mix-up defence, RFC 9207). None
+    /// in states sealed before several ASs were supported: the only AS.
+    #[serde(rename = "a", skip_serializing_if = "Option::is_none", default)]
+    pub as_name: Option<String>,
+    /// The OpenID `nonce` pushed in the request object (the ID token must carry it).
+    #[serde(rename = "o", skip_serializing_if = "Option::is_none", default)]
+    pub oidc_nonce: Option<String>,
+    /// `max_age` the app asked for (the ID token's `auth_time` must honour it).
+    #[serde(rename = "m", skip_serializing_if = "Option::is_none", default)]
+    pub max_age: Option<u64>,
 }
 
 pub struct StateSealer {
@@ -156,6 +166,9 @@ mod tests {
             nonce: "n1".into(),
             jarm: false,
             binding: None,
+            as_name: None,
+            oidc_nonce: None,
+            max_age: None,
         }
     }
 

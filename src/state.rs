@@ -1,6 +1,7 @@
-//! Shared, read-mostly state: settings, key material, the AS client and metadata. Key
-//! material and the AS client are `ArcSwap` snapshots so a reload swaps them whole while
-//! in-flight requests finish with what they started with.
+//! Shared, read-mostly state: settings, the AS registry (per-AS keys, clients, metadata),
+//! and what crosses requests (sealed-state key, code map, replay cache). Per-AS material is
+//! held in `ArcSwap` snapshots so a reload swaps it whole while in-flight requests finish
+//! with what they started with.
 
 use std::sync::Arc;
 
@@ -10,45 +11,36 @@ use std::time::Duration;
 
 use crate::bounded::TtlMap;
 use crate::config::Settings;
-use crate::discovery::DiscoveryCache;
-use crate::http_client::{AsHttp, ReqwestAs};
-use crate::jarm::AsJwks;
-use crate::keys::{KeyLoadError, KeySet};
+use crate::keys::KeyLoadError;
 use crate::metrics::Metrics;
+use crate::registry::{load_client, AsClient, AsRegistry};
 use crate::sealed_state::StateSealer;
 
 pub struct SidecarState {
     pub settings: Settings,
-    pub keys: ArcSwap<KeySet>,
-    pub http: ArcSwap<Box<dyn AsHttp>>,
-    /// The client with the previous transport certificate, kept after a rotation: tokens
-    /// bound to the old certificate stay usable until they expire (MTLS-8).
-    pub previous_http: arc_swap::ArcSwapOption<PreviousClient>,
-    pub discovery: DiscoveryCache,
+    pub registry: AsRegistry,
     pub metrics: Arc<Metrics>,
     pub sealer: StateSealer,
     /// code -> what the token call needs (bounded, short TTL, taken once).
     pub codes: TtlMap<String, CodeRecord>,
     /// Nonces of sealed states already used at the callback.
     pub replay: TtlMap<String, ()>,
-    pub jwks: AsJwks,
-    /// Bounds concurrent calls to the AS (PAR and egress).
-    pub as_permits: tokio::sync::Semaphore,
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
     /// Read on every proxied request, so lock-free; written rarely (copy on write).
     pub callback_paths: ArcSwap<Vec<String>>,
 }
 
-pub struct PreviousClient {
-    pub http: Arc<Box<dyn AsHttp>>,
-    pub retired_at: std::time::Instant,
-}
-
 /// What the sidecar remembers between the callback and the app's token call.
 #[derive(Debug, Clone)]
 pub struct CodeRecord {
+    /// The AS the login started at: the token call goes there and nowhere else.
+    pub as_index: usize,
     pub verifier: Option<String>,
     pub redirect_uri: Option<String>,
+    /// The OpenID `nonce` pushed in the request object: the ID token must carry it.
+    pub nonce: Option<String>,
+    /// `max_age` the app asked for: the ID token's `auth_time` must honour it.
+    pub max_age: Option<u64>,
 }
 
 /// Authorization codes live 60 s at a FAPI 2.0 AS; keep a little more.
@@ -56,45 +48,59 @@ const CODE_TTL: Duration = Duration::from_secs(120);
 const MAX_CODES: usize = 10_000;
 const MAX_REPLAY: usize = 50_000;
 const MAX_LEARNED_PATHS: usize = 16;
-const MAX_CONCURRENT_AS_CALLS: usize = 256;
 
 impl SidecarState {
-    /// Loads keys and builds the mTLS client. Fails on any unusable file.
+    /// Loads every AS's keys and builds its mTLS client. Fails on any unusable file.
     pub fn load(settings: Settings) -> Result<Arc<SidecarState>, KeyLoadError> {
-        let keys = KeySet::load(&settings)?;
-        let http = build_http(&settings, &keys)?;
+        let mut clients = Vec::with_capacity(settings.authorization_servers.len());
+        for (i, a) in settings.authorization_servers.iter().enumerate() {
+            clients.push(load_client(i, a.clone())?);
+        }
         let sealer = load_sealer(&settings)?;
-        Ok(Self::with_parts(settings, keys, http, sealer))
+        Ok(Self::with_clients(settings, clients, sealer))
     }
 
-    /// Assembles state from parts (tests inject a fake AS client here).
-    pub fn with_parts(
-        settings: Settings,
-        keys: KeySet,
-        http: Box<dyn AsHttp>,
-        sealer: StateSealer,
-    ) -> Arc<SidecarState> {
+    /// Assembles state from per-AS clients (tests inject fake AS clients here).
+    pub fn with_clients(settings: Settings, clients: Vec<AsClient>, sealer: StateSealer) -> Arc<SidecarState> {
         let metrics = Arc::new(Metrics::new());
-        metrics.transport_not_after.set(keys.transport.not_after);
-        let max_age = settings.state_max_age;
-        Arc::new(SidecarState {
+        for c in &clients {
+            metrics.register_as(c.name());
+        }
+        let registry = AsRegistry::new(clients);
+        let state = Arc::new(SidecarState {
             callback_paths: ArcSwap::from_pointee(settings.callback_paths.clone()),
             sealer,
             codes: TtlMap::new(MAX_CODES, CODE_TTL),
-            replay: TtlMap::new(MAX_REPLAY, max_age),
-            jwks: AsJwks::default(),
-            as_permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_AS_CALLS),
+            replay: TtlMap::new(MAX_REPLAY, settings.state_max_age),
             settings,
-            keys: ArcSwap::from_pointee(keys),
-            http: ArcSwap::from_pointee(http),
-            previous_http: arc_swap::ArcSwapOption::empty(),
-            discovery: DiscoveryCache::default(),
+            registry,
             metrics,
-        })
+        });
+        state.update_transport_expiry();
+        state
     }
 
+    /// The first (in a single-AS config: the only) AS.
+    pub fn first_as(&self) -> &Arc<AsClient> {
+        &self.registry.clients[0]
+    }
+
+    /// Ready while at least one AS has usable metadata.
     pub fn is_ready(&self) -> bool {
-        self.discovery.get().is_some()
+        self.registry.any_ready()
+    }
+
+    /// The earliest transport certificate expiry across ASs: the one to alert on.
+    pub fn update_transport_expiry(&self) {
+        if let Some(min) = self
+            .registry
+            .clients
+            .iter()
+            .map(|c| c.keys.load().transport.not_after)
+            .min()
+        {
+            self.metrics.transport_not_after.set(min);
+        }
     }
 
     /// Remembers the path of a pushed redirect_uri so its callback is checked.
@@ -114,6 +120,13 @@ impl SidecarState {
     pub fn is_callback_path(&self, path: &str) -> bool {
         self.callback_paths.load().iter().any(|p| p == path)
     }
+
+    /// The union of every AS's published signing keys (deduplicated by kid): what
+    /// `/jwks.json` and `par-sidecar jwks` print.
+    pub fn public_jwks(&self) -> serde_json::Value {
+        let sets: Vec<_> = self.registry.clients.iter().map(|c| c.keys.load_full()).collect();
+        crate::keys::union_jwks(sets.iter().map(|k| k.as_ref()))
+    }
 }
 
 /// The state sealing key from its file, or a random one (single replica only).
@@ -124,20 +137,11 @@ pub fn load_sealer(settings: &Settings) -> Result<StateSealer, KeyLoadError> {
                 path: p.display().to_string(),
                 message: format!("cannot read: {e}"),
             })?;
-            StateSealer::from_material(&material, settings.client_id.as_str()).map_err(|m| KeyLoadError::File {
+            StateSealer::from_material(&material, &settings.state_binding).map_err(|m| KeyLoadError::File {
                 path: p.display().to_string(),
                 message: m,
             })
         }
-        None => Ok(StateSealer::random(settings.client_id.as_str())),
+        None => Ok(StateSealer::random(&settings.state_binding)),
     }
-}
-
-pub fn build_http(settings: &Settings, keys: &KeySet) -> Result<Box<dyn AsHttp>, KeyLoadError> {
-    Ok(Box::new(ReqwestAs::new(
-        &keys.transport,
-        settings.as_ca_file.as_deref(),
-        settings.connect_timeout,
-        settings.max_as_response_bytes,
-    )?))
 }

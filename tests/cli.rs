@@ -33,9 +33,72 @@ fn example_config_checks_offline_with_generated_secrets() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("client_id:         legacy-app"), "{stdout}");
+    assert!(stdout.contains("[default]"), "{stdout}");
+    assert!(stdout.contains("client_id:       legacy-app"), "{stdout}");
     assert!(stdout.contains("PS256 kid="), "{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"));
+}
+
+/// The two-bank example: every AS with its effective client; `jwks` prints the union once.
+#[test]
+fn two_bank_config_lists_every_as_and_one_jwks() {
+    let pki = common::pki();
+    for (from, to) in [
+        ("sign-ps256.pem", "signing.pem"),
+        ("transport.crt", "tls.crt"),
+        ("transport.key", "tls.key"),
+        ("ca.crt", "as-ca.pem"),
+    ] {
+        std::fs::copy(pki.join(from), pki.join(to)).unwrap();
+    }
+    std::fs::write(pki.join("state.key"), [9u8; 32]).unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/par-sidecar.two-banks.example.yaml");
+    let out = bin()
+        .args(["check-config", "--offline", "--config", example])
+        .env("PAR_SIDECAR_SECRETS", &pki)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "authorization servers: 2",
+        "[bank-a]",
+        "https://auth.bank-a.example",
+        "client_id:       tpp-at-bank-a",
+        "[bank-b]",
+        "client_id:       tpp-at-bank-b",
+        "auth method:     private_key_jwt",
+        "CN=legacy-app",
+    ] {
+        assert!(stdout.contains(want), "{want} missing in:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("PS256 kid=").count(), 2, "{stdout}");
+
+    // A per-bank key override: the union has both keys, each once.
+    let yaml = std::fs::read_to_string(example).unwrap().replace(
+        "client: { client_id: \"${BANK_B_CLIENT_ID:-tpp-at-bank-b}\" }",
+        &format!(
+            "client: {{ client_id: tpp-at-bank-b, signing_key: {{ path: \"{}\", alg: ES256 }} }}",
+            pki.join("sign-es256.pem").display()
+        ),
+    );
+    let cfg = pki.join("two.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = bin()
+        .args(["jwks", "--config"])
+        .arg(&cfg)
+        .env("PAR_SIDECAR_SECRETS", &pki)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let algs: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert_eq!(algs, ["PS256", "ES256"]);
 }
 
 #[test]

@@ -17,11 +17,12 @@ async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &s
     let yaml = settings_yaml(pki, &double.issuer, key, alg, auth, extra);
     let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
     let state = SidecarState::load(settings).unwrap();
-    let http = state.http.load();
-    let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.settings)
+    let a = state.first_as();
+    let http = a.http.load();
+    let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &a.settings)
         .await
         .unwrap();
-    state.discovery.set(md);
+    state.registry.set_metadata(a, md);
     state
 }
 
@@ -48,7 +49,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
     ] {
         let double = AsDouble::start(&pki, &pki.join(file), jalg).await;
         let state = state_for(&pki, &double, file, alg, "private_key_jwt", "").await;
-        let md = state.discovery.get().unwrap();
+        let md = state.first_as().discovery.get().unwrap();
         assert!(
             md.par_endpoint.as_str().starts_with("https://localhost:"),
             "PAR endpoint comes from discovery, on another host"
@@ -206,14 +207,17 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     double.set_fault(Fault::None);
 
     let m = String::from_utf8(state.metrics.render()).unwrap();
-    assert_sample(&m, r#"par_sidecar_par_retries_total{reason="as_server_error"}"#);
     assert_sample(
         &m,
-        r#"par_sidecar_par_requests_total{as_error="invalid_client",outcome="par_rejected"} 1"#,
+        r#"par_sidecar_par_retries_total{as="default",reason="as_server_error"}"#,
     );
     assert_sample(
         &m,
-        r#"par_sidecar_par_requests_total{as_error="",outcome="as_timeout"} 1"#,
+        r#"par_sidecar_par_requests_total{as="default",as_error="invalid_client",outcome="par_rejected"} 1"#,
+    );
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as="default",as_error="",outcome="as_timeout"} 1"#,
     );
 }
 
@@ -222,7 +226,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let good = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
-    let md = good.discovery.get().unwrap();
+    let md = good.first_as().discovery.get().unwrap();
     let loc = app_redirect(&double.issuer);
 
     // Connection refused: PAR endpoint on a closed port.
@@ -233,7 +237,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         .port();
     let mut dead = (*md).clone();
     dead.par_endpoint = format!("https://127.0.0.1:{closed}/par").parse().unwrap();
-    good.discovery.set(dead);
+    good.registry.set_metadata(good.first_as(), dead);
     let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
         panic!()
     };
@@ -244,7 +248,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         .replace("transport.crt", "rogue.crt")
         .replace("transport.key", "rogue.key");
     let rogue = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
-    rogue.discovery.set((*md).clone());
+    rogue.registry.set_metadata(rogue.first_as(), (*md).clone());
     let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
         panic!()
     };
@@ -254,7 +258,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")
         .replace("ca.crt", "rogue-ca.crt");
     let untrusting = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
-    untrusting.discovery.set((*md).clone());
+    untrusting.registry.set_metadata(untrusting.first_as(), (*md).clone());
     let RedirectDecision::Fail(e) = decide(&untrusting, loc.as_bytes()).await else {
         panic!()
     };
@@ -266,7 +270,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         let wrong = AsDouble::start_with_server_cert(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256, cert).await;
         let mut md_wrong = (*md).clone();
         md_wrong.par_endpoint = format!("https://127.0.0.1:{}/par", wrong.addr.port()).parse().unwrap();
-        good.discovery.set(md_wrong);
+        good.registry.set_metadata(good.first_as(), md_wrong);
         let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
             panic!()
         };
@@ -276,11 +280,11 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let m = String::from_utf8(good.metrics.render()).unwrap();
     assert_sample(
         &m,
-        r#"par_sidecar_par_requests_total{as_error="",outcome="as_tls_failure"} 2"#,
+        r#"par_sidecar_par_requests_total{as="default",as_error="",outcome="as_tls_failure"} 2"#,
     );
     assert_sample(
         &m,
-        r#"par_sidecar_par_requests_total{as_error="",outcome="as_unavailable"} 1"#,
+        r#"par_sidecar_par_requests_total{as="default",as_error="",outcome="as_unavailable"} 1"#,
     );
 }
 
@@ -304,8 +308,8 @@ async fn discovery_rejects_an_issuer_mismatch() {
         ),
     );
     let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
-    let http = state.http.load();
-    let err = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.settings)
+    let http = state.first_as().http.load();
+    let err = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.first_as().settings)
         .await
         .unwrap_err();
     assert_eq!(err.label(), "issuer_mismatch", "a trailing slash counts (DISC-2)");
@@ -343,6 +347,9 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         nonce: "nonce-1".into(),
         jarm: false,
         binding: None,
+        as_name: None,
+        oidc_nonce: None,
+        max_age: None,
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));

@@ -10,7 +10,12 @@ pub struct FileConfig {
     pub listen: ListenFile,
     /// `host:port` of the unmodified app.
     pub upstream: String,
-    pub authorization_server: AuthorizationServerFile,
+    /// The single-AS form (its name is `default`). Exclusive with `authorization_servers`.
+    pub authorization_server: Option<AuthorizationServerFile>,
+    /// Several ASs (banks) behind one sidecar, each with optional `client` overrides.
+    pub authorization_servers: Option<Vec<NamedAuthorizationServerFile>>,
+    /// Shared client settings; every AS's `client` block is merged over them key by key.
+    #[serde(default)]
     pub client: ClientFile,
     #[serde(default)]
     pub par: ParFile,
@@ -50,20 +55,65 @@ pub struct AuthorizationServerFile {
     pub par_endpoint: Option<String>,
 }
 
+/// One entry of `authorization_servers`. The same keys as `authorization_server`, plus a
+/// name and per-AS client overrides (serde's `flatten` cannot be combined with
+/// `deny_unknown_fields`, hence the repetition).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct NamedAuthorizationServerFile {
+    pub name: String,
+    pub issuer: String,
+    pub discovery_url: Option<String>,
+    pub ca_file: Option<String>,
+    pub discovery_refresh_seconds: Option<u64>,
+    pub par_endpoint: Option<String>,
+    #[serde(default)]
+    pub client: ClientFile,
+}
+
+/// Every key optional: the shared block and the per-AS overrides share this shape; the
+/// merged result is checked for required keys in validation.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct ClientFile {
-    pub client_id: String,
-    pub auth_method: String,
+    pub client_id: Option<String>,
+    pub auth_method: Option<String>,
     /// One key, or use `signing_keys` for a rotation overlap.
     pub signing_key: Option<SigningKeyFile>,
-    #[serde(default)]
-    pub signing_keys: Vec<SigningKeyFile>,
-    pub transport: TransportFile,
+    pub signing_keys: Option<Vec<SigningKeyFile>>,
+    pub transport: Option<TransportFile>,
     pub request_object_lifetime_seconds: Option<u64>,
     pub assertion_lifetime_seconds: Option<u64>,
     /// `jwt` to request JARM responses (verified at the callback).
     pub response_mode: Option<String>,
+}
+
+impl ClientFile {
+    /// `over`'s keys win; signing keys are replaced as a whole (`signing_key` and
+    /// `signing_keys` together), never mixed across the two blocks.
+    pub fn merged_with(&self, over: &ClientFile) -> ClientFile {
+        let keys_overridden = over.signing_key.is_some() || over.signing_keys.is_some();
+        ClientFile {
+            client_id: over.client_id.clone().or_else(|| self.client_id.clone()),
+            auth_method: over.auth_method.clone().or_else(|| self.auth_method.clone()),
+            signing_key: if keys_overridden {
+                over.signing_key.clone()
+            } else {
+                self.signing_key.clone()
+            },
+            signing_keys: if keys_overridden {
+                over.signing_keys.clone()
+            } else {
+                self.signing_keys.clone()
+            },
+            transport: over.transport.clone().or_else(|| self.transport.clone()),
+            request_object_lifetime_seconds: over
+                .request_object_lifetime_seconds
+                .or(self.request_object_lifetime_seconds),
+            assertion_lifetime_seconds: over.assertion_lifetime_seconds.or(self.assertion_lifetime_seconds),
+            response_mode: over.response_mode.clone().or_else(|| self.response_mode.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -74,7 +124,7 @@ pub struct SigningKeyFile {
     pub kid: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TransportFile {
     pub cert_path: String,
@@ -162,4 +212,6 @@ pub struct ResourceFile {
     pub prefix: String,
     /// https URL the prefix maps to, e.g. `https://rs.example.com/accounts/`.
     pub target: String,
+    /// The AS whose client and certificate the tokens are bound to (default: the only AS).
+    pub authorization_server: Option<String>,
 }

@@ -59,24 +59,43 @@ pub struct SigningKeyRef {
     pub kid: Option<String>,
 }
 
-/// A resource-server route on the egress listener.
-#[derive(Debug, Clone)]
-pub struct ResourceRoute {
-    pub prefix: String,
-    pub target: Url,
+/// The configured name of an AS: metric label `as`, egress path segment `/as/<name>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AsName(String);
+
+impl AsName {
+    /// The name of the AS in the single-AS form.
+    pub const DEFAULT: &'static str = "default";
+
+    /// `^[a-z0-9][a-z0-9-]{0,31}$`: safe in a URL path, a metric label and a log field.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let b = s.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 32
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        if ok {
+            Ok(AsName(s.to_string()))
+        } else {
+            Err(format!("`{s}` must match ^[a-z0-9][a-z0-9-]{{0,31}}$"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
+impl std::fmt::Display for AsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The effective client at one AS: the shared `client` block with that AS's overrides.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub source: PathBuf,
-    pub public_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub upstream: SocketAddr,
-    pub issuer: IssuerUrl,
-    pub discovery_url: Url,
-    pub as_ca_file: Option<PathBuf>,
-    pub discovery_refresh: Duration,
-    pub par_alias: AliasPolicy,
+pub struct ClientSettings {
     pub client_id: ClientId,
     pub auth_method: AuthMethod,
     /// The first key signs; the others are published in the JWKS (rotation overlap).
@@ -85,13 +104,53 @@ pub struct Settings {
     pub transport_key: PathBuf,
     pub request_object_lifetime: Duration,
     pub assertion_lifetime: Duration,
-    pub par_required: bool,
+    /// Request JARM (`response_mode=jwt`) and verify it at the callback.
+    pub jarm: bool,
+}
+
+/// Everything one AS's client code needs, self-contained: the AS, the effective client and
+/// copies of the sidecar-wide knobs that govern calls to it.
+#[derive(Debug, Clone)]
+pub struct AsSettings {
+    pub name: AsName,
+    pub issuer: IssuerUrl,
+    pub discovery_url: Url,
+    pub ca_file: Option<PathBuf>,
+    pub discovery_refresh: Duration,
+    pub par_alias: AliasPolicy,
+    pub client: ClientSettings,
     pub request_object: bool,
     pub connect_timeout: Duration,
     pub par_timeout: Duration,
     pub discovery_timeout: Duration,
-    pub max_location_bytes: usize,
     pub max_as_response_bytes: usize,
+}
+
+/// A resource-server route on the egress listener.
+#[derive(Debug, Clone)]
+pub struct ResourceRoute {
+    pub prefix: String,
+    pub target: Url,
+    /// Index into `Settings::authorization_servers`: whose certificate the call presents.
+    pub authorization_server: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub upstream: SocketAddr,
+    /// At least one; a single-AS config is one entry named `default`.
+    pub authorization_servers: Vec<AsSettings>,
+    /// True for the `authorization_servers` form: unprefixed egress routes are then refused
+    /// unless the code names the AS.
+    pub multi_as: bool,
+    /// Bound into the sealed state's AAD: the shared `client.client_id` (single-AS configs
+    /// keep their states valid across the upgrade), else the first AS's client_id.
+    pub state_binding: String,
+    pub par_required: bool,
+    pub max_location_bytes: usize,
     pub log_json: bool,
     pub log_level: String,
     pub grace_period: Duration,
@@ -102,11 +161,11 @@ pub struct Settings {
     pub require_iss: bool,
     pub state_key_path: Option<PathBuf>,
     pub state_max_age: Duration,
-    /// Request JARM (`response_mode=jwt`) and verify it at the callback.
-    pub jarm: bool,
     pub reload_interval: Duration,
     pub browser_binding: bool,
     pub cookie_secure: bool,
+    pub par_timeout: Duration,
+    pub discovery_timeout: Duration,
 }
 
 impl Settings {
@@ -134,6 +193,32 @@ impl Settings {
         let base = path.parent().unwrap_or(Path::new("."));
         validate(parsed, path, base)
     }
+
+    /// The AS by configured name.
+    pub fn as_index(&self, name: &str) -> Option<usize> {
+        self.authorization_servers.iter().position(|a| a.name.as_str() == name)
+    }
+}
+
+/// Sidecar-wide knobs copied into every [`AsSettings`].
+struct CallKnobs {
+    request_object: bool,
+    connect_timeout: Duration,
+    par_timeout: Duration,
+    discovery_timeout: Duration,
+    max_as_response_bytes: usize,
+}
+
+/// One AS in file form, whichever of the two forms it came from.
+struct AsEntry<'a> {
+    key: String,
+    name: &'a str,
+    issuer: &'a str,
+    discovery_url: Option<&'a str>,
+    ca_file: Option<&'a str>,
+    discovery_refresh_seconds: Option<u64>,
+    par_endpoint: Option<&'a str>,
+    client: file::ClientFile,
 }
 
 fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, ConfigError> {
@@ -177,66 +262,6 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         )
     })?;
 
-    let issuer =
-        IssuerUrl::new(&f.authorization_server.issuer).map_err(|m| invalid("authorization_server.issuer", m))?;
-    let discovery_url = match &f.authorization_server.discovery_url {
-        Some(u) => Url::parse(u).map_err(|e| invalid("authorization_server.discovery_url", e.to_string()))?,
-        None => issuer.default_discovery_url(),
-    };
-    if discovery_url.scheme() != "https" {
-        return Err(invalid(
-            "authorization_server.discovery_url",
-            "must be https (TLS-1)".into(),
-        ));
-    }
-    let auth_method = match f.client.auth_method.as_str() {
-        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
-        "tls_client_auth" => AuthMethod::TlsClientAuth,
-        other => {
-            return Err(invalid(
-                "client.auth_method",
-                format!("`{other}` is not one of private_key_jwt, tls_client_auth"),
-            ))
-        }
-    };
-    let par_alias = match f.authorization_server.par_endpoint.as_deref().unwrap_or("auto") {
-        "auto" => AliasPolicy::Auto,
-        "mtls_alias" | "always" => AliasPolicy::Always,
-        "top_level" | "never" => AliasPolicy::Never,
-        other => {
-            return Err(invalid(
-                "authorization_server.par_endpoint",
-                format!("`{other}` is not one of auto, mtls_alias, top_level"),
-            ))
-        }
-    };
-
-    let mut key_files = f.client.signing_keys.clone();
-    if let Some(k) = f.client.signing_key.clone() {
-        key_files.insert(0, k);
-    }
-    if key_files.is_empty() {
-        return Err(invalid(
-            "client.signing_key",
-            "a signing key is required: it signs the request object (and the client assertion for private_key_jwt)"
-                .into(),
-        ));
-    }
-    let mut signing_keys = Vec::new();
-    for (i, k) in key_files.iter().enumerate() {
-        let alg = Alg::parse(&k.alg).ok_or_else(|| {
-            invalid(
-                &format!("client.signing_keys[{i}].alg"),
-                format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
-            )
-        })?;
-        signing_keys.push(SigningKeyRef {
-            path: resolve(&k.path),
-            alg,
-            kid: k.kid.clone(),
-        });
-    }
-
     let secs = |key: &str, v: Option<u64>, default: u64, min: u64, max: u64| {
         let v = v.unwrap_or(default);
         if v < min || v > max {
@@ -253,6 +278,120 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             Ok(Duration::from_millis(v))
         }
     };
+    let knobs = CallKnobs {
+        request_object: f.par.request_object.unwrap_or(true),
+        connect_timeout: ms("timeouts.connect_ms", f.timeouts.connect_ms, 2_000)?,
+        par_timeout: ms("timeouts.par_total_ms", f.timeouts.par_total_ms, 5_000)?,
+        discovery_timeout: ms("timeouts.discovery_total_ms", f.timeouts.discovery_total_ms, 5_000)?,
+        max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(256 * 1024),
+    };
+
+    // Exactly one of the two forms; the single form is the list of one named `default`.
+    let entries: Vec<AsEntry> = match (&f.authorization_server, &f.authorization_servers) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "authorization_servers",
+                "use either authorization_server (one AS) or authorization_servers (several), not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "authorization_server",
+                "required (or authorization_servers for several ASs)".into(),
+            ))
+        }
+        (Some(a), None) => vec![AsEntry {
+            key: "authorization_server".into(),
+            name: AsName::DEFAULT,
+            issuer: &a.issuer,
+            discovery_url: a.discovery_url.as_deref(),
+            ca_file: a.ca_file.as_deref(),
+            discovery_refresh_seconds: a.discovery_refresh_seconds,
+            par_endpoint: a.par_endpoint.as_deref(),
+            client: f.client.clone(),
+        }],
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err(invalid("authorization_servers", "lists no AS".into()));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| AsEntry {
+                    key: format!("authorization_servers[{i}]"),
+                    name: &a.name,
+                    issuer: &a.issuer,
+                    discovery_url: a.discovery_url.as_deref(),
+                    ca_file: a.ca_file.as_deref(),
+                    discovery_refresh_seconds: a.discovery_refresh_seconds,
+                    par_endpoint: a.par_endpoint.as_deref(),
+                    client: f.client.merged_with(&a.client),
+                })
+                .collect()
+        }
+    };
+    let multi_as = f.authorization_servers.is_some();
+    let mut authorization_servers: Vec<AsSettings> = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let k = |sub: &str| format!("{}.{sub}", e.key);
+        // Where a client key is reported: the per-AS block in the multi form.
+        let ck = |sub: &str| {
+            if multi_as {
+                format!("{}.client.{sub}", e.key)
+            } else {
+                format!("client.{sub}")
+            }
+        };
+        let name = AsName::new(e.name).map_err(|m| invalid(&k("name"), m))?;
+        if authorization_servers.iter().any(|a| a.name == name) {
+            return Err(invalid(&k("name"), format!("`{name}` is used by another AS")));
+        }
+        let issuer = IssuerUrl::new(e.issuer).map_err(|m| invalid(&k("issuer"), m))?;
+        if let Some(other) = authorization_servers.iter().find(|a| a.issuer == issuer) {
+            return Err(invalid(
+                &k("issuer"),
+                format!("`{issuer}` is also the issuer of `{}`: issuers are unique", other.name),
+            ));
+        }
+        let discovery_url = match e.discovery_url {
+            Some(u) => Url::parse(u).map_err(|err| invalid(&k("discovery_url"), err.to_string()))?,
+            None => issuer.default_discovery_url(),
+        };
+        if discovery_url.scheme() != "https" {
+            return Err(invalid(&k("discovery_url"), "must be https (TLS-1)".into()));
+        }
+        let par_alias = match e.par_endpoint.unwrap_or("auto") {
+            "auto" => AliasPolicy::Auto,
+            "mtls_alias" | "always" => AliasPolicy::Always,
+            "top_level" | "never" => AliasPolicy::Never,
+            other => {
+                return Err(invalid(
+                    &k("par_endpoint"),
+                    format!("`{other}` is not one of auto, mtls_alias, top_level"),
+                ))
+            }
+        };
+        let client = validate_client(&e.client, &ck, &invalid, &resolve, &secs)?;
+        authorization_servers.push(AsSettings {
+            name,
+            issuer,
+            discovery_url,
+            ca_file: e.ca_file.map(resolve),
+            discovery_refresh: secs(
+                &k("discovery_refresh_seconds"),
+                e.discovery_refresh_seconds,
+                300,
+                5,
+                86_400,
+            )?,
+            par_alias,
+            client,
+            request_object: knobs.request_object,
+            connect_timeout: knobs.connect_timeout,
+            par_timeout: knobs.par_timeout,
+            discovery_timeout: knobs.discovery_timeout,
+            max_as_response_bytes: knobs.max_as_response_bytes,
+        });
+    }
 
     let egress_addr = f
         .listen
@@ -284,7 +423,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             return Err(invalid(&key, "target must be https".into()));
         }
         if !r.prefix.starts_with('/')
-            || ["/token", "/userinfo", "/introspect", "/revoke"]
+            || ["/token", "/userinfo", "/introspect", "/revoke", "/as/"]
                 .iter()
                 .any(|p| r.prefix.starts_with(p))
         {
@@ -293,9 +432,28 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
                 "prefix must start with / and not shadow an AS route".into(),
             ));
         }
+        let authorization_server = match &r.authorization_server {
+            Some(name) => authorization_servers
+                .iter()
+                .position(|a| a.name.as_str() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        &format!("{key}.authorization_server"),
+                        format!("`{name}` is not a configured AS name"),
+                    )
+                })?,
+            None if authorization_servers.len() == 1 => 0,
+            None => {
+                return Err(invalid(
+                    &format!("{key}.authorization_server"),
+                    "required with several ASs: the AS whose client and certificate the tokens are bound to".into(),
+                ))
+            }
+        };
         resources.push(ResourceRoute {
             prefix: r.prefix.clone(),
             target,
+            authorization_server,
         });
     }
     for p in &f.callback.paths {
@@ -303,66 +461,27 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             return Err(invalid("callback.paths", format!("`{p}` must start with /")));
         }
     }
-    let jarm = match f.client.response_mode.as_deref() {
-        None => false,
-        Some("jwt") | Some("query.jwt") => true,
-        Some(other) => {
-            return Err(invalid(
-                "client.response_mode",
-                format!("`{other}` is not supported: use jwt (query.jwt), or leave it out"),
-            ))
-        }
-    };
 
     let log_format = f.logging.format.as_deref().unwrap_or("json");
     if !matches!(log_format, "json" | "text") {
         return Err(invalid("logging.format", format!("`{log_format}` is not json or text")));
     }
+    let state_binding = f
+        .client
+        .client_id
+        .clone()
+        .unwrap_or_else(|| authorization_servers[0].client.client_id.as_str().to_string());
 
     Ok(Settings {
         source: path.to_path_buf(),
         public_addr,
         admin_addr,
         upstream,
-        issuer,
-        discovery_url,
-        as_ca_file: f.authorization_server.ca_file.as_deref().map(resolve),
-        discovery_refresh: secs(
-            "authorization_server.discovery_refresh_seconds",
-            f.authorization_server.discovery_refresh_seconds,
-            300,
-            5,
-            86_400,
-        )?,
-        par_alias,
-        client_id: ClientId::new(&f.client.client_id).map_err(|m| invalid("client.client_id", m))?,
-        auth_method,
-        signing_keys,
-        transport_cert: resolve(&f.client.transport.cert_path),
-        transport_key: resolve(&f.client.transport.key_path),
-        // FAPI 1.0 Adv / Message Signing: exp - nbf <= 3600; 300 s is the usual recommendation.
-        request_object_lifetime: secs(
-            "client.request_object_lifetime_seconds",
-            f.client.request_object_lifetime_seconds,
-            300,
-            10,
-            3600,
-        )?,
-        // RFC 7523 / UAE: short-lived, at most 5 minutes.
-        assertion_lifetime: secs(
-            "client.assertion_lifetime_seconds",
-            f.client.assertion_lifetime_seconds,
-            60,
-            10,
-            300,
-        )?,
+        authorization_servers,
+        multi_as,
+        state_binding,
         par_required: f.par.required.unwrap_or(true),
-        request_object: f.par.request_object.unwrap_or(true),
-        connect_timeout: ms("timeouts.connect_ms", f.timeouts.connect_ms, 2_000)?,
-        par_timeout: ms("timeouts.par_total_ms", f.timeouts.par_total_ms, 5_000)?,
-        discovery_timeout: ms("timeouts.discovery_total_ms", f.timeouts.discovery_total_ms, 5_000)?,
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
-        max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(256 * 1024),
         log_json: log_format == "json",
         log_level: f.logging.level.unwrap_or_else(|| "info".into()),
         grace_period: secs(
@@ -385,7 +504,6 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             30,
             3600,
         )?,
-        jarm,
         browser_binding: f.callback.browser_binding.unwrap_or(true),
         cookie_secure: f.callback.cookie_secure.unwrap_or(true),
         reload_interval: secs(
@@ -395,6 +513,93 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             1,
             3600,
         )?,
+        par_timeout: knobs.par_timeout,
+        discovery_timeout: knobs.discovery_timeout,
+    })
+}
+
+type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
+
+/// Checks one effective (merged) client block; `ck` names a key where the user can fix it.
+fn validate_client(
+    c: &file::ClientFile,
+    ck: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    secs: &Secs,
+) -> Result<ClientSettings, ConfigError> {
+    let required = |sub: &str| invalid(&ck(sub), "required (here or in the shared client block)".into());
+    let client_id = c.client_id.as_deref().ok_or_else(|| required("client_id"))?;
+    let client_id = ClientId::new(client_id).map_err(|m| invalid(&ck("client_id"), m))?;
+    let auth_method = match c.auth_method.as_deref().ok_or_else(|| required("auth_method"))? {
+        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
+        "tls_client_auth" => AuthMethod::TlsClientAuth,
+        other => {
+            return Err(invalid(
+                &ck("auth_method"),
+                format!("`{other}` is not one of private_key_jwt, tls_client_auth"),
+            ))
+        }
+    };
+    let mut key_files = c.signing_keys.clone().unwrap_or_default();
+    if let Some(k) = c.signing_key.clone() {
+        key_files.insert(0, k);
+    }
+    if key_files.is_empty() {
+        return Err(invalid(
+            &ck("signing_key"),
+            "a signing key is required: it signs the request object (and the client assertion for private_key_jwt)"
+                .into(),
+        ));
+    }
+    let mut signing_keys = Vec::new();
+    for (i, k) in key_files.iter().enumerate() {
+        let alg = Alg::parse(&k.alg).ok_or_else(|| {
+            invalid(
+                &ck(&format!("signing_keys[{i}].alg")),
+                format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+            )
+        })?;
+        signing_keys.push(SigningKeyRef {
+            path: resolve(&k.path),
+            alg,
+            kid: k.kid.clone(),
+        });
+    }
+    let transport = c.transport.as_ref().ok_or_else(|| required("transport"))?;
+    let jarm = match c.response_mode.as_deref() {
+        None => false,
+        Some("jwt") | Some("query.jwt") => true,
+        Some(other) => {
+            return Err(invalid(
+                &ck("response_mode"),
+                format!("`{other}` is not supported: use jwt (query.jwt), or leave it out"),
+            ))
+        }
+    };
+    Ok(ClientSettings {
+        client_id,
+        auth_method,
+        signing_keys,
+        transport_cert: resolve(&transport.cert_path),
+        transport_key: resolve(&transport.key_path),
+        // FAPI 1.0 Adv / Message Signing: exp - nbf <= 3600; 300 s is the usual recommendation.
+        request_object_lifetime: secs(
+            &ck("request_object_lifetime_seconds"),
+            c.request_object_lifetime_seconds,
+            300,
+            10,
+            3600,
+        )?,
+        // RFC 7523 / UAE: short-lived, at most 5 minutes.
+        assertion_lifetime: secs(
+            &ck("assertion_lifetime_seconds"),
+            c.assertion_lifetime_seconds,
+            60,
+            10,
+            300,
+        )?,
+        jarm,
     })
 }
 
@@ -466,13 +671,91 @@ client:
     fn minimal_config_gets_safe_defaults() {
         let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/config.yaml")).unwrap();
         assert!(s.par_required, "PAR must fail closed by default");
+        assert!(!s.multi_as);
+        let a = &s.authorization_servers[0];
+        assert_eq!(a.name.as_str(), "default");
         assert_eq!(
-            s.discovery_url.as_str(),
+            a.discovery_url.as_str(),
             "https://as.example.com/.well-known/openid-configuration"
         );
-        assert_eq!(s.signing_keys[0].path, PathBuf::from("/etc/ps/keys/sign.pem"));
-        assert_eq!(s.par_alias, AliasPolicy::Auto);
-        assert_eq!(s.assertion_lifetime, Duration::from_secs(60));
+        assert_eq!(a.client.signing_keys[0].path, PathBuf::from("/etc/ps/keys/sign.pem"));
+        assert_eq!(a.par_alias, AliasPolicy::Auto);
+        assert_eq!(a.client.assertion_lifetime, Duration::from_secs(60));
+        assert_eq!(s.state_binding, "legacy-app");
+    }
+
+    const TWO_BANKS: &str = r#"
+listen: { public: "127.0.0.1:8080", admin: "127.0.0.1:9090" }
+upstream: "127.0.0.1:3000"
+client:
+  client_id: tpp
+  auth_method: private_key_jwt
+  signing_key: { path: keys/sign.pem, alg: PS256 }
+  transport: { cert_path: /etc/tls.crt, key_path: /etc/tls.key }
+authorization_servers:
+  - name: bank-a
+    issuer: https://a.example.com
+    client: { client_id: tpp-at-a }
+  - name: bank-b
+    issuer: https://b.example.com
+    client:
+      auth_method: tls_client_auth
+      signing_key: { path: /k/b.pem, alg: ES256 }
+egress:
+  resources:
+    - { prefix: /rs/b/, target: "https://rs.b.example.com/", authorization_server: bank-b }
+"#;
+
+    #[test]
+    fn several_ass_merge_client_overrides_over_the_shared_block() {
+        let s = Settings::from_yaml(TWO_BANKS, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert!(s.multi_as);
+        let [a, b] = &s.authorization_servers[..] else {
+            panic!("two ASs")
+        };
+        assert_eq!((a.name.as_str(), a.client.client_id.as_str()), ("bank-a", "tpp-at-a"));
+        assert_eq!(a.client.auth_method, AuthMethod::PrivateKeyJwt);
+        assert_eq!(a.client.signing_keys[0].path, PathBuf::from("/etc/ps/keys/sign.pem"));
+        assert_eq!((b.name.as_str(), b.client.client_id.as_str()), ("bank-b", "tpp"));
+        assert_eq!(b.client.auth_method, AuthMethod::TlsClientAuth);
+        assert_eq!(b.client.signing_keys.len(), 1, "keys are replaced, not appended");
+        assert_eq!(b.client.signing_keys[0].path, PathBuf::from("/k/b.pem"));
+        assert_eq!(b.client.transport_cert, PathBuf::from("/etc/tls.crt"));
+        assert_eq!(s.resources[0].authorization_server, 1);
+        assert_eq!(s.as_index("bank-b"), Some(1));
+        assert_eq!(s.state_binding, "tpp");
+    }
+
+    #[test]
+    fn several_ass_config_errors_name_their_key() {
+        let err = |text: &str| Settings::from_yaml(text, Path::new("c.yaml")).unwrap_err().to_string();
+        let e = err(&TWO_BANKS.replace("name: bank-b", "name: bank-a"));
+        assert!(
+            e.contains("authorization_servers[1].name") && e.contains("another AS"),
+            "{e}"
+        );
+        let e = err(&TWO_BANKS.replace("https://b.example.com", "https://a.example.com"));
+        assert!(
+            e.contains("authorization_servers[1].issuer") && e.contains("unique"),
+            "{e}"
+        );
+        let e = err(&TWO_BANKS.replace("name: bank-a", "name: Bank_A"));
+        assert!(e.contains("authorization_servers[0].name"), "{e}");
+        let e = err(&TWO_BANKS.replace(
+            "authorization_servers:",
+            "authorization_server: { issuer: \"https://c.example.com\" }\nauthorization_servers:",
+        ));
+        assert!(e.contains("not both"), "{e}");
+        let e = err(&TWO_BANKS.replace(", authorization_server: bank-b", ""));
+        assert!(e.contains("egress.resources[0].authorization_server"), "{e}");
+        let e = err(&TWO_BANKS.replace(", authorization_server: bank-b", ", authorization_server: bank-z"));
+        assert!(e.contains("bank-z"), "{e}");
+        // A client key missing in both blocks names the per-AS block.
+        let e = err(&TWO_BANKS.replace("  client_id: tpp\n", ""));
+        assert!(e.contains("authorization_servers[1].client.client_id"), "{e}");
+        // Unknown keys in a per-AS client block keep their line.
+        let e = err(&TWO_BANKS.replace("client: { client_id: tpp-at-a }", "client: { clent_id: tpp-at-a }"));
+        assert!(e.contains("clent_id") && e.contains("line"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,10 @@ provider.use(async (ctx, next) => {
       request_claims: decodeJwtPayload(body.request),
       assertion_kid: decodeJwtHeader(body.client_assertion)?.kid,
       assertion_jti: decodeJwtPayload(body.client_assertion)?.jti,
+      assertion_iss: decodeJwtPayload(body.client_assertion)?.iss,
+      assertion_aud: decodeJwtPayload(body.client_assertion)?.aud,
+      // The client the AS authenticated (undefined when authentication failed first).
+      client_id: ctx.oidc?.client?.clientId,
       cert_fingerprint: peerCert(ctx)?.fingerprint256,
       grant_type: body.grant_type,
     });

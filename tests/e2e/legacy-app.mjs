@@ -5,7 +5,13 @@
 //
 // Usage: node legacy-app.mjs CONFIG.json
 //   { port, base_url, client_id, client_secret, authorization_endpoint,
-//     token_endpoint?, userinfo_endpoint?, pkce: "none" | "S256" | "plain", scope? }
+//     token_endpoint?, userinfo_endpoint?, pkce: "none" | "S256" | "plain", scope?,
+//     banks?: [{ name, client_id, client_secret, authorization_endpoint, token_endpoint,
+//                userinfo_endpoint }] }
+// With `banks`, the user picks their bank: GET /login?bank=NAME starts the login there (the
+// same redirect_uri for every bank); the session remembers the bank, and the callback uses
+// that bank's endpoints and client credentials. Without `banks`, the top-level settings are
+// the one and only AS. Either way it stays a plain OAuth client.
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -14,6 +20,11 @@ import crypto from 'node:crypto';
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const sessions = new Map();
 const redirectUri = `${cfg.base_url}/callback`;
+const banks = cfg.banks ? new Map(cfg.banks.map((b) => [b.name, b])) : null;
+// What reached the app's own callback (test fixture, served at /__test/callbacks).
+const callbacks = [];
+/** The client settings for a session: its bank's, or the single top-level ones. */
+const clientFor = (s) => (banks ? banks.get(s.bank) : cfg);
 
 function send(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...headers });
@@ -40,11 +51,20 @@ async function handle(req, res) {
   const u = new URL(req.url, cfg.base_url);
   const sid = /(?:^|;\s*)legacy_sid=([^;]+)/.exec(req.headers.cookie || '')?.[1];
   if (u.pathname === '/') return send(res, 200, '<h1>Legacy app</h1><a href="/login">Log in</a>');
+  if (u.pathname === '/__test/callbacks') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify(callbacks));
+  }
   if (u.pathname === '/login') {
     const id = crypto.randomUUID();
     const s = { state: crypto.randomBytes(16).toString('base64url'), nonce: crypto.randomBytes(16).toString('base64url') };
+    if (banks) {
+      s.bank = u.searchParams.get('bank');
+      if (!banks.has(s.bank)) return send(res, 400, '<p id="error">unknown bank</p>');
+    }
+    const c = clientFor(s);
     const q = new URLSearchParams({
-      response_type: 'code', client_id: cfg.client_id, redirect_uri: redirectUri,
+      response_type: 'code', client_id: c.client_id, redirect_uri: redirectUri,
       scope: cfg.scope || 'openid email', state: s.state, nonce: s.nonce,
     });
     if (cfg.pkce === 'S256' || cfg.pkce === 'plain') {
@@ -54,25 +74,27 @@ async function handle(req, res) {
     }
     sessions.set(id, s);
     return send(res, 302, 'Redirecting to the login page...', {
-      location: `${cfg.authorization_endpoint}?${q}`,
+      location: `${c.authorization_endpoint}?${q}`,
       'set-cookie': `legacy_sid=${id}; Path=/; HttpOnly; SameSite=Lax`,
     });
   }
   if (u.pathname === '/callback') {
     const s = sessions.get(sid);
+    callbacks.push({ at: Date.now(), bank: s?.bank, query: Object.fromEntries(u.searchParams) });
     if (!s) return send(res, 400, '<p id="error">no session</p>');
     if (u.searchParams.get('state') !== s.state) return send(res, 400, '<p id="error">state mismatch</p>');
     if (u.searchParams.get('error')) return send(res, 200, `<p id="error">${esc(u.searchParams.get('error'))}</p>`);
     const code = u.searchParams.get('code');
-    if (!cfg.token_endpoint) return send(res, 200, `<p id="code-received">yes</p>`);
+    const c = clientFor(s);
+    if (!c.token_endpoint) return send(res, 200, `<p id="code-received">yes</p>`);
     const form = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
     if (s.verifier) form.set('code_verifier', s.verifier);
-    const basic = Buffer.from(`${encodeURIComponent(cfg.client_id)}:${encodeURIComponent(cfg.client_secret)}`).toString('base64');
-    const tok = await call('POST', cfg.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
+    const basic = Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64');
+    const tok = await call('POST', c.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
     if (tok.status !== 200) return send(res, 502, `<p id="error">token endpoint said ${tok.status}: ${esc(tok.body)}</p>`);
     const t = JSON.parse(tok.body);
     s.tokens = t;
-    const ui = await call('GET', cfg.userinfo_endpoint, { authorization: `Bearer ${t.access_token}` });
+    const ui = await call('GET', c.userinfo_endpoint, { authorization: `Bearer ${t.access_token}` });
     if (ui.status !== 200) return send(res, 502, `<p id="error">userinfo said ${ui.status}: ${esc(ui.body)}</p>`);
     const info = JSON.parse(ui.body);
     let resource = '';
@@ -81,14 +103,15 @@ async function handle(req, res) {
       const rs = await call('GET', cfg.resource_url, { authorization: `Bearer ${t.access_token}` });
       resource = `<p id="resource">${rs.status} ${esc(rs.status === 200 ? JSON.parse(rs.body).sub : rs.body)}</p>`;
     }
-    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>${resource}`);
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>${banks ? `<p id="bank">${esc(s.bank)}</p>` : ''}${resource}`);
   }
   if (u.pathname === '/refresh') {
     const s = sessions.get(sid);
     if (!s?.tokens?.refresh_token) return send(res, 400, '<p id="error">no refresh token</p>');
-    const basic = Buffer.from(`${encodeURIComponent(cfg.client_id)}:${encodeURIComponent(cfg.client_secret)}`).toString('base64');
+    const c = clientFor(s);
+    const basic = Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(c.client_secret)}`).toString('base64');
     const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: s.tokens.refresh_token });
-    const tok = await call('POST', cfg.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
+    const tok = await call('POST', c.token_endpoint, { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, form.toString());
     if (tok.status !== 200) return send(res, 502, `<p id="error">refresh said ${tok.status}: ${esc(tok.body)}</p>`);
     s.tokens = { ...s.tokens, ...JSON.parse(tok.body) };
     return send(res, 200, '<p id="refreshed">yes</p>');

@@ -130,6 +130,47 @@ reload:
 ${o.extraYaml || ''}`;
 }
 
+/** The sidecar's client registration at an AS (what a bank's onboarding would record). */
+function clientRegistration({ clientId, authMethod, alg, jwks, publicBase, overrides }) {
+  return {
+    client_id: clientId,
+    token_endpoint_auth_method: authMethod,
+    ...(authMethod === 'private_key_jwt' ? { token_endpoint_auth_signing_alg: alg } : { tls_client_auth_subject_dn: 'CN=legacy-app,O=par-sidecar tests' }),
+    request_object_signing_alg: alg,
+    id_token_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256',
+    authorization_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256',
+    jwks,
+    redirect_uris: [`${publicBase}/callback`],
+    response_types: ['code'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    tls_client_certificate_bound_access_tokens: true,
+    require_pushed_authorization_requests: true,
+    require_signed_request_object: true,
+    ...(overrides || {}),
+  };
+}
+
+/**
+ * Starts as.mjs with `asConfig` and waits for its discovery document. node 20 +
+ * oidc-provider (an unsupported runtime for it) has been seen, rarely, to hang idle during
+ * start-up before listening; a fresh process starts fine. Retry, bounded. Every process
+ * spawned is pushed to `procs` (so a failing caller can stop them all).
+ */
+async function startAsProc(name, asConfig, issuer, ca, procs) {
+  for (let attempt = 1; ; attempt += 1) {
+    const as = new Proc(name, process.execPath, [path.join(E2E, 'as.mjs'), asConfig]);
+    procs.push(as);
+    try {
+      await waitFor(`${name} discovery`, async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200, 20000, as);
+      return as;
+    } catch (e) {
+      await as.stop();
+      if (attempt >= 3) throw e;
+      console.error(`${name} did not start (attempt ${attempt}): ${e.message.split('\n')[0]}; retrying`);
+    }
+  }
+}
+
 /**
  * One scenario: AS + legacy app + sidecar.
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
@@ -170,22 +211,7 @@ export async function startStack(opts = {}) {
   const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', jwksConfig], { encoding: 'utf8' }));
 
   const publicBase = `http://127.0.0.1:${opts.withSidecar === false ? appPort : publicPort}`;
-  const client = {
-    client_id: clientId,
-    token_endpoint_auth_method: authMethod,
-    ...(authMethod === 'private_key_jwt' ? { token_endpoint_auth_signing_alg: alg } : { tls_client_auth_subject_dn: 'CN=legacy-app,O=par-sidecar tests' }),
-    request_object_signing_alg: alg,
-    id_token_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256',
-    authorization_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256',
-    jwks,
-    redirect_uris: [`${publicBase}/callback`],
-    response_types: ['code'],
-    grant_types: ['authorization_code', 'refresh_token'],
-    tls_client_certificate_bound_access_tokens: true,
-    require_pushed_authorization_requests: true,
-    require_signed_request_object: true,
-    ...(opts.clientOverrides || {}),
-  };
+  const client = clientRegistration({ clientId, authMethod, alg, jwks, publicBase, overrides: opts.clientOverrides });
   const asConfig = writeJson(path.join(scen, 'as.json'), {
     issuer, port: asPort, extraPorts: [asPort2],
     tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: path.join(dir, 'ca.crt') },
@@ -203,21 +229,7 @@ export async function startStack(opts = {}) {
   }
 
   async function startRest() {
-  // node 20 + oidc-provider (an unsupported runtime for it) has been seen, rarely, to hang
-  // idle during start-up before listening; a fresh process starts fine. Retry, bounded.
-  let as;
-  for (let attempt = 1; ; attempt += 1) {
-    as = new Proc('as', process.execPath, [path.join(E2E, 'as.mjs'), asConfig]);
-    procs.push(as);
-    try {
-      await waitFor('AS discovery', async () => (await get(`${issuer}/.well-known/openid-configuration`, { ca })).status === 200, 20000, as);
-      break;
-    } catch (e) {
-      await as.stop();
-      if (attempt >= 3) throw e;
-      console.error(`AS did not start (attempt ${attempt}): ${e.message.split('\n')[0]}; retrying`);
-    }
-  }
+  const as = await startAsProc('as', asConfig, issuer, ca, procs);
   const discovery = JSON.parse((await get(`${issuer}/.well-known/openid-configuration`, { ca })).body);
 
   const appConfig = writeJson(path.join(scen, 'app.json'), {
@@ -253,6 +265,163 @@ export async function startStack(opts = {}) {
     async metrics() { return (await get(`http://127.0.0.1:${adminPort}/metrics`)).body; },
     async stop() { await Promise.all(procs.map((p) => p.stop())); },
   };
+  }
+}
+
+/** YAML for a sidecar in front of several ASs (`authorization_servers`). */
+export function multiSidecarYaml(o) {
+  const q = JSON.stringify;
+  const keys = o.signingKeys.map((k) => `    - { path: ${q(k.path)}, alg: ${k.alg}${k.kid ? `, kid: ${q(k.kid)}` : ''} }`).join('\n');
+  const servers = o.banks.map((b) => `  - name: ${b.name}
+    issuer: ${q(b.issuer)}
+    ca_file: ${q(o.caFile)}
+    discovery_refresh_seconds: ${o.discoveryRefresh || 5}
+    client: { client_id: ${q(b.clientId)} }`).join('\n');
+  return `# generated by tests/e2e/lib/stack.mjs (startMultiStack)
+listen:
+  public: ${q(`127.0.0.1:${o.publicPort}`)}
+  admin: ${q(`127.0.0.1:${o.adminPort}`)}
+  egress: ${q(`127.0.0.1:${o.egressPort}`)}
+upstream: ${q(`127.0.0.1:${o.appPort}`)}
+client:  # shared defaults for every AS
+  client_id: ${q(o.sharedClientId || 'tpp-shared')}
+  auth_method: ${o.authMethod}
+  signing_keys:
+${keys}
+  transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
+authorization_servers:
+${servers}
+callback:
+  state_key_path: ${q(o.stateKey)}
+  cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
+timeouts:
+  par_total_ms: ${o.parTimeoutMs || 3000}
+shutdown:
+  grace_period_seconds: ${o.gracePeriod ?? 2}
+${o.extraYaml || ''}`;
+}
+
+/**
+ * Several banks behind one sidecar: N real ASs (each its own issuer, port and client_id for
+ * the sidecar; the same signing key and transport certificate registered at every one), one
+ * legacy app with `banks` (GET /login?bank=NAME), one sidecar with `authorization_servers`.
+ * opts: { banks: ['bank-a', 'bank-b'], downBanks: [] (config written, AS not started),
+ *         tokenRoute: 'prefixed' | 'unprefixed' (the app's token endpoint: /as/NAME/token
+ *         or /token on the egress listener; userinfo is always /as/NAME/userinfo),
+ *         alg, pkce, discoveryRefresh, parTimeoutMs, extraYaml, logLevel }
+ * Returns per-bank handles in `banks` (and `bank(name)`):
+ *   { name, issuer, clientId, as (current Proc or null), discovery, events(), start(), stop() }
+ */
+export async function startMultiStack(opts = {}) {
+  const dir = pki();
+  const alg = opts.alg || 'PS256';
+  const keyFile = { PS256: 'sign-ps256.pem', ES256: 'sign-es256.pem', EdDSA: 'sign-eddsa.pem' }[alg];
+  const authMethod = opts.authMethod || 'private_key_jwt';
+  const names = opts.banks || ['bank-a', 'bank-b'];
+  const down = new Set(opts.downBanks || []);
+  const tokenRoute = opts.tokenRoute || 'prefixed';
+  const ports = await freePorts(4 + names.length);
+  const [appPort, publicPort, adminPort, egressPort] = ports;
+  const egressBase = `http://127.0.0.1:${egressPort}`;
+  const publicBase = `http://127.0.0.1:${publicPort}`;
+  const scen = path.join(WORK, `scenario-multi-${publicPort}`);
+  fs.mkdirSync(scen, { recursive: true });
+  const caFile = path.join(dir, 'ca.crt');
+  const ca = fs.readFileSync(caFile);
+  const stateKey = path.join(scen, 'state.key');
+  fs.writeFileSync(stateKey, crypto.randomBytes(32).toString('base64'), { mode: 0o600 });
+
+  const procs = [];
+  const banks = names.map((name, i) => {
+    const asPort = ports[4 + i];
+    const bank = {
+      name, asPort,
+      issuer: `https://localhost:${asPort}`,
+      clientId: `tpp-at-${name}`,
+      as: null,
+      discovery: null,
+      async events() { return JSON.parse((await get(`${bank.issuer}/__test/events`, { ca })).body); },
+      /** Starts (or restarts) this bank's AS with the same port, issuer and registration. */
+      async start() {
+        if (bank.as && bank.as.child.exitCode === null && bank.as.child.signalCode === null) throw new Error(`${name} is already running`);
+        bank.as = await startAsProc(`as-${name}`, bank.asConfig, bank.issuer, ca, procs);
+        bank.discovery = JSON.parse((await get(`${bank.issuer}/.well-known/openid-configuration`, { ca })).body);
+        return bank;
+      },
+      async stop() { if (bank.as) await bank.as.stop(); },
+    };
+    return bank;
+  });
+
+  const sidecarConfig = path.join(scen, 'sidecar.yaml');
+  fs.writeFileSync(sidecarConfig, multiSidecarYaml({
+    publicPort, adminPort, appPort, egressPort, authMethod, stateKey, caFile, banks,
+    signingKeys: [{ path: path.join(dir, keyFile), alg }],
+    transportCert: path.join(dir, 'transport.crt'),
+    transportKey: path.join(dir, 'transport.key'),
+    discoveryRefresh: opts.discoveryRefresh, parTimeoutMs: opts.parTimeoutMs, gracePeriod: opts.gracePeriod,
+    extraYaml: opts.extraYaml,
+  }));
+  // What the sidecar publishes is what every bank registers (one key, one certificate).
+  const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', sidecarConfig], { encoding: 'utf8' }));
+  for (const bank of banks) {
+    bank.asConfig = writeJson(path.join(scen, `as-${bank.name}.json`), {
+      issuer: bank.issuer, port: bank.asPort,
+      tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: caFile },
+      clients: [clientRegistration({ clientId: bank.clientId, authMethod, alg, jwks, publicBase, overrides: opts.clientOverrides })],
+    });
+  }
+
+  try {
+    await Promise.all(banks.filter((b) => !down.has(b.name)).map((b) => b.start()));
+    for (const b of banks) {
+      // oidc-provider's default route; a bank that is down has no discovery to read it from.
+      const authz = `${b.issuer}/auth`;
+      if (b.discovery && b.discovery.authorization_endpoint !== authz) {
+        throw new Error(`${b.name}: unexpected authorization_endpoint ${b.discovery.authorization_endpoint}`);
+      }
+      b.authorizationEndpoint = authz;
+    }
+    const appConfig = writeJson(path.join(scen, 'app.json'), {
+      port: appPort,
+      base_url: publicBase,
+      banks: banks.map((b) => ({
+        name: b.name,
+        client_id: b.clientId,
+        client_secret: 'the-apps-old-secret',
+        authorization_endpoint: b.authorizationEndpoint,
+        token_endpoint: tokenRoute === 'unprefixed' ? `${egressBase}/token` : `${egressBase}/as/${b.name}/token`,
+        userinfo_endpoint: `${egressBase}/as/${b.name}/userinfo`,
+      })),
+      pkce: opts.pkce || 'S256',
+    });
+    const app = new Proc('app', process.execPath, [path.join(E2E, 'legacy-app.mjs'), appConfig]);
+    procs.push(app);
+    await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200, 60000, app);
+
+    const sidecar = new Proc('sidecar', BIN, ['run', '--config', sidecarConfig], { PAR_SIDECAR_LOG: opts.logLevel || 'info' });
+    procs.push(sidecar);
+    const readyz = () => get(`http://127.0.0.1:${adminPort}/readyz`);
+    await waitFor('sidecar readiness', async () => (await readyz()).status === 200, 60000, sidecar);
+    if (down.size === 0) {
+      await waitFor('every AS ready at the sidecar', async () => {
+        const { status, body } = await readyz();
+        return status === 200 && banks.every((b) => new RegExp(`^${b.name}: ready$`, 'm').test(body));
+      }, 60000, sidecar);
+    }
+    return {
+      banks, ca, dir, scen, sidecarConfig, appPort, publicPort, adminPort, egressPort, egressBase, publicBase,
+      app, sidecar, procs, tokenRoute,
+      bank(name) { const b = banks.find((x) => x.name === name); if (!b) throw new Error(`no bank ${name}`); return b; },
+      readyz,
+      /** What reached the app's own /callback (straight from the app, not via the sidecar). */
+      async appCallbacks() { return JSON.parse((await get(`http://127.0.0.1:${appPort}/__test/callbacks`)).body); },
+      async metrics() { return (await get(`http://127.0.0.1:${adminPort}/metrics`)).body; },
+      async stop() { await Promise.all(procs.map((p) => p.stop())); },
+    };
+  } catch (e) {
+    await Promise.all(procs.map((p) => p.stop()));
+    throw e;
   }
 }
 

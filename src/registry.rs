@@ -1,0 +1,263 @@
+//! The configured authorization servers at run time. Each [`AsClient`] owns everything
+//! about one AS (settings, keys, HTTP pool, metadata, JWKS, concurrency bounds), so one
+//! failing bank affects only logins at that bank. The [`AsRegistry`] finds an AS by name
+//! (egress, sealed state) and by authorize host (redirect detection, a hash lookup).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::Semaphore;
+
+use crate::authorize::{norm_host, Candidate};
+use crate::config::AsSettings;
+use crate::discovery::{DiscoveryCache, ProviderMetadata};
+use crate::http_client::{AsHttp, ReqwestAs};
+use crate::jarm::AsJwks;
+use crate::keys::{KeyLoadError, KeySet};
+
+/// Bounds concurrent PARs at one AS (their retry sleeps included).
+const MAX_CONCURRENT_LOGINS: usize = 128;
+/// Bounds concurrent egress calls to one AS, apart from logins: a flood of anonymous login
+/// starts cannot starve logged-in users' token and userinfo calls.
+const MAX_CONCURRENT_EGRESS: usize = 256;
+
+pub struct PreviousClient {
+    pub http: Arc<Box<dyn AsHttp>>,
+    pub retired_at: std::time::Instant,
+}
+
+pub struct AsClient {
+    pub index: usize,
+    pub settings: AsSettings,
+    pub keys: ArcSwap<KeySet>,
+    pub http: ArcSwap<Box<dyn AsHttp>>,
+    /// The client with the previous transport certificate, kept after a rotation: tokens
+    /// bound to the old certificate stay usable until they expire (MTLS-8).
+    pub previous_http: ArcSwapOption<PreviousClient>,
+    pub discovery: DiscoveryCache,
+    pub jwks: AsJwks,
+    pub login_permits: Semaphore,
+    pub egress_permits: Semaphore,
+    /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
+    problem: Mutex<Option<String>>,
+    /// Set when another AS has the same authorize endpoint *and* client_id: a redirect could
+    /// not be attributed, so both are refused until the configuration is fixed.
+    conflict: ArcSwapOption<String>,
+}
+
+impl AsClient {
+    pub fn new(index: usize, settings: AsSettings, keys: KeySet, http: Box<dyn AsHttp>) -> AsClient {
+        AsClient {
+            index,
+            jwks: AsJwks::new(settings.name.as_str()),
+            settings,
+            keys: ArcSwap::from_pointee(keys),
+            http: ArcSwap::from_pointee(http),
+            previous_http: ArcSwapOption::empty(),
+            discovery: DiscoveryCache::default(),
+            login_permits: Semaphore::new(MAX_CONCURRENT_LOGINS),
+            egress_permits: Semaphore::new(MAX_CONCURRENT_EGRESS),
+            problem: Mutex::new(Some("AS metadata not loaded yet".into())),
+            conflict: ArcSwapOption::empty(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.settings.name.as_str()
+    }
+
+    /// Metadata, if this AS can be used: loaded and not in conflict with another AS.
+    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        if self.conflict.load().is_some() {
+            return None;
+        }
+        self.discovery.get()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.metadata().is_some()
+    }
+
+    /// `None` when ready, else the reason (for `/readyz`).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if let Some(c) = self.conflict.load_full() {
+            return Some((*c).clone());
+        }
+        if self.discovery.get().is_some() {
+            return None;
+        }
+        Some(
+            self.problem
+                .lock()
+                .map(|p| p.clone().unwrap_or_default())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Records the last discovery failure (kept while no metadata is loaded).
+    pub fn set_problem(&self, p: Option<String>) {
+        if let Ok(mut g) = self.problem.lock() {
+            *g = p;
+        }
+    }
+}
+
+/// Candidates per normalised authorize host, and ASs still without metadata per issuer host.
+#[derive(Default)]
+pub struct HostIndex {
+    loaded: HashMap<String, Vec<Candidate>>,
+    /// (issuer port, AS index) of ASs without metadata, by issuer host.
+    pending: HashMap<String, Vec<(u16, usize)>>,
+}
+
+impl HostIndex {
+    /// Detection candidates on one normalised authorize host.
+    pub fn candidates(&self, host: &str) -> Option<&[Candidate]> {
+        self.loaded.get(host).map(Vec::as_slice)
+    }
+}
+
+pub struct AsRegistry {
+    pub clients: Vec<Arc<AsClient>>,
+    index: ArcSwap<HostIndex>,
+    by_name: HashMap<String, usize>,
+}
+
+impl AsRegistry {
+    pub fn new(clients: Vec<AsClient>) -> AsRegistry {
+        let clients: Vec<Arc<AsClient>> = clients.into_iter().map(Arc::new).collect();
+        let by_name = clients.iter().map(|c| (c.name().to_string(), c.index)).collect();
+        let r = AsRegistry {
+            clients,
+            index: ArcSwap::from_pointee(HostIndex::default()),
+            by_name,
+        };
+        r.rebuild_index();
+        r
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Arc<AsClient>> {
+        self.clients.get(index)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<AsClient>> {
+        self.by_name.get(name).and_then(|i| self.clients.get(*i))
+    }
+
+    /// The AS a sealed state names; states sealed before the multi-AS upgrade name none and
+    /// belong to the only (`default`) AS.
+    pub fn for_state(&self, name: Option<&str>) -> Option<&Arc<AsClient>> {
+        match name {
+            Some(n) => self.by_name(n),
+            None if self.clients.len() == 1 => self.clients.first(),
+            None => self.by_name(crate::config::AsName::DEFAULT),
+        }
+    }
+
+    /// Installs new metadata for one AS; the host index is rebuilt only when the AS's
+    /// authorize endpoint appeared or changed.
+    pub fn set_metadata(&self, client: &AsClient, m: ProviderMetadata) {
+        let changed = client
+            .discovery
+            .get()
+            .is_none_or(|p| p.authorization_endpoint.url() != m.authorization_endpoint.url());
+        client.discovery.set(m);
+        client.set_problem(None);
+        if changed {
+            self.rebuild_index();
+        }
+    }
+
+    /// Ready while at least one AS can serve logins.
+    pub fn any_ready(&self) -> bool {
+        self.clients.iter().any(|c| c.is_ready())
+    }
+
+    /// The current host index (a lock-free snapshot).
+    pub fn index(&self) -> arc_swap::Guard<Arc<HostIndex>> {
+        self.index.load()
+    }
+
+    /// Whether any AS is still without metadata (a cheap check before parsing a Location).
+    pub fn has_pending(&self) -> bool {
+        !self.index.load().pending.is_empty()
+    }
+
+    /// An AS without metadata whose issuer is on this host (preferring the same port): a
+    /// redirect there is held back as `not_ready` rather than forwarded.
+    pub fn pending_on(&self, host: &str, port: Option<u16>) -> Option<&Arc<AsClient>> {
+        let idx = self.index.load();
+        let list = idx.pending.get(&norm_host(host))?;
+        let pick = list.iter().find(|(p, _)| Some(*p) == port).or(list.first())?;
+        self.clients.get(pick.1)
+    }
+
+    /// Rebuilds the host index and the endpoint conflicts from the current metadata. Called
+    /// when an AS's metadata first loads or its authorize endpoint changes, not per request.
+    pub fn rebuild_index(&self) {
+        let mut idx = HostIndex::default();
+        let mut all: Vec<Candidate> = Vec::new();
+        for c in &self.clients {
+            match c.discovery.get() {
+                Some(md) => all.push(Candidate {
+                    as_index: c.index,
+                    endpoint: md.authorization_endpoint.clone(),
+                    client_id: c.settings.client.client_id.clone(),
+                }),
+                None => {
+                    if let Ok(u) = url::Url::parse(c.settings.issuer.as_str()) {
+                        idx.pending
+                            .entry(norm_host(u.host_str().unwrap_or_default()))
+                            .or_default()
+                            .push((u.port_or_known_default().unwrap_or(443), c.index));
+                    }
+                }
+            }
+        }
+        for c in &self.clients {
+            let mine = all.iter().find(|x| x.as_index == c.index);
+            let clash = mine.and_then(|m| {
+                all.iter().find(|o| {
+                    o.as_index != m.as_index && o.client_id == m.client_id && o.endpoint.same_endpoint(&m.endpoint)
+                })
+            });
+            match clash {
+                Some(o) => {
+                    let reason = format!(
+                        "same authorization endpoint and client_id as `{}`: redirects cannot be told apart (give each a distinct client_id)",
+                        self.clients[o.as_index].name()
+                    );
+                    if c.conflict.load().as_deref() != Some(&reason) {
+                        tracing::error!(r#as = c.name(), reason = %reason, "AS not ready");
+                    }
+                    c.conflict.store(Some(Arc::new(reason)));
+                }
+                None => c.conflict.store(None),
+            }
+        }
+        for cand in all {
+            idx.loaded
+                .entry(cand.endpoint.host().to_string())
+                .or_default()
+                .push(cand);
+        }
+        self.index.store(Arc::new(idx));
+    }
+}
+
+/// Loads one AS's keys and builds its mTLS client.
+pub fn load_client(index: usize, settings: AsSettings) -> Result<AsClient, KeyLoadError> {
+    let keys = KeySet::load(&settings.client)?;
+    let http = build_http(&settings, &keys)?;
+    Ok(AsClient::new(index, settings, keys, http))
+}
+
+pub fn build_http(settings: &AsSettings, keys: &KeySet) -> Result<Box<dyn AsHttp>, KeyLoadError> {
+    Ok(Box::new(ReqwestAs::new(
+        &keys.transport,
+        settings.ca_file.as_deref(),
+        settings.connect_timeout,
+        settings.max_as_response_bytes,
+    )?))
+}
