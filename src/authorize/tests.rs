@@ -244,3 +244,55 @@ mod prop {
         }
     }
 }
+
+/// Several ASs: bank A and B on one host (ports differ), C and D behind one hub endpoint
+/// told apart by client_id.
+fn banks() -> Vec<Candidate> {
+    let c = |i, url: &str, id: &str| Candidate {
+        as_index: i,
+        endpoint: AuthorizeEndpoint::new(Url::parse(url).unwrap()),
+        client_id: ClientId::new(id).unwrap(),
+    };
+    vec![
+        c(0, "https://banks.example:8443/authorize", "tpp-a"),
+        c(1, "https://banks.example:9443/authorize", "tpp-b"),
+        c(2, "https://hub.example/auth", "tpp-c"),
+        c(3, "https://hub.example/auth", "tpp-d"),
+    ]
+}
+
+fn detect_banks(loc: &str) -> (Option<usize>, Detection) {
+    let all = banks();
+    let by_host = |h: &str| -> Option<&[Candidate]> {
+        match h {
+            "banks.example" => Some(&all[0..2]),
+            "hub.example" => Some(&all[2..4]),
+            _ => None,
+        }
+    };
+    detect_among(loc.as_bytes(), &by_host, 4096)
+}
+
+#[test]
+fn several_ass_are_told_apart_by_port_and_client_id() {
+    let q = "response_type=code&redirect_uri=https%3A%2F%2Fapp%2Fcb&state=s";
+    let (i, d) = detect_banks(&format!("https://banks.example:9443/authorize?client_id=tpp-b&{q}"));
+    assert!(matches!(d, Detection::Ours(_)) && i == Some(1), "{d:?}");
+    let (i, d) = detect_banks(&format!("https://banks.example:8443/authorize?client_id=tpp-a&{q}"));
+    assert!(matches!(d, Detection::Ours(_)) && i == Some(0), "{d:?}");
+    // Same hub endpoint: the client_id decides.
+    let (i, d) = detect_banks(&format!("https://hub.example/auth?client_id=tpp-d&{q}"));
+    assert!(matches!(d, Detection::Ours(_)) && i == Some(3), "{d:?}");
+    let (i, d) = detect_banks(&format!("https://HUB.example./auth?client_id=tpp-c&{q}"));
+    assert!(matches!(d, Detection::Ours(_)) && i == Some(2), "{d:?}");
+    // Bank A's client_id at bank B's endpoint is not A's login: not pushed anywhere.
+    let (_, d) = detect_banks(&format!("https://banks.example:9443/authorize?client_id=tpp-a&{q}"));
+    assert_eq!(d, Detection::NotOurs);
+    // A port no bank uses on a bank host: a near miss, refused.
+    let (_, d) = detect_banks(&format!("https://banks.example:7443/authorize?client_id=tpp-a&{q}"));
+    assert_eq!(d, Detection::Rejected(AuthorizeError::NearMiss));
+    let (_, d) = detect_banks(&format!("//hub.example/auth?client_id=tpp-c&{q}"));
+    assert_eq!(d, Detection::Rejected(AuthorizeError::Relative));
+    let (_, d) = detect_banks("https://elsewhere.example/authorize?client_id=tpp-a");
+    assert_eq!(d, Detection::NotOurs);
+}
