@@ -17,6 +17,7 @@ pub mod egress;
 pub mod egress_listener;
 pub mod errors;
 pub mod http_client;
+pub mod id_token;
 pub mod jarm;
 pub mod jose;
 pub mod keys;

@@ -4,6 +4,8 @@
 // chains to the test CA *before* the provider sees the request (stock oidc-provider would
 // accept a private_key_jwt PAR without one). Everything the AS saw is recorded and served at
 // /__test/events so tests can assert from the AS side (kid used, certificate, interaction id).
+// A misbehaving AS on demand: POST /__test/id_token_fault and /__test/authz_fault (below) make
+// token and authorization responses wrong in exactly one way until reset with {"fault": null}.
 //
 // Usage: node as.mjs CONFIG.json   (see lib/stack.mjs for the fields)
 import fs from 'node:fs';
@@ -30,6 +32,96 @@ const asKeys = [
   { ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'as-ps256', alg: 'PS256', use: 'sig' },
   { ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), kid: 'as-es256', alg: 'ES256', use: 'sig' },
 ];
+
+// --- Misbehaving-AS switches (relying-party negative tests) ---
+// Each id_token fault re-signs the real ID token's claims with the AS's own PS256 key (so only
+// the named thing is wrong), except alg_none / hs256 / tampered, which need no valid signature.
+const ID_TOKEN_FAULTS = new Set(['iss', 'aud', 'aud_extra', 'exp', 'iat', 'nonce', 'nonce_missing', 'alg_none', 'hs256', 'tampered', 'unknown_kid']);
+const AUTHZ_FAULTS = new Set(['iss_wrong', 'iss_missing']);
+const faults = { id_token: null, authz: null };
+const psKey = crypto.createPrivateKey({ key: asKeys[0], format: 'jwk' });
+const b64u = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+function signPs256(header, payload) {
+  const input = `${b64u(header)}.${b64u(payload)}`;
+  const sig = crypto.sign('sha256', Buffer.from(input), { key: psKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+function faultyIdToken(original, fault) {
+  const p = decodeJwtPayload(original);
+  if (!p) return original;
+  const header = { ...decodeJwtHeader(original), alg: 'PS256', kid: asKeys[0].kid };
+  const now = Math.floor(Date.now() / 1000);
+  const client = Array.isArray(p.aud) ? p.aud[0] : p.aud;
+  const without = (k) => { const q = { ...p }; delete q[k]; return q; };
+  switch (fault) {
+    case 'iss': return signPs256(header, { ...p, iss: 'https://other-issuer.example' });
+    case 'aud': return signPs256(header, { ...p, aud: 'foreign-client' });
+    case 'aud_extra': return signPs256(header, { ...without('azp'), aud: [client, 'other'] });
+    case 'exp': return signPs256(header, { ...p, exp: now - 3600 });
+    case 'iat': return signPs256(header, { ...p, iat: now + 3600 });
+    case 'nonce': return signPs256(header, { ...p, nonce: 'not-the-nonce-that-was-sent' });
+    case 'nonce_missing': return signPs256(header, without('nonce'));
+    case 'alg_none': return `${b64u({ alg: 'none' })}.${b64u(p)}.`;
+    case 'hs256': {
+      const input = `${b64u({ alg: 'HS256' })}.${b64u(p)}`;
+      return `${input}.${crypto.createHmac('sha256', 'the-apps-old-secret').update(input).digest('base64url')}`;
+    }
+    case 'tampered': {
+      const [h, , sig] = signPs256(header, p).split('.');
+      return `${h}.${b64u({ ...p, sub: `${p.sub}-tampered` })}.${sig}`;
+    }
+    case 'unknown_kid': return signPs256({ ...header, kid: 'not-in-the-jwks' }, p);
+    default: return original;
+  }
+}
+
+// Buffers what the provider writes, lets `edit` change it (JSON body, headers), then sends it.
+function interceptResponse(res, edit) {
+  const chunks = [];
+  const origWrite = res.write.bind(res);
+  const origEnd = res.end.bind(res);
+  res.write = (c, enc, cb) => {
+    if (c != null && typeof c !== 'function') chunks.push(Buffer.from(c, typeof enc === 'string' ? enc : undefined));
+    if (typeof enc === 'function') enc(); else if (typeof cb === 'function') cb();
+    return true;
+  };
+  res.end = (c, enc, cb) => {
+    if (c != null && typeof c !== 'function') chunks.push(Buffer.from(c, typeof enc === 'string' ? enc : undefined));
+    let out = Buffer.concat(chunks);
+    const edited = edit(out);
+    if (edited) {
+      out = edited;
+      if (!res.headersSent) res.setHeader('content-length', out.length);
+    }
+    if (out.length) origWrite(out);
+    return origEnd();
+  };
+}
+
+function readJsonBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => { try { resolve(JSON.parse(Buffer.concat(chunks).toString() || '{}')); } catch (e) { reject(e); } });
+    req.on('error', reject);
+  });
+}
+
+async function setFault(req, res, kind, allowed) {
+  let fault;
+  try { ({ fault } = await readJsonBody(req)); } catch { fault = undefined; }
+  if (req.method !== 'POST' || !(fault === null || allowed.has(fault))) {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: `POST {"fault": null | ${[...allowed].map((f) => JSON.stringify(f)).join(' | ')}}` }));
+    return;
+  }
+  faults[kind] = fault;
+  record({ path: `/__test/${kind}_fault`, fault });
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ fault }));
+}
 
 function peerCert(ctx) {
   const sock = ctx.req.socket;
@@ -121,6 +213,8 @@ function handler(req, res) {
     res.end(JSON.stringify(events));
     return;
   }
+  if (path === '/__test/id_token_fault') { setFault(req, res, 'id_token', ID_TOKEN_FAULTS); return; }
+  if (path === '/__test/authz_fault') { setFault(req, res, 'authz', AUTHZ_FAULTS); return; }
   if (BACKCHANNEL.has(path) && !req.socket.authorized) {
     record({ path, status: 401, error: 'mtls_required', interaction_id: req.headers['x-fapi-interaction-id'], tls_error: String(req.socket.authorizationError || 'no certificate') });
     res.writeHead(401, { 'content-type': 'application/json', 'cache-control': 'no-store' });
@@ -141,6 +235,34 @@ function handler(req, res) {
       origWrite(out);
       origEnd();
     };
+  }
+  const idTokenFault = faults.id_token;
+  if (idTokenFault && path === '/token') {
+    interceptResponse(res, (body) => {
+      let doc;
+      try { doc = JSON.parse(body.toString()); } catch { return null; }
+      if (res.statusCode !== 200 || typeof doc.id_token !== 'string') return null;
+      doc.id_token = faultyIdToken(doc.id_token, idTokenFault);
+      record({ path: '/token', id_token_fault: idTokenFault });
+      return Buffer.from(JSON.stringify(doc));
+    });
+  }
+  // The authorization endpoint (and its post-login resume at /auth/:uid) redirecting back to
+  // the client: only the `iss` query parameter is changed or removed; the body is left alone.
+  const authzFault = faults.authz;
+  if (authzFault && (path === '/auth' || path.startsWith('/auth/'))) {
+    interceptResponse(res, () => {
+      const loc = res.getHeader('location');
+      if (res.statusCode < 300 || res.statusCode > 399 || typeof loc !== 'string' || res.headersSent) return null;
+      let u;
+      try { u = new URL(loc); } catch { return null; }
+      if (!u.searchParams.has('iss')) return null; // an interaction redirect, or JARM
+      if (authzFault === 'iss_missing') u.searchParams.delete('iss');
+      else u.searchParams.set('iss', 'https://other-issuer.example');
+      res.setHeader('location', u.toString());
+      record({ path, authz_fault: authzFault });
+      return null;
+    });
   }
   // Test knob: a slow PAR endpoint (graceful-shutdown tests).
   if (cfg.parDelayMs && path === '/request') {
