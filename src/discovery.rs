@@ -67,6 +67,8 @@ struct RawMetadata {
     authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     require_signed_request_object: bool,
+    #[serde(default)]
+    id_token_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// The checked subset of AS metadata the sidecar acts on.
@@ -86,6 +88,8 @@ pub struct ProviderMetadata {
     pub iss_parameter_supported: bool,
     /// JAR §10.5: the AS refuses unsigned requests; the sidecar then always sends JAR.
     pub require_signed_request_object: bool,
+    /// ID tokens signed with another alg are refused, whatever their signature.
+    pub id_token_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
@@ -188,6 +192,7 @@ impl ProviderMetadata {
             require_par: raw.require_pushed_authorization_requests,
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
             require_signed_request_object: raw.require_signed_request_object,
+            id_token_signing_alg_values_supported: raw.id_token_signing_alg_values_supported,
         })
     }
 }

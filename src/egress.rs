@@ -3,6 +3,7 @@
 //! mTLS with the transport certificate so certificate-bound tokens work (TOK-1..10, RS-1..3).
 //! No pingora here: requests and responses are plain values.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
@@ -13,11 +14,11 @@ use url::Url;
 
 use crate::discovery::ProviderMetadata;
 use crate::http_client::{AsRequest, AsResponse};
-use crate::par::{fresh_client_assertion, sanitize_error_code};
+use crate::par::{client_auth_form, sanitize_error_code};
 use crate::protocol::{redact, InteractionId};
 use crate::registry::AsClient;
-use crate::request_object::CLIENT_ASSERTION_TYPE;
 use crate::state::{CodeRecord, SidecarState};
+use crate::token_check::{self, Grant};
 
 #[derive(Debug, Clone)]
 pub struct EgressRequest {
@@ -382,6 +383,9 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             "par-sidecar: too many concurrent calls to the AS".into(),
         );
     };
+    let grant_type = form
+        .as_ref()
+        .and_then(|f| f.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()));
     let started = Instant::now();
     let http = client.http.load();
     let call = AsRequest {
@@ -437,6 +441,16 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 latency_ms = elapsed.as_millis() as u64,
                 "egress call"
             );
+            if r == Route::Token && resp.status == 200 {
+                let grant = match (grant_type.as_deref(), code_record.as_ref()) {
+                    (Some("authorization_code"), Some(rec)) => Grant::Code(rec),
+                    (Some("refresh_token"), _) => Grant::Refresh,
+                    _ => Grant::Other,
+                };
+                if let Err(refused) = check_token_response(state, client, &md, grant, &resp.body, &iid).await {
+                    return refused;
+                }
+            }
             pass_back(resp)
         }
         Err(e) => {
@@ -450,6 +464,39 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                     e.label()
                 ),
             )
+        }
+    }
+}
+
+/// Runs the token-response checks; on failure the app gets an OAuth error without any of
+/// the tokens, and the tokens are revoked at the AS in the background.
+async fn check_token_response(
+    state: &SidecarState,
+    client: &Arc<AsClient>,
+    md: &ProviderMetadata,
+    grant: Grant<'_>,
+    body: &[u8],
+    iid: &str,
+) -> Result<(), EgressResponse> {
+    let name = client.name();
+    let checks = &state.metrics.token_checks;
+    match token_check::check(state, client, md, grant, body).await {
+        Ok(()) => {
+            checks.with_label_values(&[name, grant.label(), "valid"]).inc();
+            Ok(())
+        }
+        Err((e, issued)) => {
+            checks.with_label_values(&[name, grant.label(), e.label()]).inc();
+            warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
+            token_check::revoke_in_background(client.clone(), md, state.metrics.clone(), issued, iid.to_string());
+            Err(oauth_error(
+                502,
+                "invalid_token_response",
+                format!(
+                    "par-sidecar refused the token response of `{name}`: check `{}` failed; interaction id {iid}",
+                    e.label()
+                ),
+            ))
         }
     }
 }
@@ -538,7 +585,6 @@ async fn add_client_auth(
     form: &mut Vec<(String, String)>,
     record: Option<&CodeRecord>,
 ) -> Result<(), Refusal> {
-    form.push(("client_id".into(), client.settings.client.client_id.as_str().into()));
     if let Some(rec) = record {
         if let Some(v) = &rec.verifier {
             form.retain(|(k, _)| k != "code_verifier");
@@ -553,13 +599,10 @@ async fn add_client_auth(
         }
     }
     let key = client.keys.load().active().clone();
-    let assertion = fresh_client_assertion(&client.settings, key, state.metrics.clone())
+    let auth = client_auth_form(&client.settings, key, state.metrics.clone())
         .await
         .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
-    if let Some(a) = assertion {
-        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
-        form.push(("client_assertion".into(), a));
-    }
+    form.extend(auth);
     Ok(())
 }
 

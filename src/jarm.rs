@@ -111,6 +111,29 @@ impl AsJwks {
         }
     }
 
+    /// The AS's key set, fetched when none is cached or when `kid` is not in it (a key
+    /// rotation at the AS); the fetch is rate-limited like every other.
+    pub async fn key_set(
+        &self,
+        kid: Option<&str>,
+        http: &dyn AsHttp,
+        jwks_uri: Option<&Url>,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Result<std::sync::Arc<JwkSet>, JarmError> {
+        let uri = jwks_uri.ok_or_else(|| JarmError::Jwks("the AS publishes no jwks_uri".into()))?;
+        let known = |set: &JwkSet| kid.is_none_or(|k| set.find(k).is_some());
+        match self.current.load_full() {
+            Some(set) if known(&set) => Ok(set),
+            _ => {
+                self.refresh(http, uri, timeout, metrics).await?;
+                self.current
+                    .load_full()
+                    .ok_or_else(|| JarmError::Jwks("no AS key set loaded".into()))
+            }
+        }
+    }
+
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
         let set = self.current.load_full()?;
         let jwk = match kid {

@@ -36,3 +36,4 @@ pub mod sealed_state;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod state;
+pub mod token_check;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     pub par_retries: IntCounterVec,
     pub reloads: IntCounterVec,
+    pub token_checks: IntCounterVec,
+    pub token_revocations: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -232,6 +234,28 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let token_checks = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_token_response_checks_total",
+                    "Token responses checked before the app sees them (ID token and shape), by AS, grant and outcome (`valid` or the failed check)",
+                ),
+                &["as", "grant", "outcome"],
+            )
+            .unwrap(),
+        );
+        let token_revocations = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_token_revocations_total",
+                    "Best-effort revocations of tokens from refused token responses, by AS and outcome",
+                ),
+                &["as", "outcome"],
+            )
+            .unwrap(),
+        );
         // Families that alerts use but that only move on rare events exist from the start.
         for material in ["keys", "signing_keys", "transport"] {
             for outcome in ["success", "failure"] {
@@ -262,6 +286,8 @@ impl Metrics {
             jwks_refreshes,
             par_retries,
             reloads,
+            token_checks,
+            token_revocations,
         }
     }
 

@@ -159,6 +159,21 @@ pub async fn fresh_client_assertion(
     Ok(sign_all(key, vec![jwt], metrics).await?.pop())
 }
 
+/// The client authentication form parameters for one back-channel call to this AS: its
+/// client_id and, for private_key_jwt, a fresh assertion (CA-1: exactly one mechanism).
+pub async fn client_auth_form(
+    settings: &AsSettings,
+    key: Arc<SigningKey>,
+    metrics: Arc<Metrics>,
+) -> Result<Vec<(String, String)>, ParError> {
+    let mut form = vec![("client_id".to_string(), settings.client.client_id.as_str().to_string())];
+    if let Some(a) = fresh_client_assertion(settings, key, metrics).await? {
+        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
+        form.push(("client_assertion".into(), a));
+    }
+    Ok(form)
+}
+
 /// Everything the PAR call needs, borrowed from the running state.
 pub struct ParContext<'a> {
     pub settings: &'a AsSettings,

@@ -201,6 +201,8 @@ pub struct EgressFile {
     /// Refuse a non-loopback egress listener unless this is true (see README).
     pub allow_non_loopback: Option<bool>,
     pub max_body_bytes: Option<usize>,
+    /// Clock skew allowed when checking ID token `exp`/`iat`/`auth_time` (default 60, max 300).
+    pub clock_skew_seconds: Option<u64>,
     #[serde(default)]
     pub resources: Vec<ResourceFile>,
 }

@@ -166,6 +166,8 @@ pub struct Settings {
     pub cookie_secure: bool,
     pub par_timeout: Duration,
     pub discovery_timeout: Duration,
+    /// Seconds of clock skew tolerated on ID token times.
+    pub clock_skew: u64,
 }
 
 impl Settings {
@@ -515,6 +517,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         )?,
         par_timeout: knobs.par_timeout,
         discovery_timeout: knobs.discovery_timeout,
+        clock_skew: secs("egress.clock_skew_seconds", f.egress.clock_skew_seconds, 60, 0, 300)?.as_secs(),
     })
 }
 

@@ -1,0 +1,191 @@
+//! The AS's token response, checked before the app sees any token (FAPI 2.0 Message
+//! Signing client rules): the response's shape, and the ID token (signature with the AS's
+//! JWKS, alg, iss, aud/azp, exp/iat, nonce of that login, auth_time for max_age). A refused
+//! response never reaches the app; the tokens in it are revoked at the AS, best effort.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::discovery::ProviderMetadata;
+use crate::http_client::AsRequest;
+use crate::id_token::{self, IdTokenError, IdTokenExpectations};
+use crate::metrics::Metrics;
+use crate::par::client_auth_form;
+use crate::registry::AsClient;
+use crate::request_object::now_secs;
+use crate::state::{CodeRecord, SidecarState};
+
+/// Which grant produced the response: what the ID token must match.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    /// The login's nonce and max_age apply.
+    Code(&'a CodeRecord),
+    /// An ID token is optional and carries no nonce requirement.
+    Refresh,
+    Other,
+}
+
+impl Grant<'_> {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Grant::Code(_) => "authorization_code",
+            Grant::Refresh => "refresh_token",
+            Grant::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum TokenResponseError {
+    NotJson,
+    AccessTokenMissing,
+    TokenType(String),
+    IdToken(IdTokenError),
+    Jwks(String),
+}
+
+impl TokenResponseError {
+    /// Bounded metric label: the failed check.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenResponseError::NotJson => "not_json",
+            TokenResponseError::AccessTokenMissing => "access_token_missing",
+            TokenResponseError::TokenType(_) => "token_type",
+            TokenResponseError::IdToken(e) => e.check.label(),
+            TokenResponseError::Jwks(_) => "jwks_unavailable",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            TokenResponseError::NotJson => "the token response is not a JSON object".into(),
+            TokenResponseError::AccessTokenMissing => "the token response has no access_token".into(),
+            TokenResponseError::TokenType(t) => format!("token_type `{t}` is not Bearer or DPoP"),
+            TokenResponseError::IdToken(e) => format!("ID token refused: {e}"),
+            TokenResponseError::Jwks(e) => format!("the AS key set is unavailable: {e}"),
+        }
+    }
+}
+
+/// Checks one 200 token response. On failure, also returns the tokens it carried so the
+/// caller can have them revoked.
+pub async fn check(
+    state: &SidecarState,
+    client: &AsClient,
+    md: &ProviderMetadata,
+    grant: Grant<'_>,
+    body: &[u8],
+) -> Result<(), (TokenResponseError, Vec<(String, &'static str)>)> {
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return Err((TokenResponseError::NotJson, Vec::new()));
+    };
+    let text = |k: &str| doc.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let mut issued = Vec::new();
+    if let Some(t) = text("access_token") {
+        issued.push((t.to_string(), "access_token"));
+    }
+    if let Some(t) = text("refresh_token") {
+        issued.push((t.to_string(), "refresh_token"));
+    }
+    let fail = |e| Err((e, issued.clone()));
+    if text("access_token").is_none() {
+        return fail(TokenResponseError::AccessTokenMissing);
+    }
+    // RFC 6749 §7.1: the type is case-insensitive; a missing expires_in is fine.
+    let token_type = text("token_type").unwrap_or("");
+    if !token_type.eq_ignore_ascii_case("bearer") && !token_type.eq_ignore_ascii_case("dpop") {
+        return fail(TokenResponseError::TokenType(token_type.chars().take(20).collect()));
+    }
+    let Some(jwt) = text("id_token") else {
+        return Ok(());
+    };
+    let kid = match id_token::header_kid(jwt) {
+        Ok(k) => k,
+        Err(e) => return fail(TokenResponseError::IdToken(e)),
+    };
+    let http = client.http.load();
+    let jwks = match client
+        .jwks
+        .key_set(
+            kid.as_deref(),
+            http.as_ref().as_ref(),
+            md.jwks_uri.as_ref(),
+            state.settings.discovery_timeout,
+            &state.metrics,
+        )
+        .await
+    {
+        Ok(j) => j,
+        Err(e) => return fail(TokenResponseError::Jwks(e.to_string())),
+    };
+    let (nonce, max_age) = match grant {
+        Grant::Code(rec) => (rec.nonce.as_deref(), rec.max_age),
+        _ => (None, None),
+    };
+    let expect = IdTokenExpectations {
+        issuer: client.settings.issuer.as_str(),
+        client_id: client.settings.client.client_id.as_str(),
+        advertised_algs: md.id_token_signing_alg_values_supported.as_deref(),
+        nonce,
+        max_age,
+        skew: state.settings.clock_skew,
+        now: now_secs(),
+    };
+    match id_token::validate(jwt, &jwks, &expect) {
+        Ok(_) => Ok(()),
+        Err(e) => fail(TokenResponseError::IdToken(e)),
+    }
+}
+
+/// Revokes the tokens of a refused response at the AS (RFC 7009), in the background: the
+/// app already has its error; failures are logged and counted, never retried.
+pub fn revoke_in_background(
+    client: Arc<AsClient>,
+    md: &ProviderMetadata,
+    metrics: Arc<Metrics>,
+    tokens: Vec<(String, &'static str)>,
+    interaction_id: String,
+) {
+    let Some(url) = md.revocation_endpoint.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        for (token, hint) in tokens {
+            let key = client.keys.load().active().clone();
+            let outcome = match client_auth_form(&client.settings, key, metrics.clone()).await {
+                Err(_) => "signing_failed",
+                Ok(mut form) => {
+                    form.push(("token".into(), token));
+                    form.push(("token_type_hint".into(), hint.into()));
+                    let req = AsRequest {
+                        method: http::Method::POST,
+                        url: url.clone(),
+                        headers: vec![
+                            ("accept".into(), "application/json".into()),
+                            ("x-fapi-interaction-id".into(), interaction_id.clone()),
+                        ],
+                        form: Some(form),
+                        body: None,
+                        timeout: client.settings.par_timeout,
+                    };
+                    match client.http.load().send(req).await {
+                        Ok(r) if r.status == 200 => "success",
+                        Ok(_) => "as_error",
+                        Err(e) => e.label(),
+                    }
+                }
+            };
+            metrics
+                .token_revocations
+                .with_label_values(&[client.name(), outcome])
+                .inc();
+            if outcome == "success" {
+                info!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, "revoked a token from a refused token response");
+            } else {
+                warn!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, outcome, "could not revoke a token from a refused token response");
+            }
+        }
+    });
+}

@@ -1,0 +1,101 @@
+// Issue 10 end to end: par-sidecar is the relying party. The real strict AS, switched to
+// misbehave (tests/e2e/as.mjs: /__test/id_token_fault, /__test/authz_fault), sends one bad
+// thing at a time; the sidecar refuses each before the unmodified app sees a token, counts
+// it by the failed check, revokes what the AS issued, and the next good login works.
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import { Browser } from './lib/browser.mjs';
+import { startStack, metricValue } from './lib/stack.mjs';
+
+function post(s, path, body) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = https.request(`${s.issuer}${path}`, {
+      method: 'POST', ca: s.ca, agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+async function login(s) {
+  const b = new Browser({ ca: s.ca });
+  const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+  return { cb, page: await b.navigate(cb) };
+}
+
+// Each AS fault and the check that must refuse it (the metric label, README conformance map).
+const ID_TOKEN_FAULTS = {
+  iss: 'iss',
+  aud: 'aud',
+  aud_extra: 'azp',
+  exp: 'exp',
+  iat: 'iat',
+  nonce: 'nonce',
+  nonce_missing: 'nonce',
+  alg_none: 'alg',
+  hs256: 'alg',
+  tampered: 'signature',
+  unknown_kid: 'unknown_kid',
+};
+
+describe('ID token validation on the egress token route', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'PS256', pkce: 'none' }); });
+  after(async () => { await s?.stop(); });
+
+  test('a good login passes the checks', async () => {
+    const { page } = await login(s);
+    assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+    const m = await s.metrics();
+    assert.equal(metricValue(m, 'par_sidecar_token_response_checks_total', { grant: 'authorization_code', outcome: 'valid' }), 1);
+  });
+
+  for (const [fault, check] of Object.entries(ID_TOKEN_FAULTS)) {
+    test(`ID token fault ${fault}: refused as ${check}, tokens revoked, next login works`, async () => {
+      assert.equal(await post(s, '/__test/id_token_fault', { fault }), 200);
+      try {
+        const before = await s.metrics();
+        const { page } = await login(s);
+        // The app got an OAuth error instead of tokens, so it never showed a user.
+        assert.doesNotMatch(page.body, /id="sub"/);
+        assert.match(page.body, /token endpoint said 502/, page.body);
+        assert.match(page.body, /invalid_token_response/);
+        assert.match(page.body, new RegExp(`check \`${check}\``), page.body);
+        assert.doesNotMatch(page.body, /access_token|refresh_token|eyJ/, 'no token reaches the app');
+        const after = await s.metrics();
+        const n = (m) => metricValue(m, 'par_sidecar_token_response_checks_total', { as: 'default', outcome: check }) || 0;
+        assert.equal(n(after) - n(before), 1);
+        // Best effort revocation of the access and refresh tokens the AS issued.
+        const revoked = async () => metricValue(await s.metrics(), 'par_sidecar_token_revocations_total', { outcome: 'success' }) || 0;
+        const r0 = metricValue(before, 'par_sidecar_token_revocations_total', { outcome: 'success' }) || 0;
+        for (let i = 0; i < 50 && (await revoked()) < r0 + 2; i += 1) await new Promise((r) => setTimeout(r, 100));
+        assert.equal(await revoked(), r0 + 2);
+      } finally {
+        assert.equal(await post(s, '/__test/id_token_fault', { fault: null }), 200);
+      }
+      const { page } = await login(s);
+      assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+    });
+  }
+
+  for (const [fault, code] of [['iss_wrong', 'iss_mismatch'], ['iss_missing', 'iss_missing']]) {
+    test(`authorization response fault ${fault}: refused as ${code} before the app sees a code`, async () => {
+      assert.equal(await post(s, '/__test/authz_fault', { fault }), 200);
+      const tokensBefore = (await s.events()).filter((e) => e.path === '/token').length;
+      try {
+        const { page } = await login(s);
+        assert.equal(page.status, 400);
+        assert.match(page.body, new RegExp(code));
+        assert.doesNotMatch(page.body, /Welcome/);
+      } finally {
+        assert.equal(await post(s, '/__test/authz_fault', { fault: null }), 200);
+      }
+      assert.equal((await s.events()).filter((e) => e.path === '/token').length, tokensBefore, 'no token call');
+      const { page } = await login(s);
+      assert.match(page.body, /<p id="sub">alice<\/p>/);
+    });
+  }
+});
