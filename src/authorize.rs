@@ -47,19 +47,30 @@ pub enum AuthorizeError {
     Pkce(&'static str),
     #[error("response_mode `{0}` is not supported (use query, or JARM via client.response_mode)")]
     UnsupportedResponseMode(String),
+    #[error(
+        "response_type `{0}` is not supported: FAPI 2.0 allows only `code` (a fragment response cannot be checked)"
+    )]
+    UnsupportedResponseType(String),
+    #[error("redirect_uri must be https (or http on a loopback address)")]
+    InsecureRedirectUri,
+    #[error("authorize redirect to one AS's endpoint carries the client_id the sidecar uses at another AS")]
+    ClientMismatch,
 }
 
 impl AuthorizeError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => "authorize_redirect_too_large",
-            AuthorizeError::NearMiss | AuthorizeError::Relative | AuthorizeError::Fragment => {
-                "authorize_redirect_rejected"
-            }
+            AuthorizeError::NearMiss
+            | AuthorizeError::Relative
+            | AuthorizeError::Fragment
+            | AuthorizeError::ClientMismatch => "authorize_redirect_rejected",
             AuthorizeError::Duplicate(_) => "duplicate_parameter",
             AuthorizeError::Forbidden(_) => "forbidden_parameter",
             AuthorizeError::Pkce(_) => "invalid_pkce",
             AuthorizeError::UnsupportedResponseMode(_) => "unsupported_response_mode",
+            AuthorizeError::UnsupportedResponseType(_) => "unsupported_response_type",
+            AuthorizeError::InsecureRedirectUri => "insecure_redirect_uri",
             _ => "malformed_authorize_redirect",
         }
     }
@@ -251,6 +262,11 @@ pub fn detect_among<'a>(
     // Two ASs behind one authorize endpoint (a hub) are told apart by the client_id.
     let client_id = pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str());
     let Some(c) = exact.iter().find(|c| Some(c.client_id.as_str()) == client_id) else {
+        // A client_id the sidecar uses at another AS on this host, sent to this endpoint: an
+        // app mixing up banks. Fail closed rather than forward a plain authorize request.
+        if on_host.iter().any(|c| Some(c.client_id.as_str()) == client_id) {
+            return reject(AuthorizeError::ClientMismatch);
+        }
         return (None, Detection::NotOurs);
     };
     match build_params(pairs, &c.endpoint) {

@@ -69,6 +69,8 @@ struct RawMetadata {
     require_signed_request_object: bool,
     #[serde(default)]
     id_token_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    code_challenge_methods_supported: Option<Vec<String>>,
 }
 
 /// The checked subset of AS metadata the sidecar acts on.
@@ -124,6 +126,17 @@ impl ProviderMetadata {
             message: "missing".into(),
         })?;
         let authorization_endpoint = https_url("authorization_endpoint", authz)?;
+        // RFC 8414 §2: omitted means no PKCE; FAPI 2.0 needs S256 (§5.3.2.2).
+        if !raw
+            .code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|x| x == "S256"))
+        {
+            return Err(DiscoveryError::Field {
+                field: "code_challenge_methods_supported",
+                message: "does not list S256: this AS cannot do FAPI 2.0 PKCE".into(),
+            });
+        }
         let par_top = raw
             .pushed_authorization_request_endpoint
             .as_deref()
@@ -250,5 +263,59 @@ pub fn next_delay(loaded: bool, failures: u32, period: Duration) -> Duration {
     } else {
         let secs = 1u64 << failures.min(5);
         Duration::from_secs(secs).min(period)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn as_settings() -> AsSettings {
+        let yaml = r#"
+listen: { public: "127.0.0.1:8080", admin: "127.0.0.1:9090" }
+upstream: "127.0.0.1:3000"
+authorization_server: { issuer: "https://as.example" }
+client:
+  client_id: app
+  auth_method: private_key_jwt
+  signing_key: { path: k.pem, alg: PS256 }
+  transport: { cert_path: t.crt, key_path: t.key }
+"#;
+        Settings::from_yaml(yaml, std::path::Path::new("c.yaml"))
+            .unwrap()
+            .authorization_servers
+            .remove(0)
+    }
+
+    fn doc(extra: serde_json::Value) -> Vec<u8> {
+        let mut d = serde_json::json!({
+            "issuer": "https://as.example",
+            "authorization_endpoint": "https://as.example/authorize",
+            "pushed_authorization_request_endpoint": "https://as.example/par",
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["PS256"],
+        });
+        d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::to_vec(&d).unwrap()
+    }
+
+    #[test]
+    fn an_as_without_s256_pkce_or_par_is_not_usable() {
+        let s = as_settings();
+        let md = ProviderMetadata::from_json(&doc(serde_json::json!({})), &s, "u").unwrap();
+        assert_eq!(
+            md.id_token_signing_alg_values_supported.as_deref(),
+            Some(&["PS256".to_string()][..])
+        );
+        for bad in [
+            serde_json::json!({"code_challenge_methods_supported": ["plain"]}),
+            serde_json::json!({"code_challenge_methods_supported": null}),
+            serde_json::json!({"pushed_authorization_request_endpoint": null}),
+            serde_json::json!({"issuer": "https://as.example/"}),
+        ] {
+            let e = ProviderMetadata::from_json(&doc(bad.clone()), &s, "u").unwrap_err();
+            assert!(matches!(e.label(), "bad_metadata" | "issuer_mismatch"), "{bad}: {e}");
+        }
     }
 }

@@ -204,7 +204,7 @@ fn interaction_id(headers: &http::HeaderMap) -> String {
     headers
         .get("x-fapi-interaction-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| uuid::Uuid::parse_str(v).is_ok())
+        .filter(|v| uuid::Uuid::parse_str(v).is_ok_and(|u| u.get_version_num() == 4))
         .map(str::to_string)
         .unwrap_or_else(|| InteractionId::new().to_string())
 }

@@ -36,6 +36,8 @@ pub struct RequestCtx {
     drop_body: bool,
     /// Set when we fail closed: `fail_to_proxy` renders it.
     failure: Option<BrowserError>,
+    /// Set on a checked callback: the app's page still has the code in its URL.
+    callback_checked: bool,
 }
 
 /// Headers every sidecar-authored response carries (TLS-4, AZ-3). HSTS is ignored by
@@ -97,6 +99,7 @@ impl ProxyHttp for PublicProxy {
             CallbackOutcome::NotCallback => Ok(false),
             CallbackOutcome::Forward { query, clear_cookie } => {
                 ctx.clear_cookie = clear_cookie;
+                ctx.callback_checked = true;
                 let new_uri = format!("{path}?{query}")
                     .parse::<http::Uri>()
                     .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
@@ -125,6 +128,16 @@ impl ProxyHttp for PublicProxy {
     ) -> Result<()> {
         if let Some(c) = ctx.clear_cookie.take() {
             resp.append_header("set-cookie", c)?;
+        }
+        if ctx.callback_checked {
+            // The page's URL carries the code: keep it out of Referer headers and caches,
+            // unless the app chose its own policy.
+            if !resp.headers.contains_key("referrer-policy") {
+                resp.insert_header("referrer-policy", "no-referrer")?;
+            }
+            if !resp.headers.contains_key("cache-control") {
+                resp.insert_header("cache-control", "no-store")?;
+            }
         }
         if !is_redirect(resp.status.as_u16()) {
             return Ok(());

@@ -202,6 +202,20 @@ fn prepare(
             return Err(AuthorizeError::UnsupportedResponseMode(mode.chars().take(40).collect()));
         }
     }
+    // FAPI 2.0 §5.3.2.2: only the code flow; the sidecar could not check a fragment response.
+    match redirect.get_str("response_type") {
+        Some("code") => {}
+        other => {
+            return Err(AuthorizeError::UnsupportedResponseType(
+                other.unwrap_or("(none)").chars().take(40).collect(),
+            ))
+        }
+    }
+    if state.settings.require_https_redirect_uri {
+        if let Some(u) = redirect.get_str("redirect_uri") {
+            check_redirect_uri(u)?;
+        }
+    }
     let pkce = pkce::apply(&mut redirect)?;
     state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
     let jarm = client.settings.client.jarm;
@@ -246,6 +260,22 @@ fn prepare(
     Ok((redirect, cookie))
 }
 
+/// FAPI 2.0 §5.3.2.2 / RFC 8252 §7.3: https, except http on a loopback IP (a native or test
+/// client on this machine). `localhost` by name is not loopback for this rule (RFC 8252 §8.3).
+pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
+    let parsed = url::Url::parse(u).map_err(|_| AuthorizeError::InsecureRedirectUri)?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(AuthorizeError::InsecureRedirectUri),
+    }
+}
+
 fn fail(
     state: &SidecarState,
     status: u16,
@@ -260,4 +290,29 @@ fn fail(
         Some(n) => err.at(n),
         None => err,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_must_be_https_or_loopback_http() {
+        for ok in ["https://app.example/cb", "http://127.0.0.1:8080/cb", "http://[::1]/cb"] {
+            assert_eq!(check_redirect_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://app.example/cb",
+            "http://localhost/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "ftp://app.example/cb",
+            "not a url",
+        ] {
+            assert_eq!(
+                check_redirect_uri(bad),
+                Err(AuthorizeError::InsecureRedirectUri),
+                "{bad}"
+            );
+        }
+    }
 }

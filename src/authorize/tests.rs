@@ -285,8 +285,11 @@ fn several_ass_are_told_apart_by_port_and_client_id() {
     assert!(matches!(d, Detection::Ours(_)) && i == Some(3), "{d:?}");
     let (i, d) = detect_banks(&format!("https://HUB.example./auth?client_id=tpp-c&{q}"));
     assert!(matches!(d, Detection::Ours(_)) && i == Some(2), "{d:?}");
-    // Bank A's client_id at bank B's endpoint is not A's login: not pushed anywhere.
-    let (_, d) = detect_banks(&format!("https://banks.example:9443/authorize?client_id=tpp-a&{q}"));
+    // Bank A's client_id at bank B's endpoint: an app mixing up banks, never forwarded.
+    let (i, d) = detect_banks(&format!("https://banks.example:9443/authorize?client_id=tpp-a&{q}"));
+    assert_eq!((i, d), (Some(1), Detection::Rejected(AuthorizeError::ClientMismatch)));
+    // Someone else's client at a bank's endpoint is not ours at all.
+    let (_, d) = detect_banks(&format!("https://banks.example:9443/authorize?client_id=other-app&{q}"));
     assert_eq!(d, Detection::NotOurs);
     // A port no bank uses on a bank host: a near miss, refused.
     let (_, d) = detect_banks(&format!("https://banks.example:7443/authorize?client_id=tpp-a&{q}"));

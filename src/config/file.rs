@@ -139,6 +139,9 @@ pub struct ParFile {
     /// Push a signed request object (JAR, default) or plain form parameters (for FAPI 2.0
     /// ASs that accept only form parameters at PAR).
     pub request_object: Option<bool>,
+    /// Refuse a redirect_uri that is not https (loopback http allowed). Default true; false
+    /// only for test setups whose app is reached over plain http by name.
+    pub require_https_redirect_uri: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -150,6 +150,7 @@ pub struct Settings {
     /// keep their states valid across the upgrade), else the first AS's client_id.
     pub state_binding: String,
     pub par_required: bool,
+    pub require_https_redirect_uri: bool,
     pub max_location_bytes: usize,
     pub log_json: bool,
     pub log_level: String,
@@ -483,6 +484,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         multi_as,
         state_binding,
         par_required: f.par.required.unwrap_or(true),
+        require_https_redirect_uri: f.par.require_https_redirect_uri.unwrap_or(true),
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
         log_json: log_format == "json",
         log_level: f.logging.level.unwrap_or_else(|| "info".into()),

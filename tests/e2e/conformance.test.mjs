@@ -46,9 +46,11 @@ describe('ID token validation on the egress token route', () => {
   before(async () => { s = await startStack({ alg: 'PS256', pkce: 'none' }); });
   after(async () => { await s?.stop(); });
 
-  test('a good login passes the checks', async () => {
+  test('a good login passes the checks; the callback page keeps the code out of Referer and caches', async () => {
     const { page } = await login(s);
     assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+    assert.equal(page.headers['referrer-policy'], 'no-referrer');
+    assert.equal(page.headers['cache-control'], 'no-store');
     const m = await s.metrics();
     assert.equal(metricValue(m, 'par_sidecar_token_response_checks_total', { grant: 'authorization_code', outcome: 'valid' }), 1);
   });
@@ -96,6 +98,44 @@ describe('ID token validation on the egress token route', () => {
       assert.equal((await s.events()).filter((e) => e.path === '/token').length, tokensBefore, 'no token call');
       const { page } = await login(s);
       assert.match(page.body, /<p id="sub">alice<\/p>/);
+    });
+  }
+});
+
+describe('request-side rules at login start', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none' }); });
+  after(async () => { await s?.stop(); });
+
+  const authorize = (params) => {
+    const q = new URLSearchParams({
+      response_type: 'code', client_id: 'legacy-app', redirect_uri: `${s.publicBase}/callback`,
+      scope: 'openid', state: 'st', nonce: 'nn', ...params,
+    });
+    return `${s.discovery.authorization_endpoint}?${q}`;
+  };
+  const viaApp = (to, status = 302) => `${s.publicBase}/__redirect?status=${status}&to=${Buffer.from(to).toString('base64url')}`;
+  const pars = async () => (await s.events()).filter((e) => e.path === '/request').length;
+
+  test('a 307 from the app becomes a 303 to the AS (the browser must not re-POST the form)', async () => {
+    const r = await new Browser({ ca: s.ca }).request(viaApp(authorize({}), 307), { method: 'POST', body: 'a=1' });
+    assert.equal(r.status, 303);
+    assert.match(r.headers.location, /request_uri=/);
+    assert.doesNotMatch(r.headers.location, /response_type=/);
+  });
+
+  for (const [name, params, code] of [
+    ['response_type token (implicit)', { response_type: 'token' }, 'unsupported_response_type'],
+    ['response_type code id_token (hybrid)', { response_type: 'code id_token' }, 'unsupported_response_type'],
+    ['plain http redirect_uri on another host', { redirect_uri: 'http://app.example/callback' }, 'insecure_redirect_uri'],
+  ]) {
+    test(`${name}: refused with ${code}, nothing pushed, nothing forwarded`, async () => {
+      const n = await pars();
+      const r = await new Browser({ ca: s.ca }).request(viaApp(authorize(params)));
+      assert.equal(r.status, 502);
+      assert.match(r.body, new RegExp(code));
+      assert.equal(r.headers.location, undefined);
+      assert.equal(await pars(), n);
     });
   }
 });

@@ -1,0 +1,255 @@
+//! Several ASs behind one sidecar, in process: two real-TLS AS doubles (same host, other
+//! ports), per-AS PAR routing, the mix-up defence at the callback, code routing and
+//! refusals at egress, and the configuration conflict that makes two ASs not ready.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::AsDouble;
+use jsonwebtoken::Algorithm;
+use par_sidecar::callback::{self, CallbackOutcome};
+use par_sidecar::config::Settings;
+use par_sidecar::egress::{self, EgressRequest};
+use par_sidecar::redirect::{decide, RedirectDecision};
+use par_sidecar::state::{CodeRecord, SidecarState};
+
+fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {
+    format!(
+        r#"
+listen: {{ public: "127.0.0.1:18080", admin: "127.0.0.1:19090" }}
+upstream: "127.0.0.1:13000"
+client:
+  auth_method: private_key_jwt
+  signing_key: {{ path: "{key}", alg: ES256 }}
+  transport: {{ cert_path: "{cert}", key_path: "{tkey}" }}
+authorization_servers:
+  - {{ name: bank-a, issuer: "{a}", ca_file: "{ca}", client: {{ client_id: {id_a} }} }}
+  - {{ name: bank-b, issuer: "{b}", ca_file: "{ca}", client: {{ client_id: {id_b} }} }}
+callback: {{ cookie_secure: false }}
+timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
+"#,
+        ca = pki.join("ca.crt").display(),
+        key = pki.join("sign-es256.pem").display(),
+        cert = pki.join("transport.crt").display(),
+        tkey = pki.join("transport.key").display(),
+    )
+}
+
+async fn load_all(state: &SidecarState) {
+    for c in &state.registry.clients {
+        let http = c.http.load();
+        let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &c.settings)
+            .await
+            .unwrap();
+        state.registry.set_metadata(c, md);
+    }
+}
+
+async fn two_banks(id_a: &str, id_b: &str) -> (AsDouble, AsDouble, Arc<SidecarState>) {
+    let pki = common::pki();
+    let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let b = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, id_a, id_b);
+    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    load_all(&state).await;
+    (a, b, state)
+}
+
+fn login_at(issuer: &str, client_id: &str) -> String {
+    format!(
+        "{issuer}/authorize?response_type=code&client_id={client_id}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+         &scope=openid&state=app-state&nonce=n-1"
+    )
+}
+
+/// The cookie pair a browser would send back from a Set-Cookie value.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn each_login_is_pushed_to_its_own_as_with_its_client() {
+    let (a, b, state) = two_banks("tpp-a", "tpp-b").await;
+    for (double, other, id) in [(&a, &b, "tpp-a"), (&b, &a, "tpp-b")] {
+        let RedirectDecision::Rewrite { location, .. } = decide(&state, login_at(&double.issuer, id).as_bytes()).await
+        else {
+            panic!("not rewritten")
+        };
+        assert!(location.starts_with(&format!("{}/authorize?client_id={id}&request_uri=", double.issuer)));
+        let seen = double.seen();
+        let par = seen.last().unwrap();
+        assert_eq!(par.verify_error, None);
+        assert_eq!(par.form["client_id"], id);
+        assert_eq!(par.request_claims["aud"], double.issuer.as_str());
+        assert_eq!(par.request_claims["iss"], id);
+        assert_eq!(par.assertion_claims.as_ref().unwrap()["aud"], double.issuer.as_str());
+        assert!(other.seen().iter().all(|p| p.form["client_id"] != id));
+    }
+    assert_eq!((a.seen().len(), b.seen().len()), (1, 1));
+    // Bank A's client_id sent to bank B's endpoint: refused, nothing pushed anywhere.
+    let RedirectDecision::Fail(e) = decide(&state, login_at(&b.issuer, "tpp-a").as_bytes()).await else {
+        panic!("a mixed-up redirect must fail closed")
+    };
+    assert_eq!(
+        (e.code, e.as_name.as_deref()),
+        ("authorize_redirect_rejected", Some("bank-b"))
+    );
+    assert_eq!((a.seen().len(), b.seen().len()), (1, 1));
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        m.contains(r#"par_sidecar_par_requests_total{as="bank-a",as_error="",outcome="success"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"par_sidecar_par_requests_total{as="bank-b",as_error="",outcome="success"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
+    let (a, b, state) = two_banks("tpp-a", "tpp-b").await;
+    let RedirectDecision::Rewrite { set_cookie, .. } = decide(&state, login_at(&a.issuer, "tpp-a").as_bytes()).await
+    else {
+        panic!()
+    };
+    let cookie = cookie_pair(&set_cookie.unwrap());
+    let sealed = a.seen()[0].request_claims["state"].as_str().unwrap().to_string();
+    let q = |iss: &str, code: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", code)
+            .append_pair("state", &sealed)
+            .append_pair("iss", iss)
+            .finish()
+    };
+    let outcome = |q: String| {
+        let state = state.clone();
+        let cookie = cookie.clone();
+        async move { callback::check(&state, "/cb", Some(&q), Some(&cookie)).await }
+    };
+    // Bank B's issuer (and code) with bank A's state: refused as the mix-up, by name.
+    match outcome(q(&b.issuer, "code-from-b")).await {
+        CallbackOutcome::Reject { code, as_name, .. } => {
+            assert_eq!(code, "iss_mixup");
+            assert_eq!(as_name.as_deref(), Some("bank-a"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // An issuer nobody configured: a plain mismatch.
+    match outcome(q("https://evil.example", "code-x")).await {
+        CallbackOutcome::Reject { code, .. } => assert_eq!(code, "iss_mismatch"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        state.codes.take(&"code-from-b".to_string()).is_none(),
+        "a refused code is never remembered"
+    );
+    // The genuine response was not burnt by the refused ones.
+    let CallbackOutcome::Forward { query, .. } = outcome(q(&a.issuer, "code-from-a")).await else {
+        panic!("the genuine response must pass")
+    };
+    assert!(
+        query.contains("state=app-state") && query.contains("code=code-from-a"),
+        "{query}"
+    );
+    let rec = state.codes.take(&"code-from-a".to_string()).unwrap();
+    assert_eq!(rec.as_index, 0);
+    assert_eq!(
+        rec.nonce.as_deref(),
+        Some("n-1"),
+        "the pushed nonce is kept for the ID token check"
+    );
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        m.contains(r#"par_sidecar_callback_checks_total{as="bank-a",outcome="iss_mixup"} 1"#),
+        "{m}"
+    );
+}
+
+fn token_call(path: &str, body: &str) -> EgressRequest {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+    EgressRequest {
+        method: http::Method::POST,
+        path: path.into(),
+        query: None,
+        headers,
+        body: bytes::Bytes::from(body.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
+    let (_a, _b, state) = two_banks("tpp-a", "tpp-b").await;
+    let record = |as_index| CodeRecord {
+        as_index,
+        verifier: None,
+        redirect_uri: None,
+        nonce: None,
+        max_age: None,
+    };
+    // A code bank A issued, presented on bank B's route: refused before any AS call.
+    state.codes.insert_new("code-a".into(), record(0));
+    let resp = egress::handle(
+        &state,
+        token_call("/as/bank-b/token", "grant_type=authorization_code&code=code-a"),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body["error_description"].as_str().unwrap().contains("bank-a"));
+    // Unprefixed refresh: ambiguous in a multi-AS config, refused naming the routes.
+    let resp = egress::handle(&state, token_call("/token", "grant_type=refresh_token&refresh_token=r")).await;
+    assert_eq!(resp.status, 400);
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert!(
+        body["error_description"].as_str().unwrap().contains("/as/bank-a/token"),
+        "{body}"
+    );
+    // Unknown AS name and unknown endpoint.
+    let resp = egress::handle(&state, token_call("/as/bank-z/token", "grant_type=refresh_token")).await;
+    assert_eq!(resp.status, 404);
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        m.contains(r#"as="bank-b",as_error="",outcome="as_mismatch",route="token"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"outcome="ambiguous",route="token"} 1"#), "{m}");
+}
+
+#[tokio::test]
+async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine() {
+    // A hub: bank B's metadata names bank A's authorize endpoint; the client_id tells them apart.
+    let (a, _b, state) = two_banks("tpp-a", "tpp-b").await;
+    let md_a = state.registry.clients[0].discovery.get().unwrap();
+    let mut md_b = (*state.registry.clients[1].discovery.get().unwrap()).clone();
+    md_b.authorization_endpoint = md_a.authorization_endpoint.clone();
+    state.registry.set_metadata(&state.registry.clients[1], md_b.clone());
+    assert!(state.registry.clients.iter().all(|c| c.is_ready()));
+    let RedirectDecision::Rewrite { .. } = decide(&state, login_at(&a.issuer, "tpp-b").as_bytes()).await else {
+        panic!("the hub login for bank B must be pushed")
+    };
+
+    // The same endpoint with the same client_id: no redirect could be attributed.
+    let (a, _b, state) = two_banks("tpp", "tpp").await;
+    let md_a = state.registry.clients[0].discovery.get().unwrap();
+    let mut md_b = (*state.registry.clients[1].discovery.get().unwrap()).clone();
+    md_b.authorization_endpoint = md_a.authorization_endpoint.clone();
+    state.registry.set_metadata(&state.registry.clients[1], md_b);
+    assert!(!state.is_ready());
+    let RedirectDecision::Fail(e) = decide(&state, login_at(&a.issuer, "tpp").as_bytes()).await else {
+        panic!("must fail closed")
+    };
+    assert_eq!((e.status, e.code), (503, "not_ready"));
+    let ready = par_sidecar::admin::route(&state, &http::Method::GET, "/readyz");
+    assert_eq!(ready.status(), 503);
+    let body = String::from_utf8(ready.body().clone()).unwrap();
+    assert!(
+        body.contains("bank-a: not ready: same authorization endpoint and client_id as `bank-b`"),
+        "{body}"
+    );
+    assert!(a.seen().is_empty());
+}
