@@ -520,6 +520,8 @@ fn pass_back(resp: AsResponse) -> EgressResponse {
 }
 
 type Refusal = (u16, &'static str, &'static str, String);
+/// The app's form without its credentials, and the code record of an authorization_code grant.
+type ClientForm = (Vec<(String, String)>, Option<CodeRecord>);
 
 /// Parses the app's form strictly, checks it names the right client, strips its
 /// credentials (CA-1/TOK-1) and, for an authorization_code grant, takes the code record
@@ -528,7 +530,7 @@ fn parse_client_form(
     state: &SidecarState,
     r: Route,
     req: &EgressRequest,
-) -> Result<(Vec<(String, String)>, Option<CodeRecord>), Refusal> {
+) -> Result<ClientForm, Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
     let app_id = apps_client_id(&req.headers, &form);
     let app_id = app_id.as_deref();
