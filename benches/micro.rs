@@ -7,10 +7,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use par_sidecar::authorize::{detect, AuthorizeEndpoint, Detection};
-use par_sidecar::jose::{Alg, SigningKey};
+use par_sidecar::as_client::jose::{Alg, SigningKey};
+use par_sidecar::front::authorize::{detect, AuthorizeEndpoint, Detection};
+use par_sidecar::front::sealed_state::{StateSealer, TransactionState};
 use par_sidecar::protocol::ClientId;
-use par_sidecar::sealed_state::{StateSealer, TransactionState};
 
 fn median_us(runs: usize, iters: u32, mut f: impl FnMut()) -> f64 {
     let mut samples: Vec<f64> = (0..runs)

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use par_sidecar::as_client::discovery;
+use par_sidecar::as_client::keys::{union_jwks, KeySet};
+use par_sidecar::as_client::registry::build_http;
 use par_sidecar::config::Settings;
-use par_sidecar::discovery;
-use par_sidecar::keys::{union_jwks, KeySet};
-use par_sidecar::registry::build_http;
 use par_sidecar::state::SidecarState;
 
 #[derive(Parser)]
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                 authorization_servers = state.registry.clients.len(),
                 "par-sidecar starting"
             );
-            par_sidecar::server::run(state, threads.max(1))
+            par_sidecar::ops::server::run(state, threads.max(1))
         }
         Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::Jwks { config } => {

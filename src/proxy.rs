@@ -9,9 +9,9 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::callback::{self, CallbackOutcome};
 use crate::errors::{wants_json, BrowserError};
-use crate::redirect::{decide, is_redirect, RedirectDecision};
+use crate::front::callback::{self, CallbackOutcome};
+use crate::front::redirect::{decide, is_redirect, RedirectDecision};
 use crate::state::SidecarState;
 
 pub struct PublicProxy {

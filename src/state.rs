@@ -9,12 +9,12 @@ use arc_swap::ArcSwap;
 
 use std::time::Duration;
 
+use crate::as_client::keys::KeyLoadError;
+use crate::as_client::registry::{load_client, AsClient, AsRegistry};
 use crate::bounded::TtlMap;
 use crate::config::Settings;
-use crate::keys::KeyLoadError;
-use crate::metrics::Metrics;
-use crate::registry::{load_client, AsClient, AsRegistry};
-use crate::sealed_state::StateSealer;
+use crate::front::sealed_state::StateSealer;
+use crate::ops::metrics::Metrics;
 
 pub struct SidecarState {
     pub settings: Settings,
@@ -125,7 +125,7 @@ impl SidecarState {
     /// `/jwks.json` and `par-sidecar jwks` print.
     pub fn public_jwks(&self) -> serde_json::Value {
         let sets: Vec<_> = self.registry.clients.iter().map(|c| c.keys.load_full()).collect();
-        crate::keys::union_jwks(sets.iter().map(|k| k.as_ref()))
+        crate::as_client::keys::union_jwks(sets.iter().map(|k| k.as_ref()))
     }
 }
 

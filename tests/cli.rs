@@ -172,5 +172,5 @@ fn jwks_prints_public_keys_only() {
     assert_eq!(k["alg"], "EdDSA");
     assert!(k.get("d").is_none());
     // kid defaults to the RFC 7638 thumbprint.
-    assert_eq!(k["kid"], par_sidecar::jose::jwk_thumbprint(k));
+    assert_eq!(k["kid"], par_sidecar::as_client::jose::jwk_thumbprint(k));
 }

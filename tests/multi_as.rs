@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use common::AsDouble;
 use jsonwebtoken::Algorithm;
-use par_sidecar::callback::{self, CallbackOutcome};
 use par_sidecar::config::Settings;
 use par_sidecar::egress::{self, EgressRequest};
-use par_sidecar::redirect::{decide, RedirectDecision};
+use par_sidecar::front::callback::{self, CallbackOutcome};
+use par_sidecar::front::redirect::{decide, RedirectDecision};
 use par_sidecar::state::{CodeRecord, SidecarState};
 
 fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {
@@ -40,7 +40,7 @@ timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
 async fn load_all(state: &SidecarState) {
     for c in &state.registry.clients {
         let http = c.http.load();
-        let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &c.settings)
+        let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &c.settings)
             .await
             .unwrap();
         state.registry.set_metadata(c, md);
@@ -244,7 +244,7 @@ async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine()
         panic!("must fail closed")
     };
     assert_eq!((e.status, e.code), (503, "not_ready"));
-    let ready = par_sidecar::admin::route(&state, &http::Method::GET, "/readyz");
+    let ready = par_sidecar::ops::admin::route(&state, &http::Method::GET, "/readyz");
     assert_eq!(ready.status(), 503);
     let body = String::from_utf8(ready.body().clone()).unwrap();
     assert!(

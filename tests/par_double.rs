@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{settings_yaml, AsDouble, Fault};
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
-use par_sidecar::redirect::{decide, RedirectDecision};
+use par_sidecar::front::redirect::{decide, RedirectDecision};
 use par_sidecar::state::SidecarState;
 
 async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<SidecarState> {
@@ -19,7 +19,7 @@ async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &s
     let state = SidecarState::load(settings).unwrap();
     let a = state.first_as();
     let http = a.http.load();
-    let md = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &a.settings)
+    let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &a.settings)
         .await
         .unwrap();
     state.registry.set_metadata(a, md);
@@ -98,7 +98,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         let sealed = ro["state"].as_str().unwrap();
         let tx = state
             .sealer
-            .open(sealed, par_sidecar::request_object::now_secs(), 600)
+            .open(sealed, par_sidecar::as_client::request_object::now_secs(), 600)
             .unwrap();
         assert_eq!(tx.app_state.as_deref(), Some("st-1"));
         assert_eq!(tx.verifier, None, "the app sent S256: nothing injected");
@@ -309,7 +309,7 @@ async fn discovery_rejects_an_issuer_mismatch() {
     );
     let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     let http = state.first_as().http.load();
-    let err = par_sidecar::discovery::fetch(http.as_ref().as_ref(), &state.first_as().settings)
+    let err = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &state.first_as().settings)
         .await
         .unwrap_err();
     assert_eq!(err.label(), "issuer_mismatch", "a trailing slash counts (DISC-2)");
@@ -326,8 +326,8 @@ async fn discovery_rejects_an_issuer_mismatch() {
 
 #[tokio::test]
 async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
-    use par_sidecar::callback::{check, CallbackOutcome};
-    use par_sidecar::sealed_state::TransactionState;
+    use par_sidecar::front::callback::{check, CallbackOutcome};
+    use par_sidecar::front::sealed_state::TransactionState;
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let state = state_for(
@@ -343,7 +343,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         app_state: Some("app state/ü".into()),
         verifier: Some("v".repeat(43)),
         redirect_uri: Some("https://app.example/cb?tenant=x".into()),
-        issued_at: par_sidecar::request_object::now_secs(),
+        issued_at: par_sidecar::as_client::request_object::now_secs(),
         nonce: "nonce-1".into(),
         jarm: false,
         binding: None,

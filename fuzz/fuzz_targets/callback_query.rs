@@ -2,8 +2,8 @@
 //! opener never panic, and the opener never accepts what it did not seal.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use par_sidecar::authorize::parse_query;
-use par_sidecar::sealed_state::StateSealer;
+use par_sidecar::front::authorize::parse_query;
+use par_sidecar::front::sealed_state::StateSealer;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };

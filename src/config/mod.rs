@@ -12,7 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
-use crate::jose::Alg;
+use crate::as_client::jose::Alg;
 use crate::protocol::{ClientId, IssuerUrl};
 
 #[derive(Debug, Error)]

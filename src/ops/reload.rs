@@ -14,8 +14,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tracing::{error, info};
 
-use crate::keys::KeySet;
-use crate::registry::{build_http, AsClient, PreviousClient};
+use crate::as_client::keys::KeySet;
+use crate::as_client::registry::{build_http, AsClient, PreviousClient};
 use crate::state::SidecarState;
 
 /// SHA-256 over the contents of every key and certificate file of every AS (missing files

@@ -10,8 +10,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::as_client::jose::SigningKey;
 use crate::config::{ClientSettings, SigningKeyRef};
-use crate::jose::SigningKey;
 
 #[derive(Debug, Error)]
 pub enum KeyLoadError {

@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
-use crate::jose::{random_token, s256};
+use crate::as_client::jose::{random_token, s256};
 
 const PREFIX: &str = "par_sidecar_tx_";
 

@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::authorize::AuthorizeRedirect;
-use crate::config::{AsSettings, AuthMethod};
-use crate::discovery::ProviderMetadata;
-use crate::http_client::{AsHttp, AsRequest, TransportError};
-use crate::jose::{Alg, SigningKey};
-use crate::metrics::Metrics;
-use crate::protocol::InteractionId;
-use crate::request_object::{
+use crate::as_client::discovery::ProviderMetadata;
+use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
+use crate::as_client::jose::{Alg, SigningKey};
+use crate::as_client::request_object::{
     client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP,
 };
+use crate::config::{AsSettings, AuthMethod};
+use crate::front::authorize::AuthorizeRedirect;
+use crate::ops::metrics::Metrics;
+use crate::protocol::InteractionId;
 
 #[derive(Debug, Error)]
 pub enum ParError {

@@ -7,16 +7,16 @@ use tracing::{info, warn};
 
 use serde_json::Value;
 
-use crate::authorize::{detect_among, AuthorizeError, AuthorizeRedirect, Detection};
-use crate::browser_binding;
+use crate::as_client::jose::random_token;
+use crate::as_client::par::{self, ParContext};
+use crate::as_client::registry::AsClient;
+use crate::as_client::request_object::now_secs;
 use crate::errors::BrowserError;
-use crate::jose::random_token;
-use crate::par::{self, ParContext};
-use crate::pkce::{self, PkceAction};
+use crate::front::authorize::{detect_among, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::front::browser_binding;
+use crate::front::pkce::{self, PkceAction};
+use crate::front::sealed_state::TransactionState;
 use crate::protocol::{redact, InteractionId};
-use crate::registry::AsClient;
-use crate::request_object::now_secs;
-use crate::sealed_state::TransactionState;
 use crate::state::SidecarState;
 
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::authorize::AuthorizeRedirect;
+use crate::front::authorize::AuthorizeRedirect;
 use crate::protocol::{ClientId, IssuerUrl};
 
 /// JAR §4 media type, recommended explicit typing (JAR §10.8).

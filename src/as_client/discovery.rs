@@ -11,10 +11,10 @@ use serde::Deserialize;
 use thiserror::Error;
 use url::Url;
 
-use crate::authorize::AuthorizeEndpoint;
+use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
+use crate::as_client::jose::Alg;
 use crate::config::{AliasPolicy, AsSettings, AuthMethod};
-use crate::http_client::{AsHttp, AsRequest, TransportError};
-use crate::jose::Alg;
+use crate::front::authorize::AuthorizeEndpoint;
 use crate::protocol::IssuerUrl;
 
 #[derive(Debug, Error)]

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Semaphore;
 
-use crate::authorize::{norm_host, Candidate};
+use crate::as_client::discovery::{DiscoveryCache, ProviderMetadata};
+use crate::as_client::http_client::{AsHttp, ReqwestAs};
+use crate::as_client::jarm::AsJwks;
+use crate::as_client::keys::{KeyLoadError, KeySet};
 use crate::config::AsSettings;
-use crate::discovery::{DiscoveryCache, ProviderMetadata};
-use crate::http_client::{AsHttp, ReqwestAs};
-use crate::jarm::AsJwks;
-use crate::keys::{KeyLoadError, KeySet};
+use crate::front::authorize::{norm_host, Candidate};
 
 /// Bounds concurrent PARs at one AS (their retry sleeps included).
 const MAX_CONCURRENT_LOGINS: usize = 128;

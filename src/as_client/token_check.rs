@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::discovery::ProviderMetadata;
-use crate::http_client::AsRequest;
-use crate::id_token::{self, IdTokenError, IdTokenExpectations};
-use crate::metrics::Metrics;
-use crate::par::client_auth_form;
-use crate::registry::AsClient;
-use crate::request_object::now_secs;
+use crate::as_client::discovery::ProviderMetadata;
+use crate::as_client::http_client::AsRequest;
+use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
+use crate::as_client::par::client_auth_form;
+use crate::as_client::registry::AsClient;
+use crate::as_client::request_object::now_secs;
+use crate::ops::metrics::Metrics;
 use crate::state::{CodeRecord, SidecarState};
 
 /// Which grant produced the response: what the ID token must match.

@@ -8,11 +8,11 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
-use crate::background::DiscoveryRefresher;
-use crate::egress_listener::EgressApp;
+use crate::egress::listener::EgressApp;
+use crate::ops::admin::AdminApp;
+use crate::ops::background::DiscoveryRefresher;
+use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
-use crate::reload::KeyWatcher;
 use crate::state::SidecarState;
 
 /// Runs until SIGTERM/SIGINT; pingora drains in-flight requests for the grace period.

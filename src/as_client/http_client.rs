@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::keys::{load_certs, KeyLoadError, TransportIdentity};
+use crate::as_client::keys::{load_certs, KeyLoadError, TransportIdentity};
 
 /// One HTTP request to the AS: small, fully buffered, form or empty body.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use url::Url;
 
-use crate::http_client::{AsHttp, AsRequest};
-use crate::metrics::Metrics;
+use crate::as_client::http_client::{AsHttp, AsRequest};
+use crate::ops::metrics::Metrics;
 
 #[derive(Debug, Error)]
 pub enum JarmError {

@@ -5,11 +5,11 @@
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::authorize::parse_query;
-use crate::browser_binding;
+use crate::as_client::registry::AsClient;
+use crate::as_client::request_object::now_secs;
+use crate::front::authorize::parse_query;
+use crate::front::browser_binding;
 use crate::protocol::{redact, InteractionId};
-use crate::registry::AsClient;
-use crate::request_object::now_secs;
 use crate::state::{CodeRecord, SidecarState};
 
 #[derive(Debug)]

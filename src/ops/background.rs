@@ -11,9 +11,9 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::discovery::{fetch, next_delay};
-use crate::registry::AsClient;
-use crate::request_object::now_secs;
+use crate::as_client::discovery::{fetch, next_delay};
+use crate::as_client::registry::AsClient;
+use crate::as_client::request_object::now_secs;
 use crate::state::SidecarState;
 
 /// Discovery fetches in flight at once across all ASs.

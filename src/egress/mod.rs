@@ -3,6 +3,10 @@
 //! mTLS with the transport certificate so certificate-bound tokens work (TOK-1..10, RS-1..3).
 //! No pingora here: requests and responses are plain values.
 
+#[cfg(feature = "server")]
+pub mod listener;
+mod route;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,13 +16,14 @@ use bytes::Bytes;
 use tracing::{info, warn};
 use url::Url;
 
-use crate::discovery::ProviderMetadata;
-use crate::http_client::{AsRequest, AsResponse};
-use crate::par::{client_auth_form, sanitize_error_code};
+use crate::as_client::discovery::ProviderMetadata;
+use crate::as_client::http_client::{AsRequest, AsResponse};
+use crate::as_client::par::{client_auth_form, sanitize_error_code};
+use crate::as_client::registry::AsClient;
+use crate::as_client::token_check::{self, Grant};
 use crate::protocol::{redact, InteractionId};
-use crate::registry::AsClient;
 use crate::state::{CodeRecord, SidecarState};
-use crate::token_check::{self, Grant};
+use route::{ambiguous, route, Route, Target};
 
 #[derive(Debug, Clone)]
 pub struct EgressRequest {
@@ -36,129 +41,7 @@ pub struct EgressResponse {
     pub body: Bytes,
 }
 
-/// Where an egress request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Token,
-    Userinfo,
-    Introspect,
-    Revoke,
-    Resource(usize),
-}
-
-impl Route {
-    fn label(self) -> &'static str {
-        match self {
-            Route::Token => "token",
-            Route::Userinfo => "userinfo",
-            Route::Introspect => "introspection",
-            Route::Revoke => "revocation",
-            Route::Resource(_) => "resource",
-        }
-    }
-
-    /// Endpoints that authenticate the client: the app's credentials are swapped.
-    fn authenticates_client(self) -> bool {
-        matches!(self, Route::Token | Route::Introspect | Route::Revoke)
-    }
-}
-
-/// Which AS an egress request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    As(usize),
-    /// Unprefixed route in a multi-AS config: only an authorization_code grant can be
-    /// attributed (by the code the sidecar saw at the callback).
-    ByCode,
-}
-
-fn as_route(rest: &str) -> Option<Route> {
-    match rest {
-        "/token" => Some(Route::Token),
-        "/userinfo" => Some(Route::Userinfo),
-        "/introspect" => Some(Route::Introspect),
-        "/revoke" => Some(Route::Revoke),
-        _ => None,
-    }
-}
-
-/// `/as/<name>/<endpoint>`, the unprefixed AS routes, or a resource prefix.
-fn route(state: &SidecarState, path: &str) -> Result<(Route, Target), EgressResponse> {
-    if let Some(rest) = path.strip_prefix("/as/") {
-        let name = rest.split('/').next().unwrap_or("");
-        let Some(i) = state.settings.as_index(name) else {
-            return Err(oauth_error(
-                404,
-                "not_found",
-                "par-sidecar egress: no configured AS by that name".into(),
-            ));
-        };
-        return match as_route(&rest[name.len()..]) {
-            Some(r) => Ok((r, Target::As(i))),
-            None => Err(oauth_error(
-                404,
-                "not_found",
-                format!("par-sidecar egress has no route for {path}"),
-            )),
-        };
-    }
-    if let Some(r) = as_route(path) {
-        return Ok((
-            r,
-            if state.settings.multi_as {
-                Target::ByCode
-            } else {
-                Target::As(0)
-            },
-        ));
-    }
-    match state
-        .settings
-        .resources
-        .iter()
-        .position(|r| path.starts_with(&r.prefix))
-    {
-        Some(i) => Ok((
-            Route::Resource(i),
-            Target::As(state.settings.resources[i].authorization_server),
-        )),
-        None => Err(oauth_error(
-            404,
-            "not_found",
-            format!("par-sidecar egress has no route for {path}"),
-        )),
-    }
-}
-
-/// The refusal for an unprefixed call that cannot be attributed to one AS: never guessed.
-fn ambiguous(state: &SidecarState, label: &str) -> EgressResponse {
-    let routes: Vec<String> = state
-        .registry
-        .clients
-        .iter()
-        .take(5)
-        .map(|c| format!("/as/{}/{}", c.name(), label_path(label)))
-        .collect();
-    oauth_error(
-        400,
-        "invalid_request",
-        format!(
-            "par-sidecar serves several authorization servers: call the per-AS route ({}{}); only an authorization_code grant may use the unprefixed /token",
-            routes.join(", "),
-            if state.registry.clients.len() > 5 { ", ..." } else { "" }
-        ),
-    )
-}
-
-fn label_path(label: &str) -> &str {
-    match label {
-        "introspection" => "introspect",
-        "revocation" => "revoke",
-        other => other,
-    }
-}
-
-fn oauth_error(status: u16, error: &str, description: String) -> EgressResponse {
+pub(crate) fn oauth_error(status: u16, error: &str, description: String) -> EgressResponse {
     let body = serde_json::json!({ "error": error, "error_description": description });
     EgressResponse {
         status,
@@ -526,11 +409,7 @@ type ClientForm = (Vec<(String, String)>, Option<CodeRecord>);
 /// Parses the app's form strictly, checks it names the right client, strips its
 /// credentials (CA-1/TOK-1) and, for an authorization_code grant, takes the code record
 /// (once: a replayed token call never reaches the AS, TOK-5).
-fn parse_client_form(
-    state: &SidecarState,
-    r: Route,
-    req: &EgressRequest,
-) -> Result<ClientForm, Refusal> {
+fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Result<ClientForm, Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
     let app_id = apps_client_id(&req.headers, &form);
     let app_id = app_id.as_deref();

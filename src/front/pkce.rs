@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use crate::authorize::{AuthorizeError, AuthorizeRedirect};
-use crate::jose::{random_token, s256};
+use crate::as_client::jose::{random_token, s256};
+use crate::front::authorize::{AuthorizeError, AuthorizeRedirect};
 
 /// What the sidecar did to the app's PKCE, for the callback and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,14 @@
+//! Talking to authorization servers: one [`registry::AsClient`] per configured AS, with its
+//! discovery, PAR, request object, client authentication, JARM and ID token checks, keys,
+//! and the HTTP seam.
+
+pub mod discovery;
+pub mod http_client;
+pub mod id_token;
+pub mod jarm;
+pub mod jose;
+pub mod keys;
+pub mod par;
+pub mod registry;
+pub mod request_object;
+pub mod token_check;

@@ -1,0 +1,9 @@
+//! The browser-facing plane, pure decisions (no pingora): is an upstream redirect a login
+//! to push, and is a request to the app an authorization response to check first.
+
+pub mod authorize;
+pub mod browser_binding;
+pub mod callback;
+pub mod pkce;
+pub mod redirect;
+pub mod sealed_state;

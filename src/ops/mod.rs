@@ -1,0 +1,12 @@
+//! Operating the sidecar: metrics (one place for names), the admin listener, key reload,
+//! background refreshers and the server wiring.
+
+#[cfg(feature = "server")]
+pub mod admin;
+#[cfg(feature = "server")]
+pub mod background;
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod reload;
+#[cfg(feature = "server")]
+pub mod server;
