@@ -69,6 +69,23 @@ impl TokenResponseError {
     }
 }
 
+/// RFC 6749 §5.1: an access token and its type (compared case-insensitively, §7.1); a
+/// missing `expires_in` is fine.
+fn check_shape(doc: &serde_json::Map<String, Value>) -> Result<(), TokenResponseError> {
+    if doc
+        .get("access_token")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(TokenResponseError::AccessTokenMissing);
+    }
+    let token_type = doc.get("token_type").and_then(Value::as_str).unwrap_or("");
+    if !token_type.eq_ignore_ascii_case("bearer") && !token_type.eq_ignore_ascii_case("dpop") {
+        return Err(TokenResponseError::TokenType(token_type.chars().take(20).collect()));
+    }
+    Ok(())
+}
+
 /// Checks one 200 token response. On failure, also returns the tokens it carried so the
 /// caller can have them revoked.
 pub async fn check(
@@ -90,13 +107,8 @@ pub async fn check(
         issued.push((t.to_string(), "refresh_token"));
     }
     let fail = |e| Err((e, issued.clone()));
-    if text("access_token").is_none() {
-        return fail(TokenResponseError::AccessTokenMissing);
-    }
-    // RFC 6749 §7.1: the type is case-insensitive; a missing expires_in is fine.
-    let token_type = text("token_type").unwrap_or("");
-    if !token_type.eq_ignore_ascii_case("bearer") && !token_type.eq_ignore_ascii_case("dpop") {
-        return fail(TokenResponseError::TokenType(token_type.chars().take(20).collect()));
+    if let Err(e) = check_shape(&doc) {
+        return fail(e);
     }
     let Some(jwt) = text("id_token") else {
         return Ok(());
@@ -188,4 +200,39 @@ pub fn revoke_in_background(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(v: Value) -> Result<(), &'static str> {
+        check_shape(v.as_object().unwrap()).map_err(|e| e.label())
+    }
+
+    #[test]
+    fn token_response_shape() {
+        use serde_json::json;
+        assert_eq!(
+            shape(json!({"access_token": "a", "token_type": "Bearer", "expires_in": 60})),
+            Ok(())
+        );
+        // Conformance TokenTypeCaseInsensitivity and TokenEndpointResponseWithoutExpiresIn.
+        assert_eq!(shape(json!({"access_token": "a", "token_type": "bEaReR"})), Ok(()));
+        assert_eq!(shape(json!({"access_token": "a", "token_type": "DPoP"})), Ok(()));
+        assert_eq!(shape(json!({"token_type": "Bearer"})), Err("access_token_missing"));
+        assert_eq!(
+            shape(json!({"access_token": "", "token_type": "Bearer"})),
+            Err("access_token_missing")
+        );
+        assert_eq!(
+            shape(json!({"access_token": 7, "token_type": "Bearer"})),
+            Err("access_token_missing")
+        );
+        assert_eq!(shape(json!({"access_token": "a"})), Err("token_type"));
+        assert_eq!(
+            shape(json!({"access_token": "a", "token_type": "mac"})),
+            Err("token_type")
+        );
+    }
 }

@@ -36,7 +36,13 @@ const asKeys = [
 // --- Misbehaving-AS switches (relying-party negative tests) ---
 // Each id_token fault re-signs the real ID token's claims with the AS's own PS256 key (so only
 // the named thing is wrong), except alg_none / hs256 / tampered, which need no valid signature.
-const ID_TOKEN_FAULTS = new Set(['iss', 'aud', 'aud_extra', 'exp', 'iat', 'nonce', 'nonce_missing', 'alg_none', 'hs256', 'tampered', 'unknown_kid']);
+const ID_TOKEN_FAULTS = new Set([
+  'iss', 'aud', 'aud_extra', 'exp', 'iat', 'nonce', 'nonce_missing', 'alg_none', 'hs256', 'tampered', 'unknown_kid',
+  'rs256', 'exp_missing', 'aud_missing', 'iss_missing',
+  // Not faults: legal variations a client must accept (conformance ValidAudAsArray,
+  // TokenEndpointResponseWithoutExpiresIn, TokenTypeCaseInsensitivity).
+  'aud_array', 'no_expires_in', 'token_type_lower',
+]);
 const AUTHZ_FAULTS = new Set(['iss_wrong', 'iss_missing']);
 const faults = { id_token: null, authz: null };
 const psKey = crypto.createPrivateKey({ key: asKeys[0], format: 'jwk' });
@@ -73,6 +79,15 @@ function faultyIdToken(original, fault) {
       return `${h}.${b64u({ ...p, sub: `${p.sub}-tampered` })}.${sig}`;
     }
     case 'unknown_kid': return signPs256({ ...header, kid: 'not-in-the-jwks' }, p);
+    case 'rs256': {
+      // The AS's own RSA key, with PKCS#1 v1.5 (RS256): outside the FAPI 2.0 algorithms.
+      const input = `${b64u({ ...header, alg: 'RS256' })}.${b64u(p)}`;
+      return `${input}.${crypto.sign('sha256', Buffer.from(input), psKey).toString('base64url')}`;
+    }
+    case 'exp_missing': return signPs256(header, without('exp'));
+    case 'aud_missing': return signPs256(header, without('aud'));
+    case 'iss_missing': return signPs256(header, without('iss'));
+    case 'aud_array': return signPs256(header, { ...p, aud: [client] });
     default: return original;
   }
 }
@@ -242,7 +257,9 @@ function handler(req, res) {
       let doc;
       try { doc = JSON.parse(body.toString()); } catch { return null; }
       if (res.statusCode !== 200 || typeof doc.id_token !== 'string') return null;
-      doc.id_token = faultyIdToken(doc.id_token, idTokenFault);
+      if (idTokenFault === 'no_expires_in') delete doc.expires_in;
+      else if (idTokenFault === 'token_type_lower') doc.token_type = doc.token_type.toLowerCase();
+      else doc.id_token = faultyIdToken(doc.id_token, idTokenFault);
       record({ path: '/token', id_token_fault: idTokenFault });
       return Buffer.from(JSON.stringify(doc));
     });

@@ -23,7 +23,7 @@ function post(s, path, body) {
 async function login(s) {
   const b = new Browser({ ca: s.ca });
   const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
-  return { cb, page: await b.navigate(cb) };
+  return { b, cb, page: await b.navigate(cb) };
 }
 
 // Each AS fault and the check that must refuse it (the metric label, README conformance map).
@@ -39,6 +39,10 @@ const ID_TOKEN_FAULTS = {
   hs256: 'alg',
   tampered: 'signature',
   unknown_kid: 'unknown_kid',
+  rs256: 'alg',
+  exp_missing: 'exp',
+  aud_missing: 'aud',
+  iss_missing: 'iss',
 };
 
 describe('ID token validation on the egress token route', () => {
@@ -80,6 +84,40 @@ describe('ID token validation on the egress token route', () => {
       }
       const { page } = await login(s);
       assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+    });
+  }
+
+  test('refresh: the new ID token is checked too (no nonce required), a bad one is refused', async () => {
+    const { b, page } = await login(s);
+    assert.match(page.body, /<p id="sub">alice<\/p>/);
+    const ok = await b.navigate(`${s.publicBase}/refresh`);
+    assert.match(ok.body, /id="refreshed"/, ok.body);
+    const m0 = await s.metrics();
+    assert.ok(metricValue(m0, 'par_sidecar_token_response_checks_total', { grant: 'refresh_token', outcome: 'valid' }) >= 1);
+    assert.equal(await post(s, '/__test/id_token_fault', { fault: 'aud' }), 200);
+    try {
+      const bad = await b.navigate(`${s.publicBase}/refresh`);
+      assert.match(bad.body, /refresh said 502/, bad.body);
+      assert.match(bad.body, /check `aud`/);
+    } finally {
+      assert.equal(await post(s, '/__test/id_token_fault', { fault: null }), 200);
+    }
+    const m1 = await s.metrics();
+    assert.equal(metricValue(m1, 'par_sidecar_token_response_checks_total', { grant: 'refresh_token', outcome: 'aud' }), 1);
+  });
+
+  for (const fault of ['aud_array', 'no_expires_in', 'token_type_lower']) {
+    test(`legal variation ${fault}: accepted`, async () => {
+      assert.equal(await post(s, '/__test/id_token_fault', { fault }), 200);
+      try {
+        const { page } = await login(s);
+        assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+        if (fault === 'token_type_lower') assert.match(page.body, /<p id="token-type">bearer<\/p>/);
+        const applied = (await s.events()).filter((e) => e.id_token_fault === fault);
+        assert.ok(applied.length >= 1, 'the AS applied the variation');
+      } finally {
+        assert.equal(await post(s, '/__test/id_token_fault', { fault: null }), 200);
+      }
     });
   }
 
