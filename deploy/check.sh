@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline validation of deploy/ (no cluster, no container engine):
-#  - kustomize renders base, the example overlay and monitoring (kubectl from PyPI);
+#  - kustomize renders base, the example and two-bank overlays and monitoring (kubectl from PyPI);
 #  - every rendered Kubernetes object validates against the official schemas (kubernetes-validate);
 #  - the PodMonitor/PrometheusRule have the expected shape; prometheusrule.yaml == rules.yaml;
 #  - promtool checks the rules and runs their unit tests;
@@ -20,7 +20,7 @@ PY="$VENV/bin/python"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-for k in base overlays/example monitoring; do
+for k in base overlays/example overlays/two-banks monitoring; do
   name=${k//\//-}
   "$VENV/bin/kubectl" kustomize "deploy/$k" > "$out/$name.yaml"
   echo "deploy: rendered deploy/$k ($(grep -c '^kind:' "$out/$name.yaml") objects)"
@@ -32,7 +32,7 @@ import sys, os, yaml
 out = sys.argv[1]
 crd_kinds = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 n = 0
-for f in ("base.yaml", "overlays-example.yaml", "monitoring.yaml"):
+for f in ("base.yaml", "overlays-example.yaml", "overlays-two-banks.yaml", "monitoring.yaml"):
     for i, doc in enumerate(yaml.safe_load_all(open(os.path.join(out, f)))):
         if not doc:
             continue

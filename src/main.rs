@@ -165,6 +165,13 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
             let role = if i == 0 { "signs" } else { "published" };
             println!("  signing key {i}:   {} kid={} ({role})", k.alg().as_str(), k.kid());
         }
+        if let Some(k) = &keys.request_object {
+            println!(
+                "  request objects: {} kid={} (signs request objects only)",
+                k.alg().as_str(),
+                k.kid()
+            );
+        }
         println!(
             "  transport cert:  {} (not after {})",
             keys.transport.subject, keys.transport.not_after

@@ -172,10 +172,11 @@ impl ProviderMetadata {
         let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
 
         let alg = settings.client.signing_keys[0].alg;
+        let request_object_alg = settings.client.request_object_key.as_ref().map_or(alg, |k| k.alg);
         check_alg(
             "request_object_signing_alg_values_supported",
             &raw.request_object_signing_alg_values_supported,
-            alg,
+            request_object_alg,
         )?;
         if settings.client.auth_method == AuthMethod::PrivateKeyJwt {
             check_alg(

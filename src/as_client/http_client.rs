@@ -24,12 +24,19 @@ pub struct AsRequest {
 }
 
 impl AsRequest {
-    /// A bodiless request with `accept: application/json`.
+    /// A bodiless request with `accept: application/json` and, like every back-channel
+    /// call, a fresh v4 `x-fapi-interaction-id` (XF-1).
     pub fn get(url: url::Url, timeout: Duration) -> AsRequest {
         AsRequest {
             method: http::Method::GET,
             url,
-            headers: vec![("accept".into(), "application/json".into())],
+            headers: vec![
+                ("accept".into(), "application/json".into()),
+                (
+                    "x-fapi-interaction-id".into(),
+                    crate::protocol::InteractionId::new().to_string(),
+                ),
+            ],
             form: None,
             body: None,
             timeout,

@@ -56,6 +56,8 @@ impl std::fmt::Debug for TransportIdentity {
 pub struct KeySet {
     /// `signing[0]` signs; the rest are published for rotation overlap.
     pub signing: Vec<Arc<SigningKey>>,
+    /// A separate request-object key, when configured (published too).
+    pub request_object: Option<Arc<SigningKey>>,
     pub transport: TransportIdentity,
     /// Human-readable warnings (e.g. loose file permissions) for logs and check-config.
     pub warnings: Vec<String>,
@@ -69,8 +71,15 @@ impl KeySet {
             warnings.extend(permission_warning(&k.path));
             signing.push(Arc::new(load_signing_key(k)?));
         }
+        let request_object = match &settings.request_object_key {
+            Some(k) => {
+                warnings.extend(permission_warning(&k.path));
+                Some(Arc::new(load_signing_key(k)?))
+            }
+            None => None,
+        };
         let mut kids = std::collections::HashSet::new();
-        for k in &signing {
+        for k in signing.iter().chain(request_object.iter()) {
             if !kids.insert(k.kid().to_string()) {
                 return Err(file_err(
                     &settings.signing_keys[0].path,
@@ -82,6 +91,7 @@ impl KeySet {
         let transport = load_transport(&settings.transport_cert, &settings.transport_key)?;
         Ok(KeySet {
             signing,
+            request_object,
             transport,
             warnings,
         })
@@ -91,9 +101,19 @@ impl KeySet {
         &self.signing[0]
     }
 
+    /// The key that signs request objects: the separate one when configured.
+    pub fn request_object_key(&self) -> &Arc<SigningKey> {
+        self.request_object.as_ref().unwrap_or(&self.signing[0])
+    }
+
+    /// Every key to publish: the signing keys, then the request-object key.
+    pub fn published(&self) -> impl Iterator<Item = &Arc<SigningKey>> {
+        self.signing.iter().chain(self.request_object.iter())
+    }
+
     /// The public JWKS to register at the AS (or serve at `/jwks.json`).
     pub fn public_jwks(&self) -> Value {
-        json!({ "keys": self.signing.iter().map(|k| k.public_jwk().clone()).collect::<Vec<_>>() })
+        json!({ "keys": self.published().map(|k| k.public_jwk().clone()).collect::<Vec<_>>() })
     }
 }
 
@@ -103,7 +123,7 @@ pub fn union_jwks<'a>(sets: impl Iterator<Item = &'a KeySet>) -> Value {
     let mut seen = std::collections::HashSet::new();
     let mut keys = Vec::new();
     for set in sets {
-        for k in &set.signing {
+        for k in set.published() {
             if seen.insert(k.kid().to_string()) {
                 keys.push(k.public_jwk().clone());
             }

@@ -110,23 +110,24 @@ pub fn sanitize_error_code(s: &str) -> String {
 
 /// One JWT to sign: its `typ` header, the metric `purpose` label, its claims.
 struct JwtToSign {
+    key: Arc<SigningKey>,
     typ: Option<&'static str>,
     purpose: &'static str,
     claims: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Signs JWTs with one key, timing each. RSA signing (~250 us) runs on the blocking pool so
-/// it never stalls the proxy's event loop; EC and Ed25519 (~15 us) sign inline.
-async fn sign_all(key: Arc<SigningKey>, jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<String>, ParError> {
-    let slow = key.alg() == Alg::PS256;
+/// Signs JWTs (each with its own key), timing each. RSA signing (~1 ms) runs on the blocking
+/// pool so it never stalls the proxy's event loop; EC and Ed25519 (~15 us) sign inline.
+async fn sign_all(jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<String>, ParError> {
+    let slow = jwts.iter().any(|j| j.key.alg() == Alg::PS256);
     let work = move || -> Result<Vec<String>, ParError> {
         jwts.into_iter()
             .map(|j| {
                 let t = Instant::now();
-                let jwt = key.sign_jwt(j.typ, &j.claims).map_err(|_| ParError::Signing)?;
+                let jwt = j.key.sign_jwt(j.typ, &j.claims).map_err(|_| ParError::Signing)?;
                 metrics
                     .signing_duration
-                    .with_label_values(&[key.alg().as_str(), j.purpose])
+                    .with_label_values(&[j.key.alg().as_str(), j.purpose])
                     .observe(t.elapsed().as_secs_f64());
                 Ok(jwt)
             })
@@ -152,11 +153,12 @@ pub async fn fresh_client_assertion(
     }
     let claims = client_assertion_claims(&c.client_id, &settings.issuer, c.assertion_lifetime, now_secs());
     let jwt = JwtToSign {
+        key,
         typ: None,
         purpose: "client_assertion",
         claims,
     };
-    Ok(sign_all(key, vec![jwt], metrics).await?.pop())
+    Ok(sign_all(vec![jwt], metrics).await?.pop())
 }
 
 /// The client authentication form parameters for one back-channel call to this AS: its
@@ -178,7 +180,10 @@ pub async fn client_auth_form(
 pub struct ParContext<'a> {
     pub settings: &'a AsSettings,
     pub metadata: &'a ProviderMetadata,
+    /// Signs the client assertion.
     pub key: Arc<SigningKey>,
+    /// Signs the request object (the same key unless one per purpose is configured).
+    pub request_object_key: Arc<SigningKey>,
     pub http: &'a dyn AsHttp,
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent calls to the AS.
@@ -255,6 +260,7 @@ async fn push_once(
     let mut jwts = Vec::new();
     if use_jar {
         jwts.push(JwtToSign {
+            key: cx.request_object_key.clone(),
             typ: Some(REQUEST_OBJECT_TYP),
             purpose: "request_object",
             claims: request_object_claims(redirect, &c.client_id, &s.issuer, c.request_object_lifetime, now),
@@ -262,12 +268,13 @@ async fn push_once(
     }
     if let Some(claims) = assertion {
         jwts.push(JwtToSign {
+            key: cx.key.clone(),
             typ: None,
             purpose: "client_assertion",
             claims,
         });
     }
-    let mut signed = sign_all(cx.key.clone(), jwts, cx.metrics.clone()).await?.into_iter();
+    let mut signed = sign_all(jwts, cx.metrics.clone()).await?.into_iter();
     let mut form = vec![("client_id".to_string(), c.client_id.as_str().to_string())];
     if use_jar {
         // With JAR, nothing but client_id, request and client authentication goes outside

@@ -81,6 +81,9 @@ pub struct ClientFile {
     /// One key, or use `signing_keys` for a rotation overlap.
     pub signing_key: Option<SigningKeyFile>,
     pub signing_keys: Option<Vec<SigningKeyFile>>,
+    /// Optional: a separate key for request objects (the signing keys then sign only client
+    /// assertions). Published in the JWKS with the others.
+    pub request_object_signing_key: Option<SigningKeyFile>,
     pub transport: Option<TransportFile>,
     pub request_object_lifetime_seconds: Option<u64>,
     pub assertion_lifetime_seconds: Option<u64>,
@@ -106,6 +109,10 @@ impl ClientFile {
             } else {
                 self.signing_keys.clone()
             },
+            request_object_signing_key: over
+                .request_object_signing_key
+                .clone()
+                .or_else(|| self.request_object_signing_key.clone()),
             transport: over.transport.clone().or_else(|| self.transport.clone()),
             request_object_lifetime_seconds: over
                 .request_object_lifetime_seconds

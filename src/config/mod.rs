@@ -100,6 +100,8 @@ pub struct ClientSettings {
     pub auth_method: AuthMethod,
     /// The first key signs; the others are published in the JWKS (rotation overlap).
     pub signing_keys: Vec<SigningKeyRef>,
+    /// Signs request objects instead of the first signing key, when set (key per purpose).
+    pub request_object_key: Option<SigningKeyRef>,
     pub transport_cert: PathBuf,
     pub transport_key: PathBuf,
     pub request_object_lifetime: Duration,
@@ -571,6 +573,19 @@ fn validate_client(
             kid: k.kid.clone(),
         });
     }
+    let request_object_key = match &c.request_object_signing_key {
+        Some(k) => Some(SigningKeyRef {
+            path: resolve(&k.path),
+            alg: Alg::parse(&k.alg).ok_or_else(|| {
+                invalid(
+                    &ck("request_object_signing_key.alg"),
+                    format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+                )
+            })?,
+            kid: k.kid.clone(),
+        }),
+        None => None,
+    };
     let transport = c.transport.as_ref().ok_or_else(|| required("transport"))?;
     let jarm = match c.response_mode.as_deref() {
         None => false,
@@ -586,6 +601,7 @@ fn validate_client(
         client_id,
         auth_method,
         signing_keys,
+        request_object_key,
         transport_cert: resolve(&transport.cert_path),
         transport_key: resolve(&transport.key_path),
         // FAPI 1.0 Adv / Message Signing: exp - nbf <= 3600; 300 s is the usual recommendation.

@@ -99,6 +99,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         settings: &client.settings,
         metadata: &metadata,
         key: keys.active().clone(),
+        request_object_key: keys.request_object_key().clone(),
         http: http.as_ref().as_ref(),
         metrics: m.clone(),
         permits: &client.login_permits,

@@ -28,6 +28,7 @@ pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
             .client
             .signing_keys
             .iter()
+            .chain(s.client.request_object_key.iter())
             .map(|k| k.path.as_path())
             .chain([s.client.transport_cert.as_path(), s.client.transport_key.as_path()])
             .chain(s.ca_file.as_deref());
@@ -81,8 +82,8 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
         }
         state.metrics.reloads.with_label_values(&["transport", "success"]).inc();
     }
-    let kids: Vec<&str> = keys.signing.iter().map(|k| k.kid()).collect();
-    let signing_changed = old.signing.iter().map(|k| k.kid()).collect::<Vec<_>>() != kids;
+    let kids: Vec<&str> = keys.published().map(|k| k.kid()).collect();
+    let signing_changed = old.published().map(|k| k.kid()).collect::<Vec<_>>() != kids;
     if signing_changed {
         state
             .metrics

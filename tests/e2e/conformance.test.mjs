@@ -6,7 +6,7 @@ import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { Browser } from './lib/browser.mjs';
-import { startStack, metricValue } from './lib/stack.mjs';
+import { startStack, metricValue, get } from './lib/stack.mjs';
 
 function post(s, path, body) {
   return new Promise((resolve, reject) => {
@@ -176,4 +176,29 @@ describe('request-side rules at login start', () => {
       assert.equal(await pars(), n);
     });
   }
+});
+
+describe('separate keys per purpose (client.request_object_signing_key)', () => {
+  let s;
+  before(async () => {
+    s = await startStack({
+      alg: 'PS256', pkce: 'none',
+      requestObjectKey: { file: 'sign-es256.pem', alg: 'ES256' },
+      clientOverrides: { request_object_signing_alg: 'ES256' },
+    });
+  });
+  after(async () => { await s?.stop(); });
+
+  test('the request object is signed with its own key, the assertion with the signing key', async () => {
+    const { page } = await login(s);
+    assert.match(page.body, /<p id="sub">alice<\/p>/, page.body);
+    const par = (await s.events()).filter((e) => e.path === '/request').pop();
+    assert.equal(par.status, 201, JSON.stringify(par));
+    assert.equal(par.request_alg, 'ES256');
+    assert.ok(par.request_kid && par.assertion_kid && par.request_kid !== par.assertion_kid, JSON.stringify(par));
+    // Both keys are published (the AS was registered with `par-sidecar jwks`).
+    const jwks = JSON.parse((await get(`http://127.0.0.1:${s.adminPort}/jwks.json`)).body);
+    const kids = jwks.keys.map((k) => k.kid);
+    assert.ok(kids.includes(par.request_kid) && kids.includes(par.assertion_kid));
+  });
 });

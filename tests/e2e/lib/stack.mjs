@@ -118,7 +118,7 @@ client:
   signing_keys:
 ${keys}
   transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
-${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
+${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjectKey.path)}, alg: ${o.requestObjectKey.alg} }\n` : ''}${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
   state_key_path: ${q(o.stateKey)}
   cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
 timeouts:
@@ -195,6 +195,7 @@ export async function startStack(opts = {}) {
     publicPort, adminPort, appPort, egressPort, issuer, clientId, authMethod, stateKey, responseMode: opts.responseMode,
     caFile: path.join(dir, 'ca.crt'),
     signingKeys: opts.signingKeys || [{ path: path.join(dir, keyFile), alg }],
+    requestObjectKey: opts.requestObjectKey && { ...opts.requestObjectKey, path: path.join(dir, opts.requestObjectKey.file) },
     transportCert: opts.transportCert || path.join(dir, 'transport.crt'),
     transportKey: opts.transportKey || path.join(dir, 'transport.key'),
     extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${asPort}/" }\n` : ''), reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
