@@ -32,6 +32,7 @@ impl BrowserError {
     fn message(&self) -> &'static str {
         match self.code {
             "not_ready" => "The sign-in service is starting. Please try again in a moment.",
+            "too_many_logins" => "Too many sign-in attempts right now. Please try again in a minute.",
             "as_timeout" | "as_unavailable" | "as_tls_failure" | "as_bad_response" => {
                 "The identity provider could not be reached. Please try again later."
             }

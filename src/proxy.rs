@@ -11,7 +11,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::errors::{wants_json, BrowserError};
 use crate::front::callback::{self, CallbackOutcome};
-use crate::front::redirect::{decide, is_redirect, RedirectDecision};
+use crate::front::login_limit::client_ip;
+use crate::front::redirect::{decide_for, is_redirect, RedirectDecision};
 use crate::state::SidecarState;
 
 pub struct PublicProxy {
@@ -60,6 +61,9 @@ async fn write_error_page(session: &mut Session, err: &BrowserError) {
         h.insert_header("content-type", content_type)?;
         h.insert_header("content-length", body.len().to_string())?;
         h.insert_header("x-fapi-interaction-id", err.interaction_id.to_string())?;
+        if err.status == 429 {
+            h.insert_header("retry-after", "5")?;
+        }
         apply_security_headers(&mut h)?;
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(Bytes::from(body)), true).await
@@ -122,7 +126,7 @@ impl ProxyHttp for PublicProxy {
     /// Only here, on the *upstream* response, can a PAR start: a browser request cannot.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -145,7 +149,16 @@ impl ProxyHttp for PublicProxy {
         let Some(location) = resp.headers.get("location").map(|v| v.as_bytes().to_vec()) else {
             return Ok(());
         };
-        match decide(&self.state, &location).await {
+        let client_ip = client_ip(
+            session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            self.state
+                .settings
+                .client_address_header
+                .as_deref()
+                .and_then(|h| session.req_header().headers.get(h))
+                .map(|v| v.as_bytes()),
+        );
+        match decide_for(&self.state, &location, client_ip).await {
             RedirectDecision::PassThrough => Ok(()),
             RedirectDecision::Rewrite {
                 location,

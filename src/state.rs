@@ -13,6 +13,7 @@ use crate::as_client::keys::KeyLoadError;
 use crate::as_client::registry::{load_client, AsClient, AsRegistry};
 use crate::bounded::TtlMap;
 use crate::config::Settings;
+use crate::front::login_limit::LoginLimiter;
 use crate::front::sealed_state::StateSealer;
 use crate::ops::metrics::Metrics;
 
@@ -25,6 +26,8 @@ pub struct SidecarState {
     pub codes: TtlMap<String, CodeRecord>,
     /// Nonces of sealed states already used at the callback.
     pub replay: TtlMap<String, ()>,
+    /// Login starts per second, globally and per client.
+    pub login_limiter: LoginLimiter,
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
     /// Read on every proxied request, so lock-free; written rarely (copy on write).
     pub callback_paths: ArcSwap<Vec<String>>,
@@ -72,6 +75,10 @@ impl SidecarState {
             sealer,
             codes: TtlMap::new(MAX_CODES, CODE_TTL),
             replay: TtlMap::new(MAX_REPLAY, settings.state_max_age),
+            login_limiter: LoginLimiter::new(
+                settings.login_starts_per_second,
+                settings.login_starts_per_client_per_minute,
+            ),
             settings,
             registry,
             metrics,

@@ -164,6 +164,13 @@ pub struct TimeoutsFile {
 pub struct LimitsFile {
     pub max_location_bytes: Option<usize>,
     pub max_as_response_bytes: Option<usize>,
+    /// Login starts (PARs) per second for the whole sidecar; 0 disables (default 100).
+    pub login_starts_per_second: Option<u32>,
+    /// Login starts per minute from one client address; 0 disables (default).
+    pub login_starts_per_client_per_minute: Option<u32>,
+    /// A header set by the trusted ingress with the client address (e.g. `x-forwarded-for`;
+    /// its rightmost entry is used). Without it the peer address is the client.
+    pub client_address_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -154,6 +154,10 @@ pub struct Settings {
     pub par_required: bool,
     pub require_https_redirect_uri: bool,
     pub max_location_bytes: usize,
+    pub login_starts_per_second: u32,
+    pub login_starts_per_client_per_minute: u32,
+    /// Lower-case header name, validated as an HTTP header name.
+    pub client_address_header: Option<String>,
     pub log_json: bool,
     pub log_level: String,
     pub grace_period: Duration,
@@ -488,6 +492,17 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         par_required: f.par.required.unwrap_or(true),
         require_https_redirect_uri: f.par.require_https_redirect_uri.unwrap_or(true),
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
+        login_starts_per_second: f.limits.login_starts_per_second.unwrap_or(100),
+        login_starts_per_client_per_minute: f.limits.login_starts_per_client_per_minute.unwrap_or(0),
+        client_address_header: match f.limits.client_address_header {
+            Some(h) => Some(
+                http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| invalid("limits.client_address_header", format!("`{h}` is not a header name")))?
+                    .as_str()
+                    .to_string(),
+            ),
+            None => None,
+        },
         log_json: log_format == "json",
         log_level: f.logging.level.unwrap_or_else(|| "info".into()),
         grace_period: secs(

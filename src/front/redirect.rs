@@ -39,9 +39,19 @@ pub fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// Classifies the app's `Location` and, if it is an authorize redirect to one of the
-/// configured ASs for its client, performs the PAR at that AS.
+/// [`decide_for`] without a client address (per-client login limits do not apply).
 pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
+    decide_for(state, location, None).await
+}
+
+/// Classifies the app's `Location` and, if it is an authorize redirect to one of the
+/// configured ASs for its client, performs the PAR at that AS. `client` is the browser's
+/// address, for the per-client login-start limit.
+pub async fn decide_for(
+    state: &SidecarState,
+    location: &[u8],
+    client_ip: Option<std::net::IpAddr>,
+) -> RedirectDecision {
     let m = &state.metrics;
     let index = state.registry.index();
     let (as_index, detection) = detect_among(location, &|h| index.candidates(h), state.settings.max_location_bytes);
@@ -83,6 +93,13 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
         warn!(interaction_id = %id, r#as = name, reason = client.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
         return fail(state, 503, "not_ready", id, Some(name));
     };
+    // A login start costs a PAR: limited globally and per client before any signing.
+    if let Err(limit) = state.login_limiter.check(client_ip, Instant::now()) {
+        let id = InteractionId::new();
+        m.login_rate_limited.with_label_values(&[name, limit.label()]).inc();
+        warn!(interaction_id = %id, r#as = name, scope = limit.label(), "login start refused by the rate limit");
+        return fail(state, 429, "too_many_logins", id, Some(name));
+    }
     let (redirect, set_cookie) = match prepare(state, client, redirect) {
         Ok(r) => r,
         Err(e) => {

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub par_retries: IntCounterVec,
     pub reloads: IntCounterVec,
     pub token_checks: IntCounterVec,
+    pub login_rate_limited: IntCounterVec,
     pub token_revocations: IntCounterVec,
 }
 
@@ -256,6 +257,17 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let login_rate_limited = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_login_rate_limited_total",
+                    "Login starts refused by a rate limit, by AS and scope (global or client)",
+                ),
+                &["as", "scope"],
+            )
+            .unwrap(),
+        );
         // Families that alerts use but that only move on rare events exist from the start.
         for material in ["keys", "signing_keys", "transport"] {
             for outcome in ["success", "failure"] {
@@ -287,6 +299,7 @@ impl Metrics {
             par_retries,
             reloads,
             token_checks,
+            login_rate_limited,
             token_revocations,
         }
     }
