@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline validation of deploy/ (no cluster, no container engine):
-#  - kustomize renders base, the example and two-bank overlays and monitoring (kubectl from PyPI);
+#  - kustomize renders base (par-sidecar as a native sidecar), the example, two-bank and
+#    classic-sidecar (pre-1.29 clusters) overlays and monitoring (kubectl from PyPI);
 #  - every rendered Kubernetes object validates against the official schemas (kubernetes-validate);
 #  - the PodMonitor/PrometheusRule have the expected shape; prometheusrule.yaml == rules.yaml;
 #  - promtool checks the rules and runs their unit tests;
@@ -20,7 +21,7 @@ PY="$VENV/bin/python"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-for k in base overlays/example overlays/two-banks monitoring; do
+for k in base overlays/example overlays/two-banks overlays/classic-sidecar monitoring; do
   name=${k//\//-}
   "$VENV/bin/kubectl" kustomize "deploy/$k" > "$out/$name.yaml"
   echo "deploy: rendered deploy/$k ($(grep -c '^kind:' "$out/$name.yaml") objects)"
@@ -32,7 +33,7 @@ import sys, os, yaml
 out = sys.argv[1]
 crd_kinds = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
 n = 0
-for f in ("base.yaml", "overlays-example.yaml", "overlays-two-banks.yaml", "monitoring.yaml"):
+for f in ("base.yaml", "overlays-example.yaml", "overlays-two-banks.yaml", "overlays-classic-sidecar.yaml", "monitoring.yaml"):
     for i, doc in enumerate(yaml.safe_load_all(open(os.path.join(out, f)))):
         if not doc:
             continue
@@ -53,7 +54,15 @@ for f in ("base.yaml", "overlays-example.yaml", "overlays-two-banks.yaml", "moni
             open(os.path.join(out, f"config-{f}.yaml"), "w").write(doc["data"]["par-sidecar.yaml"])
         if kind == "Deployment":
             spec = doc["spec"]["template"]["spec"]
-            side = [c for c in spec["containers"] if c["name"] == "par-sidecar"][0]
+            native = [c for c in spec.get("initContainers", []) if c["name"] == "par-sidecar"]
+            classic = [c for c in spec["containers"] if c["name"] == "par-sidecar"]
+            assert len(native) + len(classic) == 1, "exactly one par-sidecar container"
+            if f == "overlays-classic-sidecar.yaml":
+                assert classic and "restartPolicy" not in classic[0], "classic variant: a regular container"
+            else:
+                # Native sidecar: starts before the app, stops after it (Kubernetes 1.29+).
+                assert native and native[0]["restartPolicy"] == "Always", "native sidecar expected"
+            side = (native + classic)[0]
             sc = side["securityContext"]
             assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"], sc
             assert spec["securityContext"]["runAsNonRoot"] is True
