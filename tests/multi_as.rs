@@ -11,6 +11,7 @@ use common::AsDouble;
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
 use par_sidecar::egress::{self, EgressRequest};
+use par_sidecar::front::authorize::AuthorizeEndpoint;
 use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
 use par_sidecar::state::{CodeRecord, SidecarState};
@@ -252,4 +253,70 @@ async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine()
         "{body}"
     );
     assert!(a.seen().is_empty());
+}
+
+#[tokio::test]
+async fn without_usable_metadata_the_last_authorize_host_is_held_back_too() {
+    // UAE-style: the authorize endpoint lives on another host than the issuer.
+    let (_a, _b, state) = two_banks("tpp", "tpp").await;
+    let far = AuthorizeEndpoint::new(url::Url::parse("https://bank.example/oauth/authorize").unwrap());
+    for c in &state.registry.clients {
+        assert!(state.registry.pending_on("bank.example", Some(443)).is_none());
+        // Both banks name that endpoint with the same client_id: a conflict, neither usable.
+        let mut md = (*c.discovery.get().unwrap()).clone();
+        md.authorization_endpoint = far.clone();
+        state.registry.set_metadata(c, md);
+    }
+    assert!(!state.is_ready());
+    for loc in [
+        "https://bank.example/oauth/authorize/?client_id=other-app&response_type=code",
+        "https://bank.example/oauth/authorize?response_type=code",
+        "https://BANK.example./elsewhere",
+        "\\\\bank.example/oauth/authorize?client_id=x",
+    ] {
+        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+            panic!("{loc}: must be held back")
+        };
+        assert_eq!((e.status, e.code), (503, "not_ready"), "{loc}");
+    }
+    let RedirectDecision::PassThrough = decide(&state, b"https://elsewhere.example/").await else {
+        panic!("other hosts are the app's business")
+    };
+}
+
+#[tokio::test]
+async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
+    let pki = common::pki();
+    let yaml = two_banks_yaml(
+        &pki,
+        "https://auth.bank-a.example",
+        "https://auth.bank-b.example",
+        "tpp-a",
+        "tpp-b",
+    )
+    .replace(
+        r#"name: bank-b, issuer: "https://auth.bank-b.example","#,
+        r#"name: bank-b, issuer: "https://auth.bank-b.example", authorize_hosts: [bank-b.example],"#,
+    );
+    assert!(yaml.contains("authorize_hosts"));
+    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    for loc in [
+        "https://auth.bank-a.example/authorize?client_id=tpp-a&response_type=code",
+        "https://bank-b.example/oauth/authorize?client_id=tpp-b&response_type=code",
+        "/\\bank-b.example/oauth/authorize?client_id=tpp-b&response_type=code",
+    ] {
+        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+            panic!("{loc}: must be held back")
+        };
+        assert_eq!((e.status, e.code), (503, "not_ready"), "{loc}");
+        assert_eq!(
+            e.as_name.as_deref(),
+            Some(if loc.contains("tpp-a") { "bank-a" } else { "bank-b" })
+        );
+    }
+    // Bank A's authorize host is unknown until its metadata loads (only its issuer host is).
+    let RedirectDecision::PassThrough = decide(&state, b"https://bank-a.example/authorize?client_id=tpp-a").await
+    else {
+        panic!("an unknown host passes")
+    };
 }

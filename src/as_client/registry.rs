@@ -3,7 +3,7 @@
 //! failing bank affects only logins at that bank. The [`AsRegistry`] finds an AS by name
 //! (egress, sealed state) and by authorize host (redirect detection, a hash lookup).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -44,6 +44,10 @@ pub struct AsClient {
     /// Set when another AS has the same authorize endpoint *and* client_id: a redirect could
     /// not be attributed, so both are refused until the configuration is fixed.
     conflict: ArcSwapOption<String>,
+    /// Host and port of the authorize endpoint of the last metadata this AS loaded (in
+    /// memory: after a restart only the issuer host and `authorize_hosts` are known). While
+    /// the AS has no usable metadata, redirects there are held back like its issuer host.
+    last_authorize_host: Mutex<Option<(String, u16)>>,
 }
 
 impl AsClient {
@@ -60,6 +64,7 @@ impl AsClient {
             egress_permits: Semaphore::new(MAX_CONCURRENT_EGRESS),
             problem: Mutex::new(Some("AS metadata not loaded yet".into())),
             conflict: ArcSwapOption::empty(),
+            last_authorize_host: Mutex::new(None),
         }
     }
 
@@ -95,6 +100,25 @@ impl AsClient {
         )
     }
 
+    /// The hosts (and ports) its authorize redirects may go to while it has no usable
+    /// metadata: the issuer's, the last loaded authorize endpoint's and the configured
+    /// `authorize_hosts`.
+    fn hold_back_hosts(&self) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = Vec::new();
+        if let Ok(u) = url::Url::parse(self.settings.issuer.as_str()) {
+            if let Some(h) = u.host_str() {
+                out.push((norm_host(h), u.port_or_known_default().unwrap_or(443)));
+            }
+        }
+        if let Some(last) = self.last_authorize_host.lock().ok().and_then(|g| g.clone()) {
+            out.push(last);
+        }
+        out.extend(self.settings.authorize_hosts.iter().map(|h| (h.clone(), 443)));
+        let mut seen = HashSet::new();
+        out.retain(|x| seen.insert(x.clone()));
+        out
+    }
+
     /// Records the last discovery failure (kept while no metadata is loaded).
     pub fn set_problem(&self, p: Option<String>) {
         if let Ok(mut g) = self.problem.lock() {
@@ -103,18 +127,27 @@ impl AsClient {
     }
 }
 
-/// Candidates per normalised authorize host, and ASs still without metadata per issuer host.
+/// Candidates per normalised authorize host, ASs without usable metadata per host they may
+/// be reached on, and every client_id the sidecar uses.
 #[derive(Default)]
 pub struct HostIndex {
     loaded: HashMap<String, Vec<Candidate>>,
-    /// (issuer port, AS index) of ASs without metadata, by issuer host.
+    /// (port, AS index) of ASs without usable metadata, by issuer host and by the host of
+    /// their last known (or configured) authorize endpoint.
     pending: HashMap<String, Vec<(u16, usize)>>,
+    /// The client_id of every configured AS, loaded or not.
+    client_ids: HashSet<String>,
 }
 
 impl HostIndex {
     /// Detection candidates on one normalised authorize host.
     pub fn candidates(&self, host: &str) -> Option<&[Candidate]> {
         self.loaded.get(host).map(Vec::as_slice)
+    }
+
+    /// Whether the sidecar uses this client_id at some configured AS.
+    pub fn is_client(&self, client_id: &str) -> bool {
+        self.client_ids.contains(client_id)
     }
 }
 
@@ -162,6 +195,10 @@ impl AsRegistry {
             .discovery
             .get()
             .is_none_or(|p| p.authorization_endpoint.url() != m.authorization_endpoint.url());
+        if let Ok(mut g) = client.last_authorize_host.lock() {
+            let ep = &m.authorization_endpoint;
+            *g = Some((ep.host().to_string(), ep.port()));
+        }
         client.discovery.set(m);
         client.set_problem(None);
         if changed {
@@ -179,13 +216,14 @@ impl AsRegistry {
         self.index.load()
     }
 
-    /// Whether any AS is still without metadata (a cheap check before parsing a Location).
+    /// Whether any AS is without usable metadata (a cheap check before parsing a Location).
     pub fn has_pending(&self) -> bool {
         !self.index.load().pending.is_empty()
     }
 
-    /// An AS without metadata whose issuer is on this host (preferring the same port): a
-    /// redirect there is held back as `not_ready` rather than forwarded.
+    /// An AS without usable metadata whose issuer or (last known or configured) authorize
+    /// endpoint is on this host (preferring the same port): a redirect there is held back as
+    /// `not_ready` rather than forwarded.
     pub fn pending_on(&self, host: &str, port: Option<u16>) -> Option<&Arc<AsClient>> {
         let idx = self.index.load();
         let list = idx.pending.get(&norm_host(host))?;
@@ -199,20 +237,13 @@ impl AsRegistry {
         let mut idx = HostIndex::default();
         let mut all: Vec<Candidate> = Vec::new();
         for c in &self.clients {
-            match c.discovery.get() {
-                Some(md) => all.push(Candidate {
+            idx.client_ids.insert(c.settings.client.client_id.as_str().to_string());
+            if let Some(md) = c.discovery.get() {
+                all.push(Candidate {
                     as_index: c.index,
                     endpoint: md.authorization_endpoint.clone(),
                     client_id: c.settings.client.client_id.clone(),
-                }),
-                None => {
-                    if let Ok(u) = url::Url::parse(c.settings.issuer.as_str()) {
-                        idx.pending
-                            .entry(norm_host(u.host_str().unwrap_or_default()))
-                            .or_default()
-                            .push((u.port_or_known_default().unwrap_or(443), c.index));
-                    }
-                }
+                });
             }
         }
         for c in &self.clients {
@@ -234,6 +265,13 @@ impl AsRegistry {
                     c.conflict.store(Some(Arc::new(reason)));
                 }
                 None => c.conflict.store(None),
+            }
+            // No usable metadata (not loaded yet, or in conflict): hold back redirects to
+            // every host its logins may go to.
+            if c.metadata().is_none() {
+                for (host, port) in c.hold_back_hosts() {
+                    idx.pending.entry(host).or_default().push((port, c.index));
+                }
             }
         }
         for cand in all {

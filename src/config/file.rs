@@ -53,6 +53,9 @@ pub struct AuthorizationServerFile {
     pub discovery_refresh_seconds: Option<u64>,
     /// `auto` (alias only when mTLS is the client authentication), `always`, `never`.
     pub par_endpoint: Option<String>,
+    /// Hosts of the authorize endpoint when it is not on the issuer's host: redirects there
+    /// are held back until the metadata is loaded (it is otherwise unknown after a restart).
+    pub authorize_hosts: Option<Vec<String>>,
 }
 
 /// One entry of `authorization_servers`. The same keys as `authorization_server`, plus a
@@ -67,6 +70,7 @@ pub struct NamedAuthorizationServerFile {
     pub ca_file: Option<String>,
     pub discovery_refresh_seconds: Option<u64>,
     pub par_endpoint: Option<String>,
+    pub authorize_hosts: Option<Vec<String>>,
     #[serde(default)]
     pub client: ClientFile,
 }

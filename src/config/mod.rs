@@ -120,6 +120,9 @@ pub struct AsSettings {
     pub ca_file: Option<PathBuf>,
     pub discovery_refresh: Duration,
     pub par_alias: AliasPolicy,
+    /// Normalised hosts the authorize endpoint may be on besides the issuer's
+    /// (`authorize_hosts`): held back while the metadata is not loaded.
+    pub authorize_hosts: Vec<String>,
     pub client: ClientSettings,
     pub request_object: bool,
     pub connect_timeout: Duration,
@@ -227,7 +230,22 @@ struct AsEntry<'a> {
     ca_file: Option<&'a str>,
     discovery_refresh_seconds: Option<u64>,
     par_endpoint: Option<&'a str>,
+    authorize_hosts: &'a [String],
     client: file::ClientFile,
+}
+
+/// One `authorize_hosts` entry: a bare host name or IP (no scheme, port or path), normalised
+/// like the detection's host index.
+fn authorize_host(h: &str) -> Result<String, String> {
+    let bad = || format!("`{h}` is not a host name (no scheme, port or path)");
+    if h.is_empty() || h.contains(['/', '\\', '@', '?', '#', ' ']) {
+        return Err(bad());
+    }
+    let u = Url::parse(&format!("https://{h}/")).map_err(|_| bad())?;
+    if u.port().is_some() || u.path() != "/" {
+        return Err(bad());
+    }
+    u.host_str().map(crate::front::authorize::norm_host).ok_or_else(bad)
 }
 
 fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, ConfigError> {
@@ -317,6 +335,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             ca_file: a.ca_file.as_deref(),
             discovery_refresh_seconds: a.discovery_refresh_seconds,
             par_endpoint: a.par_endpoint.as_deref(),
+            authorize_hosts: a.authorize_hosts.as_deref().unwrap_or_default(),
             client: f.client.clone(),
         }],
         (None, Some(list)) => {
@@ -333,6 +352,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
                     ca_file: a.ca_file.as_deref(),
                     discovery_refresh_seconds: a.discovery_refresh_seconds,
                     par_endpoint: a.par_endpoint.as_deref(),
+                    authorize_hosts: a.authorize_hosts.as_deref().unwrap_or_default(),
                     client: f.client.merged_with(&a.client),
                 })
                 .collect()
@@ -379,6 +399,11 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
                 ))
             }
         };
+        let authorize_hosts = e
+            .authorize_hosts
+            .iter()
+            .map(|h| authorize_host(h).map_err(|m| invalid(&k("authorize_hosts"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
         let client = validate_client(&e.client, &ck, &invalid, &resolve, &secs)?;
         authorization_servers.push(AsSettings {
             name,
@@ -393,6 +418,7 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
                 86_400,
             )?,
             par_alias,
+            authorize_hosts,
             client,
             request_object: knobs.request_object,
             connect_timeout: knobs.connect_timeout,
@@ -718,6 +744,33 @@ client:
         assert_eq!(a.par_alias, AliasPolicy::Auto);
         assert_eq!(a.client.assertion_lifetime, Duration::from_secs(60));
         assert_eq!(s.state_binding, "legacy-app");
+    }
+
+    #[test]
+    fn authorize_hosts_are_bare_hosts_normalised() {
+        let with = |v: &str| {
+            let text = MINIMAL.replace(
+                r#"{ issuer: "https://as.example.com" }"#,
+                &format!(r#"{{ issuer: "https://as.example.com", authorize_hosts: {v} }}"#),
+            );
+            Settings::from_yaml(&text, Path::new("c.yaml"))
+        };
+        let s = with(r#"["Bank.Example.", "10.0.0.1"]"#).unwrap();
+        assert_eq!(s.authorization_servers[0].authorize_hosts, ["bank.example", "10.0.0.1"]);
+        assert!(
+            MINIMAL.contains(r#"{ issuer: "https://as.example.com" }"#),
+            "the test edits this line"
+        );
+        for bad in [
+            r#"["https://bank.example"]"#,
+            r#"["bank.example/authorize"]"#,
+            r#"["bank.example:8443"]"#,
+            r#"["u@bank.example"]"#,
+            r#"[""]"#,
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("authorize_hosts"), "{bad}: {e}");
+        }
     }
 
     const TWO_BANKS: &str = r#"

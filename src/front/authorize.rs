@@ -1,9 +1,12 @@
 //! Is this `Location` the app's authorize redirect to our AS? Parse it strictly; build the
 //! rewritten `Location`.
 //!
-//! The parser never panics and never guesses: a redirect that points at the configured
-//! authorization endpoint but cannot be parsed exactly is an error (fail closed), while a
-//! redirect anywhere else passes through untouched.
+//! The parser never panics and never guesses. The `Location` is read the way a browser
+//! reads it (WHATWG URL parsing: backslashes, control characters, scheme-relative forms,
+//! case, default ports, dot segments). A redirect to a host of a loaded AS that carries a
+//! client_id the sidecar uses is either exactly that AS's authorization endpoint (pushed) or
+//! refused (fail closed): it is never forwarded with its plain query. Everything else —
+//! other hosts, other clients, the app's own pages — passes through untouched.
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -19,9 +22,11 @@ pub enum AuthorizeError {
     TooLong(usize),
     #[error("Location is not valid UTF-8 / visible ASCII")]
     BadHeader,
-    #[error("authorize redirect uses a different scheme, port or userinfo than the discovered endpoint")]
+    #[error(
+        "redirect to an AS host with the sidecar's client_id is not exactly the discovered authorize endpoint (path, scheme, port or userinfo differ)"
+    )]
     NearMiss,
-    #[error("protocol-relative authorize redirect")]
+    #[error("protocol-relative redirect to an AS host with the sidecar's client_id")]
     Relative,
     #[error("authorize redirect carries a fragment")]
     Fragment,
@@ -101,6 +106,8 @@ pub struct AuthorizeEndpoint {
     url: Url,
     host: String,
     port: u16,
+    /// The path as compared: unreserved characters percent-decoded, other escapes uppercased.
+    path: String,
     /// Query parameters that are part of the endpoint itself (AZ-3).
     fixed_query: Vec<(String, String)>,
 }
@@ -113,6 +120,7 @@ impl AuthorizeEndpoint {
     pub fn new(url: Url) -> Self {
         let host = norm_host(url.host_str().unwrap_or_default());
         let port = url.port_or_known_default().unwrap_or(443);
+        let path = norm_path(url.path());
         let fixed_query = url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -121,6 +129,7 @@ impl AuthorizeEndpoint {
             url,
             host,
             port,
+            path,
             fixed_query,
         }
     }
@@ -177,12 +186,24 @@ impl AuthorizeEndpoint {
         &self.host
     }
 
+    /// The port, explicit or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Same scheme, host, port and path: two ASs whose redirects cannot be told apart by URL.
     pub fn same_endpoint(&self, other: &AuthorizeEndpoint) -> bool {
         self.url.scheme() == other.url.scheme()
             && self.host == other.host
             && self.port == other.port
-            && self.url.path() == other.url.path()
+            && self.path == other.path
+    }
+
+    /// Whether a browser-parsed URL on this endpoint's host *is* this endpoint: same scheme,
+    /// port and normalised path (`path` is [`norm_path`] of the URL's path). Letter case in
+    /// the path counts: `/Authorize` may be another resource at the AS.
+    fn is_at(&self, u: &Url, path: &str) -> bool {
+        u.scheme() == self.url.scheme() && u.port_or_known_default() == Some(self.port) && path == self.path
     }
 }
 
@@ -193,81 +214,184 @@ pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max
         endpoint: ep.clone(),
         client_id: client_id.clone(),
     }];
-    detect_among(location, &|h| (h == ep.host).then_some(&only[..]), max_len).1
+    let ours = |c: &str| c == client_id.as_str();
+    detect_among(location, &|h| (h == ep.host).then_some(&only[..]), &ours, max_len).1
+}
+
+/// Where a browser sends the user for one `Location` value.
+#[derive(Debug)]
+pub enum Target {
+    /// An absolute URL. `authority`: the scheme is followed by two slashes (`/` or `\`), so
+    /// the host does not depend on the scheme of the app's own page (`https:as.example/x` is
+    /// a path on the app when the app is on https, a host when it is on http).
+    Absolute { url: Url, authority: bool },
+    /// `//host/..`, `\\host/..`, `/\host/..`: the browser keeps the app's scheme (resolved
+    /// here against https).
+    SchemeRelative(Url),
+}
+
+impl Target {
+    pub fn url(&self) -> &Url {
+        match self {
+            Target::Absolute { url, .. } | Target::SchemeRelative(url) => url,
+        }
+    }
+}
+
+/// The characters a browser's URL parser acts on: leading and trailing C0 controls and spaces
+/// trimmed, tabs and newlines removed (WHATWG URL, basic URL parser, first steps).
+fn significant(loc: &str) -> impl Iterator<Item = char> + '_ {
+    loc.trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+}
+
+fn two_slashes(mut it: impl Iterator<Item = char>) -> bool {
+    matches!((it.next(), it.next()), (Some('/' | '\\'), Some('/' | '\\')))
+}
+
+/// Parses a `Location` the way a browser does (the `url` crate implements the WHATWG URL
+/// standard). `None` for a reference on the app's own host (a path) or an unparseable value
+/// (the browser would not follow it either).
+pub fn browser_target(loc: &str) -> Option<Target> {
+    match Url::parse(loc) {
+        Ok(url) => {
+            let authority = two_slashes(significant(loc).skip_while(|c| *c != ':').skip(1));
+            Some(Target::Absolute { url, authority })
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) if two_slashes(significant(loc)) => {
+            static BASE: std::sync::LazyLock<Url> =
+                std::sync::LazyLock::new(|| Url::parse("https://scheme-relative.invalid/").expect("static URL"));
+            Url::options()
+                .base_url(Some(&BASE))
+                .parse(loc)
+                .ok()
+                .map(Target::SchemeRelative)
+        }
+        Err(_) => None,
+    }
+}
+
+/// RFC 3986 §6.2.2 normalisation of a path for comparison: percent-encoded unreserved
+/// characters decoded, remaining escapes with uppercase hex. Case of the path is kept.
+pub fn norm_path(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        if let (b'%', Some(h), Some(l)) = (b[i], hex(i + 1), hex(i + 2)) {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                out.push(c as char);
+            } else {
+                out.push('%');
+                out.push_str(&p[i + 1..i + 3].to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            let ch = p[i..].chars().next().expect("in bounds");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+/// The first client_id in a query that `is_client` accepts, decoded the lenient way an AS
+/// would (`+`, any escapes, `;` as a separator too), so an encoded or oddly placed client_id
+/// is still seen.
+fn configured_client_id(query: &str, is_client: &dyn Fn(&str) -> bool) -> Option<String> {
+    query
+        .split(';')
+        .flat_map(|s| url::form_urlencoded::parse(s.as_bytes()))
+        .find(|(k, v)| k == "client_id" && is_client(v))
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Classifies one upstream `Location` value against every configured AS. `lookup` maps a
 /// normalised host to the ASs whose authorization endpoint is on it (a hash lookup, so the
-/// cost does not grow with the number of ASs). Returns the AS the decision concerns.
+/// cost does not grow with the number of ASs); `is_client` says whether a client_id is one
+/// the sidecar uses at any configured AS. Returns the AS the decision concerns.
+///
+/// On an AS host, with a configured client_id (see [`configured_client_id`]):
+/// - exactly an endpoint there (absolute, same scheme, port and normalised path, no
+///   userinfo, no control characters) is parsed and pushed, or refused if unusable;
+/// - anything else (another path, trailing slash, other case, scheme-relative, other
+///   scheme or port, ambiguous `https:host`) is refused.
+///
+/// Without a configured client_id, or on any other host, it passes through.
 pub fn detect_among<'a>(
     location: &[u8],
     lookup: &dyn Fn(&str) -> Option<&'a [Candidate]>,
+    is_client: &dyn Fn(&str) -> bool,
     max_len: usize,
 ) -> (Option<usize>, Detection) {
     let on_host = |u: &Url| u.host_str().map(norm_host).and_then(|h| lookup(&h));
     let Ok(loc) = std::str::from_utf8(location) else {
         // Not UTF-8: it cannot be a URL we recognise; if it names an AS host, refuse.
         let lossy = String::from_utf8_lossy(location);
-        return match Url::parse(lossy.trim()).ok().as_ref().and_then(on_host) {
+        return match browser_target(&lossy).as_ref().and_then(|t| on_host(t.url())) {
             Some(c) => (Some(c[0].as_index), Detection::Rejected(AuthorizeError::BadHeader)),
             None => (None, Detection::NotOurs),
         };
     };
     let loc = loc.trim_matches(|c: char| c == ' ' || c == '\t');
-    if loc.starts_with("//") {
-        // Protocol-relative: the browser would pick the scheme. Ours? Then refuse it.
-        let Ok(u) = Url::parse(&format!("https:{loc}")) else {
-            return (None, Detection::NotOurs);
-        };
-        return match on_host(&u).and_then(|c| c.iter().find(|c| u.path() == c.endpoint.url.path())) {
-            Some(c) => (Some(c.as_index), Detection::Rejected(AuthorizeError::Relative)),
-            None => (None, Detection::NotOurs),
-        };
-    }
-    // Relative paths are the app's own pages.
-    let Ok(parsed) = Url::parse(loc) else {
+    let Some(target) = browser_target(loc) else {
         return (None, Detection::NotOurs);
     };
-    let Some(on_host) = on_host(&parsed) else {
+    let u = target.url();
+    let Some(on_host) = on_host(u) else {
         return (None, Detection::NotOurs);
     };
-    let mut same_path = on_host
+    let known = |c: &str| is_client(c) || on_host.iter().any(|x| x.client_id.as_str() == c);
+    let Some(carried) = u.query().and_then(|q| configured_client_id(q, &known)) else {
+        // Another client at the AS, or the AS's own pages: not ours to judge.
+        return (None, Detection::NotOurs);
+    };
+    // From here on the redirect is pushed or refused, never passed through.
+    let hint = on_host
         .iter()
-        .filter(|c| parsed.path() == c.endpoint.url.path())
-        .peekable();
-    let Some(first) = same_path.peek().map(|c| c.as_index) else {
-        return (None, Detection::NotOurs);
+        .find(|c| c.client_id.as_str() == carried)
+        .unwrap_or(&on_host[0])
+        .as_index;
+    let refuse = |e| (Some(hint), Detection::Rejected(e));
+    let authority = match target {
+        Target::SchemeRelative(_) => return refuse(AuthorizeError::Relative),
+        Target::Absolute { authority, .. } => authority,
     };
-    let port = parsed.port_or_known_default();
-    let exact: Vec<&Candidate> = same_path
-        .filter(|c| parsed.scheme() == c.endpoint.url.scheme() && port == Some(c.endpoint.port))
-        .collect();
-    if exact.is_empty() || !parsed.username().is_empty() || parsed.password().is_some() {
-        return (Some(first), Detection::Rejected(AuthorizeError::NearMiss));
+    // Control characters inside the value: the browser would drop or escape them; an app
+    // does not send them. Refuse rather than guess what was meant.
+    if loc.chars().any(|c| c.is_ascii_control()) {
+        return refuse(AuthorizeError::BadHeader);
+    }
+    let path = norm_path(u.path());
+    let exact: Vec<&Candidate> = on_host.iter().filter(|c| c.endpoint.is_at(u, &path)).collect();
+    if !authority || exact.is_empty() || !u.username().is_empty() || u.password().is_some() {
+        return refuse(AuthorizeError::NearMiss);
     }
     let reject = |e| (Some(exact[0].as_index), Detection::Rejected(e));
     if loc.len() > max_len {
         return reject(AuthorizeError::TooLong(max_len));
     }
-    if parsed.fragment().is_some() {
+    if u.fragment().is_some() {
         return reject(AuthorizeError::Fragment);
     }
-    // Parse the raw query, not the URL crate's normalised one: we want to see exactly what
-    // the app sent, including bad escapes.
-    let raw_query = loc.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let pairs = match parse_query(raw_query) {
+    // The query as the browser sends it (the parser only escapes what it must, so bad
+    // escapes stay visible), parsed strictly.
+    let pairs = match parse_query(u.query().unwrap_or("")) {
         Ok(p) => p,
         Err(e) => return reject(e),
     };
     // Two ASs behind one authorize endpoint (a hub) are told apart by the client_id.
     let client_id = pairs.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.as_str());
     let Some(c) = exact.iter().find(|c| Some(c.client_id.as_str()) == client_id) else {
-        // A client_id the sidecar uses at another AS on this host, sent to this endpoint: an
-        // app mixing up banks. Fail closed rather than forward a plain authorize request.
-        if on_host.iter().any(|c| Some(c.client_id.as_str()) == client_id) {
-            return reject(AuthorizeError::ClientMismatch);
-        }
-        return (None, Detection::NotOurs);
+        // A client_id the sidecar uses at another AS, sent to this endpoint: an app mixing up
+        // banks. (Or a client_id only a lenient reading finds: refused as well.)
+        return match client_id {
+            Some(id) if known(id) => reject(AuthorizeError::ClientMismatch),
+            _ => reject(AuthorizeError::NearMiss),
+        };
     };
     match build_params(pairs, &c.endpoint) {
         Ok(params) => (Some(c.as_index), Detection::Ours(AuthorizeRedirect { params })),

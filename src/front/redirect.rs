@@ -12,7 +12,7 @@ use crate::as_client::par::{self, ParContext};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::errors::BrowserError;
-use crate::front::authorize::{detect_among, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::front::authorize::{browser_target, detect_among, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::front::browser_binding;
 use crate::front::pkce::{self, PkceAction};
 use crate::front::sealed_state::TransactionState;
@@ -54,14 +54,20 @@ pub async fn decide_for(
 ) -> RedirectDecision {
     let m = &state.metrics;
     let index = state.registry.index();
-    let (as_index, detection) = detect_among(location, &|h| index.candidates(h), state.settings.max_location_bytes);
+    let (as_index, detection) = detect_among(
+        location,
+        &|h| index.candidates(h),
+        &|c| index.is_client(c),
+        state.settings.max_location_bytes,
+    );
     drop(index);
     if matches!(
         detection,
         Detection::NotOurs | Detection::Rejected(AuthorizeError::NearMiss)
     ) {
         // Without an AS's metadata we cannot tell its redirects from others. A Location on
-        // its issuer's host is held back; everything else is the app's business.
+        // its issuer's host, or on the host of the last authorize endpoint it had (or one
+        // configured in `authorize_hosts`), is held back; everything else is the app's business.
         if let Some(c) = pending_for(state, location) {
             if state.settings.par_required {
                 let id = InteractionId::new();
@@ -190,19 +196,15 @@ pub async fn decide_for(
     }
 }
 
-/// An AS without metadata whose issuer host the Location names, if any. Only parsed when
-/// some AS is still without metadata.
+/// An AS without usable metadata on whose issuer or authorize host the Location lands (as a
+/// browser reads it), if any. Only parsed when some AS is without usable metadata.
 fn pending_for<'a>(state: &'a SidecarState, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
     if !state.registry.has_pending() {
         return None;
     }
     let text = String::from_utf8_lossy(location);
-    let text = text.trim();
-    let u = if text.starts_with("//") {
-        url::Url::parse(&format!("https:{text}")).ok()?
-    } else {
-        url::Url::parse(text).ok()?
-    };
+    let target = browser_target(text.trim())?;
+    let u = target.url();
     state.registry.pending_on(u.host_str()?, u.port_or_known_default())
 }
 

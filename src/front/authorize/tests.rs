@@ -46,11 +46,16 @@ fn other_destinations_pass_through() {
         "https://as.example.com.evil/authorize?client_id=legacy-app",
         "https://as.example.com@evil.com/authorize?client_id=legacy-app",
         "https://evil.com/authorize?x=https://as.example.com/authorize",
-        "https://as.example.com/authorize/?client_id=legacy-app",
-        "https://as.example.com/other?client_id=legacy-app",
         "https://as.example.com/authorize?client_id=another-app&response_type=code",
         "https://as.example.com/authorize?response_type=code",
+        // The AS's host without our client: another app's client, the AS's own pages.
+        "https://as.example.com/authorize/?client_id=another-app",
+        "https://as.example.com/Authorize?response_type=code",
+        "https://as.example.com/logout?post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2F",
+        "http://as.example.com/authorize?response_type=code",
         "//evil.com/authorize?client_id=legacy-app",
+        "\\\\evil.com/authorize?client_id=legacy-app",
+        "/as.example.com/authorize?client_id=legacy-app",
         "",
     ] {
         assert_eq!(detect_str(loc), Detection::NotOurs, "{loc}");
@@ -66,6 +71,90 @@ fn case_default_port_and_trailing_dot_are_the_same_endpoint() {
     ] {
         assert!(matches!(detect_str(loc), Detection::Ours(_)), "{loc}");
     }
+}
+
+/// On the AS's host with our client_id: the endpoint as a browser reads it is pushed...
+#[test]
+fn browser_equivalent_forms_of_the_endpoint_are_pushed() {
+    for loc in [
+        "https://as.example.com/%61uthorize?client_id=legacy-app",
+        "https://as.example.com/auth%6Frize?client_id=legacy-app",
+        "https://as.example.com/x/../authorize?client_id=legacy-app",
+        "https://as.example.com/x/%2e%2E/authorize?client_id=legacy-app",
+        "https:\\\\as.example.com\\authorize?client_id=legacy-app",
+        "https:/\\as.example.com/authorize?client_id=legacy-app",
+        "https:///as.example.com/authorize?client_id=legacy-app",
+        "https://as.example.com/authorize?client%5Fid=legacy%2Dapp",
+    ] {
+        let Detection::Ours(r) = detect_str(loc) else {
+            panic!("{loc}: {:?}", detect_str(loc))
+        };
+        assert_eq!(r.get_str("client_id"), Some("legacy-app"), "{loc}");
+    }
+}
+
+/// ...and everything else there is refused: never forwarded with its plain query.
+#[test]
+fn near_misses_with_our_client_id_fail_closed() {
+    for loc in [
+        "https://as.example.com/authorize/?client_id=legacy-app",
+        "https://as.example.com/Authorize?client_id=legacy-app",
+        "https://as.example.com/AUTHORIZE?client_id=legacy-app",
+        "https://as.example.com/authorize%2F?client_id=legacy-app",
+        "https://as.example.com/authorize;x?client_id=legacy-app",
+        "https://as.example.com/authorize/.?client_id=legacy-app",
+        "https://as.example.com/other?client_id=legacy-app",
+        "https://as.example.com/?client_id=legacy-app",
+        "HTTPS://AS.EXAMPLE.COM./other?client_id=legacy-app",
+        "https://as.example.com/authorize/%2e%2e/other?client_id=legacy-app",
+        "https://as.example.com/other?client%5Fid=legacy-app",
+        "https://as.example.com/other?client_id=legacy%2dapp",
+        "https://as.example.com/other?a=1;client_id=legacy-app",
+        "https://as.example.com/authorize?a=1;client_id=legacy-app",
+        "https://as.example.com/other?client_id=another-app&client_id=legacy-app",
+        // Depends on the app's own scheme: a path on an https app, the AS for an http one.
+        "https:as.example.com/authorize?client_id=legacy-app",
+        "https:/as.example.com/authorize?client_id=legacy-app",
+        "http:as.example.com/authorize?client_id=legacy-app",
+    ] {
+        assert_eq!(detect_str(loc), Detection::Rejected(AuthorizeError::NearMiss), "{loc}");
+    }
+    // Scheme-relative, in every spelling a browser accepts.
+    for loc in [
+        "//as.example.com/other?client_id=legacy-app",
+        "\\\\as.example.com/authorize?client_id=legacy-app",
+        "/\\as.example.com/authorize?client_id=legacy-app",
+        "\\/as.example.com/authorize?client_id=legacy-app",
+        "\t//as.example.com/authorize?client_id=legacy-app",
+        "\u{1}//as.example.com/authorize?client_id=legacy-app",
+        "/\t/as.example.com/authorize?client_id=legacy-app",
+        "//AS.example.com./authorize?client_id=legacy-app",
+    ] {
+        assert_eq!(
+            detect_str(loc),
+            Detection::Rejected(AuthorizeError::Relative),
+            "{loc:?}"
+        );
+    }
+    // Control characters the browser would drop: refused, not guessed at.
+    for loc in [
+        "https://as.example.com/auth\torize?client_id=legacy-app",
+        "https://as.example.com/authorize?client_\nid=legacy-app",
+        "\u{1}https://as.example.com/authorize?client_id=legacy-app",
+        "https://as.example.com/authorize?client_id=legacy-app\r",
+    ] {
+        match detect_str(loc) {
+            Detection::Rejected(e) => assert_eq!(e.code(), "malformed_authorize_redirect", "{loc:?}"),
+            other => panic!("{loc:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn paths_compare_after_decoding_unreserved_characters_only() {
+    assert_eq!(norm_path("/%61uth%2forize%7E"), "/auth%2Forize~");
+    assert_eq!(norm_path("/a%2"), "/a%2");
+    assert_eq!(norm_path("/%C3%A9/Ä"), "/%C3%A9/Ä");
 }
 
 #[test]
@@ -233,6 +322,23 @@ mod prop {
             prop_assert_eq!(r.params.len(), params.len() + 1);
         }
 
+        /// Whatever spelling reaches the AS's host with our client_id, it is pushed or
+        /// refused: never passed through with its plain query.
+        #[test]
+        fn our_client_on_the_as_host_never_passes(
+            prefix in proptest::sample::select(vec!["https://", "HTTPS://", "//", "\\\\", "/\\", "https:", "https:\\\\", "http://", " https://", "\u{1}https://"]),
+            host in proptest::sample::select(vec!["as.example.com", "AS.Example.COM.", "as.example.com:443", "as.example.com:8443", "user@as.example.com"]),
+            path in "[/a-zA-Z0-9%.\\\\;]{0,16}",
+            tail in "[a-z=&;%0-9]{0,12}",
+        ) {
+            let loc = format!("{prefix}{host}{path}?{tail}&client_id=legacy-app");
+            if let Some(Target::Absolute { .. } | Target::SchemeRelative(_)) = browser_target(&loc) {
+                let on_host = browser_target(&loc).and_then(|t| t.url().host_str().map(norm_host)).as_deref() == Some("as.example.com");
+                prop_assume!(on_host);
+                prop_assert_ne!(detect(loc.as_bytes(), &ep(), &cid(), 4096), Detection::NotOurs, "{}", loc);
+            }
+        }
+
         /// Arbitrary bytes never panic, and a rejection always carries a code.
         #[test]
         fn arbitrary_locations_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), tail in "\\PC{0,80}") {
@@ -270,7 +376,8 @@ fn detect_banks(loc: &str) -> (Option<usize>, Detection) {
             _ => None,
         }
     };
-    detect_among(loc.as_bytes(), &by_host, 4096)
+    let is_client = |c: &str| all.iter().any(|x| x.client_id.as_str() == c);
+    detect_among(loc.as_bytes(), &by_host, &is_client, 4096)
 }
 
 #[test]
@@ -297,5 +404,23 @@ fn several_ass_are_told_apart_by_port_and_client_id() {
     let (_, d) = detect_banks(&format!("//hub.example/auth?client_id=tpp-c&{q}"));
     assert_eq!(d, Detection::Rejected(AuthorizeError::Relative));
     let (_, d) = detect_banks("https://elsewhere.example/authorize?client_id=tpp-a");
+    assert_eq!(d, Detection::NotOurs);
+}
+
+#[test]
+fn near_misses_with_any_banks_client_id_fail_closed() {
+    // Bank B's client_id near bank A's endpoint on the shared host: refused, attributed to B.
+    let (i, d) = detect_banks("https://banks.example:8443/authorize/?client_id=tpp-b");
+    assert_eq!((i, d), (Some(1), Detection::Rejected(AuthorizeError::NearMiss)));
+    // Bank A's client_id on the hub host, which only C and D use: still refused.
+    let (_, d) = detect_banks("https://hub.example/Auth?client_id=tpp-a");
+    assert_eq!(d, Detection::Rejected(AuthorizeError::NearMiss));
+    // ... and at the hub's exact endpoint, a mix-up.
+    let (_, d) = detect_banks("https://hub.example/auth?client_id=tpp-a");
+    assert_eq!(d, Detection::Rejected(AuthorizeError::ClientMismatch));
+    let (_, d) = detect_banks("/\\hub.example/auth?client_id=tpp-c");
+    assert_eq!(d, Detection::Rejected(AuthorizeError::Relative));
+    // Another app's client on a bank host passes.
+    let (_, d) = detect_banks("https://hub.example/auth/?client_id=other-app");
     assert_eq!(d, Detection::NotOurs);
 }
