@@ -37,8 +37,9 @@ pub struct RequestCtx {
     drop_body: bool,
     /// Set when we fail closed: `fail_to_proxy` renders it.
     failure: Option<BrowserError>,
-    /// Set on a checked callback: the app's page still has the code in its URL.
-    callback_checked: bool,
+    /// Set on a checked callback (the app's page still has the code in its URL): the id of
+    /// that check, quoted by our own log line should the app then fail.
+    callback_checked: Option<crate::protocol::InteractionId>,
 }
 
 /// Headers every sidecar-authored response carries (TLS-4, AZ-3). HSTS is ignored by
@@ -98,12 +99,24 @@ impl ProxyHttp for PublicProxy {
             return Ok(false);
         }
         let path = uri.path().to_string();
-        let cookies = session.req_header().headers.get("cookie").and_then(|v| v.to_str().ok());
-        match callback::check(&self.state, &path, uri.query(), cookies).await {
+        // Every Cookie header (h2 may send several), as bytes: another app's non-ASCII cookie
+        // must not hide the binding cookie.
+        let cookies: Vec<&[u8]> = session
+            .req_header()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        match callback::check(&self.state, &path, uri.query(), &cookies).await {
             CallbackOutcome::NotCallback => Ok(false),
-            CallbackOutcome::Forward { query, clear_cookie } => {
+            CallbackOutcome::Forward {
+                query,
+                clear_cookie,
+                interaction_id,
+            } => {
                 ctx.clear_cookie = clear_cookie;
-                ctx.callback_checked = true;
+                ctx.callback_checked = Some(interaction_id);
                 let new_uri = format!("{path}?{query}")
                     .parse::<http::Uri>()
                     .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
@@ -133,7 +146,7 @@ impl ProxyHttp for PublicProxy {
         if let Some(c) = ctx.clear_cookie.take() {
             resp.append_header("set-cookie", c)?;
         }
-        if ctx.callback_checked {
+        if ctx.callback_checked.is_some() {
             // The page's URL carries the code: keep it out of Referer headers and caches,
             // unless the app chose its own policy.
             if !resp.headers.contains_key("referrer-policy") {
@@ -205,8 +218,22 @@ impl ProxyHttp for PublicProxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
-        // Our own fail-closed decisions are already logged with their interaction id.
-        ctx.failure.is_some()
+        // Our own fail-closed decisions are already logged with their interaction id; a
+        // failure behind a checked callback is logged by `fail_to_proxy`, path only: pingora's
+        // line would quote the request line, with the code and the app's state.
+        ctx.failure.is_some() || ctx.callback_checked.is_some()
+    }
+
+    /// What pingora's own log lines (errors, retry warnings) say about a request: never the
+    /// query of a callback, which carries the code and the app's state.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        if ctx.callback_checked.is_some() || req.uri.query().is_some_and(callback::looks_like_response) {
+            let host = req.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+            format!("{} {} (query withheld), Host: {host}", req.method, req.uri.path())
+        } else {
+            session.as_ref().request_summary()
+        }
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
@@ -219,14 +246,25 @@ impl ProxyHttp for PublicProxy {
                     _ if e.esource() == &ErrorSource::Downstream => 400,
                     _ => 502,
                 };
-                let id = crate::protocol::InteractionId::new();
                 let code = if status == 400 {
                     "bad_request"
                 } else {
                     "upstream_unavailable"
                 };
                 self.state.metrics.browser_errors.with_label_values(&[code]).inc();
-                tracing::warn!(interaction_id = %id, error = %e, status, "proxying to the app failed");
+                let id = match ctx.callback_checked {
+                    Some(id) => {
+                        // The path only: the query handed to the app holds the code.
+                        let path = session.req_header().uri.path();
+                        tracing::warn!(interaction_id = %id, path, error_type = e.etype().as_str(), status, "proxying a checked callback to the app failed");
+                        id
+                    }
+                    None => {
+                        let id = crate::protocol::InteractionId::new();
+                        tracing::warn!(interaction_id = %id, error = %e, status, "proxying to the app failed");
+                        id
+                    }
+                };
                 BrowserError::new(status, code, id)
             }
         };

@@ -124,6 +124,13 @@ impl SidecarState {
         });
     }
 
+    /// Whether some AS is configured for JARM: only then is a `response` parameter a JARM
+    /// response. A few ASs at most; no allocation (read on every proxied request with a
+    /// `response` parameter).
+    pub fn jarm_configured(&self) -> bool {
+        self.registry.clients.iter().any(|c| c.settings.client.jarm)
+    }
+
     pub fn is_callback_path(&self, path: &str) -> bool {
         self.callback_paths.load().iter().any(|p| p == path)
     }

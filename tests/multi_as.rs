@@ -128,7 +128,7 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
     let outcome = |q: String| {
         let state = state.clone();
         let cookie = cookie.clone();
-        async move { callback::check(&state, "/cb", Some(&q), Some(&cookie)).await }
+        async move { callback::check(&state, "/cb", Some(&q), &[cookie.as_bytes()]).await }
     };
     // Bank B's issuer (and code) with bank A's state: refused as the mix-up, by name.
     match outcome(q(&b.issuer, "code-from-b")).await {

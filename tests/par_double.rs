@@ -71,7 +71,15 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
             )
         );
         let cookie = set_cookie.expect("browser-binding cookie");
-        assert!(cookie.starts_with("par_sidecar_tx_") && cookie.contains("HttpOnly") && cookie.contains("Secure"));
+        // cookie_secure defaults to true: a `__Host-` cookie (Secure, Path=/, no Domain).
+        assert!(
+            cookie.starts_with("__Host-par_sidecar_tx_")
+                && cookie.contains("HttpOnly")
+                && cookie.contains("; Secure")
+                && cookie.contains("; Path=/;")
+                && !cookie.to_ascii_lowercase().contains("domain"),
+            "{cookie}"
+        );
         let seen = double.seen();
         assert_eq!(seen.len(), 1);
         let p = &seen[0];
@@ -353,7 +361,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));
-    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), None).await else {
+    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), &[]).await else {
         panic!("not forwarded")
     };
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
@@ -365,13 +373,13 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         state.codes.take(&"abc".to_string()).unwrap().verifier,
         Some("v".repeat(43))
     );
-    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q), None).await else {
+    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q), &[]).await else {
         panic!()
     };
     assert_eq!(code, "callback_replayed");
     // Unrelated paths are never touched.
     assert!(matches!(
-        check(&state, "/other", Some("code=1&state=2"), None).await,
+        check(&state, "/other", Some("code=1&state=2"), &[]).await,
         CallbackOutcome::NotCallback
     ));
 }
@@ -386,6 +394,15 @@ async fn form_post_response_mode_is_refused_at_the_authorize_step() {
         panic!()
     };
     assert_eq!(e.code, "unsupported_response_mode");
+    // The app asking for JARM itself at an AS not configured for it: the callback would not
+    // treat `response` as JARM there, so it is refused here rather than lost there.
+    for mode in ["jwt", "query.jwt"] {
+        let loc = format!("{}&response_mode={mode}", app_redirect(&double.issuer));
+        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+            panic!("{mode}")
+        };
+        assert_eq!(e.code, "unsupported_response_mode");
+    }
     assert!(double.seen().is_empty(), "nothing was pushed");
 }
 

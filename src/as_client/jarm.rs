@@ -204,3 +204,202 @@ fn key_fits(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
     );
     type_ok && use_ok
 }
+
+#[cfg(test)]
+mod tests {
+    //! The conformance suite's JARM client cases, against a JWKS from a fake AS.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    use async_trait::async_trait;
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::as_client::http_client::{AsResponse, TransportError};
+    use crate::as_client::request_object::now_secs;
+
+    const ISS: &str = "https://as.example.com";
+    const CLIENT: &str = "legacy-app";
+
+    struct Keys {
+        /// The AS's key, published in its JWKS under kid `as-1`.
+        good: EncodingKey,
+        /// Someone else's key of the same type.
+        other: EncodingKey,
+        jwks: JwkSet,
+    }
+
+    fn keys() -> &'static Keys {
+        static K: OnceLock<Keys> = OnceLock::new();
+        K.get_or_init(|| {
+            let gen = || {
+                let k = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+                EncodingKey::from_ec_der(k.to_pkcs8v1().unwrap().as_ref())
+            };
+            let good = gen();
+            let mut jwk = Jwk::from_encoding_key(&good, Algorithm::ES256).unwrap();
+            jwk.common.key_id = Some("as-1".into());
+            Keys {
+                good,
+                other: gen(),
+                jwks: JwkSet { keys: vec![jwk] },
+            }
+        })
+    }
+
+    /// Serves the JWKS and counts the fetches.
+    #[derive(Default)]
+    struct FakeAs {
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl AsHttp for FakeAs {
+        async fn send(&self, req: AsRequest) -> Result<AsResponse, TransportError> {
+            assert_eq!(req.url.as_str(), "https://as.example.com/jwks");
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            Ok(AsResponse {
+                status: 200,
+                headers: http::HeaderMap::new(),
+                body: serde_json::to_vec(&keys().jwks).unwrap().into(),
+            })
+        }
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "aud": CLIENT, "exp": now_secs() + 300, "state": "ps1.x", "code": "c-1"})
+    }
+
+    fn with(edit: impl FnOnce(&mut Map<String, Value>)) -> Value {
+        let mut c = claims();
+        edit(c.as_object_mut().unwrap());
+        c
+    }
+
+    fn sign_with(key: &EncodingKey, kid: &str, claims: &Value) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        encode(&h, claims, key).unwrap()
+    }
+
+    fn sign(claims: &Value) -> String {
+        sign_with(&keys().good, "as-1", claims)
+    }
+
+    async fn verify_with(jwks: &AsJwks, fake: &FakeAs, token: &str) -> Result<Map<String, Value>, JarmError> {
+        let uri = Url::parse("https://as.example.com/jwks").unwrap();
+        jwks.verify(
+            token,
+            fake,
+            Some(&uri),
+            ISS,
+            CLIENT,
+            Duration::from_secs(1),
+            &Metrics::new(),
+        )
+        .await
+    }
+
+    async fn verify(token: &str) -> Result<Map<String, Value>, JarmError> {
+        verify_with(&AsJwks::new("bank"), &FakeAs::default(), token).await
+    }
+
+    #[tokio::test]
+    async fn a_good_response_is_accepted() {
+        let c = verify(&sign(&claims())).await.unwrap();
+        assert_eq!((c["code"].as_str(), c["state"].as_str()), (Some("c-1"), Some("ps1.x")));
+        // An aud array holding the client is fine too.
+        let arr = with(|c| {
+            c.insert("aud".into(), json!([CLIENT, "someone-else"]));
+        });
+        assert!(verify(&sign(&arr)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn each_claim_fault_is_refused() {
+        let cases: Vec<(&str, Value)> = vec![
+            ("without iss", with(|c| drop(c.remove("iss")))),
+            (
+                "another iss",
+                with(|c| drop(c.insert("iss".into(), json!("https://evil.example.com")))),
+            ),
+            (
+                "iss with a trailing slash",
+                with(|c| drop(c.insert("iss".into(), json!("https://as.example.com/")))),
+            ),
+            ("without aud", with(|c| drop(c.remove("aud")))),
+            (
+                "another aud",
+                with(|c| drop(c.insert("aud".into(), json!("another-client")))),
+            ),
+            ("without exp", with(|c| drop(c.remove("exp")))),
+            (
+                "expired beyond the leeway",
+                with(|c| drop(c.insert("exp".into(), json!(now_secs() - 120)))),
+            ),
+        ];
+        for (name, claims) in cases {
+            let r = verify(&sign(&claims)).await;
+            assert!(matches!(r, Err(JarmError::Invalid(_))), "{name}: {r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_signatures_and_algs_are_refused() {
+        // Another key under the AS's kid.
+        let r = verify(&sign_with(&keys().other, "as-1", &claims())).await;
+        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
+        // A tampered payload.
+        let good = sign(&claims());
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged = B64.encode(with(|c| drop(c.insert("code".into(), json!("c-2")))).to_string());
+        let r = verify(&format!("{}.{forged}.{}", parts[0], parts[2])).await;
+        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
+        // alg none, with and without a signature.
+        let none = B64.encode(br#"{"alg":"none","kid":"as-1"}"#);
+        for t in [
+            format!("{none}.{}.", parts[1]),
+            format!("{none}.{}.{}", parts[1], parts[2]),
+        ] {
+            let r = verify(&t).await;
+            assert!(matches!(r, Err(JarmError::Malformed(_) | JarmError::Alg(_))), "{r:?}");
+        }
+        // HMAC with the public key as a secret, and RS256: not FAPI 2.0 algorithms.
+        for alg in [Algorithm::HS256, Algorithm::RS256] {
+            let h = B64.encode(format!(r#"{{"alg":"{alg:?}","kid":"as-1"}}"#));
+            let r = verify(&format!("{h}.{}.{}", parts[1], parts[2])).await;
+            assert!(matches!(r, Err(JarmError::Alg(_))), "{alg:?}: {r:?}");
+        }
+        // ES256 claimed, a kid the AS never published.
+        let r = verify(&sign_with(&keys().good, "unknown", &claims())).await;
+        assert!(matches!(r, Err(JarmError::UnknownKey(_))), "{r:?}");
+    }
+
+    /// Unknown kids cannot drive JWKS fetches: the limit holds from the first attempt.
+    #[tokio::test]
+    async fn unknown_kids_fetch_the_jwks_at_most_once_per_window() {
+        let fake = Arc::new(FakeAs::default());
+        let jwks = Arc::new(AsJwks::new("bank"));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let (fake, jwks) = (fake.clone(), jwks.clone());
+            tasks.push(tokio::spawn(async move {
+                let t = sign_with(&keys().other, &format!("attacker-{i}"), &claims());
+                verify_with(&jwks, &fake, &t).await
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Err(JarmError::UnknownKey(_))));
+        }
+        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "one fetch in the window");
+        // The genuine response still verifies from the cached set, without another fetch.
+        assert!(verify_with(&jwks, &fake, &sign(&claims())).await.is_ok());
+        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1);
+    }
+}

@@ -9,6 +9,7 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::front::authorize::parse_query;
 use crate::front::browser_binding;
+use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
 use crate::protocol::{redact, InteractionId};
 use crate::state::{CodeRecord, SidecarState};
 
@@ -21,6 +22,8 @@ pub enum CallbackOutcome {
         query: String,
         /// Clears the browser-binding cookie on the app's response.
         clear_cookie: Option<String>,
+        /// Logged with this check: the proxy's own error line for this request quotes it.
+        interaction_id: InteractionId,
     },
     /// Never forwarded: an error page with this code.
     Reject {
@@ -34,19 +37,114 @@ pub enum CallbackOutcome {
 /// Response parameters handed to the app, in this order (CB-10).
 const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", "error_uri", "iss"];
 
-/// Cheap pre-check for the proxy's hot path: no allocation, no lock.
+/// What the hot path learns from a query string, without allocating. Parameter names (and
+/// the sealed-state prefix) are compared percent-decoded, so `%63ode=` is `code=` here as it
+/// is in the app; `;` counts as a separator too, as some app frameworks treat it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct QueryScan {
+    /// `code`, `error` or `state`: an authorization response on a callback path.
+    response_param: bool,
+    /// `response`: a JARM response (only when JARM is configured for some AS).
+    jarm_param: bool,
+    /// `state=ps1.…`: a state this sidecar sealed, on whatever path it arrives.
+    sealed_state: bool,
+}
+
+fn scan(query: &str) -> QueryScan {
+    let mut out = QueryScan::default();
+    for seg in query.split(['&', ';']) {
+        let (k, v) = seg.split_once('=').unwrap_or((seg, ""));
+        if decoded_eq(k, "state") {
+            out.response_param = true;
+            out.sealed_state |= decoded_starts_with(v, SEALED_PREFIX);
+        } else if decoded_eq(k, "code") || decoded_eq(k, "error") {
+            out.response_param = true;
+        } else if decoded_eq(k, "response") {
+            out.jarm_param = true;
+        }
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The bytes of a query component, percent-decoded on the fly (`+` is a space).
+fn decoded(raw: &str) -> impl Iterator<Item = u8> + '_ {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let c = *b.get(i)?;
+        if c == b'%' {
+            if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|x| hex(*x)), b.get(i + 2).and_then(|x| hex(*x))) {
+                i += 3;
+                return Some(h << 4 | l);
+            }
+        }
+        i += 1;
+        Some(if c == b'+' { b' ' } else { c })
+    })
+}
+
+fn decoded_eq(raw: &str, name: &str) -> bool {
+    decoded(raw).eq(name.bytes())
+}
+
+fn decoded_starts_with(raw: &str, prefix: &str) -> bool {
+    let mut d = decoded(raw);
+    prefix.bytes().all(|p| d.next() == Some(p))
+}
+
+/// Cheap pre-check for the proxy's hot path: no allocation, no lock. A request is looked at
+/// when it carries a state this sidecar sealed (any path: learned callback paths are lost at
+/// a restart), a `response` parameter while JARM is configured for some AS (any path, for
+/// the same reason), or `code`/`error`/`state` on a callback path. Anything else on a
+/// callback path (`/callback?logout`, no query at all) is the app's business.
 pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bool {
-    state.is_callback_path(path) || query.is_some_and(looks_like_ours)
+    let Some(q) = query else { return false };
+    candidate(state, path, scan(q))
 }
 
-fn looks_like_ours(query: &str) -> bool {
-    // A sealed state outside a known callback path (e.g. learned paths lost at restart).
-    query.split('&').any(|kv| kv.starts_with("state=ps1."))
+/// Whether a query carries authorization-response parameters (`code`, `error`, `state`,
+/// `response`), wherever it is: such a query is never written to a log.
+pub fn looks_like_response(query: &str) -> bool {
+    scan(query) != QueryScan::default()
 }
 
-pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookies: Option<&str>) -> CallbackOutcome {
-    let q = query.unwrap_or("");
-    if !is_candidate(state, path, query) {
+fn candidate(state: &SidecarState, path: &str, scan: QueryScan) -> bool {
+    let jarm = scan.jarm_param && state.jarm_configured();
+    scan.sealed_state || jarm || scan.response_param && state.is_callback_path(path)
+}
+
+/// Off a callback path, a `response` parameter is a JARM response to check only when its
+/// (unverified) payload carries a state this sidecar sealed; anything else there is the
+/// app's own parameter.
+fn jarm_carries_sealed_state(query: &str) -> bool {
+    query.split('&').any(|seg| {
+        let (k, v) = seg.split_once('=').unwrap_or((seg, ""));
+        decoded_eq(k, "response")
+            && url::form_urlencoded::parse(format!("x={v}").as_bytes()).any(|(_, jwt)| {
+                unverified_claims(&jwt)
+                    .and_then(|c| {
+                        c.get("state")
+                            .and_then(Value::as_str)
+                            .map(|s| s.starts_with(SEALED_PREFIX))
+                    })
+                    .unwrap_or(false)
+            })
+    })
+}
+
+pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
+    let Some(q) = query else {
+        return CallbackOutcome::NotCallback;
+    };
+    let sc = scan(q);
+    if !candidate(state, path, sc) {
+        return CallbackOutcome::NotCallback;
+    }
+    if !sc.sealed_state && !state.is_callback_path(path) && !jarm_carries_sealed_state(q) {
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();
@@ -56,7 +154,11 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
             let name = as_name.as_deref().unwrap_or("");
             state.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
-            CallbackOutcome::Forward { query, clear_cookie }
+            CallbackOutcome::Forward {
+                query,
+                clear_cookie,
+                interaction_id: id,
+            }
         }
         Err((code, detail)) => {
             let name = as_name.as_deref().unwrap_or("");
@@ -112,13 +214,16 @@ fn check_iss(state: &SidecarState, client: &AsClient, iss: &str) -> Result<(), R
 async fn check_inner(
     state: &SidecarState,
     q: &str,
-    cookies: Option<&str>,
+    cookies: &[&[u8]],
     as_name: &mut Option<String>,
 ) -> Result<(String, &'static str, Option<String>), Rejection> {
     let s = &state.settings;
     let pairs = parse_query(q).map_err(|e| ("callback_malformed", e.to_string()))?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let jarm_jwt = get("response");
+    // `response` is JARM only while some AS is configured for it; otherwise it is just one
+    // of the app's parameters and never makes the sidecar fetch a JWKS.
+    let jarm_configured = state.jarm_configured();
+    let jarm_jwt = if jarm_configured { get("response") } else { None };
 
     // 1. The sealed state names the AS the login started at; everything after is checked
     // against that AS alone. In a JARM response the state is inside the JWT.
@@ -142,6 +247,13 @@ async fn check_inner(
         .ok_or(("not_ready", "AS metadata not loaded".to_string()))?;
     let issuer = client.settings.issuer.as_str();
     let client_id = client.settings.client.client_id.as_str();
+    if jarm_jwt.is_some() && !tx.jarm {
+        // Only a login that asked for JARM gets one: no JWKS fetch for the others.
+        return Err((
+            "jarm_invalid",
+            "a JARM response to a login that did not request JARM".into(),
+        ));
+    }
 
     // 2. Establish the response parameters: from the JARM JWT verified with that AS's JWKS,
     // or the query with RFC 9207 `iss` compared byte for byte (CB-5, CB-6).
@@ -206,7 +318,7 @@ async fn check_inner(
         ));
     }
     // Checked before the replay cache, so a wrong browser cannot burn the response.
-    let cookie_name = browser_binding::cookie_name(&tx.nonce);
+    let cookie_name = browser_binding::cookie_name(&tx.nonce, s.cookie_secure);
     if let Some(hash) = &tx.binding {
         if !browser_binding::holds(cookies, &cookie_name, hash) {
             return Err((
@@ -226,7 +338,8 @@ async fn check_inner(
     // that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
-        if k != "response" && !HANDED_TO_APP.contains(&k.as_str()) {
+        let response_param = HANDED_TO_APP.contains(&k.as_str()) || jarm_used && k == "response";
+        if !response_param {
             out.append_pair(k, v);
         }
     }
@@ -267,4 +380,45 @@ async fn check_inner(
         .as_ref()
         .map(|_| browser_binding::clear_cookie(&cookie_name, s.cookie_secure));
     Ok((out.finish(), outcome, clear))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_decodes_names_and_the_sealed_prefix() {
+        let none = QueryScan::default();
+        for q in ["", "login", "v=3", "codes=1", "xcode=1", "responses=1", "state_x=ps1.a"] {
+            assert_eq!(scan(q), none, "{q}");
+        }
+        let resp = QueryScan {
+            response_param: true,
+            ..none
+        };
+        for q in [
+            "code=1",
+            "%63ode=1",
+            "c%6Fde=1",
+            "a=1;error=x",
+            "state=plain",
+            "%73tate=x",
+        ] {
+            assert_eq!(scan(q), resp, "{q}");
+        }
+        let sealed = QueryScan {
+            response_param: true,
+            sealed_state: true,
+            ..none
+        };
+        for q in ["state=ps1.abc", "%73tate=ps1%2Eabc", "x=1&state=%70s1.abc"] {
+            assert_eq!(scan(q), sealed, "{q}");
+        }
+        assert!(scan("response=a.b.c").jarm_param);
+        assert!(scan("re%73ponse=x").jarm_param);
+        // Malformed escapes are compared as they are, never panic.
+        assert_eq!(scan("%=1&%6=2&code%"), none);
+        assert!(looks_like_response("x=1&code=2"));
+        assert!(!looks_like_response("login"));
+    }
 }

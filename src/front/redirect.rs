@@ -217,8 +217,12 @@ fn prepare(
 ) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
     // The callback is checked on GET query parameters; a form_post response would arrive as
     // a POST the sidecar does not open. Refuse it clearly rather than break at the callback.
+    // A JARM mode the app asks for itself is accepted only at an AS configured for JARM (the
+    // sidecar then verifies it): the callback treats `response` as JARM only there.
+    let jarm_configured = client.settings.client.jarm;
     if let Some(mode) = redirect.get_str("response_mode") {
-        if !matches!(mode, "query" | "jwt" | "query.jwt") {
+        let jwt_mode = matches!(mode, "jwt" | "query.jwt");
+        if !(mode == "query" || jwt_mode && jarm_configured) {
             return Err(AuthorizeError::UnsupportedResponseMode(mode.chars().take(40).collect()));
         }
     }
@@ -238,7 +242,7 @@ fn prepare(
     }
     let pkce = pkce::apply(&mut redirect)?;
     state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
-    let jarm = client.settings.client.jarm;
+    let jarm = jarm_configured;
     if jarm {
         redirect
             .params
@@ -256,7 +260,7 @@ fn prepare(
     let binding = state
         .settings
         .browser_binding
-        .then(|| browser_binding::new_binding(&nonce));
+        .then(|| browser_binding::new_binding(&nonce, state.settings.cookie_secure));
     let tx = TransactionState {
         app_state: redirect.get_str("state").map(str::to_string),
         verifier: match pkce {

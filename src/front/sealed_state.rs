@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Recognisable, versioned prefix: `ps1.` + base64url(nonce || ciphertext || tag).
-const PREFIX: &str = "ps1.";
+pub const PREFIX: &str = "ps1.";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SealError {

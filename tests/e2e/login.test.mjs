@@ -4,6 +4,7 @@
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Browser } from './lib/browser.mjs';
@@ -124,6 +125,53 @@ describe('negative cases at the callback and the token call', () => {
     const page = await attacker.navigate(cb);
     assert.match(page.body, /<p id="sub">mallory<\/p>/);
     assert.ok(!attacker.cookies.some((c) => c.name.startsWith('par_sidecar_tx_')), 'binding cookie cleared after use');
+  });
+
+  test("another app's non-ASCII cookie does not hide the binding cookie", async () => {
+    const b = new Browser({ ca: s.ca });
+    // Sent as raw bytes (node writes header strings as latin1): 0xE9 alone is not UTF-8;
+    // the second is UTF-8 but not ASCII. Either made the whole Cookie header unreadable.
+    b.cookies.push({ host: '127.0.0.1', path: '/', name: 'other_app_theme', value: 'caf\u00e9', secure: false });
+    b.cookies.push({ host: '127.0.0.1', path: '/', name: 'other_app_user', value: 'J\u00c3\u00bcrgen', secure: false });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, 'dave');
+    assert.ok(b.cookies.some((c) => c.name.startsWith('par_sidecar_tx_')));
+    const page = await b.navigate(cb);
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">dave<\/p>/);
+  });
+
+  test('the binding cookie is found in any of several Cookie header fields', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, 'erin');
+    const u = new URL(cb);
+    // HTTP/2 may split cookies over several fields; send two Cookie lines by hand.
+    const lines = b.cookies.filter((c) => c.host === '127.0.0.1').map((c) => `cookie: ${c.name}=${c.value}`);
+    lines.unshift('cookie: unrelated=1');
+    const raw = await new Promise((resolve, reject) => {
+      const sock = net.connect(Number(u.port), '127.0.0.1', () => {
+        sock.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\naccept: application/json\r\n${lines.join('\r\n')}\r\nconnection: close\r\n\r\n`);
+      });
+      const chunks = [];
+      sock.on('data', (c) => chunks.push(c));
+      sock.on('end', () => resolve(Buffer.concat(chunks).toString()));
+      sock.on('error', reject);
+      sock.setTimeout(15000, () => sock.destroy(new Error('timeout')));
+    });
+    assert.ok(lines.length >= 3, lines.join('\n'));
+    assert.match(raw, /^HTTP\/1\.1 200/, raw.slice(0, 400));
+    assert.match(raw, /<p id="sub">erin<\/p>/);
+  });
+
+  test("the app's own pages at its callback path pass through untouched", async () => {
+    const b = new Browser({ ca: s.ca });
+    for (const q of ['', '?login', '?logout=1']) {
+      const r = await b.request(`${s.publicBase}/callback${q}`, { headers: { accept: 'application/json' } });
+      // The legacy app's own answer (it has no session here), not a sidecar error page.
+      assert.equal(r.status, 400, r.body);
+      assert.match(r.body, /<p id="error">no session<\/p>/, `${q}: ${r.body}`);
+    }
+    // An authorization response there is still checked.
+    await expectError(b, `${s.publicBase}/callback?code=x`, 'state_missing');
   });
 
   test('an AS error response reaches the app after the iss check', async () => {

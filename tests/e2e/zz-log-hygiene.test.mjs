@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { WORK } from './lib/stack.mjs';
+import { WORK, startStack } from './lib/stack.mjs';
+import { Browser } from './lib/browser.mjs';
 
 const logsDir = path.join(WORK, 'logs');
 
@@ -28,6 +29,32 @@ function privateKeyFragments() {
   walk(WORK);
   return frags;
 }
+
+test('the app failing behind a checked callback: the code and state stay out of the sidecar log', async () => {
+  const s = await startStack({ alg: 'ES256', pkce: 'none' });
+  try {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+    const code = new URL(cb).searchParams.get('code');
+    assert.ok(code && code.length >= 12);
+    // The app dies after sending the browser to the AS; the response arrives at the sidecar.
+    await s.app.stop();
+    const r = await b.request(cb, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 502, r.body);
+    const body = JSON.parse(r.body);
+    assert.equal(body.error, 'upstream_unavailable');
+    const log = s.sidecar.log();
+    assert.ok(!log.includes(code), `the code was logged:\n${log}`);
+    assert.doesNotMatch(log, /\/callback\?/, 'a callback query was logged');
+    const ours = log.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .find((rec) => rec.message === 'proxying a checked callback to the app failed');
+    assert.ok(ours, log);
+    assert.equal(ours.path, '/callback');
+    assert.equal(ours.interaction_id, body.interaction_id, 'the id on the error page is the one logged');
+  } finally {
+    await s.stop();
+  }
+});
 
 test('sidecar logs never contain keys, assertions, request objects, codes or full request_uris', () => {
   const files = fs.existsSync(logsDir) ? fs.readdirSync(logsDir).filter((f) => f.startsWith('sidecar-')) : [];

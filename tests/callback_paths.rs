@@ -1,0 +1,237 @@
+//! Which requests the callback check looks at: authorization responses on callback paths,
+//! JARM responses and sealed states on any path; everything else (the app's own pages at a
+//! callback path, `response` parameters while no AS uses JARM) passes through untouched.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use common::{settings_yaml, AsDouble};
+use jsonwebtoken::Algorithm;
+use par_sidecar::as_client::request_object::now_secs;
+use par_sidecar::config::Settings;
+use par_sidecar::front::callback::{check, is_candidate, CallbackOutcome};
+use par_sidecar::front::sealed_state::TransactionState;
+use par_sidecar::state::SidecarState;
+
+/// Counts allocations made by the current thread (the hot-path test below).
+struct Counting;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.with(|c| c.get());
+    f();
+    ALLOCS.with(|c| c.get()) - before
+}
+
+async fn state_with(pki: &Path, double: &AsDouble, extra: &str) -> Arc<SidecarState> {
+    let yaml = settings_yaml(pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", extra);
+    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
+    let state = SidecarState::load(settings).unwrap();
+    let a = state.first_as();
+    let http = a.http.load();
+    let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &a.settings)
+        .await
+        .unwrap();
+    state.registry.set_metadata(a, md);
+    state
+}
+
+fn sealed(state: &SidecarState, nonce: &str, jarm: bool) -> String {
+    state.sealer.seal(&TransactionState {
+        app_state: Some("app-state".into()),
+        verifier: None,
+        redirect_uri: Some("https://app.example/cb".into()),
+        issued_at: now_secs(),
+        nonce: nonce.into(),
+        jarm,
+        binding: None,
+        as_name: None,
+        oidc_nonce: None,
+        max_age: None,
+    })
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A compact JWS shape with these claims and a junk signature (never verifies).
+fn unsigned_jwt(claims: serde_json::Value) -> String {
+    format!(
+        "{}.{}.{}",
+        B64.encode(br#"{"alg":"ES256","kid":"k1"}"#),
+        B64.encode(claims.to_string()),
+        B64.encode([7u8; 64])
+    )
+}
+
+fn is_not_callback(o: &CallbackOutcome) -> bool {
+    matches!(o, CallbackOutcome::NotCallback)
+}
+
+#[tokio::test]
+async fn the_apps_own_pages_at_a_callback_path_pass_through() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_with(&pki, &double, "callback: { paths: [\"/cb\"], cookie_secure: false }").await;
+    for q in [
+        None,
+        Some(""),
+        Some("login"),
+        Some("logout"),
+        Some("tenant=x&next=%2Fhome"),
+        Some("codes=1&states=2&responses=3"),
+        // No AS uses JARM: `response` is just one of the app's parameters.
+        Some("response=yes"),
+    ] {
+        assert!(!is_candidate(&state, "/cb", q), "{q:?}");
+        assert!(is_not_callback(&check(&state, "/cb", q, &[]).await), "{q:?}");
+    }
+    // Authorization-response parameters, however their names are encoded, are checked.
+    for q in [
+        "code=x",
+        "error=access_denied",
+        "state=anything",
+        "%63ode=x",
+        "co%64e=x",
+        "x=1;code=y",
+        "%73tate=s",
+    ] {
+        assert!(is_candidate(&state, "/cb", Some(q)), "{q}");
+        assert!(!is_not_callback(&check(&state, "/cb", Some(q), &[]).await), "{q}");
+    }
+    // Other paths: untouched unless they carry a sealed state (in any encoding).
+    assert!(!is_candidate(&state, "/other", Some("code=1&state=2")));
+    let s = sealed(&state, "n-enc", false);
+    let encoded_prefix = format!("%73tate={}", s.replacen("ps1.", "ps1%2E", 1));
+    assert!(is_candidate(&state, "/other", Some(&encoded_prefix)));
+}
+
+#[tokio::test]
+async fn the_hot_path_does_not_allocate() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_with(&pki, &double, "callback: { paths: [\"/cb\"], cookie_secure: false }").await;
+    assert!(
+        allocations(|| drop(std::hint::black_box(String::from("x")))) > 0,
+        "the counter counts"
+    );
+    // Warm up (first loads of lazily initialised things).
+    let _ = is_candidate(&state, "/cb", Some("login"));
+    for (path, q) in [
+        ("/", None),
+        ("/assets/app.js", Some("v=3")),
+        ("/search", Some("q=a%20b&page=2;sort=asc")),
+        ("/cb", Some("login")),
+        ("/cb", None),
+        ("/other", Some("code=1&state=x&response=y")),
+    ] {
+        let n = allocations(|| assert!(!is_candidate(&state, path, q)));
+        assert_eq!(n, 0, "{path} {q:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_jarm_configured_a_response_parameter_is_ignored() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_with(&pki, &double, "callback: { paths: [\"/cb\"], cookie_secure: false }").await;
+    assert!(!state.jarm_configured());
+    let s = sealed(&state, "n-nojarm", false);
+    let jwt = unsigned_jwt(serde_json::json!({"state": s, "iss": double.issuer, "aud": "legacy-app"}));
+    // Not a candidate anywhere while no AS uses JARM.
+    for path in ["/cb", "/elsewhere"] {
+        assert!(!is_candidate(&state, path, Some(&format!("response={jwt}"))), "{path}");
+    }
+    // Next to a plain response, `response` is not JARM: no JWKS, the plain checks apply.
+    let q = format!(
+        "code=c-1&state={}&iss={}&response={}",
+        enc(&s),
+        enc(&double.issuer),
+        enc(&jwt)
+    );
+    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), &[]).await else {
+        panic!("a plain response with a stray `response` parameter must be checked as plain")
+    };
+    assert!(
+        query.contains("code=c-1") && query.contains("state=app-state"),
+        "{query}"
+    );
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("par_sidecar_jwks_refreshes_total{") && !l.ends_with(" 0")),
+        "no JWKS fetch: {m}"
+    );
+}
+
+#[tokio::test]
+async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    // `client.response_mode: jwt`, and `/cb` neither configured nor learned yet.
+    let yaml = settings_yaml(
+        &pki,
+        &double.issuer,
+        "sign-es256.pem",
+        "ES256",
+        "private_key_jwt",
+        "callback: { cookie_secure: false }",
+    )
+    .replace("client_id: legacy-app", "client_id: legacy-app\n  response_mode: jwt");
+    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
+    // A fresh process: no learned callback path, as after a restart.
+    let state = SidecarState::load(settings).unwrap();
+    let a = state.first_as();
+    let md = par_sidecar::as_client::discovery::fetch(a.http.load().as_ref().as_ref(), &a.settings)
+        .await
+        .unwrap();
+    state.registry.set_metadata(a, md);
+    assert!(state.jarm_configured());
+    assert!(!state.is_callback_path("/cb"));
+
+    let s = sealed(&state, "n-jarm", true);
+    let jwt = unsigned_jwt(serde_json::json!({"state": s, "iss": double.issuer, "aud": "legacy-app", "code": "c"}));
+    let q = format!("response={}", enc(&jwt));
+    assert!(is_candidate(&state, "/cb", Some(&q)));
+    match check(&state, "/cb", Some(&q), &[]).await {
+        // The double publishes no jwks_uri: the response can never be verified.
+        CallbackOutcome::Reject { code, .. } => assert!(["jwks_unavailable", "jarm_invalid"].contains(&code), "{code}"),
+        other => panic!("a JARM response on an unlearned path must be checked: {other:?}"),
+    }
+    // Off a callback path, a `response` that carries no sealed state is the app's own.
+    for q in ["response=yes", "response=a.b.c"] {
+        assert!(is_not_callback(&check(&state, "/survey", Some(q), &[]).await), "{q}");
+    }
+    let foreign = unsigned_jwt(serde_json::json!({"state": "the-apps-state"}));
+    let q = format!("response={}", enc(&foreign));
+    assert!(is_not_callback(&check(&state, "/survey", Some(&q), &[]).await));
+    // A sealed state that did not ask for JARM: refused before any JWKS fetch.
+    let plain = sealed(&state, "n-plain", false);
+    let jwt = unsigned_jwt(serde_json::json!({"state": plain, "iss": double.issuer, "aud": "legacy-app"}));
+    let q = format!("response={}", enc(&jwt));
+    let CallbackOutcome::Reject { code, .. } = check(&state, "/elsewhere", Some(&q), &[]).await else {
+        panic!()
+    };
+    assert_eq!(code, "jarm_invalid");
+}
