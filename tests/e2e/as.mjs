@@ -28,10 +28,14 @@ function decodeJwtPayload(jwt) {
 }
 
 // AS signing keys (ID tokens, JARM), generated per run.
-const asKeys = [
+// Kept next to the config, so a restarted AS (a bank coming back) keeps its signing keys, as
+// a real one does; a new scenario gets new keys.
+const keysFile = `${process.argv[2]}.keys.json`;
+const asKeys = fs.existsSync(keysFile) ? JSON.parse(fs.readFileSync(keysFile, 'utf8')) : [
   { ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'as-ps256', alg: 'PS256', use: 'sig' },
   { ...crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), kid: 'as-es256', alg: 'ES256', use: 'sig' },
 ];
+if (!fs.existsSync(keysFile)) fs.writeFileSync(keysFile, JSON.stringify(asKeys), { mode: 0o600 });
 
 // --- Misbehaving-AS switches (relying-party negative tests) ---
 // Each id_token fault re-signs the real ID token's claims with the AS's own PS256 key (so only
