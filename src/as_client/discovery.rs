@@ -71,6 +71,7 @@ struct RawMetadata {
     id_token_signing_alg_values_supported: Option<Vec<String>>,
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
+    end_session_endpoint: Option<String>,
 }
 
 /// The checked subset of AS metadata the sidecar acts on.
@@ -92,6 +93,8 @@ pub struct ProviderMetadata {
     pub require_signed_request_object: bool,
     /// ID tokens signed with another alg are refused, whatever their signature.
     pub id_token_signing_alg_values_supported: Option<Vec<String>>,
+    /// RP-initiated logout: the app's redirect there carries the client_id legitimately.
+    pub end_session_endpoint: Option<AuthorizeEndpoint>,
 }
 
 fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
@@ -207,6 +210,12 @@ impl ProviderMetadata {
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,
             require_signed_request_object: raw.require_signed_request_object,
             id_token_signing_alg_values_supported: raw.id_token_signing_alg_values_supported,
+            end_session_endpoint: raw
+                .end_session_endpoint
+                .as_deref()
+                .map(|u| https_url("end_session_endpoint", u))
+                .transpose()?
+                .map(AuthorizeEndpoint::new),
         })
     }
 }

@@ -243,6 +243,7 @@ impl AsRegistry {
                     as_index: c.index,
                     endpoint: md.authorization_endpoint.clone(),
                     client_id: c.settings.client.client_id.clone(),
+                    end_session: md.end_session_endpoint.clone(),
                 });
             }
         }

@@ -178,6 +178,9 @@ pub struct Candidate {
     pub as_index: usize,
     pub endpoint: AuthorizeEndpoint,
     pub client_id: ClientId,
+    /// The AS's `end_session_endpoint` (OIDC RP-Initiated Logout), where the app's own
+    /// redirect legitimately carries the client_id: passed through untouched.
+    pub end_session: Option<AuthorizeEndpoint>,
 }
 
 impl AuthorizeEndpoint {
@@ -213,6 +216,7 @@ pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max
         as_index: 0,
         endpoint: ep.clone(),
         client_id: client_id.clone(),
+        end_session: None,
     }];
     let ours = |c: &str| c == client_id.as_str();
     detect_among(location, &|h| (h == ep.host).then_some(&only[..]), &ours, max_len).1
@@ -366,6 +370,16 @@ pub fn detect_among<'a>(
         return refuse(AuthorizeError::BadHeader);
     }
     let path = norm_path(u.path());
+    // RP-initiated logout at exactly the discovered end_session_endpoint: the AS's page,
+    // not a login; nothing to push.
+    if authority
+        && u.username().is_empty()
+        && on_host
+            .iter()
+            .any(|c| c.end_session.as_ref().is_some_and(|e| e.is_at(u, &path)))
+    {
+        return (None, Detection::NotOurs);
+    }
     let exact: Vec<&Candidate> = on_host.iter().filter(|c| c.endpoint.is_at(u, &path)).collect();
     if !authority || exact.is_empty() || !u.username().is_empty() || u.password().is_some() {
         return refuse(AuthorizeError::NearMiss);

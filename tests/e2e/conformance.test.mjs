@@ -162,6 +162,41 @@ describe('request-side rules at login start', () => {
     assert.doesNotMatch(r.headers.location, /response_type=/);
   });
 
+  test('RP-initiated logout at the discovered end_session_endpoint passes through with our client_id', async () => {
+    assert.ok(s.discovery.end_session_endpoint, 'the AS publishes end_session_endpoint');
+    const to = `${s.discovery.end_session_endpoint}?client_id=legacy-app&post_logout_redirect_uri=${encodeURIComponent(`${s.publicBase}/`)}`;
+    const n = await pars();
+    const r = await new Browser({ ca: s.ca }).request(viaApp(to));
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.location, to, 'byte for byte');
+    assert.equal(await pars(), n);
+  });
+
+  test('near misses of the real discovered endpoint with our client_id fail closed', async () => {
+    const ep = new URL(s.discovery.authorization_endpoint);
+    const q = new URL(authorize({})).search;
+    const variants = [
+      `${ep.origin}${ep.pathname}/${q}`, // trailing slash
+      `${ep.origin}${ep.pathname.toUpperCase()}${q}`, // letter case
+      `\\\\${ep.host}${ep.pathname}${q}`, // \\host: scheme-relative to a browser
+      `/\\${ep.host}${ep.pathname}${q}`, // /\host
+      `https:${ep.host}${ep.pathname}${q}`, // no slashes
+    ];
+    for (const v of variants) {
+      const n = await pars();
+      const r = await new Browser({ ca: s.ca }).request(viaApp(v));
+      assert.equal(r.status, 502, `${v}: ${r.status} ${r.headers.location || ''}`);
+      assert.match(r.body, /authorize_redirect_rejected/, v);
+      assert.equal(r.headers.location, undefined, v);
+      assert.equal(await pars(), n, v);
+    }
+    // The percent-encoded form of the same path is the endpoint: pushed, not refused.
+    const enc = `${ep.origin}${ep.pathname.replace(/a/, '%61')}${q}`;
+    const r = await new Browser({ ca: s.ca }).request(viaApp(enc));
+    assert.equal(r.status, 302, enc);
+    assert.match(r.headers.location, /request_uri=/);
+  });
+
   for (const [name, params, code] of [
     ['response_type token (implicit)', { response_type: 'token' }, 'unsupported_response_type'],
     ['response_type code id_token (hybrid)', { response_type: 'code id_token' }, 'unsupported_response_type'],

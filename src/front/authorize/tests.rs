@@ -358,6 +358,7 @@ fn banks() -> Vec<Candidate> {
         as_index: i,
         endpoint: AuthorizeEndpoint::new(Url::parse(url).unwrap()),
         client_id: ClientId::new(id).unwrap(),
+        end_session: (i == 0).then(|| AuthorizeEndpoint::new(Url::parse("https://banks.example:8443/logout").unwrap())),
     };
     vec![
         c(0, "https://banks.example:8443/authorize", "tpp-a"),
@@ -423,4 +424,15 @@ fn near_misses_with_any_banks_client_id_fail_closed() {
     // Another app's client on a bank host passes.
     let (_, d) = detect_banks("https://hub.example/auth/?client_id=other-app");
     assert_eq!(d, Detection::NotOurs);
+}
+
+#[test]
+fn logout_at_the_discovered_end_session_endpoint_passes_with_our_client_id() {
+    let logout = "https://banks.example:8443/logout?client_id=tpp-a&post_logout_redirect_uri=https%3A%2F%2Fapp%2F";
+    assert_eq!(detect_banks(logout).1, Detection::NotOurs);
+    // Only the exact endpoint: a look-alike path with our client_id still fails closed.
+    let (_, d) = detect_banks("https://banks.example:8443/logout/?client_id=tpp-a");
+    assert_eq!(d, Detection::Rejected(AuthorizeError::NearMiss));
+    let (_, d) = detect_banks("https://banks.example:9443/logout?client_id=tpp-a");
+    assert!(matches!(d, Detection::Rejected(_)), "{d:?}");
 }
