@@ -46,6 +46,11 @@ fn allowed(alg: Algorithm) -> bool {
 /// input (unknown kids, garbage JWTs) can make the sidecar fetch faster than `min_refresh`.
 pub struct AsJwks {
     current: ArcSwapOption<JwkSet>,
+    /// One fetch at a time: concurrent callers wait for the one in flight and use its result
+    /// instead of being turned away by the rate limit with nothing loaded.
+    fetching: tokio::sync::Mutex<()>,
+    /// Completed fetch attempts, so a waiter can tell that one finished while it waited.
+    attempts: std::sync::atomic::AtomicU64,
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
     /// The AS's configured name: the metric label.
@@ -56,6 +61,8 @@ impl AsJwks {
     pub fn new(as_name: &str) -> Self {
         AsJwks {
             current: ArcSwapOption::empty(),
+            fetching: tokio::sync::Mutex::new(()),
+            attempts: std::sync::atomic::AtomicU64::new(0),
             last_fetch: Mutex::new(None),
             min_refresh: Duration::from_secs(10),
             as_name: as_name.to_string(),
@@ -69,6 +76,13 @@ impl AsJwks {
         timeout: Duration,
         metrics: &Metrics,
     ) -> Result<(), JarmError> {
+        use std::sync::atomic::Ordering;
+        let seen = self.attempts.load(Ordering::Acquire);
+        let _one_at_a_time = self.fetching.lock().await;
+        if self.attempts.load(Ordering::Acquire) != seen {
+            // A fetch completed while this caller waited: use what it got.
+            return Ok(());
+        }
         {
             let mut last = self.last_fetch.lock().expect("lock");
             if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
@@ -91,6 +105,7 @@ impl AsJwks {
             serde_json::from_slice::<JwkSet>(&resp.body).map_err(|e| JarmError::Jwks(e.to_string()))
         }
         .await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(set) => {
                 metrics
@@ -264,6 +279,8 @@ mod tests {
         async fn send(&self, req: AsRequest) -> Result<AsResponse, TransportError> {
             assert_eq!(req.url.as_str(), "https://as.example.com/jwks");
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            // A slow AS: concurrent callers arrive while the first fetch is in flight.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
             Ok(AsResponse {
                 status: 200,
                 headers: http::HeaderMap::new(),
@@ -401,5 +418,32 @@ mod tests {
         // The genuine response still verifies from the cached set, without another fetch.
         assert!(verify_with(&jwks, &fake, &sign(&claims())).await.is_ok());
         assert_eq!(fake.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_loads_wait_for_the_fetch_in_flight() {
+        let jwks = std::sync::Arc::new(AsJwks::new("t"));
+        let http = std::sync::Arc::new(FakeAs::default());
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let uri = Url::parse("https://as.example.com/jwks").unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (jwks, http, metrics, uri) = (jwks.clone(), http.clone(), metrics.clone(), uri.clone());
+            tasks.push(tokio::spawn(async move {
+                jwks.key_set(
+                    None,
+                    http.as_ref(),
+                    Some(&uri),
+                    std::time::Duration::from_secs(1),
+                    &metrics,
+                )
+                .await
+                .map(|_| ())
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok(), "no caller is turned away with nothing loaded");
+        }
+        assert_eq!(http.fetches.load(Ordering::SeqCst), 1);
     }
 }
