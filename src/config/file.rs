@@ -13,7 +13,7 @@ pub struct FileConfig {
     /// The single-AS form (its name is `default`). Exclusive with `authorization_servers`.
     pub authorization_server: Option<AuthorizationServerFile>,
     /// Several ASs (banks) behind one sidecar, each with optional `client` overrides.
-    pub authorization_servers: Option<Vec<NamedAuthorizationServerFile>>,
+    pub authorization_servers: Option<Vec<AuthorizationServerFile>>,
     /// Shared client settings; every AS's `client` block is merged over them key by key.
     #[serde(default)]
     pub client: ClientFile,
@@ -44,9 +44,13 @@ pub struct ListenFile {
     pub egress: Option<String>,
 }
 
+/// One AS: `authorization_server` (no `name`, no `client`: the top-level `client` block is
+/// its client) or an entry of `authorization_servers` (named, with optional per-AS client
+/// overrides). One shape for both, so the keys cannot drift apart.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationServerFile {
+    pub name: Option<String>,
     pub issuer: String,
     pub discovery_url: Option<String>,
     pub ca_file: Option<String>,
@@ -56,23 +60,8 @@ pub struct AuthorizationServerFile {
     /// Hosts of the authorize endpoint when it is not on the issuer's host: redirects there
     /// are held back until the metadata is loaded (it is otherwise unknown after a restart).
     pub authorize_hosts: Option<Vec<String>>,
-}
-
-/// One entry of `authorization_servers`. The same keys as `authorization_server`, plus a
-/// name and per-AS client overrides (serde's `flatten` cannot be combined with
-/// `deny_unknown_fields`, hence the repetition).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedAuthorizationServerFile {
-    pub name: String,
-    pub issuer: String,
-    pub discovery_url: Option<String>,
-    pub ca_file: Option<String>,
-    pub discovery_refresh_seconds: Option<u64>,
-    pub par_endpoint: Option<String>,
-    pub authorize_hosts: Option<Vec<String>>,
-    #[serde(default)]
-    pub client: ClientFile,
+    /// Per-AS overrides of any `client` key.
+    pub client: Option<ClientFile>,
 }
 
 /// Every key optional: the shared block and the per-AS overrides share this shape; the

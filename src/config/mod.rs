@@ -225,12 +225,8 @@ struct CallKnobs {
 struct AsEntry<'a> {
     key: String,
     name: &'a str,
-    issuer: &'a str,
-    discovery_url: Option<&'a str>,
-    ca_file: Option<&'a str>,
-    discovery_refresh_seconds: Option<u64>,
-    par_endpoint: Option<&'a str>,
-    authorize_hosts: &'a [String],
+    file: &'a file::AuthorizationServerFile,
+    /// The effective client: the shared block, with this AS's overrides merged over it.
     client: file::ClientFile,
 }
 
@@ -327,35 +323,42 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
                 "required (or authorization_servers for several ASs)".into(),
             ))
         }
-        (Some(a), None) => vec![AsEntry {
-            key: "authorization_server".into(),
-            name: AsName::DEFAULT,
-            issuer: &a.issuer,
-            discovery_url: a.discovery_url.as_deref(),
-            ca_file: a.ca_file.as_deref(),
-            discovery_refresh_seconds: a.discovery_refresh_seconds,
-            par_endpoint: a.par_endpoint.as_deref(),
-            authorize_hosts: a.authorize_hosts.as_deref().unwrap_or_default(),
-            client: f.client.clone(),
-        }],
+        (Some(a), None) => {
+            if a.name.is_some() || a.client.is_some() {
+                return Err(invalid(
+                    "authorization_server",
+                    "`name` and `client` belong to entries of authorization_servers; the single AS is `default` and uses the top-level client block".into(),
+                ));
+            }
+            vec![AsEntry {
+                key: "authorization_server".into(),
+                name: AsName::DEFAULT,
+                file: a,
+                client: f.client.clone(),
+            }]
+        }
         (None, Some(list)) => {
             if list.is_empty() {
                 return Err(invalid("authorization_servers", "lists no AS".into()));
             }
-            list.iter()
-                .enumerate()
-                .map(|(i, a)| AsEntry {
-                    key: format!("authorization_servers[{i}]"),
-                    name: &a.name,
-                    issuer: &a.issuer,
-                    discovery_url: a.discovery_url.as_deref(),
-                    ca_file: a.ca_file.as_deref(),
-                    discovery_refresh_seconds: a.discovery_refresh_seconds,
-                    par_endpoint: a.par_endpoint.as_deref(),
-                    authorize_hosts: a.authorize_hosts.as_deref().unwrap_or_default(),
-                    client: f.client.merged_with(&a.client),
-                })
-                .collect()
+            let mut entries = Vec::with_capacity(list.len());
+            for (i, a) in list.iter().enumerate() {
+                let key = format!("authorization_servers[{i}]");
+                let name = a
+                    .name
+                    .as_deref()
+                    .ok_or_else(|| invalid(&format!("{key}.name"), "required".into()))?;
+                entries.push(AsEntry {
+                    key,
+                    name,
+                    file: a,
+                    client: a
+                        .client
+                        .as_ref()
+                        .map_or_else(|| f.client.clone(), |c| f.client.merged_with(c)),
+                });
+            }
+            entries
         }
     };
     let multi_as = f.authorization_servers.is_some();
@@ -374,21 +377,21 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         if authorization_servers.iter().any(|a| a.name == name) {
             return Err(invalid(&k("name"), format!("`{name}` is used by another AS")));
         }
-        let issuer = IssuerUrl::new(e.issuer).map_err(|m| invalid(&k("issuer"), m))?;
+        let issuer = IssuerUrl::new(&e.file.issuer).map_err(|m| invalid(&k("issuer"), m))?;
         if let Some(other) = authorization_servers.iter().find(|a| a.issuer == issuer) {
             return Err(invalid(
                 &k("issuer"),
                 format!("`{issuer}` is also the issuer of `{}`: issuers are unique", other.name),
             ));
         }
-        let discovery_url = match e.discovery_url {
+        let discovery_url = match e.file.discovery_url.as_deref() {
             Some(u) => Url::parse(u).map_err(|err| invalid(&k("discovery_url"), err.to_string()))?,
             None => issuer.default_discovery_url(),
         };
         if discovery_url.scheme() != "https" {
             return Err(invalid(&k("discovery_url"), "must be https (TLS-1)".into()));
         }
-        let par_alias = match e.par_endpoint.unwrap_or("auto") {
+        let par_alias = match e.file.par_endpoint.as_deref().unwrap_or("auto") {
             "auto" => AliasPolicy::Auto,
             "mtls_alias" | "always" => AliasPolicy::Always,
             "top_level" | "never" => AliasPolicy::Never,
@@ -400,8 +403,10 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             }
         };
         let authorize_hosts = e
+            .file
             .authorize_hosts
             .iter()
+            .flatten()
             .map(|h| authorize_host(h).map_err(|m| invalid(&k("authorize_hosts"), m)))
             .collect::<Result<Vec<_>, _>>()?;
         let client = validate_client(&e.client, &ck, &invalid, &resolve, &secs)?;
@@ -409,10 +414,10 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             name,
             issuer,
             discovery_url,
-            ca_file: e.ca_file.map(resolve),
+            ca_file: e.file.ca_file.as_deref().map(resolve),
             discovery_refresh: secs(
                 &k("discovery_refresh_seconds"),
-                e.discovery_refresh_seconds,
+                e.file.discovery_refresh_seconds,
                 300,
                 5,
                 86_400,
@@ -828,6 +833,11 @@ egress:
             e.contains("authorization_servers[1].issuer") && e.contains("unique"),
             "{e}"
         );
+        let e = err(&TWO_BANKS.replace("  - name: bank-a\n    issuer", "  - issuer"));
+        assert!(
+            e.contains("authorization_servers[0].name") && e.contains("required"),
+            "{e}"
+        );
         let e = err(&TWO_BANKS.replace("name: bank-a", "name: Bank_A"));
         assert!(e.contains("authorization_servers[0].name"), "{e}");
         let e = err(&TWO_BANKS.replace(
@@ -865,6 +875,13 @@ egress:
         assert!(Settings::from_yaml(&bad, Path::new("c.yaml")).is_err());
         let bad = MINIMAL.replace("https://as.example.com", "http://as.example.com");
         assert!(Settings::from_yaml(&bad, Path::new("c.yaml")).is_err());
+        // The single form has no name and no per-AS client: both belong to the list form.
+        let bad = MINIMAL.replace(
+            r#"{ issuer: "https://as.example.com" }"#,
+            r#"{ issuer: "https://as.example.com", name: bank }"#,
+        );
+        let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(err.contains("authorization_server") && err.contains("`name`"), "{err}");
     }
 
     #[test]
