@@ -213,6 +213,13 @@ pub struct EgressFile {
     pub max_body_bytes: Option<usize>,
     /// Clock skew allowed when checking ID token `exp`/`iat`/`auth_time` (default 60, max 300).
     pub clock_skew_seconds: Option<u64>,
+    /// grant_type values the token route forwards (default: authorization_code, refresh_token).
+    pub allowed_grant_types: Option<Vec<String>>,
+    /// Hex SHA-256 of the app's client secret: the token, introspection and revocation
+    /// routes then require it. Exclusive with `app_client_secret_file`.
+    pub app_client_secret_sha256: Option<String>,
+    /// A file holding the app's client secret (read at start). Exclusive with the above.
+    pub app_client_secret_file: Option<String>,
     #[serde(default)]
     pub resources: Vec<ResourceFile>,
 }

@@ -13,6 +13,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::as_client::jose::Alg;
+use crate::egress::app_auth::{AppSecret, DEFAULT_GRANT_TYPES};
 use crate::protocol::{ClientId, IssuerUrl};
 
 #[derive(Debug, Error)]
@@ -166,6 +167,11 @@ pub struct Settings {
     pub grace_period: Duration,
     pub egress_addr: Option<SocketAddr>,
     pub egress_max_body: usize,
+    /// grant_type values the egress token route forwards; anything else is refused.
+    pub allowed_grant_types: Vec<String>,
+    /// When set, the app must present this client secret on the egress token,
+    /// introspection and revocation routes.
+    pub app_secret: Option<AppSecret>,
     pub resources: Vec<ResourceRoute>,
     pub callback_paths: Vec<String>,
     pub require_iss: bool,
@@ -181,7 +187,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads, expands `${ENV}`, parses and validates. Does not touch keys or the network.
+    /// Reads, expands `${ENV}`, parses and validates. Does not touch keys or the network;
+    /// the one other file it reads is `egress.app_client_secret_file`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let file = path.display().to_string();
         let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -496,6 +503,52 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
             authorization_server,
         });
     }
+    let allowed_grant_types = match &f.egress.allowed_grant_types {
+        None => DEFAULT_GRANT_TYPES.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(invalid(
+                    "egress.allowed_grant_types",
+                    "must not be empty (leave it out for authorization_code, refresh_token)".into(),
+                ));
+            }
+            for g in list {
+                if g.is_empty() || g.len() > 200 || g.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+                    return Err(invalid(
+                        "egress.allowed_grant_types",
+                        format!("`{g}` is not a grant_type value"),
+                    ));
+                }
+            }
+            list.clone()
+        }
+    };
+    let app_secret = match (&f.egress.app_client_secret_sha256, &f.egress.app_client_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "egress.app_client_secret_sha256",
+                "set app_client_secret_sha256 or app_client_secret_file, not both".into(),
+            ))
+        }
+        (Some(hex), None) => {
+            Some(AppSecret::from_sha256_hex(hex).map_err(|m| invalid("egress.app_client_secret_sha256", m))?)
+        }
+        (None, Some(p)) => {
+            let path = resolve(p);
+            // The message never carries the content.
+            let content = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "egress.app_client_secret_file",
+                    format!("cannot read {}: {}", path.display(), e.kind()),
+                )
+            })?;
+            Some(
+                AppSecret::from_file_content(&content)
+                    .map_err(|m| invalid("egress.app_client_secret_file", format!("{}: {m}", path.display())))?,
+            )
+        }
+        (None, None) => None,
+    };
     for p in &f.callback.paths {
         if !p.starts_with('/') {
             return Err(invalid("callback.paths", format!("`{p}` must start with /")));
@@ -545,6 +598,8 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         )?,
         egress_addr,
         egress_max_body: f.egress.max_body_bytes.unwrap_or(1024 * 1024),
+        allowed_grant_types,
+        app_secret,
         resources,
         callback_paths: f.callback.paths,
         require_iss: f.callback.require_iss.unwrap_or(true),
@@ -882,6 +937,56 @@ egress:
         );
         let err = Settings::from_yaml(&bad, Path::new("c.yaml")).unwrap_err().to_string();
         assert!(err.contains("authorization_server") && err.contains("`name`"), "{err}");
+    }
+
+    #[test]
+    fn egress_grant_allowlist_and_app_secret() {
+        let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+        assert_eq!(s.allowed_grant_types, ["authorization_code", "refresh_token"]);
+        assert!(s.app_secret.is_none(), "no app secret unless configured");
+        let with =
+            |extra: &str| Settings::from_yaml(&format!("{MINIMAL}egress:\n{extra}"), Path::new("/nonexistent/c.yaml"));
+        let s = with("  allowed_grant_types: [authorization_code, refresh_token, client_credentials]\n").unwrap();
+        assert_eq!(s.allowed_grant_types.len(), 3);
+        let e = with("  allowed_grant_types: []\n").unwrap_err().to_string();
+        assert!(e.contains("egress.allowed_grant_types"), "{e}");
+        let e = with("  allowed_grant_types: [\"a b\"]\n").unwrap_err().to_string();
+        assert!(e.contains("egress.allowed_grant_types"), "{e}");
+
+        let digest = "3279f62d86936899598326365387d1930a4827f1dc8f2efc64b3fe286fdfcf1a";
+        let s = with(&format!("  app_client_secret_sha256: \"{digest}\"\n")).unwrap();
+        assert!(s.app_secret.as_ref().unwrap().verify(b"the-apps-old-secret"));
+        assert!(!format!("{s:?}").contains(digest), "the digest is never printed");
+        let e = with("  app_client_secret_sha256: nothex\n").unwrap_err().to_string();
+        assert!(e.contains("egress.app_client_secret_sha256"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("ps-app-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.secret"), "the-apps-old-secret\n").unwrap();
+        let yaml = format!("{MINIMAL}egress:\n  app_client_secret_file: app.secret\n");
+        let s = Settings::from_yaml(&yaml, &dir.join("c.yaml")).unwrap();
+        assert_eq!(
+            s.app_secret,
+            with(&format!("  app_client_secret_sha256: \"{digest}\"\n"))
+                .unwrap()
+                .app_secret
+        );
+        std::fs::write(dir.join("empty.secret"), "").unwrap();
+        let e = Settings::from_yaml(&yaml.replace("app.secret", "empty.secret"), &dir.join("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("app_client_secret_file") && e.contains("empty"), "{e}");
+        let e = Settings::from_yaml(&yaml.replace("app.secret", "missing.secret"), &dir.join("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("app_client_secret_file"), "{e}");
+        let e = with(&format!(
+            "  app_client_secret_sha256: \"{digest}\"\n  app_client_secret_file: /x\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

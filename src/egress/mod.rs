@@ -3,15 +3,15 @@
 //! mTLS with the transport certificate so certificate-bound tokens work (TOK-1..10, RS-1..3).
 //! No pingora here: requests and responses are plain values.
 
+pub mod app_auth;
 #[cfg(feature = "server")]
 pub mod listener;
+pub mod resource_path;
 mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use bytes::Bytes;
 use tracing::{info, warn};
 use url::Url;
@@ -54,7 +54,7 @@ pub(crate) fn oauth_error(status: u16, error: &str, description: String) -> Egre
 }
 
 /// Parses a token-style form strictly: duplicates are an error (RFC 6749 §3.2).
-fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.iter().any(|(x, _)| *x == k) {
@@ -63,23 +63,6 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
         out.push((k.into_owned(), v.into_owned()));
     }
     Ok(out)
-}
-
-/// The client id the app authenticated as, from Basic or the form, if any.
-fn apps_client_id(headers: &http::HeaderMap, form: &[(String, String)]) -> Option<String> {
-    let basic = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b| STANDARD.decode(b.trim()).ok())
-        .and_then(|d| String::from_utf8(d).ok())
-        .and_then(|s| s.split_once(':').map(|(id, _)| id.to_string()))
-        .map(|id| {
-            percent_encoding::percent_decode_str(&id)
-                .decode_utf8_lossy()
-                .into_owned()
-        });
-    basic.or_else(|| form.iter().find(|(k, _)| k == "client_id").map(|(_, v)| v.clone()))
 }
 
 /// Passes a valid UUID from the app on; otherwise a fresh one (XF-1).
@@ -108,28 +91,15 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-fn target_url(md: &ProviderMetadata, state: &SidecarState, r: Route, path: &str, query: Option<&str>) -> Option<Url> {
+/// The AS endpoint for an AS route; for a resource route, the URL already mapped (and
+/// checked) by [`resource_path::map`].
+fn target_url(md: &ProviderMetadata, r: Route, resource: Option<Url>, query: Option<&str>) -> Option<Url> {
     let mut u = match r {
         Route::Token => md.token_endpoint.clone()?,
         Route::Userinfo => md.userinfo_endpoint.clone()?,
         Route::Introspect => md.introspection_endpoint.clone()?,
         Route::Revoke => md.revocation_endpoint.clone()?,
-        Route::Resource(i) => {
-            let rr = &state.settings.resources[i];
-            let rest = &path[rr.prefix.len()..];
-            let mut t = rr.target.clone();
-            let joined = format!(
-                "{}{}",
-                t.path().trim_end_matches('/'),
-                if rest.starts_with('/') || rest.is_empty() {
-                    rest.to_string()
-                } else {
-                    format!("/{rest}")
-                }
-            );
-            t.set_path(&joined);
-            t
-        }
+        Route::Resource(_) => resource?,
     };
     if matches!(r, Route::Resource(_) | Route::Userinfo) {
         u.set_query(query);
@@ -151,7 +121,13 @@ fn refuse(
         .with_label_values(&[as_name, label, outcome, ""])
         .inc();
     warn!(interaction_id = %iid, r#as = as_name, route = label, outcome, detail = %desc, "egress request refused");
-    oauth_error(status, error, desc)
+    let mut resp = oauth_error(status, error, desc);
+    if status == 401 {
+        // RFC 6749 §5.2: a failed client authentication names the scheme to use.
+        resp.headers
+            .push(("www-authenticate".into(), "Basic realm=\"par-sidecar egress\"".into()));
+    }
+    resp
 }
 
 pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse {
@@ -162,6 +138,24 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     let label = r.label();
     let m = &state.metrics;
     let iid = interaction_id(&req.headers);
+
+    // A resource path never leaves its target's base path: refused, not normalised.
+    let mut resource_url = None;
+    if let Route::Resource(i) = r {
+        let rr = &state.settings.resources[i];
+        let rest = resource_path::strip_prefix(&rr.prefix, &req.path).unwrap_or("");
+        match resource_path::map(&rr.target, rest) {
+            Ok(u) => resource_url = Some(u),
+            Err(desc) => {
+                let name = state
+                    .registry
+                    .get(rr.authorization_server)
+                    .map(|c| c.name())
+                    .unwrap_or("");
+                return refuse(state, name, label, &iid, (400, "invalid_request", "bad_path", desc));
+            }
+        }
+    }
 
     // Client-authenticated endpoints: the form is parsed once; an authorization_code grant
     // takes its code record here, which also says which AS the code came from.
@@ -224,7 +218,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             format!("par-sidecar has not loaded the metadata of `{name}` yet"),
         );
     };
-    let Some(url) = target_url(&md, state, r, &req.path, req.query.as_deref()) else {
+    let Some(url) = target_url(&md, r, resource_url, req.query.as_deref()) else {
         m.egress_requests
             .with_label_values(&[name, label, "no_endpoint", ""])
             .inc();
@@ -406,13 +400,20 @@ type Refusal = (u16, &'static str, &'static str, String);
 /// The app's form without its credentials, and the code record of an authorization_code grant.
 type ClientForm = (Vec<(String, String)>, Option<CodeRecord>);
 
-/// Parses the app's form strictly, checks it names the right client, strips its
-/// credentials (CA-1/TOK-1) and, for an authorization_code grant, takes the code record
-/// (once: a replayed token call never reaches the AS, TOK-5).
+/// Parses the app's form strictly, checks the app's secret (when configured) and that it
+/// names the right client, strips its credentials (CA-1/TOK-1), checks the grant type
+/// against the allowlist and, for an authorization_code grant, takes the code record
+/// (once: a replayed token call never reaches the AS, TOK-5). All before any signing.
 fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Result<ClientForm, Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
-    let app_id = apps_client_id(&req.headers, &form);
-    let app_id = app_id.as_deref();
+    let creds = app_auth::app_credentials(
+        req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+        &form,
+    );
+    if let Some(secret) = &state.settings.app_secret {
+        app_auth::check_app_secret(secret, &creds).map_err(|(outcome, desc)| (401, "invalid_client", outcome, desc))?;
+    }
+    let app_id = creds.client_id.as_deref();
     form.retain(|(k, _)| {
         !matches!(
             k.as_str(),
@@ -435,6 +436,10 @@ fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Res
                 format!("par-sidecar does not act for client_id {id}"),
             ));
         }
+    }
+    if r == Route::Token {
+        app_auth::check_grant_type(&form, &state.settings.allowed_grant_types)
+            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
     }
     let mut record = None;
     if r == Route::Token && form.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
@@ -492,21 +497,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strict_form_and_basic_client_id() {
+    fn strict_form() {
         assert!(parse_form(b"a=1&a=2").is_err());
-        let f = parse_form(b"grant_type=authorization_code&code=x").unwrap();
-        let mut h = http::HeaderMap::new();
-        h.insert(
-            "authorization",
-            format!("Basic {}", STANDARD.encode("legacy%2Dapp:s3cret"))
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(apps_client_id(&h, &f).as_deref(), Some("legacy-app"));
-        assert_eq!(
-            apps_client_id(&http::HeaderMap::new(), &parse_form(b"client_id=x").unwrap()).as_deref(),
-            Some("x")
-        );
+        assert!(parse_form(b"grant_type=authorization_code&code=x").is_ok());
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub(super) fn route(state: &SidecarState, path: &str) -> Result<(Route, Target),
         .settings
         .resources
         .iter()
-        .position(|r| path.starts_with(&r.prefix))
+        .position(|r| super::resource_path::strip_prefix(&r.prefix, path).is_some())
     {
         Some(i) => Ok((
             Route::Resource(i),

@@ -82,6 +82,8 @@ pub struct AsDouble {
     pub discovery_hits: Arc<Mutex<u32>>,
     /// Every PAR form received, faults included.
     pub attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    /// Every request received: `METHOD path` (egress tests: what reached the AS at all).
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 struct Shared {
@@ -93,6 +95,7 @@ struct Shared {
     fault: Arc<Mutex<Fault>>,
     seen: Arc<Mutex<Vec<SeenPar>>>,
     discovery_hits: Arc<Mutex<u32>>,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 fn load_certs(p: &Path) -> Vec<CertificateDer<'static>> {
@@ -145,7 +148,9 @@ impl AsDouble {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let discovery_hits = Arc::new(Mutex::new(0));
         let attempts = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
+            requests: requests.clone(),
             attempts: attempts.clone(),
             issuer: issuer.clone(),
             // The PAR endpoint lives on another host name than the issuer (DISC-1).
@@ -180,6 +185,7 @@ impl AsDouble {
             }
         });
         AsDouble {
+            requests,
             attempts,
             addr,
             issuer,
@@ -196,6 +202,17 @@ impl AsDouble {
     pub fn seen(&self) -> Vec<SeenPar> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// Requests other than discovery, as `METHOD path`.
+    pub fn calls(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| !r.ends_with("/.well-known/openid-configuration"))
+            .cloned()
+            .collect()
+    }
 }
 
 fn json(status: u16, v: serde_json::Value) -> Response<Full<Bytes>> {
@@ -208,6 +225,7 @@ fn json(status: u16, v: serde_json::Value) -> Response<Full<Bytes>> {
 
 async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    s.requests.lock().unwrap().push(format!("{} {path}", req.method()));
     if path == "/.well-known/openid-configuration" {
         *s.discovery_hits.lock().unwrap() += 1;
         return json(
