@@ -12,7 +12,6 @@ use base64::Engine;
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::as_client::request_object::now_secs;
-use par_sidecar::config::Settings;
 use par_sidecar::front::callback::{check, is_candidate, CallbackOutcome};
 use par_sidecar::front::sealed_state::TransactionState;
 use par_sidecar::state::SidecarState;
@@ -45,15 +44,7 @@ fn allocations(f: impl FnOnce()) -> usize {
 
 async fn state_with(pki: &Path, double: &AsDouble, extra: &str) -> Arc<SidecarState> {
     let yaml = settings_yaml(pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", extra);
-    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
-    let state = SidecarState::load(settings).unwrap();
-    let a = state.first_as();
-    let http = a.http.load();
-    let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &a.settings)
-        .await
-        .unwrap();
-    state.registry.set_metadata(a, md);
-    state
+    common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await
 }
 
 fn sealed(state: &SidecarState, nonce: &str, jarm: bool) -> String {
@@ -199,14 +190,8 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
         "callback: { cookie_secure: false }",
     )
     .replace("client_id: legacy-app", "client_id: legacy-app\n  response_mode: jwt");
-    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
     // A fresh process: no learned callback path, as after a restart.
-    let state = SidecarState::load(settings).unwrap();
-    let a = state.first_as();
-    let md = par_sidecar::as_client::discovery::fetch(a.http.load().as_ref().as_ref(), &a.settings)
-        .await
-        .unwrap();
-    state.registry.set_metadata(a, md);
+    let state = common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await;
     assert!(state.jarm_configured());
     assert!(!state.is_callback_path("/cb"));
 

@@ -10,7 +10,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
-use par_sidecar::config::Settings;
 use par_sidecar::egress::{self, EgressRequest, EgressResponse};
 use par_sidecar::state::SidecarState;
 
@@ -29,13 +28,7 @@ async fn stack(extra: &str) -> (AsDouble, Arc<SidecarState>) {
         "private_key_jwt",
         &extra,
     );
-    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
-    let c = state.first_as();
-    let http = c.http.load();
-    let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &c.settings)
-        .await
-        .unwrap();
-    state.registry.set_metadata(c, md);
+    let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
     (double, state)
 }
 

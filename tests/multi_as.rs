@@ -38,23 +38,12 @@ timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
     )
 }
 
-async fn load_all(state: &SidecarState) {
-    for c in &state.registry.clients {
-        let http = c.http.load();
-        let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &c.settings)
-            .await
-            .unwrap();
-        state.registry.set_metadata(c, md);
-    }
-}
-
 async fn two_banks(id_a: &str, id_b: &str) -> (AsDouble, AsDouble, Arc<SidecarState>) {
     let pki = common::pki();
     let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let b = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, id_a, id_b);
-    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
-    load_all(&state).await;
+    let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
     (a, b, state)
 }
 

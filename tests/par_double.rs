@@ -15,15 +15,7 @@ use par_sidecar::state::SidecarState;
 
 async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<SidecarState> {
     let yaml = settings_yaml(pki, &double.issuer, key, alg, auth, extra);
-    let settings = Settings::from_yaml(&yaml, &pki.join("sidecar.yaml")).unwrap();
-    let state = SidecarState::load(settings).unwrap();
-    let a = state.first_as();
-    let http = a.http.load();
-    let md = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &a.settings)
-        .await
-        .unwrap();
-    state.registry.set_metadata(a, md);
-    state
+    common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await
 }
 
 /// Asserts that a Prometheus sample line is in a scrape.
