@@ -9,7 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::errors::{wants_json, BrowserError};
+use crate::errors::{wants_json, BrowserError, FailureCode};
 use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_limit::client_ip;
 use crate::front::redirect::{decide_for, is_redirect, RedirectDecision};
@@ -128,7 +128,7 @@ impl ProxyHttp for PublicProxy {
                 interaction_id,
                 as_name,
             } => {
-                let mut err = BrowserError::new(400, code, interaction_id);
+                let mut err = BrowserError::new(code, interaction_id);
                 err.as_name = as_name;
                 write_error_page(session, &err).await;
                 Ok(true)
@@ -247,11 +247,15 @@ impl ProxyHttp for PublicProxy {
                     _ => 502,
                 };
                 let code = if status == 400 {
-                    "bad_request"
+                    FailureCode::BadRequest
                 } else {
-                    "upstream_unavailable"
+                    FailureCode::UpstreamUnavailable
                 };
-                self.state.metrics.browser_errors.with_label_values(&[code]).inc();
+                self.state
+                    .metrics
+                    .browser_errors
+                    .with_label_values(&[code.as_str()])
+                    .inc();
                 let id = match ctx.callback_checked {
                     Some(id) => {
                         // The path only: the query handed to the app holds the code.
@@ -265,7 +269,7 @@ impl ProxyHttp for PublicProxy {
                         id
                     }
                 };
-                BrowserError::new(status, code, id)
+                BrowserError::new(code, id).with_status(status)
             }
         };
         write_error_page(session, &err).await;

@@ -201,7 +201,9 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
     assert!(is_candidate(&state, "/cb", Some(&q)));
     match check(&state, "/cb", Some(&q), &[]).await {
         // The double publishes no jwks_uri: the response can never be verified.
-        CallbackOutcome::Reject { code, .. } => assert!(["jwks_unavailable", "jarm_invalid"].contains(&code), "{code}"),
+        CallbackOutcome::Reject { code, .. } => {
+            assert!(["jwks_unavailable", "jarm_invalid"].contains(&code.as_str()), "{code}")
+        }
         other => panic!("a JARM response on an unlearned path must be checked: {other:?}"),
     }
     // Off a callback path, a `response` that carries no sealed state is the app's own.
@@ -218,5 +220,5 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
     let CallbackOutcome::Reject { code, .. } = check(&state, "/elsewhere", Some(&q), &[]).await else {
         panic!()
     };
-    assert_eq!(code, "jarm_invalid");
+    assert_eq!(code.as_str(), "jarm_invalid");
 }

@@ -83,7 +83,7 @@ async fn each_login_is_pushed_to_its_own_as_with_its_client() {
         panic!("a mixed-up redirect must fail closed")
     };
     assert_eq!(
-        (e.code, e.as_name.as_deref()),
+        (e.code.as_str(), e.as_name.as_deref()),
         ("authorize_redirect_rejected", Some("bank-b"))
     );
     assert_eq!((a.seen().len(), b.seen().len()), (1, 1));
@@ -233,7 +233,7 @@ async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine()
     let RedirectDecision::Fail(e) = decide(&state, login_at(&a.issuer, "tpp").as_bytes()).await else {
         panic!("must fail closed")
     };
-    assert_eq!((e.status, e.code), (503, "not_ready"));
+    assert_eq!((e.status, e.code.as_str()), (503, "not_ready"));
     let ready = par_sidecar::ops::admin::route(&state, &http::Method::GET, "/readyz");
     assert_eq!(ready.status(), 503);
     let body = String::from_utf8(ready.body().clone()).unwrap();
@@ -266,7 +266,7 @@ async fn without_usable_metadata_the_last_authorize_host_is_held_back_too() {
         let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
             panic!("{loc}: must be held back")
         };
-        assert_eq!((e.status, e.code), (503, "not_ready"), "{loc}");
+        assert_eq!((e.status, e.code.as_str()), (503, "not_ready"), "{loc}");
     }
     let RedirectDecision::PassThrough = decide(&state, b"https://elsewhere.example/").await else {
         panic!("other hosts are the app's business")
@@ -297,7 +297,7 @@ async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
         let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
             panic!("{loc}: must be held back")
         };
-        assert_eq!((e.status, e.code), (503, "not_ready"), "{loc}");
+        assert_eq!((e.status, e.code.as_str()), (503, "not_ready"), "{loc}");
         assert_eq!(
             e.as_name.as_deref(),
             Some(if loc.contains("tpp-a") { "bank-a" } else { "bank-b" })

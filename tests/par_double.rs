@@ -252,7 +252,11 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
         panic!()
     };
-    assert!(matches!(e.code, "as_tls_failure" | "as_unavailable"), "{}", e.code);
+    assert!(
+        matches!(e.code.as_str(), "as_tls_failure" | "as_unavailable"),
+        "{}",
+        e.code
+    );
 
     // The AS's server certificate does not chain to the configured CA.
     let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")

@@ -1,6 +1,7 @@
 //! JARM (JWT Secured Authorization Response Mode) verification against the AS JWKS, which
 //! is fetched, cached, refreshed on an unknown `kid` and rate-limited (CB-2, CB-3).
 
+use crate::errors::FailureCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,17 @@ pub enum JarmError {
 }
 
 impl JarmError {
-    pub fn code(&self) -> &'static str {
+    /// The browser-facing failure this error becomes.
+    pub fn failure(&self) -> FailureCode {
         match self {
-            JarmError::Jwks(_) => "jwks_unavailable",
-            _ => "jarm_invalid",
+            JarmError::Jwks(_) => FailureCode::JwksUnavailable,
+            _ => FailureCode::JarmInvalid,
         }
+    }
+
+    /// The stable code (metric label).
+    pub fn code(&self) -> &'static str {
+        self.failure().as_str()
     }
 }
 

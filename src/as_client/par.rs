@@ -1,6 +1,7 @@
 //! The PAR call (RFC 9126): sign the request object and client assertion, POST them over
 //! mTLS, parse the 201 or the OAuth error. No pingora here; the HTTP client is a seam.
 
+use crate::errors::FailureCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,19 +45,25 @@ pub enum ParError {
 
 impl ParError {
     /// Stable error code for the browser page and the `outcome` metric label.
-    pub fn code(&self) -> &'static str {
+    /// The browser-facing failure this error becomes.
+    pub fn failure(&self) -> FailureCode {
         match self {
-            ParError::Transport(TransportError::Timeout) => "as_timeout",
-            ParError::Transport(TransportError::Tls(_)) => "as_tls_failure",
-            ParError::Transport(TransportError::TooLarge(_)) => "as_bad_response",
-            ParError::Transport(_) => "as_unavailable",
-            ParError::Rejected { .. } => "par_rejected",
-            ParError::ServerError { .. } => "as_server_error",
-            ParError::RateLimited { .. } => "as_rate_limited",
-            ParError::Overloaded => "as_overloaded",
-            ParError::BadResponse(_) => "as_bad_response",
-            ParError::Signing => "signing_failed",
+            ParError::Transport(TransportError::Timeout) => FailureCode::AsTimeout,
+            ParError::Transport(TransportError::Tls(_)) => FailureCode::AsTlsFailure,
+            ParError::Transport(TransportError::TooLarge(_)) => FailureCode::AsBadResponse,
+            ParError::Transport(_) => FailureCode::AsUnavailable,
+            ParError::Rejected { .. } => FailureCode::ParRejected,
+            ParError::ServerError { .. } => FailureCode::AsServerError,
+            ParError::RateLimited { .. } => FailureCode::AsRateLimited,
+            ParError::Overloaded => FailureCode::AsOverloaded,
+            ParError::BadResponse(_) => FailureCode::AsBadResponse,
+            ParError::Signing => FailureCode::SigningFailed,
         }
+    }
+
+    /// The stable code (metric label).
+    pub fn code(&self) -> &'static str {
+        self.failure().as_str()
     }
 
     pub fn as_error_label(&self) -> &str {

@@ -8,6 +8,7 @@
 //! refused (fail closed): it is never forwarded with its plain query. Everything else —
 //! other hosts, other clients, the app's own pages — passes through untouched.
 
+use crate::errors::FailureCode;
 use serde_json::{Map, Value};
 use thiserror::Error;
 use url::Url;
@@ -63,21 +64,27 @@ pub enum AuthorizeError {
 }
 
 impl AuthorizeError {
-    pub fn code(&self) -> &'static str {
+    /// The browser-facing failure this error becomes.
+    pub fn failure(&self) -> FailureCode {
         match self {
-            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => "authorize_redirect_too_large",
+            AuthorizeError::TooLong(_) | AuthorizeError::TooManyParams(_) => FailureCode::AuthorizeRedirectTooLarge,
             AuthorizeError::NearMiss
             | AuthorizeError::Relative
             | AuthorizeError::Fragment
-            | AuthorizeError::ClientMismatch => "authorize_redirect_rejected",
-            AuthorizeError::Duplicate(_) => "duplicate_parameter",
-            AuthorizeError::Forbidden(_) => "forbidden_parameter",
-            AuthorizeError::Pkce(_) => "invalid_pkce",
-            AuthorizeError::UnsupportedResponseMode(_) => "unsupported_response_mode",
-            AuthorizeError::UnsupportedResponseType(_) => "unsupported_response_type",
-            AuthorizeError::InsecureRedirectUri => "insecure_redirect_uri",
-            _ => "malformed_authorize_redirect",
+            | AuthorizeError::ClientMismatch => FailureCode::AuthorizeRedirectRejected,
+            AuthorizeError::Duplicate(_) => FailureCode::DuplicateParameter,
+            AuthorizeError::Forbidden(_) => FailureCode::ForbiddenParameter,
+            AuthorizeError::Pkce(_) => FailureCode::InvalidPkce,
+            AuthorizeError::UnsupportedResponseMode(_) => FailureCode::UnsupportedResponseMode,
+            AuthorizeError::UnsupportedResponseType(_) => FailureCode::UnsupportedResponseType,
+            AuthorizeError::InsecureRedirectUri => FailureCode::InsecureRedirectUri,
+            _ => FailureCode::MalformedAuthorizeRedirect,
         }
+    }
+
+    /// The stable code (metric label).
+    pub fn code(&self) -> &'static str {
+        self.failure().as_str()
     }
 }
 

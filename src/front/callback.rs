@@ -2,6 +2,7 @@
 //! app sees it (CB-1..10). JARM is verified, RFC 9207 `iss` compared, the sealed `state`
 //! opened and replay-checked; the app then gets plain `code` and its own `state`.
 
+use crate::errors::FailureCode;
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -27,7 +28,7 @@ pub enum CallbackOutcome {
     },
     /// Never forwarded: an error page with this code.
     Reject {
-        code: &'static str,
+        code: FailureCode,
         interaction_id: InteractionId,
         /// The AS the login started at, when the sealed state could be opened.
         as_name: Option<String>,
@@ -162,9 +163,13 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
         }
         Err((code, detail)) => {
             let name = as_name.as_deref().unwrap_or("");
-            state.metrics.callback_checks.with_label_values(&[name, code]).inc();
-            state.metrics.browser_errors.with_label_values(&[code]).inc();
-            warn!(interaction_id = %id, r#as = name, outcome = code, detail = %detail, path, "authorization response rejected");
+            state
+                .metrics
+                .callback_checks
+                .with_label_values(&[name, code.as_str()])
+                .inc();
+            state.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+            warn!(interaction_id = %id, r#as = name, outcome = code.as_str(), detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,
                 interaction_id: id,
@@ -174,7 +179,7 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
     }
 }
 
-type Rejection = (&'static str, String);
+type Rejection = (FailureCode, String);
 
 /// The unverified claims of a compact JWS: only used to find the sealed `state` (itself
 /// authenticated by its AEAD) and so the AS whose JWKS must then verify the JWT.
@@ -200,14 +205,14 @@ fn check_iss(state: &SidecarState, client: &AsClient, iss: &str) -> Result<(), R
         .find(|c| c.index != client.index && c.settings.issuer.as_str() == iss);
     match other {
         Some(o) => Err((
-            "iss_mixup",
+            FailureCode::IssMixup,
             format!(
                 "the login started at `{}` but the response claims the issuer of `{}` (RFC 9207 mix-up)",
                 client.name(),
                 o.name()
             ),
         )),
-        None => Err(("iss_mismatch", "iss differs from the issuer".into())),
+        None => Err((FailureCode::IssMismatch, "iss differs from the issuer".into())),
     }
 }
 
@@ -218,7 +223,7 @@ async fn check_inner(
     as_name: &mut Option<String>,
 ) -> Result<(String, &'static str, Option<String>), Rejection> {
     let s = &state.settings;
-    let pairs = parse_query(q).map_err(|e| ("callback_malformed", e.to_string()))?;
+    let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // `response` is JARM only while some AS is configured for it; otherwise it is just one
     // of the app's parameters and never makes the sidecar fetch a JWKS.
@@ -230,27 +235,30 @@ async fn check_inner(
     let sealed = match &jarm_jwt {
         Some(jwt) => unverified_claims(jwt)
             .and_then(|c| c.get("state").and_then(Value::as_str).map(str::to_string))
-            .ok_or(("jarm_invalid", "response JWT without a readable state".to_string()))?,
-        None => get("state").ok_or(("state_missing", "no state in the response".to_string()))?,
+            .ok_or((
+                FailureCode::JarmInvalid,
+                "response JWT without a readable state".to_string(),
+            ))?,
+        None => get("state").ok_or((FailureCode::StateMissing, "no state in the response".to_string()))?,
     };
     let tx = state
         .sealer
         .open(&sealed, now_secs(), s.state_max_age.as_secs())
-        .map_err(|e| (e.code(), e.to_string()))?;
+        .map_err(|e| (e.failure(), e.to_string()))?;
     let client = state.registry.for_state(tx.as_name.as_deref()).ok_or((
-        "state_foreign",
+        FailureCode::StateForeign,
         "the state names an AS that is not configured".to_string(),
     ))?;
     *as_name = Some(client.name().to_string());
     let md = client
         .metadata()
-        .ok_or(("not_ready", "AS metadata not loaded".to_string()))?;
+        .ok_or((FailureCode::NotReady, "AS metadata not loaded".to_string()))?;
     let issuer = client.settings.issuer.as_str();
     let client_id = client.settings.client.client_id.as_str();
     if jarm_jwt.is_some() && !tx.jarm {
         // Only a login that asked for JARM gets one: no JWKS fetch for the others.
         return Err((
-            "jarm_invalid",
+            FailureCode::JarmInvalid,
             "a JARM response to a login that did not request JARM".into(),
         ));
     }
@@ -282,9 +290,12 @@ async fn check_inner(
                     &state.metrics,
                 )
                 .await
-                .map_err(|e| (e.code(), e.to_string()))?;
+                .map_err(|e| (e.failure(), e.to_string()))?;
             if claims.get("state").and_then(Value::as_str) != Some(sealed.as_str()) {
-                return Err(("jarm_invalid", "the verified JWT carries another state".into()));
+                return Err((
+                    FailureCode::JarmInvalid,
+                    "the verified JWT carries another state".into(),
+                ));
             }
             let params = claims
                 .into_iter()
@@ -300,7 +311,7 @@ async fn check_inner(
             match get("iss") {
                 Some(iss) => check_iss(state, client, &iss)?,
                 None if s.require_iss || md.iss_parameter_supported => {
-                    return Err(("iss_missing", "response without iss".into()))
+                    return Err((FailureCode::IssMissing, "response without iss".into()))
                 }
                 None => {}
             }
@@ -313,7 +324,7 @@ async fn check_inner(
     // first use.
     if tx.jarm && !jarm_used {
         return Err((
-            "jarm_missing",
+            FailureCode::JarmMissing,
             "JARM was requested but a plain response arrived (CB-4)".into(),
         ));
     }
@@ -322,14 +333,14 @@ async fn check_inner(
     if let Some(hash) = &tx.binding {
         if !browser_binding::holds(cookies, &cookie_name, hash) {
             return Err((
-                "browser_mismatch",
+                FailureCode::BrowserMismatch,
                 "the response arrived in a browser that did not start this login".into(),
             ));
         }
     }
     if !state.replay.insert_new(tx.nonce.clone(), ()) {
         return Err((
-            "callback_replayed",
+            FailureCode::CallbackReplayed,
             "this authorization response was already used".into(),
         ));
     }
@@ -345,7 +356,7 @@ async fn check_inner(
     }
     let outcome = if let Some(code) = param("code") {
         if param("error").is_some() {
-            return Err(("callback_malformed", "both code and error".into()));
+            return Err((FailureCode::CallbackMalformed, "both code and error".into()));
         }
         state.codes.insert_new(
             code.clone(),
@@ -369,7 +380,7 @@ async fn check_inner(
         }
         "as_error"
     } else {
-        return Err(("callback_malformed", "neither code nor error".into()));
+        return Err((FailureCode::CallbackMalformed, "neither code nor error".into()));
     };
     if let Some(app_state) = &tx.app_state {
         out.append_pair("state", app_state);

@@ -11,7 +11,7 @@ use crate::as_client::jose::random_token;
 use crate::as_client::par::{self, ParContext};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::errors::BrowserError;
+use crate::errors::{BrowserError, FailureCode};
 use crate::front::authorize::{browser_target, detect_among, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::front::browser_binding;
 use crate::front::pkce::{self, PkceAction};
@@ -72,7 +72,7 @@ pub async fn decide_for(
             if state.settings.par_required {
                 let id = InteractionId::new();
                 warn!(interaction_id = %id, r#as = c.name(), reason = c.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
-                return fail(state, 503, "not_ready", id, Some(c.name()));
+                return fail(state, FailureCode::NotReady, id, Some(c.name()));
             }
         }
     }
@@ -86,32 +86,37 @@ pub async fn decide_for(
         Detection::Rejected(e) => {
             let id = InteractionId::new();
             warn!(interaction_id = %id, r#as = as_name.unwrap_or(""), error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, 502, e.code(), id, as_name);
+            return fail(state, e.failure(), id, as_name);
         }
         Detection::Ours(r) => r,
     };
     let Some(client) = client else {
-        return fail(state, 502, "authorize_redirect_rejected", InteractionId::new(), None);
+        return fail(
+            state,
+            FailureCode::AuthorizeRedirectRejected,
+            InteractionId::new(),
+            None,
+        );
     };
     let name = client.name();
     let Some(metadata) = client.metadata() else {
         let id = InteractionId::new();
         warn!(interaction_id = %id, r#as = name, reason = client.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
-        return fail(state, 503, "not_ready", id, Some(name));
+        return fail(state, FailureCode::NotReady, id, Some(name));
     };
     // A login start costs a PAR: limited globally and per client before any signing.
     if let Err(limit) = state.login_limiter.check(client_ip, Instant::now()) {
         let id = InteractionId::new();
         m.login_rate_limited.with_label_values(&[name, limit.label()]).inc();
         warn!(interaction_id = %id, r#as = name, scope = limit.label(), "login start refused by the rate limit");
-        return fail(state, 429, "too_many_logins", id, Some(name));
+        return fail(state, FailureCode::TooManyLogins, id, Some(name));
     }
     let (redirect, set_cookie) = match prepare(state, client, redirect) {
         Ok(r) => r,
         Err(e) => {
             let id = InteractionId::new();
             warn!(interaction_id = %id, r#as = name, error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, 502, e.code(), id, Some(name));
+            return fail(state, e.failure(), id, Some(name));
         }
     };
 
@@ -191,7 +196,7 @@ pub async fn decide_for(
                 m.redirect_passed.inc();
                 return RedirectDecision::PassThrough;
             }
-            fail(state, 502, code, interaction_id, Some(name))
+            fail(state, e.failure(), interaction_id, Some(name))
         }
     }
 }
@@ -300,16 +305,10 @@ pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
     }
 }
 
-fn fail(
-    state: &SidecarState,
-    status: u16,
-    code: &'static str,
-    id: InteractionId,
-    as_name: Option<&str>,
-) -> RedirectDecision {
+fn fail(state: &SidecarState, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
     state.metrics.redirects.with_label_values(&["failed"]).inc();
-    state.metrics.browser_errors.with_label_values(&[code]).inc();
-    let err = BrowserError::new(status, code, id);
+    state.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+    let err = BrowserError::new(code, id);
     RedirectDecision::Fail(match as_name {
         Some(n) => err.at(n),
         None => err,

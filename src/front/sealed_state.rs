@@ -2,6 +2,7 @@
 //! AS, sealed with AES-256-GCM: the app's original `state`, the injected PKCE verifier, a
 //! timestamp and a nonce. Replicas sharing the key need no shared store.
 
+use crate::errors::FailureCode;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
@@ -22,12 +23,18 @@ pub enum SealError {
 }
 
 impl SealError {
-    pub fn code(&self) -> &'static str {
+    /// The browser-facing failure this error becomes.
+    pub fn failure(&self) -> FailureCode {
         match self {
-            SealError::Foreign => "state_foreign",
-            SealError::Tampered => "state_tampered",
-            SealError::Expired(_) => "state_expired",
+            SealError::Foreign => FailureCode::StateForeign,
+            SealError::Tampered => FailureCode::StateTampered,
+            SealError::Expired(_) => FailureCode::StateExpired,
         }
+    }
+
+    /// The stable code (metric label).
+    pub fn code(&self) -> &'static str {
+        self.failure().as_str()
     }
 }
 
