@@ -42,7 +42,8 @@ try {
 
   step(5, 'callback: the sidecar checks iss, opens its sealed state, hands the app plain code + state;');
   console.log('      the app redeems the code through the egress listener (secret swapped for a');
-  console.log('      fresh client assertion, PKCE verifier added, mTLS) and calls userinfo');
+  console.log('      fresh client assertion, PKCE verifier added, mTLS); the sidecar checks the ID token');
+  console.log('      (signature, iss, aud, exp, nonce) before the app sees it; the app calls userinfo');
   const page = await b.navigate(cb);
   const sub = /<p id="sub">([^<]*)<\/p>/.exec(page.body)?.[1];
   show('app page', `${page.status} ${sub ? `Welcome, sub=${sub}` : page.body.slice(0, 200)}`);
@@ -58,6 +59,7 @@ try {
     ['par_sidecar_callback_checks_total', { outcome: 'success' }],
     ['par_sidecar_egress_requests_total', { route: 'token', outcome: 'success' }],
     ['par_sidecar_egress_requests_total', { route: 'userinfo', outcome: 'success' }],
+    ['par_sidecar_token_response_checks_total', { grant: 'authorization_code', outcome: 'valid' }],
   ]) console.log(`      ${`${name}${JSON.stringify(labels)}`.padEnd(76)} ${metricValue(m, name, labels)}`);
   if (sub !== 'alice') throw new Error('demo login did not complete');
   console.log('\nDemo complete: the unmodified app logged in through a strict FAPI 2.0 AS.');
