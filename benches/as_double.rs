@@ -1,7 +1,12 @@
-//! A fast local HTTPS AS double for the load benchmark (`benches/load.sh` runs it; it is a
+//! A fast local HTTPS AS double for the load benchmark (`benches/load.py` runs it; it is a
 //! bench target only so it can use the dev-dependencies). It requires a client certificate
 //! from the test CA, answers discovery and PAR with fixed bodies, and counts TLS handshakes
 //! and PARs at `/stats` so the benchmark can report new handshakes per PAR after warm-up.
+//!
+//! One process serves any number of issuers: `https://127.0.0.1:PORT` (discovery at
+//! `/.well-known/openid-configuration`) and `https://127.0.0.1:PORT/PREFIX` (discovery at
+//! `/PREFIX/.well-known/openid-configuration`, endpoints `/PREFIX/authorize`, `/PREFIX/par`),
+//! so the benchmark can configure 50 distinct ASs against one double.
 //!
 //! Usage: as_double PORT PKI_DIR   (`cargo bench --bench as_double` alone just exits)
 
@@ -81,14 +86,26 @@ async fn serve(port: u16, pki: std::path::PathBuf) {
 async fn handle(req: Request<hyper::body::Incoming>, issuer: &str) -> Response<Full<Bytes>> {
     let t = std::time::Instant::now();
     let path = req.uri().path().to_string();
-    let body = match path.as_str() {
-        "/.well-known/openid-configuration" => serde_json::json!({
-            "issuer": issuer,
-            "authorization_endpoint": format!("{issuer}/authorize"),
-            "pushed_authorization_request_endpoint": format!("{issuer}/par"),
-            "token_endpoint": format!("{issuer}/token"),
-        })
-        .to_string(),
+    // `/bank-7/...` belongs to the issuer `https://127.0.0.1:PORT/bank-7`.
+    let (prefix, rest) = match path.strip_suffix("/.well-known/openid-configuration") {
+        Some(p) => (p, "/.well-known/openid-configuration"),
+        None => path
+            .rsplit_once('/')
+            .map(|(p, _)| (p, &path[p.len()..]))
+            .unwrap_or(("", "")),
+    };
+    let body = match rest {
+        "/.well-known/openid-configuration" => {
+            let issuer = format!("{issuer}{prefix}");
+            serde_json::json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+                "token_endpoint": format!("{issuer}/token"),
+                "code_challenge_methods_supported": ["S256"],
+            })
+            .to_string()
+        }
         "/par" => {
             let _ = req.into_body().collect().await;
             PARS.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +120,7 @@ async fn handle(req: Request<hyper::body::Incoming>, issuer: &str) -> Response<F
                 ))))
                 .unwrap();
         }
-        "/stats" => serde_json::json!({
+        "/stats" if prefix.is_empty() => serde_json::json!({
             "handshakes": HANDSHAKES.load(Ordering::Relaxed),
             "pars": PARS.load(Ordering::Relaxed),
             "par_service_us_mean": PAR_NANOS.load(Ordering::Relaxed) as f64 / 1000.0 / PARS.load(Ordering::Relaxed).max(1) as f64,

@@ -9,12 +9,17 @@ Everything runs on loopback with one worker per proxy:
   authz    wrk GET /login -> par-sidecar -> origin 302 -> PAR over mTLS to a fast local AS
            double (benches/as_double.rs, checks the client certificate) -> rewritten 302,
            for PS256, ES256 and EdDSA
+  multi-AS sidecars configured with 1, 10 and 50 authorization servers (3 ASs in smoke mode),
+           all served by the one AS double under distinct issuers https://127.0.0.1:PORT/bank-N:
+           start time until /readyz lists every AS ready, RSS, and the pass-through and
+           non-AS 302 cost of 1 vs 50 ASs
 Runs are interleaved (A B C A B C ...) and reported as medians and ratios. Proxy CPU per
 request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID/status.
 
-  python3 benches/load.py            # full run (~3 min), writes benches/results/latest.md
+  python3 benches/load.py            # full run (~6-7 min), writes benches/results/latest.md
   python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
 """
+import http.client
 import json
 import os
 import re
@@ -35,6 +40,7 @@ ROUNDS = 1 if SMOKE else 3
 CONNS = 32
 TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
+LOAD_AT_START = 0.0
 procs = []
 
 
@@ -136,6 +142,158 @@ def median(rows, key):
     return statistics.median(vals) if vals else None
 
 
+MULTI_AS_COUNTS = (1, 3) if SMOKE else (1, 10, 50)
+START_REPEATS = 1 if SMOKE else 3
+
+
+def admin_get(port, path, timeout=0.5):
+    """(status, body) of one admin request, or None while the port is not answering."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    except OSError:
+        return None
+    finally:
+        c.close()
+
+
+def multi_as_config(n, origin_port, issuer, pki):
+    public, admin = free_port(), free_port()
+    banks = "\n".join(f'  - {{ name: bank-{i}, issuer: "{issuer}/bank-{i}", ca_file: "{pki}/ca.crt" }}' for i in range(1, n + 1))
+    cfg = WORK / f"sidecar-{n}-as.yaml"
+    cfg.write_text(f"""
+listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
+upstream: "127.0.0.1:{origin_port}"
+client:
+  client_id: bench-app
+  auth_method: private_key_jwt
+  signing_key: {{ path: "{pki}/sign-es256.pem", alg: ES256 }}
+  transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
+authorization_servers:
+{banks}
+limits: {{ login_starts_per_second: 0 }}
+logging: {{ level: warn }}
+shutdown: {{ grace_period_seconds: 0 }}
+""")
+    return cfg, public, admin
+
+
+def start_multi_as(n, cfg, admin, timeout=60):
+    """Spawns the sidecar and polls /readyz every 20 ms until every one of the n ASs is
+    listed ready. Returns the process and the times (s since spawn) at which the admin port
+    first answered, the first AS was ready (/readyz 200) and all n were ready."""
+    names = {f"bank-{i}" for i in range(1, n + 1)}
+    t0 = time.monotonic()
+    p = start(f"sidecar-{n}-as", [str(ROOT / "target/release/par-sidecar"), "run", "--threads", "1", "--config", str(cfg)])
+    answered = first = None
+    while time.monotonic() - t0 < timeout:
+        r = admin_get(admin, "/readyz")
+        now = time.monotonic() - t0
+        if r is not None:
+            answered = answered if answered is not None else now
+            status, body = r
+            if status == 200 and first is None:
+                first = now
+            ready = {l.split(":", 1)[0] for l in body.splitlines() if l.endswith(": ready")}
+            if status == 200 and names <= ready:
+                return p, {"answered_s": answered, "first_s": first, "all_s": now}
+        if p.poll() is not None:
+            raise SystemExit(f"par-sidecar with {n} ASs exited: {(WORK / f'sidecar-{n}-as.log').read_text()[-2000:]}")
+        time.sleep(0.02)
+    raise SystemExit(f"par-sidecar with {n} ASs: not every AS ready after {timeout} s: {r}")
+
+
+def multi_as_section(origin_port, issuer, pki):
+    """Start time and memory with 1, 10, 50 ASs; per-request cost of 1 vs the most ASs."""
+    starts = {n: [] for n in MULTI_AS_COUNTS}
+    running = {}
+    for rep in range(START_REPEATS):  # interleaved: 1, 10, 50, 1, 10, 50, ...
+        for n in MULTI_AS_COUNTS:
+            cfg, public, admin = multi_as_config(n, origin_port, issuer, pki)
+            p, t = start_multi_as(n, cfg, admin)
+            t["rss_ready_kib"] = rss_kib([p.pid])
+            starts[n].append(t)
+            if rep == START_REPEATS - 1:
+                running[n] = (p, public)
+            else:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+    few, many = MULTI_AS_COUNTS[0], MULTI_AS_COUNTS[-1]
+    paths = {"pass": "/", "elsewhere": "/elsewhere", "as-host": "/as-host"}
+    runs = {f"{kind}-{n}": [] for kind in paths for n in (few, many)}
+    # The same short load on every config (1 s per path, also the warm-up): "RSS after load".
+    for n, (p, public) in running.items():
+        for kind, path in paths.items():
+            wrk(f"http://127.0.0.1:{public}{path}", [p.pid], duration=1)
+    rss_after = {n: rss_kib([p.pid]) for n, (p, _) in running.items()}
+    for rnd in range(ROUNDS):
+        for kind, path in paths.items():
+            order = (few, many) if rnd % 2 == 0 else (many, few)
+            for n in order:
+                p, public = running[n]
+                runs[f"{kind}-{n}"].append(wrk(f"http://127.0.0.1:{public}{path}", [p.pid]))
+    rss_end = {n: rss_kib([running[n][0].pid]) for n in (few, many)}
+    hwm = {n: rss_kib([running[n][0].pid], "VmHWM") for n in (few, many)}
+    for p, _ in running.values():
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return {"starts": starts, "runs": runs, "rss_after_kib": rss_after, "rss_end_kib": rss_end, "hwm_kib": hwm,
+            "few": few, "many": many}
+
+
+def multi_as_report(m):
+    few, many = m["few"], m["many"]
+    lines = [
+        "",
+        "## Several authorization servers: start time and memory",
+        "",
+        f"One sidecar (`--threads 1`, ES256, private_key_jwt) configured with N ASs in the `authorization_servers:` form "
+        f"(N = {', '.join(str(n) for n in MULTI_AS_COUNTS)}). All N are served by the one AS double process under distinct "
+        "issuers `https://127.0.0.1:PORT/bank-i` (discovery at `/bank-i/.well-known/openid-configuration`, "
+        "authorize at `/bank-i/authorize`), so every AS is a separate discovery load, HTTP pool and mTLS handshake, "
+        "but all share one host (a worst case for the host index used by redirect detection).",
+        "",
+        f"Start time: from spawning `par-sidecar run` until `/readyz` lists every AS `ready` (polled every 20 ms); "
+        f"median of {START_REPEATS} start(s), interleaved across N. RSS is VmRSS once all are ready (median over the starts), and "
+        f"after the same short load on every config (wrk -c{CONNS}, 1 s on each of the three paths of the table below).",
+        "",
+        "| ASs | admin answers ms | first AS ready ms | all ready ms | RSS all ready MiB | RSS after load MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, ts in m["starts"].items():
+        med_ = {k: statistics.median(t[k] for t in ts) for k in ("answered_s", "first_s", "all_s", "rss_ready_kib")}
+        lines.append(f"| {n} | {med_['answered_s'] * 1000:.0f} | {med_['first_s'] * 1000:.0f} | {med_['all_s'] * 1000:.0f} | "
+                     f"{med_['rss_ready_kib'] / 1024:.1f} | {m['rss_after_kib'][n] / 1024:.1f} |")
+    ready = {n: statistics.median(t["rss_ready_kib"] for t in ts) for n, ts in m["starts"].items()}
+    per_as = (ready[many] - ready[few]) / (many - few)
+    per_as_after = (m["rss_after_kib"][many] - m["rss_after_kib"][few]) / (many - few)
+    lines += [
+        "",
+        f"Marginal RSS per extra AS: {per_as:.0f} KiB once ready, {per_as_after:.0f} KiB after load ({few} -> {many} ASs). "
+        f"After all the runs below: RSS {m['rss_end_kib'][few] / 1024:.1f} MiB ({few} AS) vs {m['rss_end_kib'][many] / 1024:.1f} MiB "
+        f"({many} ASs), peak {m['hwm_kib'][few] / 1024:.1f} vs {m['hwm_kib'][many] / 1024:.1f} MiB.",
+        "",
+        f"Per-request cost with {few} vs {many} ASs (wrk -c{CONNS}, {ROUNDS} interleaved round(s) of {DURATION} s, medians; "
+        f"ratios are {many} ASs / {few} AS). `302 elsewhere`: the app redirects to `https://www.example.org/...`, "
+        f"a host no AS is on (a host-index miss). `302 AS host`: it redirects to `https://127.0.0.1:PORT/bank-1/logout`, "
+        f"the host all {many} ASs share, so every candidate on that host is compared by path. Both pass through unchanged.",
+        "",
+        f"| path | req/s ({few} AS) | req/s ({many} ASs) | req/s ratio | CPU us/req ({few}) | CPU us/req ({many}) | CPU ratio | p99 ms ({few} / {many}) | non-2xx/3xx |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    labels = {"pass": "pass-through 200", "elsewhere": "302 elsewhere", "as-host": "302 AS host"}
+    for kind, label in labels.items():
+        a, b = m["runs"][f"{kind}-{few}"], m["runs"][f"{kind}-{many}"]
+        ra, rb = median(a, "rps"), median(b, "rps")
+        ca, cb = median(a, "cpu_us_per_req"), median(b, "cpu_us_per_req")
+        errs = sum(r["errors"] for r in a + b)
+        lines.append(f"| {label} | {ra:.0f} | {rb:.0f} | {rb / ra:.2f} | {ca:.1f} | {cb:.1f} | {cb / ca:.2f} | "
+                     f"{median(a, 'p99_ms'):.2f} / {median(b, 'p99_ms'):.2f} | {errs} |")
+    return lines
+
+
 def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -148,6 +306,8 @@ def main():
     double_bin = [json.loads(l)["executable"] for l in built.splitlines() if '"executable":"' in l and "as_double" in l][-1]
     pki = sh("bash", str(ROOT / "tests/e2e/pki.sh"), str(WORK / "pki")).strip()
     (WORK / "nginx-tmp").mkdir()
+    global LOAD_AT_START
+    LOAD_AT_START = os.getloadavg()[0]  # other work on the box shows up here
 
     as_port, origin_port, proxy_port = free_port(), free_port(), free_port()
     start("as_double", [double_bin, str(as_port), pki])
@@ -161,6 +321,8 @@ def main():
     nginx_conf(origin_conf, origin_port, f"""
   server {{ listen 127.0.0.1:{origin_port} backlog=4096;
     location = /login {{ return 302 "{authorize}"; }}
+    location = /elsewhere {{ return 302 "https://www.example.org/account?tab=2"; }}
+    location = /as-host {{ return 302 "{issuer}/bank-1/logout?next=%2F"; }}
     location / {{ default_type text/plain; return 200 "hello from the legacy app\\n"; }} }}""")
     origin = start("origin", [nginx, "-c", str(origin_conf), "-g", "daemon off;"])
     proxy_conf = WORK / "proxy.conf"
@@ -185,6 +347,7 @@ client:
   auth_method: private_key_jwt
   signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
   transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
+limits: {{ login_starts_per_second: 0 }}  # the default 100/s would measure the limiter, not a login
 logging: {{ level: warn }}
 shutdown: {{ grace_period_seconds: 0 }}
 """)
@@ -238,6 +401,8 @@ shutdown: {{ grace_period_seconds: 0 }}
         p.send_signal(signal.SIGKILL)
         p.wait()
 
+    multi = multi_as_section(origin_port, issuer, pki)
+
     # Report.
     med = {k: {m: median(v, m) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")} for k, v in results.items()}
     errs = {k: sum(r["errors"] for r in v) for k, v in results.items()}
@@ -246,7 +411,8 @@ shutdown: {{ grace_period_seconds: 0 }}
         "",
         f"Machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}. "
         f"{'SMOKE RUN (numbers meaningless). ' if SMOKE else ''}"
-        f"wrk -t1 -c{CONNS}, {DURATION} s per run, {ROUNDS} interleaved rounds, medians. One worker per proxy.",
+        f"wrk -t1 -c{CONNS}, {DURATION} s per run, {ROUNDS} interleaved rounds, medians. One worker per proxy. "
+        f"Load average (1 min) when the runs started: {LOAD_AT_START:.2f}, at the end: {os.getloadavg()[0]:.2f}.",
         f"Command: `python3 benches/load.py`. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "## Pass-through of a small response",
@@ -278,13 +444,15 @@ shutdown: {{ grace_period_seconds: 0 }}
         "## Authorize path: app 302 -> PAR over mTLS -> rewritten 302",
         "",
         f"Direct app redirect (no PAR): p50 {d50:.3f} ms, p99 {d99:.3f} ms at 8 connections; p99 {c1_99:.3f} ms at 1.",
-        "Throughput and CPU at 8 concurrent logins (one worker); added latency also unloaded (1 connection).",
+        "Throughput and CPU at 8 concurrent logins (one worker; login-start rate limit off, `limits.login_starts_per_second: 0`); "
+        "added latency also unloaded (1 connection).",
         "",
         "| alg | logins/s (c8) | p50 ms (c8) | p99 ms (c8) | p99 added (c8) ms | p50 / p99 (c1) ms | p99 added (c1) ms | sidecar CPU us/login | AS double service us | new TLS handshakes per PAR | non-3xx |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for alg, a in authz.items():
         lines.append(f"| {alg} | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} | {a['p99_ms'] - d99:.3f} | {a['c1_p50_ms']:.3f} / {a['c1_p99_ms']:.3f} | {a['c1_p99_ms'] - c1_99:.3f} | {a['cpu_us_per_req']:.0f} | {a['as_service_us']:.0f} | {a['handshakes_per_par']:.4f} | {a['errors']} |")
+    lines += multi_as_report(multi)
     report = "\n".join(lines) + "\n"
     print(report)
     out = ROOT / "benches/results" / ("smoke.md" if SMOKE else "latest.md")
@@ -293,6 +461,7 @@ shutdown: {{ grace_period_seconds: 0 }}
     print(f"written to {out.relative_to(ROOT)}")
     if SMOKE:
         bad = [k for k, v in errs.items() if v] + [a for a, v in authz.items() if v["errors"] or v["pars"] == 0]
+        bad += [f"multi-AS {k}" for k, rows in multi["runs"].items() for r in rows if r["errors"]]
         if bad:
             raise SystemExit(f"benchmark smoke run saw errors: {bad}")
 
