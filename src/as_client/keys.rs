@@ -64,6 +64,9 @@ pub struct KeySet {
     pub dpop: Option<Arc<SigningKey>>,
     /// True when `dpop` was generated in memory (no key file): reloads keep it.
     pub dpop_generated: bool,
+    /// The DPoP key before the last rotation, and when it was replaced: tokens issued to it
+    /// stay usable through the egress listener while they may still be alive.
+    pub dpop_previous: Option<(Arc<SigningKey>, std::time::Instant)>,
     /// Human-readable warnings (e.g. loose file permissions) for logs and check-config.
     pub warnings: Vec<String>,
 }
@@ -127,12 +130,20 @@ impl KeySet {
                 }
             },
         };
+        let dpop_previous = match (current, &dpop) {
+            (Some(c), Some(new)) => match &c.dpop {
+                Some(old) if old.thumbprint() != new.thumbprint() => Some((old.clone(), std::time::Instant::now())),
+                _ => c.dpop_previous.clone(),
+            },
+            _ => None,
+        };
         Ok(KeySet {
             signing,
             request_object,
             transport,
             dpop,
             dpop_generated,
+            dpop_previous,
             warnings,
         })
     }

@@ -17,9 +17,16 @@ use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::state::SidecarState;
 
+/// How long tokens bound to a rotated-away DPoP key are still served with it (as long as
+/// the previous transport certificate is kept for certificate-bound tokens).
+const PREVIOUS_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The DPoP side of one egress call.
 pub(super) struct DpopCall {
     key: Arc<SigningKey>,
+    /// The key before the last rotation, within its grace period (userinfo and resource
+    /// calls): a token issued to it is refused with the current key's proofs.
+    previous: Option<Arc<SigningKey>>,
     /// The access token a proof's `ath` covers (userinfo and resource calls).
     access_token: Option<String>,
     route: &'static str,
@@ -32,7 +39,13 @@ pub(super) fn prepare(client: &AsClient, r: Route, headers: &mut Vec<(String, St
     client.settings.client.dpop.as_ref()?;
     // The app holds no DPoP key: a `DPoP` header from it is never forwarded.
     headers.retain(|(k, _)| !k.eq_ignore_ascii_case("dpop"));
-    let key = client.keys.load().dpop.clone()?;
+    let keys = client.keys.load();
+    let key = keys.dpop.clone()?;
+    let previous = keys
+        .dpop_previous
+        .as_ref()
+        .filter(|(_, retired)| retired.elapsed() < PREVIOUS_KEY_GRACE)
+        .map(|(k, _)| k.clone());
     let access_token = match r {
         Route::Token => None,
         Route::Userinfo | Route::Resource(_) => {
@@ -47,6 +60,7 @@ pub(super) fn prepare(client: &AsClient, r: Route, headers: &mut Vec<(String, St
     };
     Some(DpopCall {
         key,
+        previous: if access_token.is_some() { previous } else { None },
         access_token,
         route: r.label(),
     })
@@ -66,12 +80,13 @@ async fn add_proof(
     state: &SidecarState,
     client: &AsClient,
     d: &DpopCall,
+    key: &Arc<SigningKey>,
     call: &mut AsRequest,
 ) -> Result<(), EgressResponse> {
     let name = client.name();
     let nonce = client.dpop_nonces.get(&call.url);
     let proof = sign_proof(
-        &d.key,
+        key,
         &call.method,
         &call.url,
         nonce.as_deref(),
@@ -109,13 +124,37 @@ pub(super) async fn send(
     client: &AsClient,
     dpop: Option<&DpopCall>,
     http: &dyn AsHttp,
-    mut call: AsRequest,
+    call: AsRequest,
 ) -> Result<Result<AsResponse, TransportError>, EgressResponse> {
     let Some(d) = dpop else {
         return Ok(http.send(call).await);
     };
+    let result = send_with_key(state, client, d, &d.key, http, call.clone()).await?;
+    // A token bound to the key we rotated away from: the server refuses the new key's proof
+    // as `invalid_token`. Prove possession of the previous key once, within its grace.
+    if let (Some(prev), Ok(resp)) = (&d.previous, &result) {
+        if resp.status == 401 && dpop::dpop_challenge_error(&resp.headers).as_deref() == Some("invalid_token") {
+            state
+                .metrics
+                .dpop_previous_key_retries
+                .with_label_values(&[client.name(), d.route])
+                .inc();
+            return send_with_key(state, client, d, prev, http, call).await;
+        }
+    }
+    Ok(result)
+}
+
+async fn send_with_key(
+    state: &SidecarState,
+    client: &AsClient,
+    d: &DpopCall,
+    key: &Arc<SigningKey>,
+    http: &dyn AsHttp,
+    mut call: AsRequest,
+) -> Result<Result<AsResponse, TransportError>, EgressResponse> {
     let name = client.name();
-    add_proof(state, client, d, &mut call).await?;
+    add_proof(state, client, d, key, &mut call).await?;
     let first = match http.send(call.clone()).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
@@ -154,7 +193,7 @@ pub(super) async fn send(
             form.extend(auth);
         }
     }
-    add_proof(state, client, d, &mut call).await?;
+    add_proof(state, client, d, key, &mut call).await?;
     let second = match http.send(call.clone()).await {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub dpop_proofs: IntCounterVec,
     pub dpop_nonce_retries: IntCounterVec,
     pub dpop_errors: IntCounterVec,
+    pub dpop_previous_key_retries: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -316,6 +317,17 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let dpop_previous_key_retries = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_dpop_previous_key_retries_total",
+                    "Userinfo/resource calls retried with the DPoP key before the last rotation (a token bound to it), by AS and route",
+                ),
+                &["as", "route"],
+            )
+            .unwrap(),
+        );
         // Families that alerts use but that only move on rare events exist from the start.
         for material in ["keys", "signing_keys", "transport", "dpop_key"] {
             for outcome in ["success", "failure"] {
@@ -352,6 +364,7 @@ impl Metrics {
             dpop_proofs,
             dpop_nonce_retries,
             dpop_errors,
+            dpop_previous_key_retries,
         }
     }
 

@@ -182,5 +182,14 @@ describe('DPoP key from a file, rotated while running; token_type passed as DPoP
     const tok2 = ev.filter((e) => e.path === '/token').pop();
     assert.equal(tok2.status, 200);
     assert.equal(await calculateJwkThumbprint(tok2.dpop_proof_header.jwk), jkt2);
+
+    // The first login's token is bound to the old key: the egress listener proves the new
+    // key, is told invalid_token, and proves the previous one (kept for an hour) once.
+    const oldToken = ev.filter((e) => e.path === '/me' && e.status === 200)[0].authorization.split(' ')[1];
+    const ui = await get(`${s.egressBase}/userinfo`, { headers: { authorization: `Bearer ${oldToken}` } });
+    assert.equal(ui.status, 200, ui.body);
+    assert.equal(JSON.parse(ui.body).sub, 'alice');
+    const m = await s.metrics();
+    assert.equal(metricValue(m, 'par_sidecar_dpop_previous_key_retries_total', { route: 'userinfo' }), 1);
   });
 });
