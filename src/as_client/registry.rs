@@ -292,6 +292,14 @@ impl AsRegistry {
 /// Loads one AS's keys and builds its mTLS client.
 pub fn load_client(index: usize, settings: AsSettings) -> Result<AsClient, KeyLoadError> {
     let keys = KeySet::load(&settings.client)?;
+    if keys.dpop_generated {
+        // Tokens are bound to this key: another replica (or this one after a restart) cannot
+        // use them. Fine for one replica; several need a shared `client.dpop.key.path`.
+        tracing::warn!(
+            r#as = settings.name.as_str(),
+            "DPoP key generated in memory for this process: replicas must share a key file (client.dpop.key.path)"
+        );
+    }
     let http = build_http(&settings, &keys)?;
     Ok(AsClient::new(index, settings, keys, http))
 }
