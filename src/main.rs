@@ -176,6 +176,18 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
             "  transport cert:  {} (not after {})",
             keys.transport.subject, keys.transport.not_after
         );
+        match &keys.dpop {
+            Some(k) if keys.dpop_generated => println!(
+                "  sender binding:  DPoP, {} key generated in memory per process (replicas do not share it)",
+                k.alg().as_str()
+            ),
+            Some(k) => println!(
+                "  sender binding:  DPoP, {} key, jkt={}",
+                k.alg().as_str(),
+                k.thumbprint()
+            ),
+            None => println!("  sender binding:  mTLS (certificate-bound tokens)"),
+        }
         for w in &keys.warnings {
             println!("  warning:         {w}");
         }

@@ -68,6 +68,9 @@ impl SidecarState {
         let metrics = Arc::new(Metrics::new());
         for c in &clients {
             metrics.register_as(c.name());
+            if c.settings.client.dpop.is_some() {
+                metrics.register_dpop(c.name());
+            }
         }
         let registry = AsRegistry::new(clients);
         let state = Arc::new(SidecarState {

@@ -104,6 +104,23 @@ impl SigningKey {
                     .map_err(|e| KeyError::Parse(format!("not an Ed25519 private key for EdDSA: {e}")))?,
             ),
         };
+        Ok(Self::from_material(material, alg, kid))
+    }
+
+    /// A fresh key pair, kept in memory only (a DPoP key without a file).
+    pub fn generate(alg: Alg) -> Result<Self, KeyError> {
+        let err = |_| KeyError::Parse(format!("cannot generate a {} key", alg.as_str()));
+        let material = match alg {
+            Alg::PS256 => KeyMaterial::Rsa(RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(err)?),
+            Alg::ES256 => {
+                KeyMaterial::Ec(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(err)?)
+            }
+            Alg::EdDSA => KeyMaterial::Ed(Ed25519KeyPair::generate().map_err(err)?),
+        };
+        Ok(Self::from_material(material, alg, None))
+    }
+
+    fn from_material(material: KeyMaterial, alg: Alg, kid: Option<String>) -> Self {
         let public = public_jwk_members(&material);
         let kid = kid.unwrap_or_else(|| jwk_thumbprint(&public));
         let mut public_jwk = public;
@@ -111,13 +128,13 @@ impl SigningKey {
         obj.insert("kid".into(), Value::String(kid.clone()));
         obj.insert("use".into(), Value::String("sig".into()));
         obj.insert("alg".into(), Value::String(alg.as_str().into()));
-        Ok(SigningKey {
+        SigningKey {
             alg,
             kid,
             material,
             public_jwk,
             rng: SystemRandom::new(),
-        })
+        }
     }
 
     pub fn alg(&self) -> Alg {
@@ -131,6 +148,17 @@ impl SigningKey {
     /// The public key as a JWK with `kid`, `use` and `alg`, for registration at the AS.
     pub fn public_jwk(&self) -> &Value {
         &self.public_jwk
+    }
+
+    /// The bare public key (`kty` and its required members only), e.g. a DPoP proof's
+    /// `jwk` header: no `kid`, `use` or `alg`, and never a private member.
+    pub fn bare_public_jwk(&self) -> Value {
+        public_jwk_members(&self.material)
+    }
+
+    /// RFC 7638 thumbprint of the public key (a DPoP `jkt` / `dpop_jkt`).
+    pub fn thumbprint(&self) -> String {
+        jwk_thumbprint(&self.public_jwk)
     }
 
     fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -152,7 +180,12 @@ impl SigningKey {
         if let Some(t) = typ {
             header["typ"] = Value::String(t.into());
         }
-        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+        self.sign_with_header(&header, claims)
+    }
+
+    /// Compact JWS with the caller's header (which must name this key's `alg`).
+    pub fn sign_with_header(&self, header: &Value, claims: &Map<String, Value>) -> Result<String, KeyError> {
+        let header = serde_json::to_vec(header).map_err(|_| KeyError::Sign)?;
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
         let mut out = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 400);
         B64.encode_string(&header, &mut out);

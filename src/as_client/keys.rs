@@ -59,12 +59,26 @@ pub struct KeySet {
     /// A separate request-object key, when configured (published too).
     pub request_object: Option<Arc<SigningKey>>,
     pub transport: TransportIdentity,
+    /// The DPoP proof key (sender_constraint: dpop). Never published: the AS learns it from
+    /// each proof's `jwk` header and binds tokens to its thumbprint.
+    pub dpop: Option<Arc<SigningKey>>,
+    /// True when `dpop` was generated in memory (no key file): reloads keep it.
+    pub dpop_generated: bool,
+    /// The DPoP key before the last rotation, and when it was replaced: tokens issued to it
+    /// stay usable through the egress listener while they may still be alive.
+    pub dpop_previous: Option<(Arc<SigningKey>, std::time::Instant)>,
     /// Human-readable warnings (e.g. loose file permissions) for logs and check-config.
     pub warnings: Vec<String>,
 }
 
 impl KeySet {
     pub fn load(settings: &ClientSettings) -> Result<KeySet, KeyLoadError> {
+        Self::load_keeping(settings, None)
+    }
+
+    /// Loads the files; a generated (file-less) DPoP key of the same alg is taken over from
+    /// `current`, so a reload never re-binds the tokens already issued.
+    pub fn load_keeping(settings: &ClientSettings, current: Option<&KeySet>) -> Result<KeySet, KeyLoadError> {
         let mut warnings = Vec::new();
         let mut signing = Vec::new();
         for k in &settings.signing_keys {
@@ -89,10 +103,47 @@ impl KeySet {
         }
         warnings.extend(permission_warning(&settings.transport_key));
         let transport = load_transport(&settings.transport_cert, &settings.transport_key)?;
+        let (dpop, dpop_generated) = match &settings.dpop {
+            None => (None, false),
+            Some(d) => match &d.key_path {
+                Some(p) => {
+                    warnings.extend(permission_warning(p));
+                    let key = load_signing_key(&SigningKeyRef {
+                        path: p.clone(),
+                        alg: d.alg,
+                        kid: None,
+                    })?;
+                    (Some(Arc::new(key)), false)
+                }
+                None => {
+                    let kept = current
+                        .filter(|c| c.dpop_generated)
+                        .and_then(|c| c.dpop.clone())
+                        .filter(|k| k.alg() == d.alg);
+                    let key = match kept {
+                        Some(k) => k,
+                        None => Arc::new(
+                            SigningKey::generate(d.alg).map_err(|e| file_err(Path::new("dpop.key"), e.to_string()))?,
+                        ),
+                    };
+                    (Some(key), true)
+                }
+            },
+        };
+        let dpop_previous = match (current, &dpop) {
+            (Some(c), Some(new)) => match &c.dpop {
+                Some(old) if old.thumbprint() != new.thumbprint() => Some((old.clone(), std::time::Instant::now())),
+                _ => c.dpop_previous.clone(),
+            },
+            _ => None,
+        };
         Ok(KeySet {
             signing,
             request_object,
             transport,
+            dpop,
+            dpop_generated,
+            dpop_previous,
             warnings,
         })
     }

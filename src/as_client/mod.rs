@@ -3,6 +3,7 @@
 //! and the HTTP seam.
 
 pub mod discovery;
+pub mod dpop;
 pub mod http_client;
 pub mod id_token;
 pub mod jarm;

@@ -195,6 +195,9 @@ pub struct ParContext<'a> {
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent calls to the AS.
     pub permits: &'a tokio::sync::Semaphore,
+    /// The DPoP key's RFC 7638 thumbprint when tokens are DPoP-bound: binds the code to the
+    /// key (RFC 9449 §10, DP-5).
+    pub dpop_jkt: Option<String>,
 }
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -266,11 +269,16 @@ async fn push_once(
         .then(|| client_assertion_claims(&c.client_id, &s.issuer, c.assertion_lifetime, now));
     let mut jwts = Vec::new();
     if use_jar {
+        let mut claims = request_object_claims(redirect, &c.client_id, &s.issuer, c.request_object_lifetime, now);
+        if let Some(jkt) = &cx.dpop_jkt {
+            // Inside the object: an AS drops form fields sent next to `request` (§16-12).
+            claims.insert("dpop_jkt".into(), jkt.clone().into());
+        }
         jwts.push(JwtToSign {
             key: cx.request_object_key.clone(),
             typ: Some(REQUEST_OBJECT_TYP),
             purpose: "request_object",
-            claims: request_object_claims(redirect, &c.client_id, &s.issuer, c.request_object_lifetime, now),
+            claims,
         });
     }
     if let Some(claims) = assertion {
@@ -290,13 +298,16 @@ async fn push_once(
     } else {
         // PAR-5 without JAR: the parameters themselves, JSON values serialised.
         for (k, v) in &redirect.params {
-            if k != "client_id" {
+            if k != "client_id" && !(k == "dpop_jkt" && cx.dpop_jkt.is_some()) {
                 let v = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
                 form.push((k.clone(), v));
             }
+        }
+        if let Some(jkt) = &cx.dpop_jkt {
+            form.push(("dpop_jkt".into(), jkt.clone()));
         }
     }
     let assertion = signed.next();

@@ -10,6 +10,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Semaphore;
 
 use crate::as_client::discovery::{DiscoveryCache, ProviderMetadata};
+use crate::as_client::dpop::NonceCache;
 use crate::as_client::http_client::{AsHttp, ReqwestAs};
 use crate::as_client::jarm::AsJwks;
 use crate::as_client::keys::{KeyLoadError, KeySet};
@@ -39,6 +40,8 @@ pub struct AsClient {
     pub jwks: AsJwks,
     pub login_permits: Semaphore,
     pub egress_permits: Semaphore,
+    /// The latest DPoP nonce per origin (this AS and its resource servers).
+    pub dpop_nonces: NonceCache,
     /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
     problem: Mutex<Option<String>>,
     /// Set when another AS has the same authorize endpoint *and* client_id: a redirect could
@@ -62,6 +65,7 @@ impl AsClient {
             discovery: DiscoveryCache::default(),
             login_permits: Semaphore::new(MAX_CONCURRENT_LOGINS),
             egress_permits: Semaphore::new(MAX_CONCURRENT_EGRESS),
+            dpop_nonces: NonceCache::default(),
             problem: Mutex::new(Some("AS metadata not loaded yet".into())),
             conflict: ArcSwapOption::empty(),
             last_authorize_host: Mutex::new(None),
@@ -288,6 +292,14 @@ impl AsRegistry {
 /// Loads one AS's keys and builds its mTLS client.
 pub fn load_client(index: usize, settings: AsSettings) -> Result<AsClient, KeyLoadError> {
     let keys = KeySet::load(&settings.client)?;
+    if keys.dpop_generated {
+        // Tokens are bound to this key: another replica (or this one after a restart) cannot
+        // use them. Fine for one replica; several need a shared `client.dpop.key.path`.
+        tracing::warn!(
+            r#as = settings.name.as_str(),
+            "DPoP key generated in memory for this process: replicas must share a key file (client.dpop.key.path)"
+        );
+    }
     let http = build_http(&settings, &keys)?;
     Ok(AsClient::new(index, settings, keys, http))
 }

@@ -42,6 +42,8 @@ pub enum TokenResponseError {
     NotJson,
     AccessTokenMissing,
     TokenType(String),
+    /// DPoP was required (`sender_constraint: dpop`) and the AS issued another type (TOK-6).
+    NotDpopBound(String),
     IdToken(IdTokenError),
     Jwks(String),
 }
@@ -53,6 +55,7 @@ impl TokenResponseError {
             TokenResponseError::NotJson => "not_json",
             TokenResponseError::AccessTokenMissing => "access_token_missing",
             TokenResponseError::TokenType(_) => "token_type",
+            TokenResponseError::NotDpopBound(_) => "token_not_dpop_bound",
             TokenResponseError::IdToken(e) => e.check.label(),
             TokenResponseError::Jwks(_) => "jwks_unavailable",
         }
@@ -63,6 +66,9 @@ impl TokenResponseError {
             TokenResponseError::NotJson => "the token response is not a JSON object".into(),
             TokenResponseError::AccessTokenMissing => "the token response has no access_token".into(),
             TokenResponseError::TokenType(t) => format!("token_type `{t}` is not Bearer or DPoP"),
+            TokenResponseError::NotDpopBound(t) => {
+                format!("DPoP is required for this AS but the token_type is `{t}`: the token is not DPoP-bound")
+            }
             TokenResponseError::IdToken(e) => format!("ID token refused: {e}"),
             TokenResponseError::Jwks(e) => format!("the AS key set is unavailable: {e}"),
         }
@@ -71,7 +77,9 @@ impl TokenResponseError {
 
 /// RFC 6749 §5.1: an access token and its type (compared case-insensitively, §7.1); a
 /// missing `expires_in` is fine.
-fn check_shape(doc: &serde_json::Map<String, Value>) -> Result<(), TokenResponseError> {
+/// With `expect_dpop`, only `DPoP` is accepted: a `Bearer` answer to a DPoP token request
+/// is a token without the binding FAPI requires (RFC 9449 §5, TOK-6).
+fn check_shape(doc: &serde_json::Map<String, Value>, expect_dpop: bool) -> Result<(), TokenResponseError> {
     if doc
         .get("access_token")
         .and_then(Value::as_str)
@@ -82,6 +90,9 @@ fn check_shape(doc: &serde_json::Map<String, Value>) -> Result<(), TokenResponse
     let token_type = doc.get("token_type").and_then(Value::as_str).unwrap_or("");
     if !token_type.eq_ignore_ascii_case("bearer") && !token_type.eq_ignore_ascii_case("dpop") {
         return Err(TokenResponseError::TokenType(token_type.chars().take(20).collect()));
+    }
+    if expect_dpop && !token_type.eq_ignore_ascii_case("dpop") {
+        return Err(TokenResponseError::NotDpopBound(token_type.chars().take(20).collect()));
     }
     Ok(())
 }
@@ -107,7 +118,7 @@ pub async fn check(
         issued.push((t.to_string(), "refresh_token"));
     }
     let fail = |e| Err((e, issued.clone()));
-    if let Err(e) = check_shape(&doc) {
+    if let Err(e) = check_shape(&doc, client.settings.client.dpop.is_some()) {
         return fail(e);
     }
     let Some(jwt) = text("id_token") else {
@@ -207,7 +218,7 @@ mod tests {
     use super::*;
 
     fn shape(v: Value) -> Result<(), &'static str> {
-        check_shape(v.as_object().unwrap()).map_err(|e| e.label())
+        check_shape(v.as_object().unwrap(), false).map_err(|e| e.label())
     }
 
     #[test]
@@ -233,6 +244,17 @@ mod tests {
         assert_eq!(
             shape(json!({"access_token": "a", "token_type": "mac"})),
             Err("token_type")
+        );
+    }
+
+    #[test]
+    fn dpop_required_refuses_a_bearer_token() {
+        use serde_json::json;
+        let dpop = |v: Value| check_shape(v.as_object().unwrap(), true).map_err(|e| e.label());
+        assert_eq!(dpop(json!({"access_token": "a", "token_type": "dpop"})), Ok(()));
+        assert_eq!(
+            dpop(json!({"access_token": "a", "token_type": "Bearer"})),
+            Err("token_not_dpop_bound")
         );
     }
 }

@@ -82,6 +82,41 @@ pub struct ClientFile {
     pub assertion_lifetime_seconds: Option<u64>,
     /// `jwt` to request JARM responses (verified at the callback).
     pub response_mode: Option<String>,
+    /// How access tokens are bound to the sidecar: `mtls` (default, RFC 8705) or `dpop`
+    /// (RFC 9449; the connection still presents the client certificate).
+    pub sender_constraint: Option<String>,
+    /// DPoP settings, used when `sender_constraint` is `dpop`.
+    pub dpop: Option<DpopFile>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DpopFile {
+    /// The proof key; without `path`, a key generated in memory per process.
+    pub key: Option<DpopKeyFile>,
+    /// `bearer` (default) or `dpop`: the `token_type` the app sees in token responses.
+    pub token_type_to_app: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DpopKeyFile {
+    pub path: Option<String>,
+    /// PS256, ES256 or EdDSA; required with `path`, ES256 when generated.
+    pub alg: Option<String>,
+}
+
+impl DpopFile {
+    /// Key by key: `over`'s `key` (as a whole) and `token_type_to_app` win.
+    fn merged_with(&self, over: &DpopFile) -> DpopFile {
+        DpopFile {
+            key: over.key.clone().or_else(|| self.key.clone()),
+            token_type_to_app: over
+                .token_type_to_app
+                .clone()
+                .or_else(|| self.token_type_to_app.clone()),
+        }
+    }
 }
 
 impl ClientFile {
@@ -112,6 +147,14 @@ impl ClientFile {
                 .or(self.request_object_lifetime_seconds),
             assertion_lifetime_seconds: over.assertion_lifetime_seconds.or(self.assertion_lifetime_seconds),
             response_mode: over.response_mode.clone().or_else(|| self.response_mode.clone()),
+            sender_constraint: over
+                .sender_constraint
+                .clone()
+                .or_else(|| self.sender_constraint.clone()),
+            dpop: match (&self.dpop, &over.dpop) {
+                (Some(a), Some(b)) => Some(a.merged_with(b)),
+                (a, b) => b.clone().or_else(|| a.clone()),
+            },
         }
     }
 }

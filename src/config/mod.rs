@@ -53,6 +53,33 @@ pub enum AliasPolicy {
     Never,
 }
 
+/// How access tokens are sender-constrained (FAPI 2.0 allows either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderConstraint {
+    /// RFC 8705 certificate-bound tokens.
+    Mtls,
+    /// RFC 9449 DPoP proofs (the mTLS transport stays: tokens may be bound both ways).
+    Dpop,
+}
+
+/// The `token_type` the app sees in token responses when DPoP is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTypeToApp {
+    /// Rewritten to `Bearer`: the app keeps speaking Bearer to the egress listener.
+    Bearer,
+    /// Passed as the AS sent it (`DPoP`).
+    Dpop,
+}
+
+/// The DPoP proof key and what the app is told.
+#[derive(Debug, Clone)]
+pub struct DpopSettings {
+    /// `None`: generated in memory per process (replicas then hold different keys).
+    pub key_path: Option<PathBuf>,
+    pub alg: Alg,
+    pub token_type_to_app: TokenTypeToApp,
+}
+
 #[derive(Debug, Clone)]
 pub struct SigningKeyRef {
     pub path: PathBuf,
@@ -109,6 +136,9 @@ pub struct ClientSettings {
     pub assertion_lifetime: Duration,
     /// Request JARM (`response_mode=jwt`) and verify it at the callback.
     pub jarm: bool,
+    pub sender_constraint: SenderConstraint,
+    /// Set exactly when `sender_constraint` is DPoP.
+    pub dpop: Option<DpopSettings>,
 }
 
 /// Everything one AS's client code needs, self-contained: the AS, the effective client and
@@ -698,6 +728,32 @@ fn validate_client(
             ))
         }
     };
+    let sender_constraint = match c.sender_constraint.as_deref() {
+        None | Some("mtls") => SenderConstraint::Mtls,
+        Some("dpop") => SenderConstraint::Dpop,
+        Some(other) => {
+            return Err(invalid(
+                &ck("sender_constraint"),
+                format!("`{other}` is not one of mtls, dpop"),
+            ))
+        }
+    };
+    if c.sender_constraint.is_none() && c.dpop.is_some() {
+        // A `dpop` block with nothing choosing DPoP is almost certainly a forgotten line.
+        return Err(invalid(
+            &ck("sender_constraint"),
+            "a `dpop` block is set: choose `sender_constraint: dpop` (or `mtls` explicitly to ignore it)".into(),
+        ));
+    }
+    let dpop = match sender_constraint {
+        SenderConstraint::Mtls => None,
+        SenderConstraint::Dpop => Some(validate_dpop(
+            &c.dpop.clone().unwrap_or_default(),
+            ck,
+            invalid,
+            resolve,
+        )?),
+    };
     Ok(ClientSettings {
         client_id,
         auth_method,
@@ -722,6 +778,43 @@ fn validate_client(
             300,
         )?,
         jarm,
+        sender_constraint,
+        dpop,
+    })
+}
+
+fn validate_dpop(
+    d: &file::DpopFile,
+    ck: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<DpopSettings, ConfigError> {
+    let key = d.key.clone().unwrap_or(file::DpopKeyFile { path: None, alg: None });
+    let alg = match (&key.alg, &key.path) {
+        (Some(a), _) => Alg::parse(a)
+            .ok_or_else(|| invalid(&ck("dpop.key.alg"), format!("`{a}` is not one of PS256, ES256, EdDSA")))?,
+        (None, Some(_)) => {
+            return Err(invalid(
+                &ck("dpop.key.alg"),
+                "required with `path`: PS256, ES256 or EdDSA".into(),
+            ))
+        }
+        (None, None) => Alg::ES256,
+    };
+    let token_type_to_app = match d.token_type_to_app.as_deref() {
+        None | Some("bearer") => TokenTypeToApp::Bearer,
+        Some("dpop") => TokenTypeToApp::Dpop,
+        Some(other) => {
+            return Err(invalid(
+                &ck("dpop.token_type_to_app"),
+                format!("`{other}` is not one of bearer, dpop"),
+            ))
+        }
+    };
+    Ok(DpopSettings {
+        key_path: key.path.as_deref().map(resolve),
+        alg,
+        token_type_to_app,
     })
 }
 
@@ -910,6 +1003,85 @@ egress:
         // Unknown keys in a per-AS client block keep their line.
         let e = err(&TWO_BANKS.replace("client: { client_id: tpp-at-a }", "client: { clent_id: tpp-at-a }"));
         assert!(e.contains("clent_id") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn dpop_settings_default_merge_and_validation() {
+        let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+        assert_eq!(
+            s.authorization_servers[0].client.sender_constraint,
+            SenderConstraint::Mtls
+        );
+        assert!(s.authorization_servers[0].client.dpop.is_none());
+        let with = |extra: &str| {
+            Settings::from_yaml(
+                &MINIMAL.replace("  transport:", &format!("{extra}  transport:")),
+                Path::new("/etc/ps/c.yaml"),
+            )
+        };
+        // DPoP without a key block: an in-memory ES256 key, the app told Bearer.
+        let d = with("  sender_constraint: dpop\n").unwrap().authorization_servers[0]
+            .client
+            .dpop
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (d.key_path, d.alg, d.token_type_to_app),
+            (None, Alg::ES256, TokenTypeToApp::Bearer)
+        );
+        let d = with(
+            "  sender_constraint: dpop\n  dpop: { key: { path: k/dpop.pem, alg: EdDSA }, token_type_to_app: dpop }\n",
+        )
+        .unwrap()
+        .authorization_servers[0]
+            .client
+            .dpop
+            .clone()
+            .unwrap();
+        assert_eq!(d.key_path, Some(PathBuf::from("/etc/ps/k/dpop.pem")));
+        assert_eq!((d.alg, d.token_type_to_app), (Alg::EdDSA, TokenTypeToApp::Dpop));
+        for (bad, key) in [
+            ("  sender_constraint: bearer\n", "client.sender_constraint"),
+            (
+                "  sender_constraint: dpop\n  dpop: { key: { alg: RS256 } }\n",
+                "client.dpop.key.alg",
+            ),
+            (
+                "  sender_constraint: dpop\n  dpop: { key: { path: k.pem } }\n",
+                "client.dpop.key.alg",
+            ),
+            (
+                "  sender_constraint: dpop\n  dpop: { token_type_to_app: mac }\n",
+                "client.dpop.token_type_to_app",
+            ),
+            ("  dpop: { key: { alg: ES256 } }\n", "client.sender_constraint"),
+            ("  sender_constraint: dpop\n  dpop: { kee: {} }\n", "kee"),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        // `mtls` chosen explicitly: a shared dpop block is ignored for this AS.
+        let s = with("  sender_constraint: mtls\n  dpop: { key: { alg: ES256 } }\n").unwrap();
+        assert!(s.authorization_servers[0].client.dpop.is_none());
+        // Per AS: the shared block's dpop settings merge under an AS's own overrides.
+        let multi = TWO_BANKS
+            .replace(
+                "  transport: { cert_path: /etc/tls.crt",
+                "  sender_constraint: mtls\n  dpop: { key: { path: /k/dpop.pem, alg: PS256 }, token_type_to_app: dpop }\n  transport: { cert_path: /etc/tls.crt",
+            )
+            .replace(
+                "client: { client_id: tpp-at-a }",
+                "client: { client_id: tpp-at-a, sender_constraint: dpop, dpop: { token_type_to_app: bearer } }",
+            );
+        let s = Settings::from_yaml(&multi, Path::new("/etc/ps/c.yaml")).unwrap();
+        let a = s.authorization_servers[0].client.dpop.clone().unwrap();
+        assert_eq!(
+            a.key_path,
+            Some(PathBuf::from("/k/dpop.pem")),
+            "key from the shared block"
+        );
+        assert_eq!((a.alg, a.token_type_to_app), (Alg::PS256, TokenTypeToApp::Bearer));
+        assert!(s.authorization_servers[1].client.dpop.is_none(), "bank-b stays on mTLS");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! No pingora here: requests and responses are plain values.
 
 pub mod app_auth;
+mod dpop_call;
 #[cfg(feature = "server")]
 pub mod listener;
 pub mod resource_path;
@@ -265,6 +266,8 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         .and_then(|f| f.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()));
     let started = Instant::now();
     let http = client.http.load();
+    // DPoP clients: `Authorization: DPoP` and a proof per attempt (RFC 9449).
+    let dpop = dpop_call::prepare(client, r, &mut headers);
     let call = AsRequest {
         method: req.method.clone(),
         url: url.clone(),
@@ -273,7 +276,10 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         body,
         timeout: client.settings.par_timeout,
     };
-    let mut result = http.send(call.clone()).await;
+    let mut result = match dpop_call::send(state, client, dpop.as_ref(), http.as_ref().as_ref(), call.clone()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     // A token bound to the certificate we just rotated away from: the resource server says
     // 401. Present the previous certificate once, while such tokens can still be alive.
     if !r.authenticates_client() && matches!(&result, Ok(resp) if resp.status == 401) {
@@ -282,7 +288,10 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 m.egress_requests
                     .with_label_values(&[name, label, "retry_previous_cert", ""])
                     .inc();
-                result = prev.http.send(call).await;
+                result = match dpop_call::send(state, client, dpop.as_ref(), prev.http.as_ref().as_ref(), call).await {
+                    Ok(r) => r,
+                    Err(resp) => return resp,
+                };
             }
         }
     }
@@ -327,6 +336,9 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 if let Err(refused) = check_token_response(state, client, &md, grant, &resp.body, &iid).await {
                     return refused;
                 }
+                let mut resp = resp;
+                resp.body = dpop_call::token_type_for_app(client, resp.body);
+                return pass_back(resp);
             }
             pass_back(resp)
         }

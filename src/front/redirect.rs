@@ -131,6 +131,7 @@ pub async fn decide_for(
         http: http.as_ref().as_ref(),
         metrics: m.clone(),
         permits: &client.login_permits,
+        dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
     };
     let started = Instant::now();
     let result = par::push(&cx, &redirect, interaction_id, client.settings.par_timeout).await;

@@ -7,6 +7,18 @@ use prometheus::{
     TextEncoder,
 };
 
+/// `reason` values of `par_sidecar_dpop_errors_total`.
+pub const DPOP_ERROR_REASONS: [&str; 4] = [
+    // A proof (or the retry's client assertion) could not be signed.
+    "signing_failed",
+    // `use_dpop_nonce` without a usable `DPoP-Nonce` header: nothing to retry with.
+    "nonce_missing",
+    // `use_dpop_nonce` again after the retry with the server's nonce.
+    "nonce_rejected",
+    // The server answered `invalid_dpop_proof`.
+    "invalid_dpop_proof",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     pub par_requests: IntCounterVec,
@@ -33,6 +45,10 @@ pub struct Metrics {
     pub token_checks: IntCounterVec,
     pub login_rate_limited: IntCounterVec,
     pub token_revocations: IntCounterVec,
+    pub dpop_proofs: IntCounterVec,
+    pub dpop_nonce_retries: IntCounterVec,
+    pub dpop_errors: IntCounterVec,
+    pub dpop_previous_key_retries: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -268,8 +284,52 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let dpop_proofs = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_dpop_proofs_total",
+                    "DPoP proofs signed for egress calls, by AS and route",
+                ),
+                &["as", "route"],
+            )
+            .unwrap(),
+        );
+        let dpop_nonce_retries = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_dpop_nonce_retries_total",
+                    "Egress calls retried once with the server's DPoP nonce (use_dpop_nonce), by AS and route",
+                ),
+                &["as", "route"],
+            )
+            .unwrap(),
+        );
+        let dpop_errors = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_dpop_errors_total",
+                    "DPoP failures on egress calls, by AS, route and reason",
+                ),
+                &["as", "route", "reason"],
+            )
+            .unwrap(),
+        );
+        let dpop_previous_key_retries = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_dpop_previous_key_retries_total",
+                    "Userinfo/resource calls retried with the DPoP key before the last rotation (a token bound to it), by AS and route",
+                ),
+                &["as", "route"],
+            )
+            .unwrap(),
+        );
         // Families that alerts use but that only move on rare events exist from the start.
-        for material in ["keys", "signing_keys", "transport"] {
+        for material in ["keys", "signing_keys", "transport", "dpop_key"] {
             for outcome in ["success", "failure"] {
                 reloads.with_label_values(&[material, outcome]);
             }
@@ -301,6 +361,10 @@ impl Metrics {
             token_checks,
             login_rate_limited,
             token_revocations,
+            dpop_proofs,
+            dpop_nonce_retries,
+            dpop_errors,
+            dpop_previous_key_retries,
         }
     }
 
@@ -318,6 +382,15 @@ impl Metrics {
             "bad_metadata",
         ] {
             self.discovery_failures.with_label_values(&[name, reason]);
+        }
+    }
+
+    /// The DPoP failure series of a DPoP AS exist from the start (alerts see a 0, not a gap).
+    pub fn register_dpop(&self, name: &str) {
+        for route in ["token", "userinfo", "resource"] {
+            for reason in DPOP_ERROR_REASONS {
+                self.dpop_errors.with_label_values(&[name, route, reason]);
+            }
         }
     }
 

@@ -30,6 +30,7 @@ pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
             .iter()
             .chain(s.client.request_object_key.iter())
             .map(|k| k.path.as_path())
+            .chain(s.client.dpop.as_ref().and_then(|d| d.key_path.as_deref()))
             .chain([s.client.transport_cert.as_path(), s.client.transport_key.as_path()])
             .chain(s.ca_file.as_deref());
         for p in paths {
@@ -54,7 +55,8 @@ pub fn reload(state: &SidecarState, trigger: &str) -> bool {
 
 fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool {
     let name = client.name();
-    let keys = match KeySet::load(&client.settings.client) {
+    let old = client.keys.load_full();
+    let keys = match KeySet::load_keeping(&client.settings.client, Some(&old)) {
         Ok(k) => k,
         Err(e) => {
             state.metrics.reloads.with_label_values(&["keys", "failure"]).inc();
@@ -62,7 +64,6 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
             return false;
         }
     };
-    let old = client.keys.load_full();
     let transport_changed = old.transport.chain != keys.transport.chain;
     if transport_changed {
         match build_http(&client.settings, &keys) {
@@ -91,6 +92,12 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
             .with_label_values(&["signing_keys", "success"])
             .inc();
     }
+    let dpop_jkt = keys.dpop.as_ref().map(|k| k.thumbprint());
+    let dpop_changed = old.dpop.as_ref().map(|k| k.thumbprint()) != dpop_jkt;
+    if dpop_changed {
+        // Tokens already issued stay bound to the old key: new logins use the new one.
+        state.metrics.reloads.with_label_values(&["dpop_key", "success"]).inc();
+    }
     for w in &keys.warnings {
         tracing::warn!(warning = %w, "key file permissions");
     }
@@ -103,6 +110,8 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
         transport_not_after = keys.transport.not_after,
         transport_changed,
         signing_changed,
+        dpop_jkt = dpop_jkt.as_deref().unwrap_or(""),
+        dpop_changed,
         "key material reloaded"
     );
     client.keys.store(Arc::new(keys));

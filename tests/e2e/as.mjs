@@ -157,6 +157,7 @@ const provider = new Provider(cfg.issuer, {
     requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
     idTokenSigningAlgValues: ['PS256', 'ES256'],
     authorizationSigningAlgValues: ['PS256', 'ES256'],
+    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256'],
   },
   features: {
     fapi: { enabled: true, profile: '2.0' },
@@ -167,6 +168,14 @@ const provider = new Provider(cfg.issuer, {
     revocation: { enabled: true },
     userinfo: { enabled: true },
     devInteractions: { enabled: true },
+    // cfg.dpop: DPoP-bound tokens for clients registered with dpop_bound_access_tokens;
+    // { nonce: true } makes every proof carry a server nonce (use_dpop_nonce challenges).
+    ...(cfg.dpop ? {
+      dPoP: {
+        enabled: true,
+        ...(cfg.dpop.nonce ? { nonceSecret: crypto.randomBytes(32), requireNonce: () => true } : {}),
+      },
+    } : {}),
     mTLS: {
       enabled: true,
       certificateBoundAccessTokens: true,
@@ -215,9 +224,31 @@ provider.use(async (ctx, next) => {
       client_id: ctx.oidc?.client?.clientId,
       cert_fingerprint: peerCert(ctx)?.fingerprint256,
       grant_type: body.grant_type,
+      dpop_proof_header: decodeJwtHeader(ctx.get('dpop')) || undefined,
+      dpop_proof_claims: decodeJwtPayload(ctx.get('dpop')) || undefined,
+      dpop_nonce_sent: ctx.response.get('dpop-nonce') || undefined,
+      token_type: ctx.body?.token_type,
     });
   }
 });
+// Resource calls at /me (userinfo, or the AS as a resource server): what the AS saw and why
+// it refused (test fixture: the proof is recorded so a test can replay it directly).
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/me') {
+    record({
+      path: '/me',
+      status: ctx.status,
+      port: ctx.req.socket.localPort,
+      authorization_scheme: String(ctx.get('authorization')).split(' ')[0],
+      authorization: ctx.get('authorization'),
+      dpop_proof: ctx.get('dpop') || undefined,
+      www_authenticate: ctx.response.get('www-authenticate') || undefined,
+      error_detail: ctx.state.errorDetail,
+    });
+  }
+});
+provider.on('userinfo.error', (ctx, err) => { ctx.state.errorDetail = err.error_detail || err.error_description; });
 provider.on('server_error', (ctx, err) => { console.error('AS server_error', err); });
 
 const callback = provider.callback();

@@ -118,7 +118,7 @@ client:
   signing_keys:
 ${keys}
   transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
-${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjectKey.path)}, alg: ${o.requestObjectKey.alg} }\n` : ''}${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
+${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjectKey.path)}, alg: ${o.requestObjectKey.alg} }\n` : ''}${o.dpop ? dpopYaml(o.dpop) : ''}${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
   state_key_path: ${q(o.stateKey)}
   cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
 timeouts:
@@ -128,6 +128,14 @@ shutdown:
 reload:
   check_interval_seconds: ${o.reloadInterval || 5}
 ${o.extraYaml || ''}`;
+}
+
+/** `client.sender_constraint: dpop` and its `dpop` block (key file optional). */
+function dpopYaml(d) {
+  const q = JSON.stringify;
+  const key = d.key ? `key: { path: ${q(d.key.path)}, alg: ${d.key.alg} }` : (d.alg ? `key: { alg: ${d.alg} }` : '');
+  const parts = [key, d.tokenTypeToApp ? `token_type_to_app: ${d.tokenTypeToApp}` : ''].filter(Boolean);
+  return `  sender_constraint: dpop\n${parts.length ? `  dpop: { ${parts.join(', ')} }\n` : ''}`;
 }
 
 /** The sidecar's client registration at an AS (what a bank's onboarding would record). */
@@ -174,7 +182,9 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
 /**
  * One scenario: AS + legacy app + sidecar.
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
- *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar }
+ *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
+ *         resourceViaSidecar (true | 'port2'),
+ *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -198,7 +208,10 @@ export async function startStack(opts = {}) {
     requestObjectKey: opts.requestObjectKey && { ...opts.requestObjectKey, path: path.join(dir, opts.requestObjectKey.file) },
     transportCert: opts.transportCert || path.join(dir, 'transport.crt'),
     transportKey: opts.transportKey || path.join(dir, 'transport.key'),
-    extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${asPort}/" }\n` : ''), reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
+    // resourceViaSidecar: 'port2' puts the resource server on the AS's second port (another
+    // origin: its own DPoP nonce).
+    extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${opts.resourceViaSidecar === 'port2' ? asPort2 : asPort}/" }\n` : ''),
+    dpop: opts.dpop, reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
     gracePeriod: opts.gracePeriod,
   };
   fs.writeFileSync(sidecarConfig, sidecarYaml(sc));
@@ -212,12 +225,22 @@ export async function startStack(opts = {}) {
   const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', jwksConfig], { encoding: 'utf8' }));
 
   const publicBase = `http://127.0.0.1:${opts.withSidecar === false ? appPort : publicPort}`;
-  const client = clientRegistration({ clientId, authMethod, alg, jwks, publicBase, overrides: opts.clientOverrides });
+  const client = clientRegistration({
+    clientId, authMethod, alg, jwks, publicBase,
+    // oidc-provider refuses a client that requires both bindings ("only one proof of
+    // possession mechanism can be made required at a time"): with DPoP the token is bound to
+    // the DPoP key, while the connection keeps presenting the client certificate.
+    overrides: {
+      ...(opts.dpop ? { dpop_bound_access_tokens: true, tls_client_certificate_bound_access_tokens: false } : {}),
+      ...(opts.clientOverrides || {}),
+    },
+  });
   const asConfig = writeJson(path.join(scen, 'as.json'), {
     issuer, port: asPort, extraPorts: [asPort2],
     tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: path.join(dir, 'ca.crt') },
     clients: [client],
     parDelayMs: opts.parDelayMs,
+    dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
   const procs = [];
