@@ -116,26 +116,38 @@ impl ReqwestAs {
     }
 }
 
+/// The system's roots, parsed once per process and shared by every AS without a `ca_file`
+/// (50 public banks would otherwise parse and hold 50 copies).
+fn native_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            Arc::new(roots)
+        })
+        .clone()
+}
+
 pub fn client_tls_config(
     identity: &TransportIdentity,
     ca_file: Option<&Path>,
 ) -> Result<rustls::ClientConfig, KeyLoadError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
+    let roots = match ca_file {
         Some(p) => {
+            let mut roots = rustls::RootCertStore::empty();
             for c in load_certs(p)? {
                 roots.add(c).map_err(|e| KeyLoadError::File {
                     path: p.display().to_string(),
                     message: format!("bad CA certificate: {e}"),
                 })?;
             }
+            Arc::new(roots)
         }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
+        None => native_roots(),
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
