@@ -94,6 +94,28 @@ impl ProxyHttp for PublicProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // The app's redirect_uri: the authorization response is checked before the app sees
         // it. Every other request leaves here without an allocation or a lock.
+        let req = session.req_header();
+        // A form POST to the redirect_uri: responses are only ever delivered as a query (the
+        // sidecar refuses form_post at login start), but many frameworks read form fields as
+        // request parameters, so a posted `code` would reach the app unchecked.
+        if req.method == http::Method::POST
+            && req.headers.get("content-type").is_some_and(|v| {
+                v.as_bytes()
+                    .to_ascii_lowercase()
+                    .starts_with(b"application/x-www-form-urlencoded")
+            })
+            && self.state.is_callback_path(req.uri.path())
+        {
+            let id = crate::protocol::InteractionId::new();
+            self.state
+                .metrics
+                .browser_errors
+                .with_label_values(&[FailureCode::CallbackMalformed.as_str()])
+                .inc();
+            tracing::warn!(interaction_id = %id, path = req.uri.path(), "form POST to the redirect_uri refused");
+            write_error_page(session, &BrowserError::new(FailureCode::CallbackMalformed, id)).await;
+            return Ok(true);
+        }
         let uri = &session.req_header().uri;
         if !callback::is_candidate(&self.state, uri.path(), uri.query()) {
             return Ok(false);

@@ -134,8 +134,15 @@ impl SidecarState {
         self.registry.clients.iter().any(|c| c.settings.client.jarm)
     }
 
+    /// The app's framework may route `/Callback`, `/callback/` or `/callback;jsessionid=x`
+    /// to its redirect_uri handler, so those are callback paths too (compared without
+    /// allocating: this runs on every request with a response parameter).
     pub fn is_callback_path(&self, path: &str) -> bool {
-        self.callback_paths.load().iter().any(|p| p == path)
+        let p = callback_path_key(path);
+        self.callback_paths
+            .load()
+            .iter()
+            .any(|c| callback_path_key(c).eq_ignore_ascii_case(p))
     }
 
     /// The union of every AS's published signing keys (deduplicated by kid): what
@@ -143,6 +150,17 @@ impl SidecarState {
     pub fn public_jwks(&self) -> serde_json::Value {
         let sets: Vec<_> = self.registry.clients.iter().map(|c| c.keys.load_full()).collect();
         crate::as_client::keys::union_jwks(sets.iter().map(|k| k.as_ref()))
+    }
+}
+
+/// A path as an app framework may match it: without `;` parameters and trailing slashes.
+fn callback_path_key(path: &str) -> &str {
+    let p = path.split(';').next().unwrap_or(path);
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
     }
 }
 

@@ -303,9 +303,36 @@ async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
             Some(if loc.contains("tpp-a") { "bank-a" } else { "bank-b" })
         );
     }
-    // Bank A's authorize host is unknown until its metadata loads (only its issuer host is).
-    let RedirectDecision::PassThrough = decide(&state, b"https://bank-a.example/authorize?client_id=tpp-a").await
-    else {
-        panic!("an unknown host passes")
+    // Bank A's authorize host is unknown until its metadata loads (only its issuer host is),
+    // but its client_id says whose login it is: held back too, never forwarded plain.
+    let RedirectDecision::Fail(e) = decide(&state, b"https://bank-a.example/authorize?client_id=tpp-a").await else {
+        panic!("bank A's client_id on an unknown host must be held back")
     };
+    assert_eq!((e.code.as_str(), e.as_name.as_deref()), ("not_ready", Some("bank-a")));
+    // Another app's client there passes.
+    assert!(matches!(
+        decide(&state, b"https://bank-a.example/authorize?client_id=someone-else").await,
+        RedirectDecision::PassThrough
+    ));
+}
+
+#[tokio::test]
+async fn a_not_ready_banks_client_id_on_an_unknown_host_is_held_back() {
+    // Bank B's metadata never loaded: its authorize host (off the issuer's host) is unknown.
+    let pki = common::pki();
+    let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
+    let state =
+        SidecarState::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    assert!(par_sidecar::ops::background::refresh_once(&state, &state.registry.clients[0]).await);
+    let RedirectDecision::Fail(e) = decide(&state, login_at("https://auth.bank-b.example", "tpp-b").as_bytes()).await
+    else {
+        panic!("bank B's login must not be forwarded unpushed")
+    };
+    assert_eq!((e.code.as_str(), e.as_name.as_deref()), ("not_ready", Some("bank-b")));
+    // Someone else's client there is not ours.
+    assert!(matches!(
+        decide(&state, login_at("https://auth.bank-b.example", "other-app").as_bytes()).await,
+        RedirectDecision::PassThrough
+    ));
 }

@@ -165,6 +165,12 @@ pub fn client_tls_config(
     Ok(cfg)
 }
 
+/// A URL for logs: origin and path only. Queries of resource and userinfo calls are the
+/// app's and may carry tokens.
+pub fn url_for_log(u: &url::Url) -> String {
+    format!("{}{}", u.origin().ascii_serialization(), u.path())
+}
+
 fn classify(e: &reqwest::Error) -> TransportError {
     if e.is_timeout() {
         return TransportError::Timeout;
@@ -176,6 +182,10 @@ fn classify(e: &reqwest::Error) -> TransportError {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
+    }
+    // reqwest names the URL; its query may hold an access token (`userinfo?access_token=`).
+    if let Some(u) = e.url() {
+        msg = msg.replace(u.as_str(), &url_for_log(u));
     }
     let lower = msg.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {

@@ -256,6 +256,11 @@ fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), I
         None if aud.len() > 1 => return fail(C::Azp, "aud has several values and azp is missing"),
         None => {}
     }
+    // OIDC Core §3.1.3.7 (3): audiences the client does not trust are refused; the sidecar
+    // trusts no audience but its own client_id, whatever azp says.
+    if aud.iter().any(|a| *a != x.client_id) {
+        return fail(C::Aud, "aud lists an audience other than the client_id");
+    }
     let Some(exp) = numeric(c, "exp") else {
         return fail(C::Exp, "exp missing or not a number");
     };

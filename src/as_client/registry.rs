@@ -158,6 +158,10 @@ impl HostIndex {
 pub struct AsRegistry {
     pub clients: Vec<Arc<AsClient>>,
     index: ArcSwap<HostIndex>,
+    /// Rebuilds one at a time: each reads every AS's metadata and stores a whole index, so
+    /// two overlapping rebuilds (first loads run concurrently) could otherwise store a stale
+    /// view last and leave a ready AS out of the index.
+    rebuilding: std::sync::Mutex<()>,
     by_name: HashMap<String, usize>,
 }
 
@@ -168,6 +172,7 @@ impl AsRegistry {
         let r = AsRegistry {
             clients,
             index: ArcSwap::from_pointee(HostIndex::default()),
+            rebuilding: std::sync::Mutex::new(()),
             by_name,
         };
         r.rebuild_index();
@@ -238,6 +243,7 @@ impl AsRegistry {
     /// Rebuilds the host index and the endpoint conflicts from the current metadata. Called
     /// when an AS's metadata first loads or its authorize endpoint changes, not per request.
     pub fn rebuild_index(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let mut idx = HostIndex::default();
         let mut all: Vec<Candidate> = Vec::new();
         for c in &self.clients {

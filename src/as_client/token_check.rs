@@ -121,8 +121,16 @@ pub async fn check(
     if let Err(e) = check_shape(&doc, client.settings.client.dpop.is_some()) {
         return fail(e);
     }
-    let Some(jwt) = text("id_token") else {
-        return Ok(());
+    // Present but not a JWT string (`123`, `{}`, `""`): refused, never handed on.
+    let jwt = match doc.get("id_token") {
+        None => return Ok(()),
+        Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+        Some(_) => {
+            return fail(TokenResponseError::IdToken(id_token::IdTokenError {
+                check: id_token::IdTokenCheck::Malformed,
+                detail: "id_token is not a JWS string".into(),
+            }))
+        }
     };
     let kid = match id_token::header_kid(jwt) {
         Ok(k) => k,

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::as_client::discovery::ProviderMetadata;
-use crate::as_client::http_client::{AsRequest, AsResponse};
+use crate::as_client::http_client::{url_for_log, AsRequest, AsResponse};
 use crate::as_client::par::{client_auth_form, sanitize_error_code};
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::{self, Grant};
@@ -321,13 +321,13 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 interaction_id = %iid,
                 r#as = name,
                 route = label,
-                url = %url,
+                url = %url_for_log(&url),
                 as_status = resp.status,
                 as_error,
                 latency_ms = elapsed.as_millis() as u64,
                 "egress call"
             );
-            if r == Route::Token && resp.status == 200 {
+            if r == Route::Token && (200..300).contains(&resp.status) {
                 let grant = match (grant_type.as_deref(), code_record.as_ref()) {
                     (Some("authorization_code"), Some(rec)) => Grant::Code(rec),
                     (Some("refresh_token"), _) => Grant::Refresh,
@@ -344,7 +344,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         }
         Err(e) => {
             m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
-            warn!(interaction_id = %iid, r#as = name, route = label, url = %url, error = %e, "egress call failed");
+            warn!(interaction_id = %iid, r#as = name, route = label, url = %url_for_log(&url), error = %e, "egress call failed");
             oauth_error(
                 502,
                 "temporarily_unavailable",

@@ -36,6 +36,9 @@ pub enum CallbackOutcome {
 }
 
 /// Response parameters handed to the app, in this order (CB-10).
+/// Longest authorization code accepted (they are opaque tokens of tens of bytes).
+const MAX_CODE_LEN: usize = 1024;
+
 const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", "error_uri", "iss"];
 
 /// What the hot path learns from a query string, without allocating. Parameter names (and
@@ -88,8 +91,10 @@ fn decoded(raw: &str) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
+/// Case-insensitive: some app frameworks (ASP.NET) read `Code=` as `code=`, so a case
+/// variant must be looked at, never waved through.
 fn decoded_eq(raw: &str, name: &str) -> bool {
-    decoded(raw).eq(name.bytes())
+    decoded(raw).map(|b| b.to_ascii_lowercase()).eq(name.bytes())
 }
 
 fn decoded_starts_with(raw: &str, prefix: &str) -> bool {
@@ -224,6 +229,27 @@ async fn check_inner(
 ) -> Result<(String, &'static str, Option<String>), Rejection> {
     let s = &state.settings;
     let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
+    // A response parameter in another letter case (`Code=`) is what an attacker adds to
+    // smuggle a second value past the check to a case-insensitive app: refused.
+    if pairs.iter().any(|(k, _)| {
+        let lower = k.to_ascii_lowercase();
+        lower != *k && (HANDED_TO_APP.contains(&lower.as_str()) || lower == "response")
+    }) {
+        return Err((
+            FailureCode::CallbackMalformed,
+            "a response parameter in another letter case".into(),
+        ));
+    }
+    // Codes are short opaque strings; a huge one would sit in the code map for minutes.
+    if pairs
+        .iter()
+        .any(|(k, v)| k == "code" && (v.is_empty() || v.len() > MAX_CODE_LEN))
+    {
+        return Err((
+            FailureCode::CallbackMalformed,
+            format!("code is empty or longer than {MAX_CODE_LEN} bytes"),
+        ));
+    }
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // `response` is JARM only while some AS is configured for it; otherwise it is just one
     // of the app's parameters and never makes the sidecar fetch a JWKS.
@@ -358,7 +384,7 @@ async fn check_inner(
         if param("error").is_some() {
             return Err((FailureCode::CallbackMalformed, "both code and error".into()));
         }
-        state.codes.insert_new(
+        let fresh = state.codes.insert_new(
             code.clone(),
             CodeRecord {
                 as_index: client.index,
@@ -368,6 +394,13 @@ async fn check_inner(
                 max_age: tx.max_age,
             },
         );
+        if !fresh {
+            // A code already awaiting its token call: never re-bound to another login.
+            return Err((
+                FailureCode::CallbackReplayed,
+                "this authorization code was already delivered".into(),
+            ));
+        }
         info!(r#as = client.name(), code = %redact(&code), pkce_injected = tx.verifier.is_some(), "authorization code received");
         out.append_pair("code", &code);
         "success"

@@ -211,7 +211,21 @@ fn pending_for<'a>(state: &'a SidecarState, location: &[u8]) -> Option<&'a std::
     let text = String::from_utf8_lossy(location);
     let target = browser_target(text.trim())?;
     let u = target.url();
-    state.registry.pending_on(u.host_str()?, u.port_or_known_default())
+    if let Some(c) = state.registry.pending_on(u.host_str()?, u.port_or_known_default()) {
+        return Some(c);
+    }
+    // On another host (an authorize endpoint off the issuer's host, not yet known): a
+    // redirect carrying a not-ready AS's client_id is that AS's login; never forwarded plain.
+    let ids: Vec<String> = u
+        .query_pairs()
+        .filter(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    state
+        .registry
+        .clients
+        .iter()
+        .find(|c| !c.is_ready() && ids.iter().any(|id| id == c.settings.client.client_id.as_str()))
 }
 
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,

@@ -46,6 +46,7 @@ const ID_TOKEN_FAULTS = new Set([
   // Not faults: legal variations a client must accept (conformance ValidAudAsArray,
   // TokenEndpointResponseWithoutExpiresIn, TokenTypeCaseInsensitivity).
   'aud_array', 'no_expires_in', 'token_type_lower',
+  'id_token_number',
 ]);
 const AUTHZ_FAULTS = new Set(['iss_wrong', 'iss_missing']);
 const faults = { id_token: null, authz: null };
@@ -294,6 +295,7 @@ function handler(req, res) {
       if (res.statusCode !== 200 || typeof doc.id_token !== 'string') return null;
       if (idTokenFault === 'no_expires_in') delete doc.expires_in;
       else if (idTokenFault === 'token_type_lower') doc.token_type = doc.token_type.toLowerCase();
+      else if (idTokenFault === 'id_token_number') doc.id_token = 123;
       else doc.id_token = faultyIdToken(doc.id_token, idTokenFault);
       record({ path: '/token', id_token_fault: idTokenFault });
       return Buffer.from(JSON.stringify(doc));

@@ -237,3 +237,54 @@ describe('separate keys per purpose (client.request_object_signing_key)', () => 
     assert.ok(kids.includes(par.request_kid) && kids.includes(par.assertion_kid));
   });
 });
+
+describe('callback hardening: what an app framework may read as its callback', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none' }); });
+  after(async () => { await s?.stop(); });
+
+  const sidecarPage = (r, code) => {
+    assert.equal(r.status, 400, r.body.slice(0, 200));
+    assert.match(r.body, /Sign-in error/);
+    assert.match(r.body, new RegExp(code));
+  };
+
+  test('a form POST to the redirect_uri is refused (frameworks read form fields as parameters)', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = new URL(await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`));
+    const r = await b.request(`${s.publicBase}/callback`, { method: 'POST', body: cb.searchParams.toString() });
+    sidecarPage(r, 'callback_malformed');
+    // The genuine response still works.
+    assert.match((await b.navigate(cb.toString())).body, /id="sub"/);
+  });
+
+  test('case and trailing-slash variants of the callback path are checked too', async () => {
+    for (const p of ['/Callback', '/callback/', '/callback;jsessionid=x']) {
+      const r = await new Browser({ ca: s.ca }).request(`${s.publicBase}${p}?code=injected&state=not-ours&iss=${encodeURIComponent(s.issuer)}`);
+      sidecarPage(r, 'state_');
+    }
+  });
+
+  test('a response parameter in another letter case (a smuggled second code) is refused', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = new URL(await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`));
+    const smuggled = new URL(cb);
+    smuggled.searchParams.set('Code', 'attackers-code');
+    sidecarPage(await b.request(smuggled.toString()), 'callback_malformed');
+    const huge = new URL(cb);
+    huge.searchParams.set('code', 'x'.repeat(5000));
+    sidecarPage(await b.request(huge.toString()), 'callback_malformed');
+    assert.match((await b.navigate(cb.toString())).body, /id="sub"/);
+  });
+
+  test('an id_token that is not a JWS string is refused, not handed on', async () => {
+    assert.equal(await post(s, '/__test/id_token_fault', { fault: 'id_token_number' }), 200);
+    try {
+      const { page } = await login(s);
+      assert.match(page.body, /invalid_token_response/, page.body);
+      assert.match(page.body, /check `malformed`/);
+    } finally {
+      assert.equal(await post(s, '/__test/id_token_fault', { fault: null }), 200);
+    }
+  });
+});
