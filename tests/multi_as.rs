@@ -336,3 +336,37 @@ async fn a_not_ready_banks_client_id_on_an_unknown_host_is_held_back() {
         RedirectDecision::PassThrough
     ));
 }
+
+#[tokio::test]
+async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
+    let pki = common::pki();
+    let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
+    let state =
+        SidecarState::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let record = CodeRecord {
+        as_index: 1,
+        verifier: None,
+        redirect_uri: None,
+        nonce: None,
+        max_age: None,
+    };
+    state.codes.insert_new("code-b".into(), record.clone());
+    // Bank B not ready: 503 before anything is sent; the code stays for the retry.
+    let resp = egress::handle(
+        &state,
+        token_call("/token", "grant_type=authorization_code&code=code-b"),
+    )
+    .await;
+    assert_eq!(resp.status, 503);
+    assert!(state.codes.take(&"code-b".to_string()).is_some(), "kept for the retry");
+    // Presented on another bank's route: burnt (suspect), not put back.
+    state.codes.insert_new("code-b".into(), record);
+    let resp = egress::handle(
+        &state,
+        token_call("/as/bank-a/token", "grant_type=authorization_code&code=code-b"),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+    assert!(state.codes.take(&"code-b".to_string()).is_none());
+}

@@ -179,8 +179,11 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         form = Some(f);
         code_record = rec;
     }
-    let as_index = match (target, &code_record) {
-        (Target::As(i), Some(rec)) if rec.as_index != i => {
+    let as_index = match (target, code_record.as_mut()) {
+        (Target::As(i), Some(taken)) if taken.record.as_index != i => {
+            // Burnt, not put back: a code presented at the wrong AS is suspect.
+            taken.consume();
+            let rec = &taken.record;
             // A code seen at another AS's callback: never sent to this AS (mix-up).
             let name = state.registry.get(i).map(|c| c.name()).unwrap_or("");
             let other = state.registry.get(rec.as_index).map(|c| c.name()).unwrap_or("");
@@ -198,7 +201,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             );
         }
         (Target::As(i), _) => i,
-        (Target::ByCode, Some(rec)) => rec.as_index,
+        (Target::ByCode, Some(taken)) => taken.record.as_index,
         (Target::ByCode, None) => {
             m.egress_requests.with_label_values(&["", label, "ambiguous", ""]).inc();
             warn!(interaction_id = %iid, route = label, "unprefixed egress call in a multi-AS config refused");
@@ -229,7 +232,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
     let mut body = None;
     if let Some(f) = form.as_mut() {
-        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref()).await {
+        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
             return refuse(state, name, label, &iid, refusal);
         }
         headers.push(("accept".into(), "application/json".into()));
@@ -276,6 +279,10 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
         body,
         timeout: client.settings.par_timeout,
     };
+    // From here the code goes to the AS: it is spent whatever the answer.
+    if let Some(taken) = code_record.as_mut() {
+        taken.consume();
+    }
     let mut result = match dpop_call::send(state, client, dpop.as_ref(), http.as_ref().as_ref(), call.clone()).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -329,7 +336,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             );
             if r == Route::Token && (200..300).contains(&resp.status) {
                 let grant = match (grant_type.as_deref(), code_record.as_ref()) {
-                    (Some("authorization_code"), Some(rec)) => Grant::Code(rec),
+                    (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
                     (Some("refresh_token"), _) => Grant::Refresh,
                     _ => Grant::Other,
                 };
@@ -410,13 +417,36 @@ fn pass_back(resp: AsResponse) -> EgressResponse {
 
 type Refusal = (u16, &'static str, &'static str, String);
 /// The app's form without its credentials, and the code record of an authorization_code grant.
-type ClientForm = (Vec<(String, String)>, Option<CodeRecord>);
+type ClientForm<'a> = (Vec<(String, String)>, Option<TakenCode<'a>>);
+
+/// A code record taken for this call. Put back if the call ends before anything reached the
+/// AS (not ready, overloaded, signing failed), so the app's retry still works; consumed once
+/// the request is sent, so a replayed token call never reaches the AS (TOK-5).
+struct TakenCode<'a> {
+    state: &'a SidecarState,
+    code: Option<String>,
+    record: CodeRecord,
+}
+
+impl TakenCode<'_> {
+    fn consume(&mut self) {
+        self.code = None;
+    }
+}
+
+impl Drop for TakenCode<'_> {
+    fn drop(&mut self) {
+        if let Some(code) = self.code.take() {
+            self.state.codes.insert_new(code, self.record.clone());
+        }
+    }
+}
 
 /// Parses the app's form strictly, checks the app's secret (when configured) and that it
 /// names the right client, strips its credentials (CA-1/TOK-1), checks the grant type
 /// against the allowlist and, for an authorization_code grant, takes the code record
 /// (once: a replayed token call never reaches the AS, TOK-5). All before any signing.
-fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Result<ClientForm, Refusal> {
+fn parse_client_form<'a>(state: &'a SidecarState, r: Route, req: &EgressRequest) -> Result<ClientForm<'a>, Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
     let creds = app_auth::app_credentials(
         req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
@@ -461,7 +491,7 @@ fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Res
             "bad_request",
             "missing code".to_string(),
         ))?;
-        record = Some(state.codes.take(&code).ok_or_else(|| {
+        let taken = state.codes.take(&code).ok_or_else(|| {
             (
                 400,
                 "invalid_grant",
@@ -471,7 +501,12 @@ fn parse_client_form(state: &SidecarState, r: Route, req: &EgressRequest) -> Res
                     redact(&code)
                 ),
             )
-        })?);
+        })?;
+        record = Some(TakenCode {
+            state,
+            code: Some(code),
+            record: taken,
+        });
     }
     Ok((form, record))
 }
