@@ -214,6 +214,14 @@ pub struct Settings {
     pub discovery_timeout: Duration,
     /// Seconds of clock skew tolerated on ID token times.
     pub clock_skew: u64,
+    /// Open public-listener connections allowed; 0 means no limit.
+    pub max_connections: usize,
+    /// Total deadline for a new connection's first request headers.
+    pub first_request_headers_timeout: Duration,
+    /// pingora's `upstream_keepalive_pool_size` (idle connections to the app).
+    pub upstream_keepalive_pool: usize,
+    /// Public listener's per-connection read buffer, bytes.
+    pub connection_read_buffer: usize,
 }
 
 impl Settings {
@@ -653,8 +661,41 @@ fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, C
         par_timeout: knobs.par_timeout,
         discovery_timeout: knobs.discovery_timeout,
         clock_skew: secs("egress.clock_skew_seconds", f.egress.clock_skew_seconds, 60, 0, 300)?.as_secs(),
+        max_connections: f.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        first_request_headers_timeout: ms(
+            "timeouts.first_request_headers_ms",
+            f.timeouts.first_request_headers_ms,
+            10_000,
+        )?,
+        upstream_keepalive_pool: match f
+            .limits
+            .upstream_keepalive_pool
+            .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE_POOL)
+        {
+            0 => return Err(invalid("limits.upstream_keepalive_pool", "must be at least 1".into())),
+            n => n,
+        },
+        connection_read_buffer: match f.limits.connection_read_buffer_bytes.unwrap_or(4096) {
+            n @ 1024..=1_048_576 => n,
+            n => {
+                return Err(invalid(
+                    "limits.connection_read_buffer_bytes",
+                    format!("{n} is outside 1024..=1048576"),
+                ))
+            }
+        },
     })
 }
+
+/// Open public-listener connections by default. Sized to the shipped manifest's 128Mi limit:
+/// measured in benches/results/latest.md (connection flood), each open connection costs a
+/// few KiB with the 4 KiB read buffer, so 2,048 of them stay far below the limit even with
+/// the retained heap of a 1,000-connection burst on top.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// Idle upstream (app) connections kept. pingora's default of 128 closes and reopens
+/// connections at 1,000 concurrent clients; see benches/results/latest.md.
+pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 1024;
 
 type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
 
