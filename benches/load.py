@@ -18,6 +18,13 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
 
   python3 benches/load.py            # full run (~6-7 min), writes benches/results/latest.md
   python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
+  python3 benches/load.py --only-footprint [--baseline-bin PATH]
+                                     # only the footprint section (1,000 connections, bursts,
+                                     # connection flood); PATH: a landed-main build to compare
+Footprint section: 1,000-connection throughput and peak RSS for upstream keep-alive pool
+128 vs 1024 and read buffer 64 vs 4 KiB (a fresh sidecar per run); RSS after two bursts of
+1,000 connections and after idle; a connection flood (max_connections + 3,000 idle and
+half-sent sockets) while logins keep running on kept-alive connections.
 """
 import http.client
 import json
@@ -40,6 +47,10 @@ ROUNDS = 1 if SMOKE else 3
 CONNS = 32
 TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
+ONLY_FOOTPRINT = "--only-footprint" in sys.argv
+BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
+BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
+BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
 LOAD_AT_START = 0.0
 procs = []
 
@@ -186,7 +197,7 @@ def start_multi_as(n, cfg, admin, timeout=60):
     first answered, the first AS was ready (/readyz 200) and all n were ready."""
     names = {f"bank-{i}" for i in range(1, n + 1)}
     t0 = time.monotonic()
-    p = start(f"sidecar-{n}-as", [str(ROOT / "target/release/par-sidecar"), "run", "--threads", "1", "--config", str(cfg)])
+    p = start(f"sidecar-{n}-as", [str(BIN), "run", "--threads", "1", "--config", str(cfg)])
     answered = first = None
     while time.monotonic() - t0 < timeout:
         r = admin_get(admin, "/readyz")
@@ -293,6 +304,216 @@ def multi_as_report(m):
                      f"{median(a, 'p99_ms'):.2f} / {median(b, 'p99_ms'):.2f} | {errs} |")
     return lines
 
+# --- Footprint: many connections, bursts, floods -------------------------------------------
+FLOOD_CAP = 100 if SMOKE else 2048          # limits.max_connections (2048 is the default)
+FLOOD_EXTRA = 200 if SMOKE else 3000        # sockets beyond the cap
+HEADER_TIMEOUT_MS = 1000 if SMOKE else 10000  # timeouts.first_request_headers_ms (default)
+BURST_S = 1 if SMOKE else 5
+IDLE_S = (1, 2) if SMOKE else (10, 30)
+C1000_S = 1 if SMOKE else 5
+
+
+def admin_metric(port, name):
+    r = admin_get(port, "/metrics", timeout=2)
+    if not r:
+        return None
+    m = re.search(rf"^{name} (\S+)$", r[1], re.M)
+    return float(m.group(1)) if m else None
+
+
+def metric_or_dash(v):
+    return "-" if v is None else f"{v:.0f}"
+
+
+def rss_mib(p, field="VmRSS"):
+    return rss_kib([p.pid], field) / 1024
+
+
+def flood(sidecar, binary, cap):
+    """Logins run on 4 kept-alive connections while cap + FLOOD_EXTRA sockets connect (half
+    send nothing, half a partial request line and header); RSS is sampled until the header
+    deadline has passed; then how soon a new connection gets a login again."""
+    import resource
+    import threading
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    limits = f", max_connections: {cap}" if binary is None else ""
+    timeouts = f"first_request_headers_ms: {HEADER_TIMEOUT_MS}" if binary is None else ""
+    p, port = sidecar("ES256", "sign-es256.pem", limits=limits, timeouts=timeouts, binary=binary, tag=f"-flood{binary is not None}")
+    wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=4, duration=1)
+    rss0 = rss_mib(p)
+    hold = HEADER_TIMEOUT_MS / 1000 + 3
+    res = {}
+    t = threading.Thread(target=lambda: res.update(wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=4, duration=int(hold + 1))))
+    t.start()
+    time.sleep(0.5)  # wrk's connections are open (and kept alive) before the flood
+    socks = []
+    t0 = time.monotonic()
+    for i in range(cap + FLOOD_EXTRA):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except (BlockingIOError, InterruptedError):
+            pass
+        socks.append(s)
+    time.sleep(0.3)
+    for i, s in enumerate(socks):
+        if i % 2:
+            try:
+                s.send(b"GET /login HTTP/1.1\r\nHost: app.example\r\nX-Slow: ")
+            except OSError:
+                pass
+    peak = 0.0
+    served_again = None
+    while time.monotonic() - t0 < hold:
+        peak = max(peak, rss_mib(p))
+        if served_again is None:
+            r = subprocess.run(["curl", "-s", "-m", "0.5", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/login"],
+                               capture_output=True, text=True)
+            if r.stdout == "302":
+                served_again = time.monotonic() - t0
+        time.sleep(0.25)
+    t.join()
+    open_now = 0
+    for s in socks:
+        try:
+            open_now += 0 if s.recv(1) == b"" else 1
+        except BlockingIOError:
+            open_now += 1
+        except OSError:
+            pass
+        s.close()
+    out = {
+        "rss_before": rss0, "rss_peak": max(peak, rss_mib(p)), "hwm": rss_mib(p, "VmHWM"),
+        "logins_rps": res["rps"], "login_errors": res["errors"] + (1 if res["socket_errors"] else 0),
+        "socket_errors": res["socket_errors"], "flood_open_at_end": open_now, "served_again_s": served_again,
+        "refused": admin_metric(p.admin_port, "par_sidecar_connections_refused_total"),
+        "header_timeouts": admin_metric(p.admin_port, "par_sidecar_first_request_header_timeouts_total"),
+    }
+    time.sleep(1)
+    out["rss_after"] = rss_mib(p)
+    out["open_gauge_after"] = admin_metric(p.admin_port, "par_sidecar_connections_open")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return out
+
+
+def c1000_run(sidecar, name, limits, binary=None):
+    p, port = sidecar("ES256", "sign-es256.pem", limits=limits, binary=binary, tag=f"-c1000-{len(limits)}{binary is not None}")
+    wrk(f"http://127.0.0.1:{port}/", [p.pid], duration=1)
+    r = wrk(f"http://127.0.0.1:{port}/", [p.pid], conns=1000, duration=C1000_S)
+    r["hwm_mib"] = rss_mib(p, "VmHWM")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return r
+
+
+def bursts(sidecar, binary=None, tag=""):
+    p, port = sidecar("ES256", "sign-es256.pem", binary=binary, tag=f"-bursts{tag}")
+    wrk(f"http://127.0.0.1:{port}/", [p.pid], duration=1)
+    row = {"idle": rss_mib(p)}
+    for i in (1, 2):
+        wrk(f"http://127.0.0.1:{port}/", [p.pid], conns=1000, duration=BURST_S)
+        row[f"burst{i}"] = rss_mib(p)
+    time.sleep(IDLE_S[0])
+    row["idle_a"] = rss_mib(p)
+    time.sleep(IDLE_S[1] - IDLE_S[0])
+    row["idle_b"] = rss_mib(p)
+    row["hwm"] = rss_mib(p, "VmHWM")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return row
+
+
+def footprint_section(sidecar):
+    configs = {
+        "pool 128, read buffer 64 KiB (pingora defaults)": ", upstream_keepalive_pool: 128, connection_read_buffer_bytes: 65536",
+        "pool 1024, read buffer 64 KiB": ", upstream_keepalive_pool: 1024, connection_read_buffer_bytes: 65536",
+        "pool 128, read buffer 4 KiB": ", upstream_keepalive_pool: 128",
+        "pool 1024, read buffer 4 KiB (defaults now)": "",
+    }
+    if SMOKE:  # CI: one run proves the section works
+        configs = {k: v for k, v in configs.items() if "defaults now" in k}
+    runs = {k: [] for k in configs}
+    if BASELINE_BIN:
+        runs["landed main"] = []
+    for rnd in range(ROUNDS):
+        names = list(runs) if rnd % 2 == 0 else list(reversed(runs))
+        for name in names:
+            if name == "landed main":
+                runs[name].append(c1000_run(sidecar, name, "", binary=BASELINE_BIN))
+            else:
+                runs[name].append(c1000_run(sidecar, name, configs[name]))
+    burst_rows = {"defaults now": bursts(sidecar)}
+    if BASELINE_BIN:
+        burst_rows["landed main"] = bursts(sidecar, binary=BASELINE_BIN, tag="-main")
+    ps256 = {"new": []}
+    if BASELINE_BIN:
+        ps256["landed main"] = []
+    for rnd in range(ROUNDS):  # PS256 login start at 1 connection: one signature or two on the critical path
+        for name in (list(ps256) if rnd % 2 == 0 else list(reversed(ps256))):
+            p, port = sidecar("PS256", "sign-ps256.pem", binary=BASELINE_BIN if name == "landed main" else None, tag=f"-c1-{rnd}{name[0]}")
+            wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=1, duration=1)
+            ps256[name].append(wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=1))
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+    floods = {"new": flood(sidecar, None, FLOOD_CAP)}
+    if BASELINE_BIN:
+        floods["landed main"] = flood(sidecar, BASELINE_BIN, FLOOD_CAP)
+    return {"c1000": runs, "bursts": burst_rows, "flood": floods, "ps256": ps256}
+
+
+def footprint_report(fp):
+    lines = [
+        "",
+        "## Footprint: 1,000 connections, bursts, connection floods",
+        "",
+        f"`--threads 1`, ES256 config, pass-through `/`. 1,000 connections: wrk -t1 -c1000 for {C1000_S} s on a fresh "
+        f"sidecar per run (after a 1 s warm-up at c32), {ROUNDS} interleaved round(s), medians; peak RSS is VmHWM of that run.",
+        "",
+        "| sidecar | req/s (c1000) | p99 ms | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for name, rows in fp["c1000"].items():
+        lines.append(f"| {name} | {median(rows, 'rps'):.0f} | {median(rows, 'p99_ms'):.2f} | {median(rows, 'hwm_mib'):.1f} |")
+    lines += [
+        "",
+        f"PS256 login start at 1 connection (wrk -c1 `/login`, {DURATION} s, {ROUNDS} interleaved round(s), a fresh sidecar each, medians):",
+        "",
+        "| sidecar | logins/s | p50 ms | p99 ms | non-3xx |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rows in fp["ps256"].items():
+        lines.append(f"| {name} | {median(rows, 'rps'):.0f} | {median(rows, 'p50_ms'):.3f} | {median(rows, 'p99_ms'):.3f} | {sum(r['errors'] for r in rows)} |")
+    lines += [
+        "",
+        f"Retained memory: VmRSS after a 1 s warm-up (c32), after each of two {BURST_S} s bursts of 1,000 connections, "
+        f"then {IDLE_S[0]} s and {IDLE_S[1]} s after the second burst ended.",
+        "",
+        f"| sidecar | warm MiB | after burst 1 | after burst 2 | +{IDLE_S[0]} s idle | +{IDLE_S[1]} s idle | peak MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in fp["bursts"].items():
+        lines.append(f"| {name} | {r['idle']:.1f} | {r['burst1']:.1f} | {r['burst2']:.1f} | {r['idle_a']:.1f} | {r['idle_b']:.1f} | {r['hwm']:.1f} |")
+    lines += [
+        "",
+        f"Connection flood: 4 kept-alive wrk connections run logins (`GET /login` -> PAR, ES256) while "
+        f"{FLOOD_CAP} + {FLOOD_EXTRA} sockets connect (half send nothing, half a partial request), held "
+        f"{HEADER_TIMEOUT_MS / 1000 + 3:.0f} s. New build: `limits.max_connections: {FLOOD_CAP}`, "
+        f"`timeouts.first_request_headers_ms: {HEADER_TIMEOUT_MS}`. `served again`: seconds from the flood's start until a "
+        "new connection got a login 302 (curl polled every 0.25 s while the flood's sockets stay open).",
+        "",
+        "| sidecar | RSS before MiB | peak RSS MiB | RSS 1 s after close | logins/s during | login errors | refused at accept | header timeouts | flood sockets still open at end | served again s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, f in fp["flood"].items():
+        again = "-" if f["served_again_s"] is None else f"{f['served_again_s']:.1f}"
+        lines.append(f"| {name} | {f['rss_before']:.1f} | {f['rss_peak']:.1f} | {f['rss_after']:.1f} | {f['logins_rps']:.0f} | "
+                     f"{f['login_errors']} | {metric_or_dash(f['refused'])} | {metric_or_dash(f['header_timeouts'])} | "
+                     f"{f['flood_open_at_end']} | {again} |")
+    return lines
+
 
 def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -301,7 +522,8 @@ def main():
     if not shutil.which("wrk"):
         subprocess.run(["bash", "-c", "apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk"], check=True)
     print(f"cores: {os.cpu_count()}  duration: {DURATION}s x {ROUNDS} rounds  connections: {CONNS}")
-    sh("cargo", "build", "--release", "--locked", "--quiet", "--bin", "par-sidecar", cwd=ROOT)
+    if not BIN_GIVEN:
+        sh("cargo", "build", "--release", "--locked", "--quiet", "--bin", "par-sidecar", cwd=ROOT)
     built = sh("cargo", "bench", "--bench", "as_double", "--no-run", "--message-format=json", cwd=ROOT)
     double_bin = [json.loads(l)["executable"] for l in built.splitlines() if '"executable":"' in l and "as_double" in l][-1]
     pki = sh("bash", str(ROOT / "tests/e2e/pki.sh"), str(WORK / "pki")).strip()
@@ -335,9 +557,10 @@ def main():
     wait_http(f"http://127.0.0.1:{proxy_port}/")
     nginx_workers = children(nginx_proxy.pid)
 
-    def sidecar(alg, key):
+    def sidecar(alg, key, limits="", timeouts="", binary=None, tag=""):
+        """limits/timeouts: extra flow-map entries (", key: value"); binary: another build."""
         public, admin = free_port(), free_port()
-        cfg = WORK / f"sidecar-{alg}.yaml"
+        cfg = WORK / f"sidecar-{alg}{tag}.yaml"
         cfg.write_text(f"""
 listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
 upstream: "127.0.0.1:{origin_port}"
@@ -347,13 +570,26 @@ client:
   auth_method: private_key_jwt
   signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
   transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
-limits: {{ login_starts_per_second: 0 }}  # the default 100/s would measure the limiter, not a login
+limits: {{ login_starts_per_second: 0{limits} }}  # the default 100/s would measure the limiter, not a login
+{f"timeouts: {{ {timeouts} }}" if timeouts else ""}
 logging: {{ level: warn }}
 shutdown: {{ grace_period_seconds: 0 }}
 """)
-        p = start(f"sidecar-{alg}", [str(ROOT / "target/release/par-sidecar"), "run", "--threads", "1", "--config", str(cfg)])
+        p = start(f"sidecar-{alg}{tag}", [str(binary or BIN), "run", "--threads", "1", "--config", str(cfg)])
         wait_http(f"http://127.0.0.1:{admin}/readyz", ok=lambda s: s == 200)
+        p.admin_port = admin
         return p, public
+
+    if ONLY_FOOTPRINT:
+        fp = footprint_section(sidecar)
+        report = "\n".join(footprint_report(fp)) + "\n"
+        print(report)
+        out = ROOT / "benches/results" / ("smoke-footprint.md" if SMOKE else "footprint.md")
+        out.write_text(f"Command: `python3 benches/load.py {' '.join(sys.argv[1:])}`. "
+                       f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+                       f"Load average (1 min) at start {LOAD_AT_START:.2f}, at the end {os.getloadavg()[0]:.2f}.\n" + report)
+        print(f"written to {out.relative_to(ROOT)}")
+        return
 
     results = {"direct": [], "nginx": [], "sidecar": []}
     sc, sc_port = sidecar("ES256", "sign-es256.pem")
@@ -402,6 +638,7 @@ shutdown: {{ grace_period_seconds: 0 }}
         p.wait()
 
     multi = multi_as_section(origin_port, issuer, pki)
+    fp = footprint_section(sidecar)
 
     # Report.
     med = {k: {m: median(v, m) for m in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")} for k, v in results.items()}
@@ -453,6 +690,7 @@ shutdown: {{ grace_period_seconds: 0 }}
     for alg, a in authz.items():
         lines.append(f"| {alg} | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} | {a['p99_ms'] - d99:.3f} | {a['c1_p50_ms']:.3f} / {a['c1_p99_ms']:.3f} | {a['c1_p99_ms'] - c1_99:.3f} | {a['cpu_us_per_req']:.0f} | {a['as_service_us']:.0f} | {a['handshakes_per_par']:.4f} | {a['errors']} |")
     lines += multi_as_report(multi)
+    lines += footprint_report(fp)
     report = "\n".join(lines) + "\n"
     print(report)
     out = ROOT / "benches/results" / ("smoke.md" if SMOKE else "latest.md")
@@ -462,6 +700,9 @@ shutdown: {{ grace_period_seconds: 0 }}
     if SMOKE:
         bad = [k for k, v in errs.items() if v] + [a for a, v in authz.items() if v["errors"] or v["pars"] == 0]
         bad += [f"multi-AS {k}" for k, rows in multi["runs"].items() for r in rows if r["errors"]]
+        fl = fp["flood"]["new"]
+        if fl["login_errors"] or not fl["refused"] or fl["served_again_s"] is None:
+            bad.append(f"flood: {fl}")
         if bad:
             raise SystemExit(f"benchmark smoke run saw errors: {bad}")
 

@@ -87,6 +87,13 @@ impl ProxyHttp for PublicProxy {
     /// still runs on every request. The sidecar never compresses the app's responses.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
+    /// The first hook after a request's headers are parsed: lifts the connection's
+    /// first-request deadline (`timeouts.first_request_headers_ms`).
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        crate::ops::connections::mark_headers_read();
+        Ok(())
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Ok(Box::new(self.upstream.clone()))
     }

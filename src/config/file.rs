@@ -193,6 +193,9 @@ pub struct TimeoutsFile {
     pub connect_ms: Option<u64>,
     pub par_total_ms: Option<u64>,
     pub discovery_total_ms: Option<u64>,
+    /// A new public-listener connection must deliver its first request's headers within this
+    /// time (one total deadline, not per read: slowloris), else it is closed. Default 10000.
+    pub first_request_headers_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +210,15 @@ pub struct LimitsFile {
     /// A header set by the trusted ingress with the client address (e.g. `x-forwarded-for`;
     /// its rightmost entry is used). Without it the peer address is the client.
     pub client_address_header: Option<String>,
+    /// Open public-listener connections; beyond it a new connection is closed at accept.
+    /// 0 disables. Default 2048 (sized to the shipped 128Mi memory limit, see README).
+    pub max_connections: Option<usize>,
+    /// Idle connections to the app kept for reuse (pingora's `upstream_keepalive_pool_size`).
+    /// Default 1024.
+    pub upstream_keepalive_pool: Option<usize>,
+    /// Per-connection read buffer of the public listener, bytes (pingora's default 65536).
+    /// Default 4096; larger headers are still read, in several reads.
+    pub connection_read_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -220,6 +220,14 @@ pub struct Settings {
     pub discovery_timeout: Duration,
     /// Seconds of clock skew tolerated on ID token times.
     pub clock_skew: u64,
+    /// Open public-listener connections allowed; 0 means no limit.
+    pub max_connections: usize,
+    /// Total deadline for a new connection's first request headers.
+    pub first_request_headers_timeout: Duration,
+    /// pingora's `upstream_keepalive_pool_size` (idle connections to the app).
+    pub upstream_keepalive_pool: usize,
+    /// Public listener's per-connection read buffer, bytes.
+    pub connection_read_buffer: usize,
 }
 
 impl Settings {

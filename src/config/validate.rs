@@ -413,8 +413,41 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         par_timeout: knobs.par_timeout,
         discovery_timeout: knobs.discovery_timeout,
         clock_skew: secs("egress.clock_skew_seconds", f.egress.clock_skew_seconds, 60, 0, 300)?.as_secs(),
+        max_connections: f.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        first_request_headers_timeout: ms(
+            "timeouts.first_request_headers_ms",
+            f.timeouts.first_request_headers_ms,
+            10_000,
+        )?,
+        upstream_keepalive_pool: match f
+            .limits
+            .upstream_keepalive_pool
+            .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE_POOL)
+        {
+            0 => return Err(invalid("limits.upstream_keepalive_pool", "must be at least 1".into())),
+            n => n,
+        },
+        connection_read_buffer: match f.limits.connection_read_buffer_bytes.unwrap_or(4096) {
+            n @ 1024..=1_048_576 => n,
+            n => {
+                return Err(invalid(
+                    "limits.connection_read_buffer_bytes",
+                    format!("{n} is outside 1024..=1048576"),
+                ))
+            }
+        },
     })
 }
+
+/// Open public-listener connections by default, sized to the shipped manifest's 128Mi limit:
+/// a flood holding 2,048 connections (plus 3,000 refused) peaked at 93 MiB with the 4 KiB read
+/// buffer (benches/results/latest.md); 1,536 leaves room for the heap a burst of 1,000
+/// connections retains on top.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1536;
+
+/// Idle upstream (app) connections kept. pingora's default of 128 closes and reopens
+/// connections at 1,000 concurrent clients; see benches/results/latest.md.
+pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 1024;
 
 type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
 

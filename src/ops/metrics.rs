@@ -49,6 +49,13 @@ pub struct Metrics {
     pub dpop_nonce_retries: IntCounterVec,
     pub dpop_errors: IntCounterVec,
     pub dpop_previous_key_retries: IntCounterVec,
+    /// Public-listener connections closed at accept because `limits.max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// Public-listener connections open now (counted from accept to close).
+    pub connections_open: IntGauge,
+    /// Public-listener connections closed because the first request's headers did not arrive
+    /// within `timeouts.first_request_headers_ms`.
+    pub header_timeouts: IntCounter,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -317,6 +324,26 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let connections_refused = reg(
+            &r,
+            IntCounter::new(
+                "par_sidecar_connections_refused_total",
+                "Public-listener connections closed at accept because limits.max_connections were open",
+            )
+            .unwrap(),
+        );
+        let connections_open = reg(
+            &r,
+            IntGauge::new("par_sidecar_connections_open", "Public-listener connections open now").unwrap(),
+        );
+        let header_timeouts = reg(
+            &r,
+            IntCounter::new(
+                "par_sidecar_first_request_header_timeouts_total",
+                "Public-listener connections closed because the first request's headers did not arrive in time",
+            )
+            .unwrap(),
+        );
         let dpop_previous_key_retries = reg(
             &r,
             IntCounterVec::new(
@@ -365,6 +392,9 @@ impl Metrics {
             dpop_nonce_retries,
             dpop_errors,
             dpop_previous_key_retries,
+            connections_refused,
+            connections_open,
+            header_timeouts,
         }
     }
 

@@ -5,6 +5,8 @@
 pub mod admin;
 #[cfg(feature = "server")]
 pub mod background;
+#[cfg(feature = "server")]
+pub mod connections;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod reload;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -11,6 +12,7 @@ use pingora::services::listening::Service;
 use crate::egress::listener::EgressApp;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::DiscoveryRefresher;
+use crate::ops::connections::ConnectionGuard;
 use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
 use crate::state::SidecarState;
@@ -24,14 +26,28 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
         work_stealing: false,
         grace_period_seconds: Some(s.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut public =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, PublicProxy::new(state.clone()), "public");
-    public.add_tcp(&s.public_addr.to_string());
+    let proxy = pingora::proxy::http_proxy(&server.configuration, PublicProxy::new(state.clone()));
+    let m = &state.metrics;
+    let guarded = ConnectionGuard::new(
+        proxy,
+        s.max_connections,
+        s.first_request_headers_timeout,
+        m.connections_refused.clone(),
+        m.connections_open.clone(),
+        m.header_timeouts.clone(),
+    );
+    let mut public = Service::new("public".to_string(), guarded);
+    // pingora's default read buffer is 64 KiB per connection, zero-filled at accept.
+    public.add_listener(
+        ListenerConfig::tcp(s.public_addr.to_string())
+            .l4_buffer(L4BufferSettings::default().read(s.connection_read_buffer)),
+    );
 
     let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });
     admin.add_tcp(&s.admin_addr.to_string());

@@ -123,7 +123,7 @@ ${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjec
   cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
 timeouts:
   par_total_ms: ${o.parTimeoutMs || 5000}
-shutdown:
+${o.headerTimeoutMs ? `  first_request_headers_ms: ${o.headerTimeoutMs}\n` : ''}shutdown:
   grace_period_seconds: ${o.gracePeriod ?? 2}
 reload:
   check_interval_seconds: ${o.reloadInterval || 5}
@@ -212,7 +212,7 @@ export async function startStack(opts = {}) {
     // origin: its own DPoP nonce).
     extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${opts.resourceViaSidecar === 'port2' ? asPort2 : asPort}/" }\n` : ''),
     dpop: opts.dpop, reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
-    gracePeriod: opts.gracePeriod,
+    gracePeriod: opts.gracePeriod, headerTimeoutMs: opts.headerTimeoutMs,
   };
   fs.writeFileSync(sidecarConfig, sidecarYaml(sc));
   // Register exactly what the sidecar publishes: `par-sidecar jwks` is the contract. For a
