@@ -8,9 +8,9 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_par-sidecar"))
 }
 
-/// The shipped example config passes `check-config --offline` once its secrets exist.
-#[test]
-fn example_config_checks_offline_with_generated_secrets() {
+/// Test PKI with the file names the shipped example configs expect under
+/// `PAR_SIDECAR_SECRETS`.
+fn example_secrets() -> std::path::PathBuf {
     let pki = common::pki();
     for (from, to) in [
         ("sign-ps256.pem", "signing.pem"),
@@ -21,6 +21,13 @@ fn example_config_checks_offline_with_generated_secrets() {
         std::fs::copy(pki.join(from), pki.join(to)).unwrap();
     }
     std::fs::write(pki.join("state.key"), [9u8; 32]).unwrap();
+    pki
+}
+
+/// The shipped example config passes `check-config --offline` once its secrets exist.
+#[test]
+fn example_config_checks_offline_with_generated_secrets() {
+    let pki = example_secrets();
     let out = bin()
         .args([
             "check-config",
@@ -42,16 +49,7 @@ fn example_config_checks_offline_with_generated_secrets() {
 /// The two-bank example: every AS with its effective client; `jwks` prints the union once.
 #[test]
 fn two_bank_config_lists_every_as_and_one_jwks() {
-    let pki = common::pki();
-    for (from, to) in [
-        ("sign-ps256.pem", "signing.pem"),
-        ("transport.crt", "tls.crt"),
-        ("transport.key", "tls.key"),
-        ("ca.crt", "as-ca.pem"),
-    ] {
-        std::fs::copy(pki.join(from), pki.join(to)).unwrap();
-    }
-    std::fs::write(pki.join("state.key"), [9u8; 32]).unwrap();
+    let pki = example_secrets();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/par-sidecar.two-banks.example.yaml");
     let out = bin()
         .args(["check-config", "--offline", "--config", example])

@@ -6,8 +6,6 @@ mod common;
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::egress::{self, EgressRequest, EgressResponse};
@@ -30,24 +28,6 @@ async fn stack(extra: &str) -> (AsDouble, Arc<SidecarState>) {
     );
     let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
     (double, state)
-}
-
-fn post(path: &str, basic: Option<&str>, body: &str) -> EgressRequest {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-    if let Some(b) = basic {
-        headers.insert(
-            "authorization",
-            format!("Basic {}", STANDARD.encode(b)).parse().unwrap(),
-        );
-    }
-    EgressRequest {
-        method: http::Method::POST,
-        path: path.into(),
-        query: None,
-        headers,
-        body: bytes::Bytes::from(body.to_string()),
-    }
 }
 
 fn get(path: &str) -> EgressRequest {
@@ -86,7 +66,7 @@ async fn only_allowed_grants_reach_the_token_endpoint() {
         "scope=accounts",
         "",
     ] {
-        let r = egress::handle(&state, post("/token", Some("legacy-app:s"), body)).await;
+        let r = egress::handle(&state, common::egress_post("/token", Some("legacy-app:s"), body)).await;
         assert_eq!(
             (r.status, error_of(&r).as_str()),
             (400, "unsupported_grant_type"),
@@ -101,13 +81,17 @@ async fn only_allowed_grants_reach_the_token_endpoint() {
         "{m}"
     );
     // The per-AS route is held to the same list.
-    let r = egress::handle(&state, post("/as/default/token", None, "grant_type=client_credentials")).await;
+    let r = egress::handle(
+        &state,
+        common::egress_post("/as/default/token", None, "grant_type=client_credentials"),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(double.calls().is_empty());
     // A refresh grant is forwarded (the double has no token endpoint: its 404 comes back).
     let r = egress::handle(
         &state,
-        post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
+        common::egress_post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
     )
     .await;
     assert_eq!(r.status, 404);
@@ -118,10 +102,14 @@ async fn only_allowed_grants_reach_the_token_endpoint() {
 async fn allowed_grant_types_widens_the_list() {
     let (double, state) =
         stack("egress:\n  allowed_grant_types: [authorization_code, refresh_token, client_credentials]\n").await;
-    let r = egress::handle(&state, post("/token", None, "grant_type=client_credentials")).await;
+    let r = egress::handle(
+        &state,
+        common::egress_post("/token", None, "grant_type=client_credentials"),
+    )
+    .await;
     assert_eq!(r.status, 404, "forwarded to the double");
     assert_eq!(double.calls(), ["POST /token"]);
-    let r = egress::handle(&state, post("/token", None, "grant_type=password")).await;
+    let r = egress::handle(&state, common::egress_post("/token", None, "grant_type=password")).await;
     assert_eq!(error_of(&r), "unsupported_grant_type");
     assert_eq!(double.calls().len(), 1);
 }
@@ -133,26 +121,26 @@ async fn the_app_secret_when_configured_is_required_before_any_as_call() {
     ))
     .await;
     let refused = [
-        post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
-        post(
+        common::egress_post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
+        common::egress_post(
             "/token",
             None,
             "grant_type=refresh_token&refresh_token=rt&client_id=legacy-app",
         ),
-        post(
+        common::egress_post(
             "/token",
             Some("legacy-app:wrong"),
             "grant_type=refresh_token&refresh_token=rt",
         ),
-        post(
+        common::egress_post(
             "/token",
             None,
             "grant_type=refresh_token&refresh_token=rt&client_id=legacy-app&client_secret=wrong",
         ),
-        post("/introspect", None, "token=at-1"),
-        post("/revoke", Some("legacy-app:wrong"), "token=rt"),
+        common::egress_post("/introspect", None, "token=at-1"),
+        common::egress_post("/revoke", Some("legacy-app:wrong"), "token=rt"),
         // An unauthenticated caller learns nothing about grant allowlists either.
-        post("/token", None, "grant_type=client_credentials"),
+        common::egress_post("/token", None, "grant_type=client_credentials"),
     ];
     for req in refused {
         let r = egress::handle(&state, req.clone()).await;
@@ -171,7 +159,7 @@ async fn the_app_secret_when_configured_is_required_before_any_as_call() {
     // The right secret, Basic or form: forwarded, and the app's secret never goes out.
     let r = egress::handle(
         &state,
-        post(
+        common::egress_post(
             "/token",
             Some("legacy-app:the-apps-old-secret"),
             "grant_type=refresh_token&refresh_token=rt",
@@ -181,7 +169,7 @@ async fn the_app_secret_when_configured_is_required_before_any_as_call() {
     assert_eq!(r.status, 404);
     let r = egress::handle(
         &state,
-        post(
+        common::egress_post(
             "/token",
             None,
             "grant_type=refresh_token&refresh_token=rt&client_id=legacy-app&client_secret=the-apps-old-secret",
@@ -200,7 +188,7 @@ async fn without_the_setting_the_app_secret_is_not_checked() {
     let (double, state) = stack("").await;
     let r = egress::handle(
         &state,
-        post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
+        common::egress_post("/token", None, "grant_type=refresh_token&refresh_token=rt"),
     )
     .await;
     assert_eq!(r.status, 404);

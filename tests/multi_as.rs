@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::AsDouble;
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
-use par_sidecar::egress::{self, EgressRequest};
+use par_sidecar::egress;
 use par_sidecar::front::authorize::AuthorizeEndpoint;
 use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
@@ -158,18 +158,6 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
     );
 }
 
-fn token_call(path: &str, body: &str) -> EgressRequest {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-    EgressRequest {
-        method: http::Method::POST,
-        path: path.into(),
-        query: None,
-        headers,
-        body: bytes::Bytes::from(body.to_string()),
-    }
-}
-
 #[tokio::test]
 async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
     let (_a, _b, state) = two_banks("tpp-a", "tpp-b").await;
@@ -184,7 +172,7 @@ async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
     state.codes.insert_new("code-a".into(), record(0));
     let resp = egress::handle(
         &state,
-        token_call("/as/bank-b/token", "grant_type=authorization_code&code=code-a"),
+        common::egress_post("/as/bank-b/token", None, "grant_type=authorization_code&code=code-a"),
     )
     .await;
     assert_eq!(resp.status, 400);
@@ -192,7 +180,11 @@ async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
     assert_eq!(body["error"], "invalid_grant");
     assert!(body["error_description"].as_str().unwrap().contains("bank-a"));
     // Unprefixed refresh: ambiguous in a multi-AS config, refused naming the routes.
-    let resp = egress::handle(&state, token_call("/token", "grant_type=refresh_token&refresh_token=r")).await;
+    let resp = egress::handle(
+        &state,
+        common::egress_post("/token", None, "grant_type=refresh_token&refresh_token=r"),
+    )
+    .await;
     assert_eq!(resp.status, 400);
     let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert!(
@@ -200,7 +192,11 @@ async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
         "{body}"
     );
     // Unknown AS name and unknown endpoint.
-    let resp = egress::handle(&state, token_call("/as/bank-z/token", "grant_type=refresh_token")).await;
+    let resp = egress::handle(
+        &state,
+        common::egress_post("/as/bank-z/token", None, "grant_type=refresh_token"),
+    )
+    .await;
     assert_eq!(resp.status, 404);
     let m = String::from_utf8(state.metrics.render()).unwrap();
     assert!(
@@ -355,7 +351,7 @@ async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
     // Bank B not ready: 503 before anything is sent; the code stays for the retry.
     let resp = egress::handle(
         &state,
-        token_call("/token", "grant_type=authorization_code&code=code-b"),
+        common::egress_post("/token", None, "grant_type=authorization_code&code=code-b"),
     )
     .await;
     assert_eq!(resp.status, 503);
@@ -364,7 +360,7 @@ async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
     state.codes.insert_new("code-b".into(), record);
     let resp = egress::handle(
         &state,
-        token_call("/as/bank-a/token", "grant_type=authorization_code&code=code-b"),
+        common::egress_post("/as/bank-a/token", None, "grant_type=authorization_code&code=code-b"),
     )
     .await;
     assert_eq!(resp.status, 400);

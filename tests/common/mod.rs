@@ -377,3 +377,27 @@ pub async fn loaded_state(yaml: &str, config_path: &Path) -> Arc<par_sidecar::st
     }
     state
 }
+
+/// A form POST to the egress listener, with `client_secret_basic` credentials when given.
+pub fn egress_post(path: &str, basic: Option<&str>, body: &str) -> par_sidecar::egress::EgressRequest {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+    if let Some(b) = basic {
+        headers.insert(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)
+            )
+            .parse()
+            .unwrap(),
+        );
+    }
+    par_sidecar::egress::EgressRequest {
+        method: http::Method::POST,
+        path: path.into(),
+        query: None,
+        headers,
+        body: bytes::Bytes::from(body.to_string()),
+    }
+}
