@@ -11,6 +11,7 @@ use crate::protocol::InteractionId;
 pub enum FailureCode {
     NotReady,
     TooManyLogins,
+    TooManyConnections,
     AsTimeout,
     AsUnavailable,
     AsTlsFailure,
@@ -50,6 +51,7 @@ impl FailureCode {
     pub const ALL: &'static [FailureCode] = &[
         FailureCode::NotReady,
         FailureCode::TooManyLogins,
+        FailureCode::TooManyConnections,
         FailureCode::AsTimeout,
         FailureCode::AsUnavailable,
         FailureCode::AsTlsFailure,
@@ -90,6 +92,7 @@ impl FailureCode {
         match self {
             FailureCode::NotReady => "not_ready",
             FailureCode::TooManyLogins => "too_many_logins",
+            FailureCode::TooManyConnections => "too_many_connections",
             FailureCode::AsTimeout => "as_timeout",
             FailureCode::AsUnavailable => "as_unavailable",
             FailureCode::AsTlsFailure => "as_tls_failure",
@@ -144,7 +147,7 @@ impl FailureCode {
             | FailureCode::CallbackReplayed
             | FailureCode::BrowserMismatch
             | FailureCode::BadRequest => 400,
-            FailureCode::TooManyLogins => 429,
+            FailureCode::TooManyLogins | FailureCode::TooManyConnections => 429,
             FailureCode::AsTimeout
             | FailureCode::AsUnavailable
             | FailureCode::AsTlsFailure
@@ -172,6 +175,9 @@ impl FailureCode {
         match self {
             FailureCode::NotReady => "The sign-in service is starting. Please try again in a moment.",
             FailureCode::TooManyLogins => "Too many sign-in attempts right now. Please try again in a minute.",
+            FailureCode::TooManyConnections => {
+                "Too many requests from your address right now. Please try again in a minute."
+            }
             FailureCode::AsTimeout
             | FailureCode::AsUnavailable
             | FailureCode::AsTlsFailure

@@ -40,6 +40,11 @@ pub struct RequestCtx {
     /// Set on a checked callback (the app's page still has the code in its URL): the id of
     /// that check, quoted by our own log line should the app then fail.
     callback_checked: Option<crate::protocol::InteractionId>,
+    /// Behind an ingress: this request's slot under `limits.max_connections_per_client`,
+    /// given back when the request ends.
+    client_slot: Option<crate::ops::client_connections::ClientSlot>,
+    /// Set when the forwarded client already holds its share: answered 429 and closed.
+    over_client_cap: bool,
 }
 
 /// Headers every sidecar-authored response carries (TLS-4, AZ-3). HSTS is ignored by
@@ -88,9 +93,19 @@ impl ProxyHttp for PublicProxy {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     /// The first hook after a request's headers are parsed: lifts the connection's
-    /// first-request deadline (`timeouts.first_request_headers_ms`).
-    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    /// first-request deadline (`timeouts.first_request_headers_ms`) and, behind an ingress,
+    /// counts the request against its client's share (`limits.max_connections_per_client`).
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         crate::ops::connections::mark_headers_read();
+        let clients = &self.state.client_connections;
+        if let (Some(h), true) = (self.state.settings.client_address_header.as_deref(), clients.enabled()) {
+            // No (or no parseable) header: not the ingress's request; the global cap applies.
+            let forwarded = session.req_header().headers.get(h).map(|v| v.as_bytes());
+            if let Some(ip) = client_ip(None, forwarded) {
+                ctx.client_slot = clients.acquire(ip);
+                ctx.over_client_cap = ctx.client_slot.is_none();
+            }
+        }
         Ok(())
     }
 
@@ -99,6 +114,23 @@ impl ProxyHttp for PublicProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.over_client_cap {
+            let id = crate::protocol::InteractionId::new();
+            self.state
+                .metrics
+                .client_connections_refused
+                .with_label_values(&["request"])
+                .inc();
+            self.state
+                .metrics
+                .browser_errors
+                .with_label_values(&[FailureCode::TooManyConnections.as_str()])
+                .inc();
+            tracing::warn!(interaction_id = %id, "client address over limits.max_connections_per_client");
+            session.set_keepalive(None);
+            write_error_page(session, &BrowserError::new(FailureCode::TooManyConnections, id)).await;
+            return Ok(true);
+        }
         // The app's redirect_uri: the authorization response is checked before the app sees
         // it. Every other request leaves here without an allocation or a lock.
         let req = session.req_header();

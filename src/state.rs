@@ -15,6 +15,7 @@ use crate::bounded::TtlMap;
 use crate::config::Settings;
 use crate::front::login_limit::LoginLimiter;
 use crate::front::sealed_state::StateSealer;
+use crate::ops::client_connections::ClientConnections;
 use crate::ops::metrics::Metrics;
 
 pub struct SidecarState {
@@ -31,6 +32,8 @@ pub struct SidecarState {
     /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
     /// Read on every proxied request, so lock-free; written rarely (copy on write).
     pub callback_paths: ArcSwap<Vec<String>>,
+    /// What each client address holds open on the public listener (`limits.max_connections_per_client`).
+    pub client_connections: Arc<ClientConnections>,
 }
 
 /// What the sidecar remembers between the callback and the app's token call.
@@ -82,6 +85,7 @@ impl SidecarState {
                 settings.login_starts_per_second,
                 settings.login_starts_per_client_per_minute,
             ),
+            client_connections: ClientConnections::new(settings.max_connections_per_client),
             settings,
             registry,
             metrics,

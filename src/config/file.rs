@@ -213,6 +213,9 @@ pub struct LimitsFile {
     /// Open public-listener connections; beyond it a new connection is closed at accept.
     /// 0 disables. Default 2048 (sized to the shipped 128Mi memory limit, see README).
     pub max_connections: Option<usize>,
+    /// Connections (or, behind `client_address_header`, requests in flight) one client address
+    /// may hold on the public listener; 0 disables (default).
+    pub max_connections_per_client: Option<u32>,
     /// Idle connections to the app kept for reuse (pingora's `upstream_keepalive_pool_size`).
     /// Default 1024.
     pub upstream_keepalive_pool: Option<usize>,

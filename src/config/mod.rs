@@ -222,6 +222,8 @@ pub struct Settings {
     pub clock_skew: u64,
     /// Open public-listener connections allowed; 0 means no limit.
     pub max_connections: usize,
+    /// 0: no per-client cap (see `ops::client_connections`).
+    pub max_connections_per_client: u32,
     /// Total deadline for a new connection's first request headers.
     pub first_request_headers_timeout: Duration,
     /// pingora's `upstream_keepalive_pool_size` (idle connections to the app).

@@ -26,6 +26,14 @@ fn minimal_config_gets_safe_defaults() {
     assert_eq!(a.par_alias, AliasPolicy::Auto);
     assert_eq!(a.client.assertion_lifetime, Duration::from_secs(60));
     assert_eq!(s.state_binding, "legacy-app");
+    assert_eq!(s.max_connections_per_client, 0, "off: an ingress or a NAT is one peer address");
+}
+
+#[test]
+fn per_client_connection_cap_is_read() {
+    let text = format!("{MINIMAL}\nlimits:\n  max_connections_per_client: 64\n");
+    let s = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap();
+    assert_eq!(s.max_connections_per_client, 64);
 }
 
 #[test]

@@ -414,6 +414,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         discovery_timeout: knobs.discovery_timeout,
         clock_skew: secs("egress.clock_skew_seconds", f.egress.clock_skew_seconds, 60, 0, 300)?.as_secs(),
         max_connections: f.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_connections_per_client: f.limits.max_connections_per_client.unwrap_or(0),
         first_request_headers_timeout: ms(
             "timeouts.first_request_headers_ms",
             f.timeouts.first_request_headers_ms,

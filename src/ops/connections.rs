@@ -26,6 +26,8 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 
+use super::client_connections::ClientConnections;
+
 tokio::task_local! {
     static HEADERS_READ: Arc<AtomicBool>;
 }
@@ -45,6 +47,8 @@ pub struct ConnectionGuard<A> {
     refused: IntCounter,
     open_gauge: IntGauge,
     header_timeouts: IntCounter,
+    /// Per-peer-address cap, counted at accept (only when the peer is the client).
+    per_client: Option<(Arc<ClientConnections>, IntCounter)>,
 }
 
 impl<A> ConnectionGuard<A> {
@@ -64,7 +68,16 @@ impl<A> ConnectionGuard<A> {
             refused,
             open_gauge,
             header_timeouts,
+            per_client: None,
         }
+    }
+
+    /// Also caps the connections one peer address holds (`refused` counts the closed ones).
+    pub fn per_client(mut self, clients: Arc<ClientConnections>, refused: IntCounter) -> Self {
+        if clients.enabled() {
+            self.per_client = Some((clients, refused));
+        }
+        self
     }
 
     /// Takes a slot, or `None` when `max` are taken.
@@ -100,6 +113,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
             self.refused.inc();
             drop(stream);
             return None;
+        };
+        let _client_slot = match &self.per_client {
+            None => None,
+            Some((clients, refused)) => {
+                let peer = stream
+                    .get_socket_digest()
+                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+                match peer.map(|ip| clients.acquire(ip)) {
+                    Some(None) => {
+                        refused.inc();
+                        drop(stream);
+                        return None;
+                    }
+                    Some(slot) => slot,
+                    // Not an IP peer (a Unix socket): nothing to group by.
+                    None => None,
+                }
+            }
         };
         let headers_read = Arc::new(AtomicBool::new(false));
         let conn = HEADERS_READ.scope(headers_read.clone(), self.inner.process_new(stream, shutdown));
@@ -191,6 +222,63 @@ mod tests {
         first.await.unwrap();
         assert_eq!(g.open(), 0);
         assert_eq!(g.open_gauge.get(), 0);
+    }
+
+    /// As pingora's listener does: the peer address comes from the socket digest.
+    async fn pair_with_digest() -> (tokio::net::TcpStream, Stream) {
+        use pingora::protocols::{GetSocketDigest, SocketDigest};
+        use std::os::fd::AsRawFd;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = pingora::protocols::l4::stream::Stream::from(s);
+        s.set_socket_digest(SocketDigest::from_raw_fd(s.as_raw_fd()));
+        (c, Box::new(s))
+    }
+
+    #[tokio::test]
+    async fn one_peer_address_is_capped_at_accept() {
+        let clients = ClientConnections::new(1);
+        let g = Arc::new(
+            ConnectionGuard::new(
+                Echo,
+                0,
+                Duration::from_millis(5_000),
+                IntCounter::new("r", "r").unwrap(),
+                IntGauge::new("o", "o").unwrap(),
+                IntCounter::new("t", "t").unwrap(),
+            )
+            .per_client(clients.clone(), IntCounter::new("c", "c").unwrap()),
+        );
+        let (_w, shutdown) = tokio::sync::watch::channel(false);
+        let (mut c1, s1) = pair_with_digest().await;
+        let (g1, sd) = (g.clone(), shutdown.clone());
+        let first = tokio::spawn(async move { g1.process_new(s1, &sd).await });
+        c1.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut b = [0u8; 2];
+        c1.read_exact(&mut b).await.unwrap();
+        assert_eq!(clients.held("127.0.0.1".parse().unwrap()), 1);
+
+        // A second connection from the same address: closed at once, global slot given back.
+        let (mut c2, s2) = pair_with_digest().await;
+        assert!(g.process_new(s2, &shutdown).await.is_none());
+        assert_eq!(g.per_client.as_ref().unwrap().1.get(), 1);
+        assert_eq!(g.open(), 1);
+        let mut rest = Vec::new();
+        assert_eq!(c2.read_to_end(&mut rest).await.unwrap_or(0), 0);
+
+        // Once the first closes, the address may connect again.
+        drop(c1);
+        first.await.unwrap();
+        assert_eq!(clients.held("127.0.0.1".parse().unwrap()), 0);
+        let (mut c3, s3) = pair_with_digest().await;
+        let (g3, sd) = (g.clone(), shutdown.clone());
+        let third = tokio::spawn(async move { g3.process_new(s3, &sd).await });
+        c3.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        c3.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ok");
+        drop(c3);
+        third.await.unwrap();
     }
 
     #[tokio::test]

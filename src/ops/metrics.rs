@@ -56,6 +56,9 @@ pub struct Metrics {
     /// Public-listener connections closed because the first request's headers did not arrive
     /// within `timeouts.first_request_headers_ms`.
     pub header_timeouts: IntCounter,
+    /// Refused by `limits.max_connections_per_client`, by `stage`: `accept` (a connection
+    /// closed at once) or `request` (behind the ingress: a request answered 429).
+    pub client_connections_refused: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -344,6 +347,20 @@ impl Metrics {
             )
             .unwrap(),
         );
+        let client_connections_refused = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_client_connections_refused_total",
+                    "Connections (stage=accept) or requests (stage=request, behind the ingress) refused because one client address held limits.max_connections_per_client",
+                ),
+                &["stage"],
+            )
+            .unwrap(),
+        );
+        for stage in ["accept", "request"] {
+            client_connections_refused.with_label_values(&[stage]);
+        }
         let dpop_previous_key_retries = reg(
             &r,
             IntCounterVec::new(
@@ -395,6 +412,7 @@ impl Metrics {
             connections_refused,
             connections_open,
             header_timeouts,
+            client_connections_refused,
         }
     }
 

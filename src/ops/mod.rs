@@ -5,6 +5,7 @@
 pub mod admin;
 #[cfg(feature = "server")]
 pub mod background;
+pub mod client_connections;
 #[cfg(feature = "server")]
 pub mod connections;
 pub mod metrics;

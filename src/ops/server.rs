@@ -42,6 +42,15 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
         m.connections_open.clone(),
         m.header_timeouts.clone(),
     );
+    // Behind an ingress (a client address header) the peer is the ingress: the proxy counts
+    // the forwarded client's requests instead.
+    let guarded = match s.client_address_header {
+        None => guarded.per_client(
+            state.client_connections.clone(),
+            m.client_connections_refused.with_label_values(&["accept"]),
+        ),
+        Some(_) => guarded,
+    };
     let mut public = Service::new("public".to_string(), guarded);
     // pingora's default read buffer is 64 KiB per connection, zero-filled at accept.
     public.add_listener(

@@ -122,6 +122,11 @@ async function handle(req, res) {
     res.writeHead(Number(u.searchParams.get('status') || 302), { location: to, 'content-type': 'text/plain' });
     return res.end('redirect body from the app');
   }
+  // A slow page (a long report, a slow database): keeps a request in flight for `ms`.
+  if (u.pathname === '/__test/slow') {
+    await new Promise((r) => setTimeout(r, Math.min(Number(u.searchParams.get('ms') || 1000), 30000)));
+    return send(res, 200, 'slow');
+  }
   if (u.pathname === '/big') return send(res, 200, 'x'.repeat(Number(u.searchParams.get('n') || 100000)));
   return send(res, 404, 'not found');
 }
