@@ -71,6 +71,8 @@ struct RawMetadata {
     id_token_signing_alg_values_supported: Option<Vec<String>>,
     #[serde(default)]
     code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    dpop_signing_alg_values_supported: Option<Vec<String>>,
     end_session_endpoint: Option<String>,
 }
 
@@ -186,6 +188,15 @@ impl ProviderMetadata {
                 "token_endpoint_auth_signing_alg_values_supported",
                 &raw.token_endpoint_auth_signing_alg_values_supported,
                 alg,
+            )?;
+        }
+        // RFC 9449 §5.1: an AS that lists its DPoP algs refuses proofs with any other, so
+        // every token call would fail; say so at discovery instead.
+        if let Some(dpop) = &settings.client.dpop {
+            check_alg(
+                "dpop_signing_alg_values_supported",
+                &raw.dpop_signing_alg_values_supported,
+                dpop.alg,
             )?;
         }
         if let Some(methods) = &raw.token_endpoint_auth_methods_supported {
@@ -327,5 +338,35 @@ client:
             let e = ProviderMetadata::from_json(&doc(bad.clone()), &s, "u").unwrap_err();
             assert!(matches!(e.label(), "bad_metadata" | "issuer_mismatch"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_dpop_client_needs_its_proof_alg_listed_when_the_as_lists_any() {
+        let mut s = as_settings();
+        s.client.dpop = Some(crate::config::DpopSettings {
+            key_path: None,
+            alg: crate::as_client::jose::Alg::ES256,
+            token_type_to_app: crate::config::TokenTypeToApp::Bearer,
+        });
+        let listed = |s: &AsSettings, algs: serde_json::Value| {
+            ProviderMetadata::from_json(
+                &doc(serde_json::json!({ "dpop_signing_alg_values_supported": algs })),
+                s,
+                "u",
+            )
+        };
+        assert!(listed(&s, serde_json::json!(["ES256", "PS256"])).is_ok());
+        assert!(
+            listed(&s, serde_json::Value::Null).is_ok(),
+            "not listed: nothing to check"
+        );
+        let e = listed(&s, serde_json::json!(["PS256"])).unwrap_err().to_string();
+        assert!(
+            e.contains("dpop_signing_alg_values_supported") && e.contains("ES256"),
+            "{e}"
+        );
+        // Without DPoP the field is not looked at.
+        s.client.dpop = None;
+        assert!(listed(&s, serde_json::json!(["PS256"])).is_ok());
     }
 }

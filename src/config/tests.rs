@@ -26,7 +26,10 @@ fn minimal_config_gets_safe_defaults() {
     assert_eq!(a.par_alias, AliasPolicy::Auto);
     assert_eq!(a.client.assertion_lifetime, Duration::from_secs(60));
     assert_eq!(s.state_binding, "legacy-app");
-    assert_eq!(s.max_connections_per_client, 0, "off: an ingress or a NAT is one peer address");
+    assert_eq!(
+        s.max_connections_per_client, 0,
+        "off: an ingress or a NAT is one peer address"
+    );
 }
 
 #[test]
