@@ -156,6 +156,22 @@ impl AsJwks {
         }
     }
 
+    /// After a signature failed with a cached key: the AS may have replaced the key under the
+    /// same `kid`. Refetches (rate-limited like every fetch) and returns the new set only if
+    /// one was loaded since `seen`, so the caller verifies at most once more.
+    pub async fn refetched_since(
+        &self,
+        seen: &std::sync::Arc<JwkSet>,
+        http: &dyn AsHttp,
+        jwks_uri: Option<&Url>,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Option<std::sync::Arc<JwkSet>> {
+        self.refresh(http, jwks_uri?, timeout, metrics).await.ok()?;
+        let now = self.current.load_full()?;
+        (!std::sync::Arc::ptr_eq(seen, &now)).then_some(now)
+    }
+
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
         let set = self.current.load_full()?;
         let jwk = match kid {
@@ -193,12 +209,15 @@ impl AsJwks {
             return Err(JarmError::Alg(format!("{:?}", header.alg)));
         }
         let uri = jwks_uri.ok_or_else(|| JarmError::Jwks("the AS publishes no jwks_uri".into()))?;
-        let key = match self.find(header.kid.as_deref(), header.alg) {
-            Some(k) => k,
-            None => {
+        let cached = self.current.load_full();
+        let (key, cached) = match (self.find(header.kid.as_deref(), header.alg), cached) {
+            (Some(k), Some(set)) => (k, Some(set)),
+            _ => {
                 self.refresh(http, uri, timeout, metrics).await?;
-                self.find(header.kid.as_deref(), header.alg)
-                    .ok_or_else(|| JarmError::UnknownKey(header.kid.clone()))?
+                let k = self
+                    .find(header.kid.as_deref(), header.alg)
+                    .ok_or_else(|| JarmError::UnknownKey(header.kid.clone()))?;
+                (k, None)
             }
         };
         let mut v = Validation::new(header.alg);
@@ -206,9 +225,28 @@ impl AsJwks {
         v.set_audience(&[client_id]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.leeway = 60;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| JarmError::Invalid(e.to_string()))?;
-        Ok(data.claims)
+        let decode = |key: &DecodingKey| jsonwebtoken::decode::<Map<String, Value>>(token, key, &v);
+        match decode(&key) {
+            Ok(data) => Ok(data.claims),
+            // Verified with a cached key: once more after a refetch, should the AS have
+            // replaced the key under the same kid.
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) && cached.is_some() => {
+                let seen = cached.expect("checked");
+                if self
+                    .refetched_since(&seen, http, Some(uri), timeout, metrics)
+                    .await
+                    .is_some()
+                {
+                    if let Some(k) = self.find(header.kid.as_deref(), header.alg) {
+                        return decode(&k)
+                            .map(|d| d.claims)
+                            .map_err(|e| JarmError::Invalid(e.to_string()));
+                    }
+                }
+                Err(JarmError::Invalid(e.to_string()))
+            }
+            Err(e) => Err(JarmError::Invalid(e.to_string())),
+        }
     }
 }
 
@@ -425,6 +463,74 @@ mod tests {
         // The genuine response still verifies from the cached set, without another fetch.
         assert!(verify_with(&jwks, &fake, &sign(&claims())).await.is_ok());
         assert_eq!(fake.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    /// An AS whose published key set can be swapped.
+    struct RotatingAs {
+        fetches: AtomicUsize,
+        set: std::sync::Mutex<JwkSet>,
+    }
+
+    #[async_trait]
+    impl AsHttp for RotatingAs {
+        async fn send(&self, _req: AsRequest) -> Result<AsResponse, TransportError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::to_vec(&*self.set.lock().unwrap()).unwrap();
+            Ok(AsResponse {
+                status: 200,
+                headers: http::HeaderMap::new(),
+                body: body.into(),
+            })
+        }
+    }
+
+    async fn check(jwks: &AsJwks, fake: &RotatingAs, token: String) -> Result<Map<String, Value>, JarmError> {
+        let uri = Url::parse("https://as.example.com/jwks").unwrap();
+        jwks.verify(
+            &token,
+            fake,
+            Some(&uri),
+            ISS,
+            CLIENT,
+            Duration::from_secs(1),
+            &Metrics::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_key_replaced_under_the_same_kid_is_used_after_one_rate_limited_refetch() {
+        let mut replaced = Jwk::from_encoding_key(&keys().other, Algorithm::ES256).unwrap();
+        replaced.common.key_id = Some("as-1".into());
+        let fake = RotatingAs {
+            fetches: AtomicUsize::new(0),
+            set: std::sync::Mutex::new(keys().jwks.clone()),
+        };
+        // Within the rate-limit window the replaced key is not fetched: refused, no fetch.
+        let limited = AsJwks::new("bank");
+        assert!(check(&limited, &fake, sign(&claims())).await.is_ok());
+        *fake.set.lock().unwrap() = JwkSet {
+            keys: vec![replaced.clone()],
+        };
+        let r = check(&limited, &fake, sign_with(&keys().other, "as-1", &claims())).await;
+        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
+        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "the refetch is rate-limited");
+
+        // Once the window allows it, one refetch brings the new key and the response verifies.
+        let mut open = AsJwks::new("bank");
+        open.min_refresh = Duration::ZERO;
+        *fake.set.lock().unwrap() = keys().jwks.clone();
+        assert!(check(&open, &fake, sign(&claims())).await.is_ok());
+        *fake.set.lock().unwrap() = JwkSet { keys: vec![replaced] };
+        let before = fake.fetches.load(Ordering::SeqCst);
+        assert!(check(&open, &fake, sign_with(&keys().other, "as-1", &claims()))
+            .await
+            .is_ok());
+        assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 1);
+        // The old key is gone from the set: its signature is refused after one refetch.
+        let r = check(&open, &fake, sign(&claims())).await;
+        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
+        assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 2);
     }
 
     #[tokio::test]

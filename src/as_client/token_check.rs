@@ -166,6 +166,25 @@ pub async fn check(
     };
     match id_token::validate(jwt, &jwks, &expect) {
         Ok(_) => Ok(()),
+        // The AS may have replaced its key under the same kid: verify once more if a
+        // (rate-limited) refetch brings a new set.
+        Err(e) if e.check == id_token::IdTokenCheck::Signature => {
+            let fresh = client
+                .jwks
+                .refetched_since(
+                    &jwks,
+                    http.as_ref().as_ref(),
+                    md.jwks_uri.as_ref(),
+                    state.settings.discovery_timeout,
+                    &state.metrics,
+                )
+                .await;
+            match fresh.map(|set| id_token::validate(jwt, &set, &expect)) {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e2)) => fail(TokenResponseError::IdToken(e2)),
+                None => fail(TokenResponseError::IdToken(e)),
+            }
+        }
         Err(e) => fail(TokenResponseError::IdToken(e)),
     }
 }
