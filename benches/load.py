@@ -18,6 +18,10 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
 
   python3 benches/load.py            # full run (~6-7 min), writes benches/results/latest.md
   python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
+  python3 benches/load.py --only-signing [--bin PATH] [--baseline-bin PATH]
+                                     # only the PS256 section: logins/s at 8 connections vs
+                                     # cores / (2 x one RSA signature), and pass-through latency
+                                     # at 1 connection alone and next to that login load
   python3 benches/load.py --only-footprint [--baseline-bin PATH]
                                      # only the footprint section (1,000 connections, bursts,
                                      # connection flood); PATH: a landed-main build to compare
@@ -48,6 +52,7 @@ CONNS = 32
 TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
 ONLY_FOOTPRINT = "--only-footprint" in sys.argv
+ONLY_SIGNING = "--only-signing" in sys.argv
 BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
 BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
 BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
@@ -515,6 +520,65 @@ def footprint_report(fp):
     return lines
 
 
+def rsa2048_sign_us():
+    """One RSA-2048 signature on this machine, from `openssl speed` (what the issue's target uses)."""
+    out = sh("openssl", "speed", "-mr", "-seconds", "1" if SMOKE else "3", "rsa2048")
+    # -mr (OpenSSL 3): "+F2:<n>:<bits>:<signs per second>:<verifies per second>"
+    m = re.search(r"\+F2:\d+:2048:([\d.e+-]+):", out)
+    return 1e6 / float(m.group(1))
+
+
+def signing_section(sidecar, builds):
+    """PS256 logins on every core without starving the proxy: login throughput at 8 concurrent
+    against what the machine's cores can sign (two RSA signatures per login), and pass-through
+    latency at 1 connection with and without that login load next to it. `builds`: name ->
+    binary (None: the one under test), measured in interleaved rounds."""
+    sig_us = rsa2048_sign_us()
+    cores = os.cpu_count()
+    capacity = cores / (2 * sig_us / 1e6)
+    rows = {name: [] for name in builds}
+    for rnd in range(ROUNDS):
+        for name in (list(builds) if rnd % 2 == 0 else list(reversed(builds))):
+            p, port = sidecar("PS256", "sign-ps256.pem", binary=builds[name], tag=f"-signing-{rnd}")
+            base = f"http://127.0.0.1:{port}"
+            wrk(f"{base}/login", [p.pid], conns=8, duration=1)  # warm-up: pools filled
+            alone = wrk(f"{base}/login", [p.pid], conns=8)
+            idle = wrk(f"{base}/", [], conns=1)
+            bg = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{DURATION + 2}s", "--latency", f"{base}/login"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1)
+            loaded = wrk(f"{base}/", [], conns=1)
+            out = bg.communicate()[0]
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            rows[name].append({"logins": alone["rps"], "cpu": alone["cpu_us_per_req"], "errors": alone["errors"],
+                               "idle_p50": idle["p50_ms"], "idle_p99": idle["p99_ms"],
+                               "loaded_p50": loaded["p50_ms"], "loaded_p99": loaded["p99_ms"],
+                               "logins_loaded": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))})
+    return {"sig_us": sig_us, "cores": cores, "capacity": capacity, "rows": rows}
+
+
+def signing_report(r):
+    lines = [
+        "## PS256 logins on every core, and the proxy next to them",
+        "",
+        f"One RSA-2048 signature here (`openssl speed rsa2048`): {r['sig_us']:.0f} us; {r['cores']} cores can sign "
+        f"{r['capacity']:.0f} PS256 logins/s (two signatures each). Sidecar `--threads 1`, wrk `/login` at 8 connections; "
+        f"the AS double and wrk run on the same cores. Pass-through latency at 1 connection, alone and while "
+        f"8 connections run logins; {ROUNDS} interleaved round(s) of {DURATION} s, medians.",
+        "",
+        "| build | PS256 logins/s (c8) | vs cores / (2 x signature) | sidecar CPU us/login | pass-through p50 / p99 ms alone | next to the logins | p99 ratio | logins/s meanwhile |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in r["rows"].items():
+        med = lambda k: statistics.median(x[k] for x in rows)
+        lines.append(
+            f"| {name} | {med('logins'):.0f} | {med('logins') / r['capacity']:.2f} | {med('cpu'):.0f} | "
+            f"{med('idle_p50'):.3f} / {med('idle_p99'):.3f} | {med('loaded_p50'):.3f} / {med('loaded_p99'):.3f} | "
+            f"{med('loaded_p99') / med('idle_p99'):.2f} | {med('logins_loaded'):.0f} |")
+    return lines
+
+
 def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -580,6 +644,14 @@ shutdown: {{ grace_period_seconds: 0 }}
         p.admin_port = admin
         return p, public
 
+    if ONLY_SIGNING:
+        builds = {"now": None}
+        if BASELINE_BIN:
+            builds["baseline"] = BASELINE_BIN
+        report = "\n".join(signing_report(signing_section(sidecar, builds))) + "\n"
+        print(report)
+        return
+
     if ONLY_FOOTPRINT:
         fp = footprint_section(sidecar)
         report = "\n".join(footprint_report(fp)) + "\n"
@@ -637,6 +709,7 @@ shutdown: {{ grace_period_seconds: 0 }}
         p.send_signal(signal.SIGKILL)
         p.wait()
 
+    signing = signing_section(sidecar, {"now": None})
     multi = multi_as_section(origin_port, issuer, pki)
     fp = footprint_section(sidecar)
 
@@ -689,6 +762,7 @@ shutdown: {{ grace_period_seconds: 0 }}
     ]
     for alg, a in authz.items():
         lines.append(f"| {alg} | {a['rps']:.0f} | {a['p50_ms']:.3f} | {a['p99_ms']:.3f} | {a['p99_ms'] - d99:.3f} | {a['c1_p50_ms']:.3f} / {a['c1_p99_ms']:.3f} | {a['c1_p99_ms'] - c1_99:.3f} | {a['cpu_us_per_req']:.0f} | {a['as_service_us']:.0f} | {a['handshakes_per_par']:.4f} | {a['errors']} |")
+    lines += [""] + signing_report(signing)
     lines += multi_as_report(multi)
     lines += footprint_report(fp)
     report = "\n".join(lines) + "\n"
@@ -700,6 +774,8 @@ shutdown: {{ grace_period_seconds: 0 }}
     if SMOKE:
         bad = [k for k, v in errs.items() if v] + [a for a, v in authz.items() if v["errors"] or v["pars"] == 0]
         bad += [f"multi-AS {k}" for k, rows in multi["runs"].items() for r in rows if r["errors"]]
+        if not all(r["logins"] > 0 and not r["errors"] for r in signing["rows"]["now"]):
+            bad.append(f"signing: {signing['rows']}")
         fl = fp["flood"]["new"]
         if fl["login_errors"] or not fl["refused"] or fl["served_again_s"] is None:
             bad.append(f"flood: {fl}")

@@ -63,8 +63,8 @@ pub fn proof_claims(
     c
 }
 
-/// Signs one proof for `method url`. RSA signing runs on the blocking pool, like the PAR's
-/// JWTs; EC and Ed25519 sign inline.
+/// Signs one proof for `method url`. RSA signing runs on the low-priority signing threads,
+/// like the PAR's JWTs; EC and Ed25519 sign inline.
 pub async fn sign_proof(
     key: &Arc<SigningKey>,
     method: &http::Method,
@@ -84,9 +84,9 @@ pub async fn sign_proof(
     let started = Instant::now();
     let proof = if key.alg() == Alg::PS256 {
         let k = key.clone();
-        tokio::task::spawn_blocking(move || k.sign_with_header(&header, &claims))
+        crate::as_client::signing_pool::run(move || k.sign_with_header(&header, &claims))
             .await
-            .map_err(|_| KeyError::Sign)??
+            .ok_or(KeyError::Sign)??
     } else {
         key.sign_with_header(&header, &claims)?
     };

@@ -12,4 +12,5 @@ pub mod keys;
 pub mod par;
 pub mod registry;
 pub mod request_object;
+pub mod signing_pool;
 pub mod token_check;

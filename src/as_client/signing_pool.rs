@@ -1,0 +1,100 @@
+//! Where RSA signatures run: a few threads at a lower CPU priority than the proxy.
+//!
+//! A PS256 signature costs a few hundred microseconds of CPU and a login needs two, so a
+//! burst of logins can keep every core busy. On tokio's blocking pool those signers compete
+//! with the proxy's worker threads as equals, and a pass-through request waits behind them
+//! for a scheduler slice. Here there is one signing thread per core (so logins still use
+//! every core), each at `nice` +10: the kernel gives a runnable proxy thread about nine
+//! times a signer's share, so signing takes the idle CPU and yields to the proxy.
+//! Lowering a thread's own priority needs no privilege. EC and Ed25519 signatures (~15 us)
+//! are cheaper than the hand-off and stay inline.
+
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the signing threads (0 is the proxy's; 19 the lowest).
+const SIGNER_NICE: i32 = 10;
+
+static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+
+fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
+    POOL.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("par-signer-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        // A panicking job drops its result sender (the caller gets `None`);
+                        // the thread lives on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .expect("spawning a signing thread");
+        }
+        Mutex::new(tx)
+    })
+}
+
+/// Lowers the calling thread's priority (Linux: `setpriority` on a thread id is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread; failure only leaves the priority as is.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, SIGNER_NICE) != 0 {
+            tracing::debug!("could not lower the signing thread's priority");
+        }
+    }
+}
+
+/// Runs `work` on a signing thread and waits for its result without blocking the caller's
+/// event loop. `None` if the work panicked.
+pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    pool().lock().unwrap_or_else(|e| e.into_inner()).send(job).ok()?;
+    rx.await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_work_off_the_caller_at_a_lower_priority() {
+        let (name, nice) = run(|| {
+            let name = std::thread::current().name().map(str::to_string);
+            // SAFETY: reads the calling thread's own priority.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t) };
+            (name, nice)
+        })
+        .await
+        .expect("result");
+        assert!(name.is_some_and(|n| n.starts_with("par-signer-")));
+        assert!(nice >= SIGNER_NICE, "signing thread nice {nice}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_yields_none_and_the_pool_keeps_working() {
+        assert!(run(|| -> u8 { panic!("boom") }).await.is_none());
+        let mut answers = Vec::new();
+        for i in 0..8u32 {
+            answers.push(run(move || i * 2).await);
+        }
+        assert_eq!(answers, (0..8).map(|i| Some(i * 2)).collect::<Vec<_>>());
+    }
+}
