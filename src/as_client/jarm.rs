@@ -354,7 +354,7 @@ mod tests {
         sign_with(&keys().good, "as-1", claims)
     }
 
-    async fn verify_with(jwks: &AsJwks, fake: &FakeAs, token: &str) -> Result<Map<String, Value>, JarmError> {
+    async fn verify_with(jwks: &AsJwks, fake: &dyn AsHttp, token: &str) -> Result<Map<String, Value>, JarmError> {
         let uri = Url::parse("https://as.example.com/jwks").unwrap();
         jwks.verify(
             token,
@@ -453,7 +453,7 @@ mod tests {
             let (fake, jwks) = (fake.clone(), jwks.clone());
             tasks.push(tokio::spawn(async move {
                 let t = sign_with(&keys().other, &format!("attacker-{i}"), &claims());
-                verify_with(&jwks, &fake, &t).await
+                verify_with(&jwks, fake.as_ref(), &t).await
             }));
         }
         for t in tasks {
@@ -461,7 +461,7 @@ mod tests {
         }
         assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "one fetch in the window");
         // The genuine response still verifies from the cached set, without another fetch.
-        assert!(verify_with(&jwks, &fake, &sign(&claims())).await.is_ok());
+        assert!(verify_with(&jwks, fake.as_ref(), &sign(&claims())).await.is_ok());
         assert_eq!(fake.fetches.load(Ordering::SeqCst), 1);
     }
 
@@ -484,20 +484,6 @@ mod tests {
         }
     }
 
-    async fn check(jwks: &AsJwks, fake: &RotatingAs, token: String) -> Result<Map<String, Value>, JarmError> {
-        let uri = Url::parse("https://as.example.com/jwks").unwrap();
-        jwks.verify(
-            &token,
-            fake,
-            Some(&uri),
-            ISS,
-            CLIENT,
-            Duration::from_secs(1),
-            &Metrics::new(),
-        )
-        .await
-    }
-
     #[tokio::test]
     async fn a_key_replaced_under_the_same_kid_is_used_after_one_rate_limited_refetch() {
         let mut replaced = Jwk::from_encoding_key(&keys().other, Algorithm::ES256).unwrap();
@@ -508,11 +494,11 @@ mod tests {
         };
         // Within the rate-limit window the replaced key is not fetched: refused, no fetch.
         let limited = AsJwks::new("bank");
-        assert!(check(&limited, &fake, sign(&claims())).await.is_ok());
+        assert!(verify_with(&limited, &fake, &sign(&claims())).await.is_ok());
         *fake.set.lock().unwrap() = JwkSet {
             keys: vec![replaced.clone()],
         };
-        let r = check(&limited, &fake, sign_with(&keys().other, "as-1", &claims())).await;
+        let r = verify_with(&limited, &fake, &sign_with(&keys().other, "as-1", &claims())).await;
         assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
         assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "the refetch is rate-limited");
 
@@ -520,15 +506,14 @@ mod tests {
         let mut open = AsJwks::new("bank");
         open.min_refresh = Duration::ZERO;
         *fake.set.lock().unwrap() = keys().jwks.clone();
-        assert!(check(&open, &fake, sign(&claims())).await.is_ok());
+        assert!(verify_with(&open, &fake, &sign(&claims())).await.is_ok());
         *fake.set.lock().unwrap() = JwkSet { keys: vec![replaced] };
         let before = fake.fetches.load(Ordering::SeqCst);
-        assert!(check(&open, &fake, sign_with(&keys().other, "as-1", &claims()))
-            .await
-            .is_ok());
+        let t = sign_with(&keys().other, "as-1", &claims());
+        assert!(verify_with(&open, &fake, &t).await.is_ok());
         assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 1);
         // The old key is gone from the set: its signature is refused after one refetch.
-        let r = check(&open, &fake, sign(&claims())).await;
+        let r = verify_with(&open, &fake, &sign(&claims())).await;
         assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
         assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 2);
     }
