@@ -2,6 +2,8 @@
 //! bench target only so it can use the dev-dependencies). It requires a client certificate
 //! from the test CA, answers discovery and PAR with fixed bodies, and counts TLS handshakes
 //! and PARs at `/stats` so the benchmark can report new handshakes per PAR after warm-up.
+//! Client assertions are checked for `aud`, `exp`, `iat` age and a replayed `jti` (a PAR
+//! with a bad one gets 400 `invalid_client`, counted in `/stats`).
 //!
 //! One process serves any number of issuers: `https://127.0.0.1:PORT` (discovery at
 //! `/.well-known/openid-configuration`) and `https://127.0.0.1:PORT/PREFIX` (discovery at
@@ -23,6 +25,45 @@ use tokio_rustls::TlsAcceptor;
 static HANDSHAKES: AtomicU64 = AtomicU64::new(0);
 static PARS: AtomicU64 = AtomicU64::new(0);
 static PAR_NANOS: AtomicU64 = AtomicU64::new(0);
+static ASSERTIONS: AtomicU64 = AtomicU64::new(0);
+static ASSERTION_REJECTS: AtomicU64 = AtomicU64::new(0);
+/// Every client assertion `jti` seen: a second use is refused like a real AS would.
+static SEEN_JTIS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The checks a real AS makes on a `private_key_jwt` assertion, minus the signature (the
+/// e2e tests against node oidc-provider cover that): the `aud` is the issuer, `exp` is in
+/// the future, `iat` is not older than the 60 s lifetime nor in the future, and the `jti`
+/// was never used before (RFC 7523 §3). No assertion (tls_client_auth) passes.
+fn check_assertion(form: &[u8], issuer: &str) -> Result<(), &'static str> {
+    use base64::Engine;
+    let Some((_, jwt)) = url::form_urlencoded::parse(form).find(|(k, _)| k == "client_assertion") else {
+        return Ok(());
+    };
+    ASSERTIONS.fetch_add(1, Ordering::Relaxed);
+    let payload = jwt.split('.').nth(1).ok_or("not a JWS")?;
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("payload is not JSON")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let num = |k: &str| claims[k].as_u64().ok_or("iat/exp missing");
+    if claims["aud"] != issuer {
+        return Err("aud is not the issuer");
+    }
+    if num("exp")? <= now || num("iat")? > now + 5 || now - num("iat")?.min(now) > 60 {
+        return Err("expired or stale assertion");
+    }
+    let jti = claims["jti"].as_str().ok_or("no jti")?.to_string();
+    if !SEEN_JTIS.lock().unwrap().insert(jti) {
+        return Err("jti replayed");
+    }
+    Ok(())
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -107,7 +148,17 @@ async fn handle(req: Request<hyper::body::Incoming>, issuer: &str) -> Response<F
             .to_string()
         }
         "/par" => {
-            let _ = req.into_body().collect().await;
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if let Err(why) = check_assertion(&body, &format!("{issuer}{prefix}")) {
+                ASSERTION_REJECTS.fetch_add(1, Ordering::Relaxed);
+                return Response::builder()
+                    .status(400)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(format!(
+                        r#"{{"error":"invalid_client","error_description":"{why}"}}"#
+                    ))))
+                    .unwrap();
+            }
             PARS.fetch_add(1, Ordering::Relaxed);
             PAR_NANOS.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             let n = PARS.load(Ordering::Relaxed);
@@ -123,6 +174,8 @@ async fn handle(req: Request<hyper::body::Incoming>, issuer: &str) -> Response<F
         "/stats" if prefix.is_empty() => serde_json::json!({
             "handshakes": HANDSHAKES.load(Ordering::Relaxed),
             "pars": PARS.load(Ordering::Relaxed),
+            "assertions_checked": ASSERTIONS.load(Ordering::Relaxed),
+            "assertion_rejects": ASSERTION_REJECTS.load(Ordering::Relaxed),
             "par_service_us_mean": PAR_NANOS.load(Ordering::Relaxed) as f64 / 1000.0 / PARS.load(Ordering::Relaxed).max(1) as f64,
         })
         .to_string(),

@@ -25,6 +25,9 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
   python3 benches/load.py --only-footprint [--baseline-bin PATH]
                                      # only the footprint section (1,000 connections, bursts,
                                      # connection flood); PATH: a landed-main build to compare
+  python3 benches/load.py --only-authz [--bin PATH]
+                                     # only logins with client.assertion_pool 0 vs 4 (PS256,
+                                     # ES256, EdDSA; c1 and c8), writes benches/results/authz.md
 Footprint section: 1,000-connection throughput and peak RSS for upstream keep-alive pool
 128 vs 1024 and read buffer 64 vs 4 KiB (a fresh sidecar per run); RSS after two bursts of
 1,000 connections and after idle; a connection flood (max_connections + 3,000 idle and
@@ -53,6 +56,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
 ONLY_FOOTPRINT = "--only-footprint" in sys.argv
 ONLY_SIGNING = "--only-signing" in sys.argv
+ONLY_AUTHZ = "--only-authz" in sys.argv  # only the assertion pool on/off login comparison
 BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
 BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
 BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
@@ -579,6 +583,86 @@ def signing_report(r):
     return lines
 
 
+POOL_SIZES = (0, 4)
+assertion_pool_rows = {}
+
+
+def labelled_metric(port, name, **labels):
+    """One labelled series from /metrics (labels in any order), or 0 when absent."""
+    r = admin_get(port, "/metrics", timeout=2)
+    if not r:
+        return None
+    for line in r[1].splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def assertion_pool_section(sidecar, origin_port, as_port, curl_cert):
+    """Logins with the client-assertion pool off (0) and on (4), per algorithm: one sidecar
+    per (alg, size), all started first, then interleaved rounds of wrk -c8 and -c1 on /login,
+    next to the app's own redirect at c1. The AS double refuses a replayed or stale jti."""
+    algs = (("PS256", "sign-ps256.pem"), ("ES256", "sign-es256.pem"), ("EdDSA", "sign-eddsa.pem"))
+    cars = {}
+    for alg, key in algs:
+        for size in POOL_SIZES:
+            p, port = sidecar(alg, key, tag=f"-pool{size}", client=f"  assertion_pool: {size}")
+            wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=8, duration=1)  # warm-up
+            cars[(alg, size)] = (p, port)
+    rows = assertion_pool_rows
+    direct = []
+    stats = lambda: json.loads(sh("curl", "-s", *curl_cert, f"https://127.0.0.1:{as_port}/stats"))
+    for rnd in range(ROUNDS):
+        order = list(cars) if rnd % 2 == 0 else list(reversed(cars))
+        direct.append(wrk(f"http://127.0.0.1:{origin_port}/login", [], conns=1))
+        for k in order:
+            p, port = cars[k]
+            before = stats()
+            c8 = wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=8)
+            c1 = wrk(f"http://127.0.0.1:{port}/login", [p.pid], conns=1)
+            after = stats()
+            rows.setdefault(k, []).append({
+                "rps": c8["rps"], "cpu_us_per_req": c8["cpu_us_per_req"], "c8_p99_ms": c8["p99_ms"],
+                "c1_rps": c1["rps"], "c1_p50_ms": c1["p50_ms"], "c1_p99_ms": c1["p99_ms"],
+                "errors": c8["errors"] + c1["errors"],
+                "as_rejects": after["assertion_rejects"] - before["assertion_rejects"],
+                "as_checked": after["assertions_checked"] - before["assertions_checked"],
+            })
+    out = {"direct_c1_p99": median(direct, "p99_ms"), "direct_c1_p50": median(direct, "p50_ms"), "cars": {}}
+    for k, (p, port) in cars.items():
+        out["cars"][k] = {m: median(rows[k], m) for m in ("rps", "cpu_us_per_req", "c8_p99_ms", "c1_rps", "c1_p50_ms", "c1_p99_ms")}
+        out["cars"][k]["errors"] = sum(r["errors"] for r in rows[k])
+        out["cars"][k]["as_rejects"] = sum(r["as_rejects"] for r in rows[k])
+        out["cars"][k]["as_checked"] = sum(r["as_checked"] for r in rows[k])
+        out["cars"][k]["pooled"] = labelled_metric(p.admin_port, "par_sidecar_client_assertions_total", source="pooled")
+        out["cars"][k]["inline"] = labelled_metric(p.admin_port, "par_sidecar_client_assertions_total", source="inline")
+        out["cars"][k]["stale"] = labelled_metric(p.admin_port, "par_sidecar_assertion_pool_discarded_total", reason="stale")
+        ro = [labelled_metric(p.admin_port, f"par_sidecar_signing_duration_seconds_{x}", purpose="request_object") for x in ("sum", "count")]
+        out["cars"][k]["sign_us"] = ro[0] / ro[1] * 1e6 if ro[0] and ro[1] else None
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return out
+
+
+def assertion_pool_report(r):
+    lines = [
+        "### Client-assertion pool: logins with `client.assertion_pool` 0 (off) vs 4",
+        "",
+        f"`--threads 1`, private_key_jwt + JAR, `GET /login` -> PAR over mTLS to the AS double (which refuses a replayed, "
+        f"stale or wrongly addressed assertion). One sidecar per row, all started first (1 s warm-up at c8), then "
+        f"{ROUNDS} interleaved round(s) of wrk -c8 {DURATION} s and wrk -c1 {DURATION} s on each; medians. "
+        f"App redirect alone at c1: p50 {r['direct_c1_p50']:.3f} ms, p99 {r['direct_c1_p99']:.3f} ms (p99 added = login p99 - this).",
+        "",
+        "| alg | pool | c1 p50 ms | c1 p99 ms | c1 p99 added ms | c1 logins/s | c8 logins/s | c8 p99 ms | CPU us/login (c8) | request object signing us (mean) | pooled / inline assertions | stale discarded | AS rejects | non-3xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (alg, size), a in r["cars"].items():
+        lines.append(f"| {alg} | {size} | {a['c1_p50_ms']:.3f} | {a['c1_p99_ms']:.3f} | {a['c1_p99_ms'] - r['direct_c1_p99']:.3f} | "
+                     f"{a['c1_rps']:.0f} | {a['rps']:.0f} | {a['c8_p99_ms']:.3f} | {a['cpu_us_per_req']:.0f} | {metric_or_dash(a['sign_us'])} | "
+                     f"{metric_or_dash(a['pooled'])} / {metric_or_dash(a['inline'])} | {metric_or_dash(a['stale'])} | {a['as_rejects']} | {a['errors']} |")
+    return lines
+
+
 def main():
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -621,8 +705,9 @@ def main():
     wait_http(f"http://127.0.0.1:{proxy_port}/")
     nginx_workers = children(nginx_proxy.pid)
 
-    def sidecar(alg, key, limits="", timeouts="", binary=None, tag=""):
-        """limits/timeouts: extra flow-map entries (", key: value"); binary: another build."""
+    def sidecar(alg, key, limits="", timeouts="", binary=None, tag="", client=""):
+        """limits/timeouts: extra flow-map entries (", key: value"); binary: another build;
+        client: extra lines of the client block."""
         public, admin = free_port(), free_port()
         cfg = WORK / f"sidecar-{alg}{tag}.yaml"
         cfg.write_text(f"""
@@ -634,6 +719,7 @@ client:
   auth_method: private_key_jwt
   signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
   transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
+{client}
 limits: {{ login_starts_per_second: 0{limits} }}  # the default 100/s would measure the limiter, not a login
 {f"timeouts: {{ {timeouts} }}" if timeouts else ""}
 logging: {{ level: warn }}
@@ -650,6 +736,18 @@ shutdown: {{ grace_period_seconds: 0 }}
             builds["baseline"] = BASELINE_BIN
         report = "\n".join(signing_report(signing_section(sidecar, builds))) + "\n"
         print(report)
+        return
+
+    if ONLY_AUTHZ:
+        report = "\n".join(assertion_pool_report(assertion_pool_section(sidecar, origin_port, as_port, curl_cert))) + "\n"
+        print(report)
+        out = ROOT / "benches/results" / ("smoke-authz.md" if SMOKE else "authz.md")
+        out.write_text(f"Command: `python3 benches/load.py {' '.join(sys.argv[1:])}`. "
+                       f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+                       f"Load average (1 min) at start {LOAD_AT_START:.2f}, at the end {os.getloadavg()[0]:.2f}.\n" + report)
+        print(f"written to {out.relative_to(ROOT)}")
+        if SMOKE and any(r["errors"] or r["as_rejects"] for r in sum(assertion_pool_rows.values(), [])):
+            raise SystemExit("assertion pool smoke run saw errors")
         return
 
     if ONLY_FOOTPRINT:

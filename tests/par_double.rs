@@ -436,3 +436,71 @@ async fn par_without_jar_sends_form_parameters_when_configured() {
         "still authenticated with a verified assertion"
     );
 }
+
+/// Client-assertion pool (issue 12): logins after the first use pre-signed assertions that
+/// the AS verifies like inline ones, each `jti` once; a key reload discards the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_assertions_are_verified_used_once_and_dropped_on_key_reload() {
+    let pki = common::pki();
+    for (file, alg, jalg) in [
+        ("sign-ps256.pem", "PS256", Algorithm::PS256),
+        ("sign-es256.pem", "ES256", Algorithm::ES256),
+    ] {
+        let double = AsDouble::start(&pki, &pki.join(file), jalg).await;
+        let yaml = settings_yaml(&pki, &double.issuer, file, alg, "private_key_jwt", "").replace(
+            "  auth_method: private_key_jwt\n",
+            "  auth_method: private_key_jwt\n  assertion_pool: 3\n",
+        );
+        let state = common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await;
+        let client = state.first_as().clone();
+        let pool_full = || async {
+            for _ in 0..400 {
+                if client.assertions.len() == 3 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("{alg}: the pool was not refilled in the background");
+        };
+        for _ in 0..6 {
+            assert!(matches!(
+                decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+                RedirectDecision::Rewrite { .. }
+            ));
+            pool_full().await;
+        }
+        // A reload makes new key objects: the pooled assertions are not sent.
+        let keys = par_sidecar::as_client::keys::KeySet::load(&client.settings.client).unwrap();
+        client.keys.store(Arc::new(keys));
+        assert!(matches!(
+            decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+            RedirectDecision::Rewrite { .. }
+        ));
+        let seen = double.seen();
+        assert_eq!(seen.len(), 7);
+        let mut jtis = std::collections::HashSet::new();
+        for p in &seen {
+            assert!(p.verify_error.is_none(), "{alg}: {:?}", p.verify_error);
+            let a = p.assertion_claims.as_ref().expect("assertion");
+            assert!(
+                jtis.insert(a["jti"].as_str().unwrap().to_string()),
+                "{alg}: jti sent twice"
+            );
+            assert_eq!(a["exp"].as_u64().unwrap() - a["iat"].as_u64().unwrap(), 60);
+        }
+        let m = String::from_utf8(state.metrics.render()).unwrap();
+        // 1st login inline (empty pool), 2nd-6th pooled, the one after the reload inline.
+        assert_sample(
+            &m,
+            r#"par_sidecar_client_assertions_total{as="default",source="pooled"} 5"#,
+        );
+        assert_sample(
+            &m,
+            r#"par_sidecar_client_assertions_total{as="default",source="inline"} 2"#,
+        );
+        assert_sample(
+            &m,
+            r#"par_sidecar_assertion_pool_discarded_total{as="default",reason="rotated"} 3"#,
+        );
+    }
+}

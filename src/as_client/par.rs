@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::as_client::assertion_pool::AssertionPool;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::{Alg, SigningKey};
-use crate::as_client::request_object::{
-    client_assertion_claims, now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP,
-};
+use crate::as_client::registry::AsClient;
+use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
 use crate::config::{AsSettings, AuthMethod};
 use crate::front::authorize::AuthorizeRedirect;
 use crate::ops::metrics::Metrics;
@@ -183,36 +183,84 @@ async fn sign_all(jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<Str
     }
 }
 
+/// Where one call's client assertion comes from.
+enum NextAssertion {
+    /// Pre-signed, taken from the pool (used once).
+    Pooled(String),
+    /// To sign now, with the rest of the call's JWTs.
+    Sign(JwtToSign),
+}
+
+/// The one place a `private_key_jwt` assertion is chosen for a back-channel call (PAR,
+/// token, revocation, DPoP nonce retries): a fresh pooled one signed with `key` when there
+/// is one, else new claims to sign inline. Either way a new `jti` (CA-2), and the pool's
+/// background refill is started (never waited for).
+fn next_assertion(
+    pool: &Arc<AssertionPool>,
+    key: Arc<SigningKey>,
+    metrics: &Arc<Metrics>,
+    as_name: &str,
+) -> NextAssertion {
+    let (pooled, discarded) = pool.take(&key);
+    if discarded.stale > 0 {
+        metrics
+            .assertion_pool_discarded
+            .with_label_values(&[as_name, "stale"])
+            .inc_by(discarded.stale as u64);
+    }
+    if discarded.rotated > 0 {
+        metrics
+            .assertion_pool_discarded
+            .with_label_values(&[as_name, "rotated"])
+            .inc_by(discarded.rotated as u64);
+    }
+    pool.refill_in_background(key.clone(), metrics.clone());
+    match pooled {
+        Some(jwt) => {
+            metrics.client_assertions.with_label_values(&[as_name, "pooled"]).inc();
+            NextAssertion::Pooled(jwt)
+        }
+        None => {
+            metrics.client_assertions.with_label_values(&[as_name, "inline"]).inc();
+            NextAssertion::Sign(JwtToSign {
+                key,
+                typ: None,
+                purpose: "client_assertion",
+                claims: pool.claims(now_secs()),
+            })
+        }
+    }
+}
+
 /// A fresh `private_key_jwt` assertion (new `jti`) for one back-channel call, or `None`
 /// for `tls_client_auth`.
 pub async fn fresh_client_assertion(
-    settings: &AsSettings,
+    client: &AsClient,
     key: Arc<SigningKey>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<String>, ParError> {
-    let c = &settings.client;
+    let c = &client.settings.client;
     if c.auth_method != AuthMethod::PrivateKeyJwt {
         return Ok(None);
     }
-    let claims = client_assertion_claims(&c.client_id, &settings.issuer, c.assertion_lifetime, now_secs());
-    let jwt = JwtToSign {
-        key,
-        typ: None,
-        purpose: "client_assertion",
-        claims,
-    };
-    Ok(sign_all(vec![jwt], metrics).await?.pop())
+    match next_assertion(&client.assertions, key, &metrics, client.name()) {
+        NextAssertion::Pooled(jwt) => Ok(Some(jwt)),
+        NextAssertion::Sign(jwt) => Ok(sign_all(vec![jwt], metrics).await?.pop()),
+    }
 }
 
 /// The client authentication form parameters for one back-channel call to this AS: its
 /// client_id and, for private_key_jwt, a fresh assertion (CA-1: exactly one mechanism).
 pub async fn client_auth_form(
-    settings: &AsSettings,
+    client: &AsClient,
     key: Arc<SigningKey>,
     metrics: Arc<Metrics>,
 ) -> Result<Vec<(String, String)>, ParError> {
-    let mut form = vec![("client_id".to_string(), settings.client.client_id.as_str().to_string())];
-    if let Some(a) = fresh_client_assertion(settings, key, metrics).await? {
+    let mut form = vec![(
+        "client_id".to_string(),
+        client.settings.client.client_id.as_str().to_string(),
+    )];
+    if let Some(a) = fresh_client_assertion(client, key, metrics).await? {
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));
     }
@@ -231,6 +279,8 @@ pub struct ParContext<'a> {
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent calls to the AS.
     pub permits: &'a tokio::sync::Semaphore,
+    /// Pre-signed client assertions of this AS.
+    pub assertions: &'a Arc<AssertionPool>,
     /// The DPoP key's RFC 7638 thumbprint when tokens are DPoP-bound: binds the code to the
     /// key (RFC 9449 §10, DP-5).
     pub dpop_jkt: Option<String>,
@@ -301,8 +351,15 @@ async fn push_once(
     let now = now_secs();
     // JAR unless configured off, and always when the AS requires signed request objects.
     let use_jar = s.request_object || cx.metadata.require_signed_request_object;
-    let assertion = (c.auth_method == AuthMethod::PrivateKeyJwt)
-        .then(|| client_assertion_claims(&c.client_id, &s.issuer, c.assertion_lifetime, now));
+    // Taken first: a pooled assertion leaves only the request object to sign.
+    let mut pooled = None;
+    let mut assertion = None;
+    if c.auth_method == AuthMethod::PrivateKeyJwt {
+        match next_assertion(cx.assertions, cx.key.clone(), &cx.metrics, s.name.as_str()) {
+            NextAssertion::Pooled(jwt) => pooled = Some(jwt),
+            NextAssertion::Sign(jwt) => assertion = Some(jwt),
+        }
+    }
     let mut jwts = Vec::new();
     if use_jar {
         let mut claims = request_object_claims(redirect, &c.client_id, &s.issuer, c.request_object_lifetime, now);
@@ -317,15 +374,12 @@ async fn push_once(
             claims,
         });
     }
-    if let Some(claims) = assertion {
-        jwts.push(JwtToSign {
-            key: cx.key.clone(),
-            typ: None,
-            purpose: "client_assertion",
-            claims,
-        });
-    }
-    let mut signed = sign_all(jwts, cx.metrics.clone()).await?.into_iter();
+    jwts.extend(assertion);
+    let mut signed = if jwts.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        sign_all(jwts, cx.metrics.clone()).await?.into_iter()
+    };
     let mut form = vec![("client_id".to_string(), c.client_id.as_str().to_string())];
     if use_jar {
         // With JAR, nothing but client_id, request and client authentication goes outside
@@ -346,8 +400,7 @@ async fn push_once(
             form.push(("dpop_jkt".into(), jkt.clone()));
         }
     }
-    let assertion = signed.next();
-    if let Some(a) = assertion {
+    if let Some(a) = pooled.or_else(|| signed.next()) {
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::Semaphore;
 
+use crate::as_client::assertion_pool::AssertionPool;
 use crate::as_client::discovery::{DiscoveryCache, ProviderMetadata};
 use crate::as_client::dpop::NonceCache;
 use crate::as_client::http_client::{AsHttp, ReqwestAs};
@@ -42,6 +43,8 @@ pub struct AsClient {
     pub egress_permits: Semaphore,
     /// The latest DPoP nonce per origin (this AS and its resource servers).
     pub dpop_nonces: NonceCache,
+    /// Pre-signed client assertions for the active signing key (`client.assertion_pool`).
+    pub assertions: Arc<AssertionPool>,
     /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
     problem: Mutex<Option<String>>,
     /// Set when another AS has the same authorize endpoint *and* client_id: a redirect could
@@ -58,6 +61,7 @@ impl AsClient {
         AsClient {
             index,
             jwks: AsJwks::new(settings.name.as_str()),
+            assertions: AssertionPool::new(&settings),
             settings,
             keys: ArcSwap::from_pointee(keys),
             http: ArcSwap::from_pointee(http),

@@ -8,6 +8,9 @@
 //! times a signer's share, so signing takes the idle CPU and yields to the proxy.
 //! Lowering a thread's own priority needs no privilege. EC and Ed25519 signatures (~15 us)
 //! are cheaper than the hand-off and stay inline.
+//!
+//! Work nobody waits for (topping up the client-assertion pools) runs on one more thread at
+//! `nice` +19, below the signatures a login is waiting for: proxy > login > refill.
 
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -16,6 +19,8 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Niceness of the signing threads (0 is the proxy's; 19 the lowest).
 const SIGNER_NICE: i32 = 10;
+/// Niceness of the background thread.
+const BACKGROUND_NICE: i32 = 19;
 
 static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
 
@@ -29,7 +34,7 @@ fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
             std::thread::Builder::new()
                 .name(format!("par-signer-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    lower_priority(SIGNER_NICE);
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
@@ -48,15 +53,41 @@ fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
 }
 
 /// Lowers the calling thread's priority (Linux: `setpriority` on a thread id is per thread).
-fn lower_priority() {
+fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread; failure only leaves the priority as is.
+    // SAFETY: plain syscalls on the calling thread; failure (e.g. a seccomp profile) only
+    // leaves the priority as is.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, tid, SIGNER_NICE) != 0 {
-            tracing::debug!("could not lower the signing thread's priority");
+        if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
+            tracing::debug!("could not lower a signing thread's priority");
         }
     }
+}
+
+/// Queues `work` on the background thread (nice +19), started at first use; `false` if it
+/// could not be queued. A panic in `work` is contained.
+pub fn spawn_background(work: impl FnOnce() + Send + 'static) -> bool {
+    static BACKGROUND: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    let tx = BACKGROUND.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("par-signer-background".into())
+            .spawn(move || {
+                lower_priority(BACKGROUND_NICE);
+                for job in rx {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    tx.as_ref().is_some_and(|tx| {
+        tx.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(Box::new(work))
+            .is_ok()
+    })
 }
 
 /// Runs `work` on a signing thread and waits for its result without blocking the caller's
@@ -96,5 +127,23 @@ mod tests {
             answers.push(run(move || i * 2).await);
         }
         assert_eq!(answers, (0..8).map(|i| Some(i * 2)).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn background_work_runs_below_the_signers() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(spawn_background(move || {
+            // SAFETY: reads the calling thread's own priority.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t) };
+            let _ = tx.send(nice);
+        }));
+        assert!(spawn_background(|| panic!("contained")));
+        assert_eq!(rx.await.unwrap(), BACKGROUND_NICE);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(
+            spawn_background(move || drop(tx.send(1))),
+            "still serving after a panic"
+        );
+        assert_eq!(rx.await.unwrap(), 1);
     }
 }

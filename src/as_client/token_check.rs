@@ -204,7 +204,7 @@ pub fn revoke_in_background(
     tokio::spawn(async move {
         for (token, hint) in tokens {
             let key = client.keys.load().active().clone();
-            let outcome = match client_auth_form(&client.settings, key, metrics.clone()).await {
+            let outcome = match client_auth_form(&client, key, metrics.clone()).await {
                 Err(_) => "signing_failed",
                 Ok(mut form) => {
                     form.push(("token".into(), token));

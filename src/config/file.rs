@@ -80,6 +80,11 @@ pub struct ClientFile {
     pub transport: Option<TransportFile>,
     pub request_object_lifetime_seconds: Option<u64>,
     pub assertion_lifetime_seconds: Option<u64>,
+    /// Pre-signed `private_key_jwt` assertions kept ready per AS (0 = off): a login start
+    /// then signs only the request object. Refilled in the background after each use.
+    pub assertion_pool: Option<usize>,
+    /// A pooled assertion older than this (its `iat`) is discarded, not sent.
+    pub assertion_pool_max_age_seconds: Option<u64>,
     /// `jwt` to request JARM responses (verified at the callback).
     pub response_mode: Option<String>,
     /// How access tokens are bound to the sidecar: `mtls` (default, RFC 8705) or `dpop`
@@ -146,6 +151,10 @@ impl ClientFile {
                 .request_object_lifetime_seconds
                 .or(self.request_object_lifetime_seconds),
             assertion_lifetime_seconds: over.assertion_lifetime_seconds.or(self.assertion_lifetime_seconds),
+            assertion_pool: over.assertion_pool.or(self.assertion_pool),
+            assertion_pool_max_age_seconds: over
+                .assertion_pool_max_age_seconds
+                .or(self.assertion_pool_max_age_seconds),
             response_mode: over.response_mode.clone().or_else(|| self.response_mode.clone()),
             sender_constraint: over
                 .sender_constraint

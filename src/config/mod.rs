@@ -140,6 +140,10 @@ pub struct ClientSettings {
     pub transport_key: PathBuf,
     pub request_object_lifetime: Duration,
     pub assertion_lifetime: Duration,
+    /// Pre-signed client assertions kept ready (0 = off; `client.assertion_pool`).
+    pub assertion_pool: usize,
+    /// Oldest `iat` a pooled assertion may have when it is used.
+    pub assertion_pool_max_age: Duration,
     /// Request JARM (`response_mode=jwt`) and verify it at the callback.
     pub jarm: bool,
     pub sender_constraint: SenderConstraint,

@@ -318,3 +318,42 @@ fn env_expansion_with_defaults_and_missing() {
         "a: \"#as.example.com\"\n"
     );
 }
+
+#[test]
+fn assertion_pool_defaults_and_bounds() {
+    // Off by default for ES256/EdDSA keys, on for PS256.
+    let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+    let c = &s.authorization_servers[0].client;
+    assert_eq!(c.assertion_pool, 0);
+    assert_eq!(c.assertion_pool_max_age, Duration::from_secs(10));
+    let rsa = Settings::from_yaml(&MINIMAL.replace("alg: ES256", "alg: PS256"), Path::new("c.yaml")).unwrap();
+    assert_eq!(
+        rsa.authorization_servers[0].client.assertion_pool,
+        validate::DEFAULT_ASSERTION_POOL
+    );
+    let with = |extra: &str| {
+        let text = MINIMAL.replace(
+            "  auth_method: private_key_jwt\n",
+            &format!("  auth_method: private_key_jwt\n{extra}"),
+        );
+        Settings::from_yaml(&text, Path::new("c.yaml"))
+    };
+    let off = with("  assertion_pool: 0\n").unwrap();
+    assert_eq!(off.authorization_servers[0].client.assertion_pool, 0);
+    assert!(with("  assertion_pool: 17\n").is_err());
+    let s = with("  assertion_pool: 8\n  assertion_pool_max_age_seconds: 5\n").unwrap();
+    assert_eq!(s.authorization_servers[0].client.assertion_pool, 8);
+    assert_eq!(
+        s.authorization_servers[0].client.assertion_pool_max_age,
+        Duration::from_secs(5)
+    );
+    assert!(with("  assertion_pool_max_age_seconds: 0\n").is_err());
+    assert!(with("  assertion_pool_max_age_seconds: 31\n").is_err());
+    // At most half the assertion lifetime; the default shrinks with a short lifetime.
+    assert!(with("  assertion_lifetime_seconds: 10\n  assertion_pool_max_age_seconds: 6\n").is_err());
+    let short = with("  assertion_lifetime_seconds: 10\n").unwrap();
+    assert_eq!(
+        short.authorization_servers[0].client.assertion_pool_max_age,
+        Duration::from_secs(5)
+    );
+}

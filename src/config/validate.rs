@@ -450,6 +450,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1536;
 /// connections at 1,000 concurrent clients; see benches/results/latest.md.
 pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 1024;
 
+/// Pre-signed client assertions kept per AS (`client.assertion_pool`) when the signing key
+/// is PS256 (0 otherwise); see benches/results/latest.md for the measurement behind it.
+pub const DEFAULT_ASSERTION_POOL: usize = 4;
+/// Upper bound of `client.assertion_pool`: each pooled assertion is signed whether or not
+/// it is used, and goes stale after the max age.
+pub const MAX_ASSERTION_POOL: usize = 16;
+/// Default `client.assertion_pool_max_age_seconds` (capped at half the assertion lifetime).
+pub const DEFAULT_ASSERTION_POOL_MAX_AGE: u64 = 10;
+
 type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
 
 /// Checks one effective (merged) client block; `ck` names a key where the user can fix it.
@@ -548,6 +557,47 @@ fn validate_client(
             resolve,
         )?),
     };
+    // RFC 7523 / UAE: short-lived, at most 5 minutes.
+    let assertion_lifetime = secs(
+        &ck("assertion_lifetime_seconds"),
+        c.assertion_lifetime_seconds,
+        60,
+        10,
+        300,
+    )?;
+    // On by default only where a signature is slow enough to be worth taking off the login's
+    // path: RSA (PS256, ~400 us here). An ES256/EdDSA signature (~15-25 us) costs less than
+    // handing work to another thread (measured: benches/results/latest.md).
+    let default_pool = if signing_keys[0].alg == Alg::PS256 {
+        DEFAULT_ASSERTION_POOL
+    } else {
+        0
+    };
+    let assertion_pool = match c.assertion_pool.unwrap_or(default_pool) {
+        n @ 0..=MAX_ASSERTION_POOL => n,
+        n => {
+            return Err(invalid(
+                &ck("assertion_pool"),
+                format!("{n} is outside 0..={MAX_ASSERTION_POOL} (0 turns the pool off)"),
+            ))
+        }
+    };
+    // A pooled assertion keeps at least half its lifetime: the default age bound shrinks
+    // with a short lifetime; an explicit one must fit.
+    let half_lifetime = assertion_lifetime.as_secs() / 2;
+    let assertion_pool_max_age = match c.assertion_pool_max_age_seconds {
+        None => Duration::from_secs(DEFAULT_ASSERTION_POOL_MAX_AGE.min(half_lifetime)),
+        Some(v) => {
+            let max = half_lifetime.min(30);
+            if v == 0 || v > max {
+                return Err(invalid(
+                    &ck("assertion_pool_max_age_seconds"),
+                    format!("{v} is outside 1..={max} (at most 30 and half of assertion_lifetime_seconds)"),
+                ));
+            }
+            Duration::from_secs(v)
+        }
+    };
     Ok(ClientSettings {
         client_id,
         auth_method,
@@ -563,14 +613,9 @@ fn validate_client(
             10,
             3600,
         )?,
-        // RFC 7523 / UAE: short-lived, at most 5 minutes.
-        assertion_lifetime: secs(
-            &ck("assertion_lifetime_seconds"),
-            c.assertion_lifetime_seconds,
-            60,
-            10,
-            300,
-        )?,
+        assertion_lifetime,
+        assertion_pool,
+        assertion_pool_max_age,
         jarm,
         sender_constraint,
         dpop,

@@ -187,7 +187,7 @@ async fn send_with_key(
         if form.iter().any(|(k, _)| k == "client_assertion") {
             form.retain(|(k, _)| !matches!(k.as_str(), "client_assertion" | "client_assertion_type" | "client_id"));
             let key = client.keys.load().active().clone();
-            let auth = client_auth_form(&client.settings, key, state.metrics.clone())
+            let auth = client_auth_form(client, key, state.metrics.clone())
                 .await
                 .map_err(|_| signing_failed(state, name, d.route))?;
             form.extend(auth);

@@ -532,7 +532,7 @@ async fn add_client_auth(
         }
     }
     let key = client.keys.load().active().clone();
-    let auth = client_auth_form(&client.settings, key, state.metrics.clone())
+    let auth = client_auth_form(client, key, state.metrics.clone())
         .await
         .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
     form.extend(auth);

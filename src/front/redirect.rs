@@ -131,6 +131,7 @@ pub async fn decide_for(
         http: http.as_ref().as_ref(),
         metrics: m.clone(),
         permits: &client.login_permits,
+        assertions: &client.assertions,
         dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
     };
     let started = Instant::now();

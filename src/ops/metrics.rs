@@ -29,6 +29,10 @@ pub struct Metrics {
     pub redirect_passed: IntCounter,
     pub browser_errors: IntCounterVec,
     pub signing_duration: HistogramVec,
+    /// Client assertions sent, by AS and `source`: `pooled` (pre-signed) or `inline`.
+    pub client_assertions: IntCounterVec,
+    /// Pooled client assertions dropped unused, by AS and `reason`: `stale` or `rotated`.
+    pub assertion_pool_discarded: IntCounterVec,
     pub discovery_last_success: IntGaugeVec,
     pub as_metadata_loaded: IntGaugeVec,
     pub discovery_failures: IntCounterVec,
@@ -129,6 +133,28 @@ impl Metrics {
                     0.000_02, 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                 ]),
                 &["alg", "purpose"],
+            )
+            .unwrap(),
+        );
+        let client_assertions = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_client_assertions_total",
+                    "private_key_jwt client assertions sent, by AS and source (pooled: pre-signed, inline: signed on the call)",
+                ),
+                &["as", "source"],
+            )
+            .unwrap(),
+        );
+        let assertion_pool_discarded = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "par_sidecar_assertion_pool_discarded_total",
+                    "Pre-signed client assertions dropped unused, by AS and reason (stale, rotated)",
+                ),
+                &["as", "reason"],
             )
             .unwrap(),
         );
@@ -389,6 +415,8 @@ impl Metrics {
             redirects,
             browser_errors,
             signing_duration,
+            client_assertions,
+            assertion_pool_discarded,
             discovery_last_success,
             as_metadata_loaded,
             discovery_failures,

@@ -54,6 +54,25 @@ for (const alg of ['PS256', 'ES256', 'EdDSA']) {
       assert.equal(new Set(jtis).size, jtis.length);
     });
 
+    test('pre-signed (pooled) client assertions are accepted, each jti once', { skip: alg !== 'PS256' && 'the pool is on by default for PS256 keys only' }, async () => {
+      // client.assertion_pool defaults to 4 with a PS256 key: after the first login, PARs carry assertions
+      // signed ahead in the background; the AS verifies each and records its jti.
+      const b = new Browser({ ca: s.ca });
+      const pooled = async () => metricValue(await s.metrics(), 'par_sidecar_client_assertions_total', { source: 'pooled' }) || 0;
+      const before = await pooled();
+      for (let i = 0; i < 6; i++) {
+        const r = await b.request(`${s.publicBase}/login`);
+        assert.equal(r.status, 302, r.body);
+        await new Promise((ok) => setTimeout(ok, 50)); // the background refill
+      }
+      assert.ok((await pooled()) - before >= 5, 'logins used pooled assertions');
+      const ev = (await s.events()).filter((e) => e.path === '/request');
+      assert.ok(ev.length >= 6);
+      for (const e of ev) assert.equal(e.status, 201, `${e.error}: ${e.error_description}`);
+      const jtis = ev.map((e) => e.assertion_jti);
+      assert.equal(new Set(jtis).size, jtis.length, 'no jti sent twice');
+    });
+
     test('metrics count the PAR and the rewrite', async () => {
       const m = await s.metrics();
       assert.ok(metricValue(m, 'par_sidecar_par_requests_total', { outcome: 'success' }) >= 1);
