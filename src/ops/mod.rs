@@ -7,6 +7,8 @@ pub mod admin;
 pub mod background;
 #[cfg(feature = "server")]
 pub mod connections;
+#[cfg(feature = "server")]
+pub mod memory;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod reload;
