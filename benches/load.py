@@ -22,16 +22,28 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
                                      # only the PS256 section: logins/s at 8 connections vs
                                      # cores / (2 x one RSA signature), and pass-through latency
                                      # at 1 connection alone and next to that login load
-  python3 benches/load.py --only-footprint [--baseline-bin PATH]
-                                     # only the footprint section (1,000 connections, bursts,
-                                     # connection flood); PATH: a landed-main build to compare
   python3 benches/load.py --only-authz [--bin PATH]
                                      # only logins with client.assertion_pool 0 vs 4 (PS256,
                                      # ES256, EdDSA; c1 and c8), writes benches/results/authz.md
-Footprint section: 1,000-connection throughput and peak RSS for upstream keep-alive pool
-128 vs 1024 and read buffer 64 vs 4 KiB (a fresh sidecar per run); RSS after two bursts of
-1,000 connections and after idle; a connection flood (max_connections + 3,000 idle and
-half-sent sockets) while logins keep running on kept-alive connections.
+  python3 benches/load.py --only-footprint [--baseline-bin PATH] [--jemalloc-bin PATH]
+                                     # only the footprint section (1,000 connections, bursts,
+                                     # connection flood); PATH: a landed-main build to compare;
+                                     # --jemalloc-bin: a `--features jemalloc` build
+  python3 benches/load.py --only-threads
+                                     # sidecar --threads 1 and 2 against nginx with 1 and 2
+                                     # worker processes, at 32 and 1,000 connections
+  python3 benches/load.py --only-heap-profile --bin PATH
+                                     # the sidecar under heaptrack at 1,000 connections: the top
+                                     # allocation sites at the heap's peak, heap vs RSS, heap
+                                     # after the bursts. PATH: a build with debug info, e.g.
+                                     # CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_TARGET_DIR=target-dbg
+                                     #   cargo build --release
+Footprint section: 1,000-connection throughput and peak RSS, and pass-through CPU per request
+at 32 connections, for the defaults, the previous 4 KiB read buffer, a jemalloc build and
+landed main (a fresh sidecar per run); RSS after two bursts of 1,000 connections and 10 s and
+30 s later, with and without the free-heap trim (limits.memory_trim_interval_ms); a
+connection flood (max_connections + 3,000 idle and half-sent sockets) while logins keep
+running on kept-alive connections.
 """
 import http.client
 import json
@@ -55,8 +67,11 @@ CONNS = 32
 TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
 ONLY_FOOTPRINT = "--only-footprint" in sys.argv
+ONLY_THREADS = "--only-threads" in sys.argv
 ONLY_SIGNING = "--only-signing" in sys.argv
 ONLY_AUTHZ = "--only-authz" in sys.argv  # only the assertion pool on/off login comparison
+ONLY_HEAP_PROFILE = "--only-heap-profile" in sys.argv
+JEMALLOC_BIN = sys.argv[sys.argv.index("--jemalloc-bin") + 1] if "--jemalloc-bin" in sys.argv else None
 BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
 BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
 BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
@@ -138,9 +153,9 @@ def wrk(url, pids, conns=CONNS, duration=DURATION):
     }
 
 
-def nginx_conf(path, port, body):
+def nginx_conf(path, port, body, workers=1):
     path.write_text(f"""
-worker_processes 1;
+worker_processes {workers};
 pid {path}.pid;
 error_log {WORK}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
@@ -409,17 +424,21 @@ def flood(sidecar, binary, cap):
 
 
 def c1000_run(sidecar, name, limits, binary=None):
+    """A fresh sidecar: 1 s warm-up and a DURATION run at c32 (CPU per request), then
+    C1000_S s at c1000 (req/s, p99, peak RSS)."""
     p, port = sidecar("ES256", "sign-es256.pem", limits=limits, binary=binary, tag=f"-c1000-{len(limits)}{binary is not None}")
     wrk(f"http://127.0.0.1:{port}/", [p.pid], duration=1)
+    c32 = wrk(f"http://127.0.0.1:{port}/", [p.pid])
     r = wrk(f"http://127.0.0.1:{port}/", [p.pid], conns=1000, duration=C1000_S)
     r["hwm_mib"] = rss_mib(p, "VmHWM")
+    r["c32_rps"], r["c32_cpu_us"] = c32["rps"], c32["cpu_us_per_req"]
     p.send_signal(signal.SIGKILL)
     p.wait()
     return r
 
 
-def bursts(sidecar, binary=None, tag=""):
-    p, port = sidecar("ES256", "sign-es256.pem", binary=binary, tag=f"-bursts{tag}")
+def bursts(sidecar, binary=None, tag="", limits=""):
+    p, port = sidecar("ES256", "sign-es256.pem", binary=binary, tag=f"-bursts{tag}", limits=limits)
     wrk(f"http://127.0.0.1:{port}/", [p.pid], duration=1)
     row = {"idle": rss_mib(p)}
     for i in (1, 2):
@@ -436,25 +455,28 @@ def bursts(sidecar, binary=None, tag=""):
 
 
 def footprint_section(sidecar):
+    # name -> (extra limits, binary); None: the build under test
     configs = {
-        "pool 128, read buffer 64 KiB (pingora defaults)": ", upstream_keepalive_pool: 128, connection_read_buffer_bytes: 65536",
-        "pool 1024, read buffer 64 KiB": ", upstream_keepalive_pool: 1024, connection_read_buffer_bytes: 65536",
-        "pool 128, read buffer 4 KiB": ", upstream_keepalive_pool: 128",
-        "pool 1024, read buffer 4 KiB (defaults now)": "",
+        "defaults now (read buffer off, glibc + free-heap trim)": ("", None),
+        "read buffer 4 KiB (previous default)": (", connection_read_buffer_bytes: 4096", None),
     }
+    if JEMALLOC_BIN:
+        configs["jemalloc build (read buffer off)"] = (", connection_read_buffer_bytes: 0", JEMALLOC_BIN)
+    if BASELINE_BIN:
+        configs["landed main"] = ("", BASELINE_BIN)
     if SMOKE:  # CI: one run proves the section works
         configs = {k: v for k, v in configs.items() if "defaults now" in k}
     runs = {k: [] for k in configs}
-    if BASELINE_BIN:
-        runs["landed main"] = []
     for rnd in range(ROUNDS):
         names = list(runs) if rnd % 2 == 0 else list(reversed(runs))
         for name in names:
-            if name == "landed main":
-                runs[name].append(c1000_run(sidecar, name, "", binary=BASELINE_BIN))
-            else:
-                runs[name].append(c1000_run(sidecar, name, configs[name]))
-    burst_rows = {"defaults now": bursts(sidecar)}
+            limits, binary = configs[name]
+            runs[name].append(c1000_run(sidecar, name, limits, binary=binary))
+    burst_rows = {"defaults now (glibc + trim)": bursts(sidecar)}
+    if not SMOKE:
+        burst_rows["glibc, trim off (memory_trim_interval_ms: 0)"] = bursts(sidecar, tag="-notrim", limits=", memory_trim_interval_ms: 0")
+        if JEMALLOC_BIN:
+            burst_rows["jemalloc build"] = bursts(sidecar, binary=JEMALLOC_BIN, tag="-jemalloc", limits=", connection_read_buffer_bytes: 0")
     if BASELINE_BIN:
         burst_rows["landed main"] = bursts(sidecar, binary=BASELINE_BIN, tag="-main")
     ps256 = {"new": []}
@@ -478,14 +500,16 @@ def footprint_report(fp):
         "",
         "## Footprint: 1,000 connections, bursts, connection floods",
         "",
-        f"`--threads 1`, ES256 config, pass-through `/`. 1,000 connections: wrk -t1 -c1000 for {C1000_S} s on a fresh "
-        f"sidecar per run (after a 1 s warm-up at c32), {ROUNDS} interleaved round(s), medians; peak RSS is VmHWM of that run.",
+        f"`--threads 1`, ES256 config, pass-through `/`. A fresh sidecar per run: 1 s warm-up, then wrk -t1 -c{CONNS} for "
+        f"{DURATION} s (CPU per request), then wrk -t1 -c1000 for {C1000_S} s; {ROUNDS} interleaved round(s), medians; "
+        "peak RSS is VmHWM of that run.",
         "",
-        "| sidecar | req/s (c1000) | p99 ms | peak RSS MiB |",
-        "|---|---|---|---|",
+        f"| sidecar | req/s (c1000) | p99 ms (c1000) | peak RSS MiB (c1000) | req/s (c{CONNS}) | CPU us/req (c{CONNS}) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, rows in fp["c1000"].items():
-        lines.append(f"| {name} | {median(rows, 'rps'):.0f} | {median(rows, 'p99_ms'):.2f} | {median(rows, 'hwm_mib'):.1f} |")
+        lines.append(f"| {name} | {median(rows, 'rps'):.0f} | {median(rows, 'p99_ms'):.2f} | {median(rows, 'hwm_mib'):.1f} | "
+                     f"{median(rows, 'c32_rps'):.0f} | {median(rows, 'c32_cpu_us'):.1f} |")
     lines += [
         "",
         f"PS256 login start at 1 connection (wrk -c1 `/login`, {DURATION} s, {ROUNDS} interleaved round(s), a fresh sidecar each, medians):",
@@ -522,6 +546,158 @@ def footprint_report(fp):
                      f"{f['login_errors']} | {metric_or_dash(f['refused'])} | {metric_or_dash(f['header_timeouts'])} | "
                      f"{f['flood_open_at_end']} | {again} |")
     return lines
+
+
+def threads_section(sidecar, nginx, origin_port):
+    """Proxies with 1 and 2 workers (sidecar --threads N; nginx worker_processes N), a fresh
+    process per run: 1 s warm-up, DURATION s at c32, then C1000_S s at c1000. Peak RSS is
+    VmHWM after each load (nginx: the sum over its workers)."""
+    runs = {}
+    for n in (1, 2):
+        runs[f"nginx, {n} worker(s)"] = []
+        runs[f"sidecar, --threads {n}"] = []
+    for rnd in range(ROUNDS):
+        for name in (list(runs) if rnd % 2 == 0 else list(reversed(runs))):
+            n = int(re.search(r"(\d)", name).group(1))
+            if name.startswith("nginx"):
+                port = free_port()
+                conf = WORK / f"proxy-threads-{n}-{rnd}.conf"
+                nginx_conf(conf, port, f"""
+  upstream app {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096;
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""", workers=n)
+                p = start(f"nginx-threads-{n}-{rnd}", [nginx, "-c", str(conf), "-g", "daemon off;"])
+                wait_http(f"http://127.0.0.1:{port}/")
+                time.sleep(0.2)
+                pids = children(p.pid)
+            else:
+                p, port = sidecar("ES256", "sign-es256.pem", tag=f"-threads{n}-{rnd}", threads=n)
+                pids = [p.pid]
+            url = f"http://127.0.0.1:{port}/"
+            wrk(url, pids, duration=1)
+            row = {}
+            r = wrk(url, pids)
+            row.update(c32_rps=r["rps"], c32_p99=r["p99_ms"], c32_hwm=rss_kib(pids, "VmHWM") / 1024, c32_cpu=r["cpu_us_per_req"])
+            r = wrk(url, pids, conns=1000, duration=C1000_S)
+            row.update(c1000_rps=r["rps"], c1000_p99=r["p99_ms"], c1000_hwm=rss_kib(pids, "VmHWM") / 1024)
+            runs[name].append(row)
+            p.send_signal(signal.SIGKILL if name.startswith("sidecar") else signal.SIGQUIT)
+            p.wait()
+    return runs
+
+
+def threads_report(runs):
+    lines = [
+        "",
+        "## Workers: sidecar --threads 1 and 2 against nginx worker_processes 1 and 2",
+        "",
+        f"Pass-through `/`, a fresh proxy per run: 1 s warm-up, wrk -t1 -c{CONNS} for {DURATION} s, then wrk -t1 -c1000 for "
+        f"{C1000_S} s; {ROUNDS} interleaved round(s), medians. Peak RSS: VmHWM after that load (nginx: sum over its workers, "
+        f"master not counted). The machine has {os.cpu_count()} cores shared by wrk (one thread), the origin nginx (one "
+        "worker) and the proxy, so 2 proxy workers compete with the load generator.",
+        "",
+        f"| proxy | req/s (c{CONNS}) | p99 ms (c{CONNS}) | CPU us/req (c{CONNS}) | peak RSS MiB (c{CONNS}) | req/s (c1000) | p99 ms (c1000) | peak RSS MiB (c1000) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in runs.items():
+        m = {k: median(rows, k) for k in rows[0]}
+        lines.append(f"| {name} | {m['c32_rps']:.0f} | {m['c32_p99']:.2f} | {m['c32_cpu']:.1f} | {m['c32_hwm']:.1f} | "
+                     f"{m['c1000_rps']:.0f} | {m['c1000_p99']:.2f} | {m['c1000_hwm']:.1f} |")
+    for n in (1, 2):
+        ng, sc = runs[f"nginx, {n} worker(s)"], runs[f"sidecar, --threads {n}"]
+        lines.append(f"\n{n} worker(s): sidecar/nginx req/s {median(sc, 'c32_rps') / median(ng, 'c32_rps'):.2f} at c{CONNS}, "
+                     f"{median(sc, 'c1000_rps') / median(ng, 'c1000_rps'):.2f} at c1000.")
+    return lines
+
+
+HEAP_SITES = 14
+
+
+def heap_profile_section(sidecar_cfg_for):
+    """The sidecar under heaptrack: warm-up, two C1000_S s bursts of 1,000 connections,
+    5 s idle, SIGTERM. Returns the report lines."""
+    heaptrack, printer = shutil.which("heaptrack"), shutil.which("heaptrack_print")
+    if not heaptrack or not printer:
+        raise SystemExit("heaptrack is required (apt-get install heaptrack)")
+    cfg, port, admin = sidecar_cfg_for()
+    out = WORK / "heap"
+    p = start("sidecar-heaptrack", [heaptrack, "-o", str(out), str(BIN), "run", "--threads", "1", "--config", str(cfg)])
+    wait_http(f"http://127.0.0.1:{admin}/readyz", ok=lambda s: s == 200, timeout=60)
+    pid = int(subprocess.run(["pgrep", "-f", f"^{BIN} run"], capture_output=True, text=True).stdout.split()[0])
+    url = f"http://127.0.0.1:{port}/"
+    wrk(url, [], duration=1)
+    rss = {"warm": rss_kib([pid]) / 1024}
+    for i in (1, 2):
+        r = wrk(url, [], conns=1000, duration=C1000_S)
+        rss[f"burst{i}"] = rss_kib([pid]) / 1024
+        rss[f"rps{i}"] = r["rps"]
+    time.sleep(5)
+    rss["idle"] = rss_kib([pid]) / 1024
+    rss["hwm"] = rss_kib([pid], "VmHWM") / 1024
+    os.kill(pid, signal.SIGTERM)
+    p.wait(timeout=60)
+    data = next(WORK.glob("heap*.zst"))
+    text = subprocess.run([printer, "-f", str(data), "--print-peaks", "1", "--print-allocators", "0", "--print-temporary", "0",
+                           "--print-leaks", "0", "--peak-limit", "60", "--sub-peak-limit", "12"], capture_output=True, text=True).stdout
+    summary = subprocess.run([printer, "-f", str(data), "--print-peaks", "0", "--print-allocators", "0", "--print-temporary", "0",
+                              "--print-leaks", "0", "-M", str(WORK / "massif.txt")], capture_output=True, text=True).stdout
+    peak_heap = re.search(r"peak heap memory consumption: (\S+)", summary).group(1)
+    snaps = re.findall(r"^time=([\d.]+)\nmem_heap_B=(\d+)", (WORK / "massif.txt").read_text(), re.M)
+    end_heap = int(snaps[-1][1]) / 1e6 if snaps else float("nan")
+    lines = [
+        "",
+        "## Heap profile at 1,000 connections (heaptrack)",
+        "",
+        f"`par-sidecar --threads 1` (pass-through, ES256 config) under heaptrack: 1 s at c{CONNS}, two {C1000_S} s bursts of "
+        f"wrk -t1 -c1000 (under heaptrack: {rss['rps1']:.0f} and {rss['rps2']:.0f} req/s), 5 s idle, SIGTERM. "
+        f"Heap at its peak: {peak_heap}; RSS peak {rss['hwm']:.1f} MiB (heaptrack's own overhead included); RSS warm "
+        f"{rss['warm']:.1f}, after the bursts {rss['burst1']:.1f} / {rss['burst2']:.1f}, 5 s later {rss['idle']:.1f} MiB; heap still "
+        f"in use after the bursts (last snapshot before shutdown): {end_heap:.1f} MB.",
+        "",
+        "Top allocation sites at the heap's peak (bytes live at that moment; `calls`: allocations from that site over the run; "
+        "site: the first frames outside std/tokio/bytes/async-trait):",
+        "",
+        "| bytes at peak | calls | site |",
+        "|---|---|---|",
+    ]
+    for size, calls, frames in heap_sites(text)[:HEAP_SITES]:
+        lines.append(f"| {size} | {calls} | {' <- '.join(frames)} |")
+    return lines
+
+
+def heap_sites(text):
+    """(bytes, calls, frames) per backtrace of heaptrack_print's peak section, largest first."""
+    boring = ("/library/", "tokio-1.", "bytes-1.", "futures-", "hashbrown", "nptl", "sysdeps", "pingora-timeout", "async-trait")
+    body = text.split("PEAK MEMORY CONSUMERS", 1)[-1]
+    lines = body.split("\n")
+    rows, cur = [], None
+    for i, l in enumerate(lines):
+        m = re.match(r"^([\d.]+[KMG]?B?) consumed over (\d+) calls from:", l)
+        if m:
+            cur = [m.group(1), int(m.group(2)), []]
+            rows.append(cur)
+            continue
+        if re.match(r"^[\d.]+[KMG]?B? peak memory", l):
+            cur = None
+            continue
+        t = l.strip()
+        if cur is None or not t.startswith("at ") or len(cur[2]) >= 2:
+            continue
+        path = re.sub(r"^/root/.cargo/registry/src/[^/]+/|^.*/registry/src/[^/]+/", "", t[3:])
+        if any(b in path for b in boring):
+            continue
+        fn = re.sub(r"::h[0-9a-f]{16}$", "", lines[i - 1].strip())
+        for a, b in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$u7b$", "{"), ("$u7d$", "}"), ("..", "::"), ("$C$", ","), ("$RF$", "&")):
+            fn = fn.replace(a, b)
+        fn = re.sub(r"::_?\{\{closure\}\}", "", fn)
+        fn = fn if len(fn) <= 60 else "..." + fn[-57:]
+        cur[2].append(f"`{fn}` ({path})")
+
+    def size(v):
+        v = v.rstrip("B")
+        return float(v[:-1]) * {"K": 1e3, "M": 1e6, "G": 1e9}[v[-1]] if v[-1] in "KMG" else float(v)
+    rows.sort(key=lambda r: -size(r[0]))
+    return [(f"{size(r[0]) / 1e6:.2f} MB", r[1], r[2]) for r in rows]
 
 
 def rsa2048_sign_us():
@@ -705,9 +881,7 @@ def main():
     wait_http(f"http://127.0.0.1:{proxy_port}/")
     nginx_workers = children(nginx_proxy.pid)
 
-    def sidecar(alg, key, limits="", timeouts="", binary=None, tag="", client=""):
-        """limits/timeouts: extra flow-map entries (", key: value"); binary: another build;
-        client: extra lines of the client block."""
+    def sidecar_cfg(alg, key, limits="", timeouts="", tag="", client=""):
         public, admin = free_port(), free_port()
         cfg = WORK / f"sidecar-{alg}{tag}.yaml"
         cfg.write_text(f"""
@@ -725,31 +899,40 @@ limits: {{ login_starts_per_second: 0{limits} }}  # the default 100/s would meas
 logging: {{ level: warn }}
 shutdown: {{ grace_period_seconds: 0 }}
 """)
-        p = start(f"sidecar-{alg}{tag}", [str(binary or BIN), "run", "--threads", "1", "--config", str(cfg)])
+        return cfg, public, admin
+
+    def sidecar(alg, key, limits="", timeouts="", binary=None, tag="", threads=1, client=""):
+        """limits/timeouts: extra flow-map entries (", key: value"); binary: another build;
+        client: extra lines of the client block."""
+        cfg, public, admin = sidecar_cfg(alg, key, limits, timeouts, tag, client)
+        p = start(f"sidecar-{alg}{tag}", [str(binary or BIN), "run", "--threads", str(threads), "--config", str(cfg)])
         wait_http(f"http://127.0.0.1:{admin}/readyz", ok=lambda s: s == 200)
         p.admin_port = admin
         return p, public
+
+    def only(name, lines):
+        report = "\n".join(lines) + "\n"
+        print(report)
+        out = ROOT / "benches/results" / (f"smoke-{name}.md" if SMOKE else f"{name}.md")
+        out.write_text(f"Command: `python3 benches/load.py {' '.join(sys.argv[1:])}`. "
+                       f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+                       f"Load average (1 min) at start {LOAD_AT_START:.2f}, at the end {os.getloadavg()[0]:.2f}.\n" + report)
+        print(f"written to {out.relative_to(ROOT)}")
 
     if ONLY_SIGNING:
         builds = {"now": None}
         if BASELINE_BIN:
             builds["baseline"] = BASELINE_BIN
-        report = "\n".join(signing_report(signing_section(sidecar, builds))) + "\n"
-        print(report)
-        return
-
+        return only("signing", signing_report(signing_section(sidecar, builds)))
     if ONLY_AUTHZ:
-        report = "\n".join(assertion_pool_report(assertion_pool_section(sidecar, origin_port, as_port, curl_cert))) + "\n"
-        print(report)
-        out = ROOT / "benches/results" / ("smoke-authz.md" if SMOKE else "authz.md")
-        out.write_text(f"Command: `python3 benches/load.py {' '.join(sys.argv[1:])}`. "
-                       f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-                       f"Load average (1 min) at start {LOAD_AT_START:.2f}, at the end {os.getloadavg()[0]:.2f}.\n" + report)
-        print(f"written to {out.relative_to(ROOT)}")
+        only("authz", assertion_pool_report(assertion_pool_section(sidecar, origin_port, as_port, curl_cert)))
         if SMOKE and any(r["errors"] or r["as_rejects"] for r in sum(assertion_pool_rows.values(), [])):
             raise SystemExit("assertion pool smoke run saw errors")
         return
-
+    if ONLY_THREADS:
+        return only("threads", threads_report(threads_section(sidecar, nginx, origin_port)))
+    if ONLY_HEAP_PROFILE:
+        return only("heap-profile", heap_profile_section(lambda: sidecar_cfg("ES256", "sign-es256.pem", tag="-heap")))
     if ONLY_FOOTPRINT:
         fp = footprint_section(sidecar)
         report = "\n".join(footprint_report(fp)) + "\n"

@@ -47,6 +47,17 @@ enum Command {
     },
 }
 
+/// With the `jemalloc` feature: jemalloc with a background thread that purges unused pages
+/// (dirty after 1 s, then muzzy pages at once), so memory goes back to the kernel after a
+/// burst without anyone calling into the allocator. `_RJEM_MALLOC_CONF` overrides it.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(feature = "jemalloc")]
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAR_SIDECAR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

@@ -229,8 +229,12 @@ pub struct LimitsFile {
     /// Default 1024.
     pub upstream_keepalive_pool: Option<usize>,
     /// Per-connection read buffer of the public listener, bytes (pingora's default 65536).
-    /// Default 4096; larger headers are still read, in several reads.
+    /// Default 0: no buffer, pingora reads straight into its request header buffer. A size
+    /// (1024..=1048576) puts a buffer of that size in front of it.
     pub connection_read_buffer_bytes: Option<usize>,
+    /// How often glibc's free heap is checked and, after a burst, handed back to the kernel
+    /// (`malloc_trim`), milliseconds. 0 disables. Default 1000.
+    pub memory_trim_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -232,8 +232,10 @@ pub struct Settings {
     pub first_request_headers_timeout: Duration,
     /// pingora's `upstream_keepalive_pool_size` (idle connections to the app).
     pub upstream_keepalive_pool: usize,
-    /// Public listener's per-connection read buffer, bytes.
+    /// Public listener's per-connection read buffer, bytes; 0: unbuffered.
     pub connection_read_buffer: usize,
+    /// Period of the free-heap check that returns memory after a burst; zero: never.
+    pub memory_trim_interval: Duration,
 }
 
 impl Settings {

@@ -357,3 +357,18 @@ fn assertion_pool_defaults_and_bounds() {
         Duration::from_secs(5)
     );
 }
+
+#[test]
+fn connection_read_buffer_and_memory_trim_limits() {
+    let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+    assert_eq!(s.connection_read_buffer, 0, "no read buffer by default");
+    assert_eq!(s.memory_trim_interval, Duration::from_secs(1));
+    let with = |limits: &str| Settings::from_yaml(&format!("{MINIMAL}limits: {{ {limits} }}\n"), Path::new("c.yaml"));
+    let s = with("connection_read_buffer_bytes: 4096, memory_trim_interval_ms: 0").unwrap();
+    assert_eq!(s.connection_read_buffer, 4096);
+    assert!(s.memory_trim_interval.is_zero(), "0 turns the trim off");
+    for bad in ["connection_read_buffer_bytes: 512", "memory_trim_interval_ms: 10"] {
+        let err = with(bad).unwrap_err().to_string();
+        assert!(err.contains(bad.split(':').next().unwrap()), "{err}");
+    }
+}

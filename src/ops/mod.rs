@@ -8,6 +8,8 @@ pub mod background;
 pub mod client_connections;
 #[cfg(feature = "server")]
 pub mod connections;
+#[cfg(feature = "server")]
+pub mod memory;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod reload;

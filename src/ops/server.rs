@@ -13,6 +13,7 @@ use crate::egress::listener::EgressApp;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::DiscoveryRefresher;
 use crate::ops::connections::ConnectionGuard;
+use crate::ops::memory::AllocatorTrimmer;
 use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
 use crate::state::SidecarState;
@@ -52,7 +53,8 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
         Some(_) => guarded,
     };
     let mut public = Service::new("public".to_string(), guarded);
-    // pingora's default read buffer is 64 KiB per connection, zero-filled at accept.
+    // pingora's default read buffer is 64 KiB per connection, zero-filled at accept; 0
+    // leaves it out (reads go straight to pingora's request header buffer).
     public.add_listener(
         ListenerConfig::tcp(s.public_addr.to_string())
             .l4_buffer(L4BufferSettings::default().read(s.connection_read_buffer)),
@@ -77,6 +79,12 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
         KeyWatcher {
             state: state.clone(),
             interval: s.reload_interval,
+        },
+    ));
+    server.add_service(background_service(
+        "allocator-trim",
+        AllocatorTrimmer {
+            interval: s.memory_trim_interval,
         },
     ));
     server.run_forever()
