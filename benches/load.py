@@ -1005,6 +1005,8 @@ shutdown: {{ grace_period_seconds: 0 }}
         f"wrk -t1 -c{CONNS}, {DURATION} s per run, {ROUNDS} interleaved rounds, medians. One worker per proxy. "
         f"Load average (1 min) when the runs started: {LOAD_AT_START:.2f}, at the end: {os.getloadavg()[0]:.2f}.",
         f"Command: `python3 benches/load.py`. Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "Comparisons against other builds, the heap profile and worker counts are separate runs: "
+        "[separate-runs.md](separate-runs.md).",
         "",
         "## Pass-through of a small response",
         "",
