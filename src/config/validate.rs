@@ -454,9 +454,8 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
 }
 
 /// Open public-listener connections by default, sized to the shipped manifest's 128Mi limit:
-/// a flood holding 2,048 connections (plus 3,000 refused) peaked at 93 MiB with the 4 KiB read
-/// buffer (benches/results/latest.md); 1,536 leaves room for the heap a burst of 1,000
-/// connections retains on top.
+/// a flood holding 2,048 connections (plus 3,000 refused) peaked at 84 MiB
+/// (benches/results/latest.md, footprint); 1,536 leaves room for a burst's heap on top.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1536;
 
 /// Idle upstream (app) connections kept. pingora's default of 128 closes and reopens
@@ -464,7 +463,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1536;
 pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 1024;
 
 /// Pre-signed client assertions kept per AS (`client.assertion_pool`) when the signing key
-/// is PS256 (0 otherwise); see benches/results/latest.md for the measurement behind it.
+/// is PS256 (0 otherwise); see benches/results/separate-runs.md for the measurement behind it.
 pub const DEFAULT_ASSERTION_POOL: usize = 4;
 /// Upper bound of `client.assertion_pool`: each pooled assertion is signed whether or not
 /// it is used, and goes stale after the max age.
@@ -475,7 +474,7 @@ pub const DEFAULT_ASSERTION_POOL_MAX_AGE: u64 = 10;
 /// The public listener's per-connection read buffer (pingora's own default is 64 KiB). None:
 /// pingora's HTTP/1 code reads into its own request header buffer anyway, so a read buffer in
 /// front of it only copies; leaving it out saved 4 KiB per connection (~3.5 MiB peak RSS at
-/// 1,000 connections) at no CPU cost (benches/results/latest.md, footprint section).
+/// 1,000 connections) at no CPU cost (benches/results/separate-runs.md, footprint).
 pub const DEFAULT_CONNECTION_READ_BUFFER: usize = 0;
 
 type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
@@ -586,7 +585,7 @@ fn validate_client(
     )?;
     // On by default only where a signature is slow enough to be worth taking off the login's
     // path: RSA (PS256, ~400 us here). An ES256/EdDSA signature (~15-25 us) costs less than
-    // handing work to another thread (measured: benches/results/latest.md).
+    // handing work to another thread (measured: benches/results/separate-runs.md).
     let default_pool = if signing_keys[0].alg == Alg::PS256 {
         DEFAULT_ASSERTION_POOL
     } else {

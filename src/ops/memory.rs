@@ -1,7 +1,7 @@
 //! Giving memory back after a traffic burst (issue 12).
 //!
 //! A burst of 1,000 connections takes the heap to ~48 MB (pingora's per-connection futures
-//! and buffers, see benches/results/latest.md); once the connections close, less than 2 MB
+//! and buffers, see benches/results/separate-runs.md); once the connections close, less than 2 MB
 //! is still in use, but glibc's malloc keeps the freed chunks: they are spread across its
 //! arenas and pinned by a few long-lived allocations above them, so the heap top never
 //! shrinks and RSS stays at the burst's peak for good. `malloc_trim(0)` hands every free
