@@ -197,17 +197,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn settings(size: usize, max_age: u64) -> AsSettings {
-        let yaml = r#"
-listen: { public: "127.0.0.1:8080", admin: "127.0.0.1:9090" }
-upstream: "127.0.0.1:3000"
-authorization_server: { issuer: "https://as.example.com" }
-client:
-  client_id: legacy-app
-  auth_method: private_key_jwt
-  signing_key: { path: sign.pem, alg: ES256 }
-  transport: { cert_path: tls.crt, key_path: tls.key }
-"#;
-        let mut s = crate::config::Settings::from_yaml(yaml, std::path::Path::new("/c.yaml"))
+        let mut s = crate::config::Settings::from_yaml(crate::config::tests::MINIMAL, std::path::Path::new("/c.yaml"))
             .unwrap()
             .authorization_servers
             .remove(0);

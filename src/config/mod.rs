@@ -6,7 +6,7 @@
 mod env;
 pub mod file;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod validate;
 
 pub use env::expand_env;

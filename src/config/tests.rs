@@ -1,6 +1,7 @@
 use super::*;
 
-const MINIMAL: &str = r#"
+/// The smallest valid config (one AS, ES256, private_key_jwt); other modules' tests start from it.
+pub(crate) const MINIMAL: &str = r#"
 listen: { public: "127.0.0.1:8080", admin: "127.0.0.1:9090" }
 upstream: "127.0.0.1:3000"
 authorization_server: { issuer: "https://as.example.com" }
