@@ -179,23 +179,32 @@ mod tests {
         }
     }
 
-    fn guard(max: usize, timeout_ms: u64) -> Arc<ConnectionGuard<Echo>> {
-        Arc::new(ConnectionGuard::new(
+    fn bare_guard(max: usize, timeout_ms: u64) -> ConnectionGuard<Echo> {
+        ConnectionGuard::new(
             Echo,
             max,
             Duration::from_millis(timeout_ms),
             IntCounter::new("r", "r").unwrap(),
             IntGauge::new("o", "o").unwrap(),
             IntCounter::new("t", "t").unwrap(),
-        ))
+        )
     }
 
+    fn guard(max: usize, timeout_ms: u64) -> Arc<ConnectionGuard<Echo>> {
+        Arc::new(bare_guard(max, timeout_ms))
+    }
+
+    /// A connected client and the server side, with the peer address in the socket digest
+    /// as pingora's listener sets it.
     async fn pair() -> (tokio::net::TcpStream, Stream) {
+        use pingora::protocols::{GetSocketDigest, SocketDigest};
+        use std::os::fd::AsRawFd;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, _) = l.accept().await.unwrap();
-        let s: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(s));
-        (c, s)
+        let mut s = pingora::protocols::l4::stream::Stream::from(s);
+        s.set_socket_digest(SocketDigest::from_raw_fd(s.as_raw_fd()));
+        (c, Box::new(s))
     }
 
     #[tokio::test]
@@ -224,34 +233,12 @@ mod tests {
         assert_eq!(g.open_gauge.get(), 0);
     }
 
-    /// As pingora's listener does: the peer address comes from the socket digest.
-    async fn pair_with_digest() -> (tokio::net::TcpStream, Stream) {
-        use pingora::protocols::{GetSocketDigest, SocketDigest};
-        use std::os::fd::AsRawFd;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        let mut s = pingora::protocols::l4::stream::Stream::from(s);
-        s.set_socket_digest(SocketDigest::from_raw_fd(s.as_raw_fd()));
-        (c, Box::new(s))
-    }
-
     #[tokio::test]
     async fn one_peer_address_is_capped_at_accept() {
         let clients = ClientConnections::new(1);
-        let g = Arc::new(
-            ConnectionGuard::new(
-                Echo,
-                0,
-                Duration::from_millis(5_000),
-                IntCounter::new("r", "r").unwrap(),
-                IntGauge::new("o", "o").unwrap(),
-                IntCounter::new("t", "t").unwrap(),
-            )
-            .per_client(clients.clone(), IntCounter::new("c", "c").unwrap()),
-        );
+        let g = Arc::new(bare_guard(0, 5_000).per_client(clients.clone(), IntCounter::new("c", "c").unwrap()));
         let (_w, shutdown) = tokio::sync::watch::channel(false);
-        let (mut c1, s1) = pair_with_digest().await;
+        let (mut c1, s1) = pair().await;
         let (g1, sd) = (g.clone(), shutdown.clone());
         let first = tokio::spawn(async move { g1.process_new(s1, &sd).await });
         c1.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
@@ -260,7 +247,7 @@ mod tests {
         assert_eq!(clients.held("127.0.0.1".parse().unwrap()), 1);
 
         // A second connection from the same address: closed at once, global slot given back.
-        let (mut c2, s2) = pair_with_digest().await;
+        let (mut c2, s2) = pair().await;
         assert!(g.process_new(s2, &shutdown).await.is_none());
         assert_eq!(g.per_client.as_ref().unwrap().1.get(), 1);
         assert_eq!(g.open(), 1);
@@ -271,7 +258,7 @@ mod tests {
         drop(c1);
         first.await.unwrap();
         assert_eq!(clients.held("127.0.0.1".parse().unwrap()), 0);
-        let (mut c3, s3) = pair_with_digest().await;
+        let (mut c3, s3) = pair().await;
         let (g3, sd) = (g.clone(), shutdown.clone());
         let third = tokio::spawn(async move { g3.process_new(s3, &sd).await });
         c3.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
