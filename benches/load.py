@@ -18,7 +18,7 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
 
   python3 benches/load.py            # full run (~6-7 min), writes benches/results/latest.md
   python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
-  python3 benches/load.py --only-signing [--bin PATH] [--baseline-bin PATH]
+  python3 benches/load.py --only-signing [--bin PATH] [--baseline-bin PATH] [--compare NAME=PATH ...]
                                      # only the PS256 section: logins/s at 8 connections vs
                                      # cores / (2 x one RSA signature), and pass-through latency
                                      # at 1 connection alone and next to that login load
@@ -62,7 +62,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = "--smoke" in sys.argv
 DURATION = 1 if SMOKE else 6
-ROUNDS = 1 if SMOKE else 3
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 1 if SMOKE else 3
 CONNS = 32
 TICK = os.sysconf("SC_CLK_TCK")
 WORK = Path(tempfile.mkdtemp(prefix="par-sidecar-bench-"))
@@ -73,6 +73,8 @@ ONLY_AUTHZ = "--only-authz" in sys.argv  # only the assertion pool on/off login 
 ONLY_HEAP_PROFILE = "--only-heap-profile" in sys.argv
 JEMALLOC_BIN = sys.argv[sys.argv.index("--jemalloc-bin") + 1] if "--jemalloc-bin" in sys.argv else None
 BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
+# --compare NAME=PATH (repeatable, --only-signing): more builds in the same interleaved rounds.
+COMPARE_BINS = dict(sys.argv[i + 1].split("=", 1) for i, a in enumerate(sys.argv) if a == "--compare")
 BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
 BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
 LOAD_AT_START = 0.0
@@ -127,6 +129,21 @@ def rss_kib(pids, field="VmRSS"):
 def children(pid):
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(x) for x in out]
+
+
+def thread_ticks(pid):
+    """CPU ticks per thread name of one process (trailing digits dropped: `par-signer-0` and
+    `par-signer-1` count together)."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (t / "comm").read_text().strip()
+            fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"-?\d+$", "", comm)
+        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+    return out
 
 
 def wrk(url, pids, conns=CONNS, duration=DURATION):
@@ -722,7 +739,12 @@ def signing_section(sidecar, builds):
             p, port = sidecar("PS256", "sign-ps256.pem", binary=builds[name], tag=f"-signing-{rnd}")
             base = f"http://127.0.0.1:{port}"
             wrk(f"{base}/login", [p.pid], conns=8, duration=1)  # warm-up: pools filled
+            t0 = thread_ticks(p.pid)
             alone = wrk(f"{base}/login", [p.pid], conns=8)
+            t1 = thread_ticks(p.pid)
+            logins = alone["rps"] * DURATION
+            # CPU of the proxy's own event loop (pingora's `public` service threads) per login.
+            proxy_us = (t1.get("public", 0) - t0.get("public", 0)) / TICK * 1e6 / max(logins, 1)
             idle = wrk(f"{base}/", [], conns=1)
             bg = subprocess.Popen(["wrk", "-t1", "-c8", f"-d{DURATION + 2}s", "--latency", f"{base}/login"],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -732,6 +754,7 @@ def signing_section(sidecar, builds):
             p.send_signal(signal.SIGKILL)
             p.wait()
             rows[name].append({"logins": alone["rps"], "cpu": alone["cpu_us_per_req"], "errors": alone["errors"],
+                               "proxy_cpu": proxy_us,
                                "idle_p50": idle["p50_ms"], "idle_p99": idle["p99_ms"],
                                "loaded_p50": loaded["p50_ms"], "loaded_p99": loaded["p99_ms"],
                                "logins_loaded": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))})
@@ -747,13 +770,13 @@ def signing_report(r):
         f"the AS double and wrk run on the same cores. Pass-through latency at 1 connection, alone and while "
         f"8 connections run logins; {ROUNDS} interleaved round(s) of {DURATION} s, medians.",
         "",
-        "| build | PS256 logins/s (c8) | vs cores / (2 x signature) | sidecar CPU us/login | pass-through p50 / p99 ms alone | next to the logins | p99 ratio | logins/s meanwhile |",
-        "|---|---|---|---|---|---|---|---|",
+        "| build | PS256 logins/s (c8) | vs cores / (2 x signature) | sidecar CPU us/login | of it on the proxy's event loop | pass-through p50 / p99 ms alone | next to the logins | p99 ratio | logins/s meanwhile |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in r["rows"].items():
         med = lambda k: statistics.median(x[k] for x in rows)
         lines.append(
-            f"| {name} | {med('logins'):.0f} | {med('logins') / r['capacity']:.2f} | {med('cpu'):.0f} | "
+            f"| {name} | {med('logins'):.0f} | {med('logins') / r['capacity']:.2f} | {med('cpu'):.0f} | {med('proxy_cpu'):.0f} | "
             f"{med('idle_p50'):.3f} / {med('idle_p99'):.3f} | {med('loaded_p50'):.3f} / {med('loaded_p99'):.3f} | "
             f"{med('loaded_p99') / med('idle_p99'):.2f} | {med('logins_loaded'):.0f} |")
     return lines
@@ -923,6 +946,7 @@ shutdown: {{ grace_period_seconds: 0 }}
         builds = {"now": None}
         if BASELINE_BIN:
             builds["baseline"] = BASELINE_BIN
+        builds.update(COMPARE_BINS)
         return only("signing", signing_report(signing_section(sidecar, builds)))
     if ONLY_AUTHZ:
         only("authz", assertion_pool_report(assertion_pool_section(sidecar, origin_port, as_port, curl_cert)))

@@ -199,34 +199,43 @@ fn classify(e: &reqwest::Error) -> TransportError {
 
 #[async_trait]
 impl AsHttp for ReqwestAs {
+    /// Runs on the AS client runtime ([`crate::as_client::as_runtime`]), not the caller's.
     async fn send(&self, req: AsRequest) -> Result<AsResponse, TransportError> {
-        let deadline = req.timeout;
-        let mut rb = self.client.request(req.method, req.url).timeout(deadline);
-        for (k, v) in req.headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(form) = req.form {
-            rb = rb.form(&form);
-        } else if let Some(body) = req.body {
-            rb = rb.body(body);
-        }
-        let mut resp = rb.send().await.map_err(|e| classify(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        if resp.content_length().is_some_and(|l| l as usize > self.max_body) {
-            return Err(TransportError::TooLarge(self.max_body));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(TransportError::TooLarge(self.max_body));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(AsResponse {
-            status,
-            headers,
-            body: Bytes::from(body),
-        })
+        let client = self.client.clone();
+        let max_body = self.max_body;
+        crate::as_client::as_runtime::run(send_on(client, max_body, req))
+            .await
+            .unwrap_or_else(|| Err(TransportError::Other("AS client task failed".into())))
     }
+}
+
+async fn send_on(client: reqwest::Client, max_body: usize, req: AsRequest) -> Result<AsResponse, TransportError> {
+    let deadline = req.timeout;
+    let mut rb = client.request(req.method, req.url).timeout(deadline);
+    for (k, v) in req.headers {
+        rb = rb.header(k, v);
+    }
+    if let Some(form) = req.form {
+        rb = rb.form(&form);
+    } else if let Some(body) = req.body {
+        rb = rb.body(body);
+    }
+    let mut resp = rb.send().await.map_err(|e| classify(&e))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    if resp.content_length().is_some_and(|l| l as usize > max_body) {
+        return Err(TransportError::TooLarge(max_body));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
+        if body.len() + chunk.len() > max_body {
+            return Err(TransportError::TooLarge(max_body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(AsResponse {
+        status,
+        headers,
+        body: Bytes::from(body),
+    })
 }

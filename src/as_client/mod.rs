@@ -2,6 +2,7 @@
 //! discovery, PAR, request object, client authentication, JARM and ID token checks, keys,
 //! and the HTTP seam.
 
+pub mod as_runtime;
 pub mod assertion_pool;
 pub mod discovery;
 pub mod dpop;

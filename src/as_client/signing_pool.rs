@@ -22,9 +22,9 @@ const SIGNER_NICE: i32 = 10;
 /// Niceness of the background thread.
 const BACKGROUND_NICE: i32 = 19;
 
-static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+static POOL: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
 
-fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
+fn pool() -> &'static mpsc::Sender<Job> {
     POOL.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = std::sync::Arc::new(Mutex::new(rx));
@@ -48,19 +48,19 @@ fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
                 })
                 .expect("spawning a signing thread");
         }
-        Mutex::new(tx)
+        tx
     })
 }
 
 /// Lowers the calling thread's priority (Linux: `setpriority` on a thread id is per thread).
-fn lower_priority(nice: i32) {
+pub(crate) fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: plain syscalls on the calling thread; failure (e.g. a seccomp profile) only
     // leaves the priority as is.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         if libc::setpriority(libc::PRIO_PROCESS, tid, nice) != 0 {
-            tracing::debug!("could not lower a signing thread's priority");
+            tracing::debug!("could not lower a thread's priority");
         }
     }
 }
@@ -68,7 +68,7 @@ fn lower_priority(nice: i32) {
 /// Queues `work` on the background thread (nice +19), started at first use; `false` if it
 /// could not be queued. A panic in `work` is contained.
 pub fn spawn_background(work: impl FnOnce() + Send + 'static) -> bool {
-    static BACKGROUND: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    static BACKGROUND: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
     let tx = BACKGROUND.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -80,14 +80,9 @@ pub fn spawn_background(work: impl FnOnce() + Send + 'static) -> bool {
                 }
             })
             .ok()
-            .map(|_| Mutex::new(tx))
+            .map(|_| tx)
     });
-    tx.as_ref().is_some_and(|tx| {
-        tx.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Box::new(work))
-            .is_ok()
-    })
+    tx.as_ref().is_some_and(|tx| tx.send(Box::new(work)).is_ok())
 }
 
 /// Runs `work` on a signing thread and waits for its result without blocking the caller's
@@ -97,7 +92,7 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
     let job: Job = Box::new(move || {
         let _ = tx.send(work());
     });
-    pool().lock().unwrap_or_else(|e| e.into_inner()).send(job).ok()?;
+    pool().send(job).ok()?;
     rx.await.ok()
 }
 

@@ -21,6 +21,7 @@ use crate::state::SidecarState;
 /// Runs until SIGTERM/SIGINT; pingora drains in-flight requests for the grace period.
 pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
     let s = &state.settings;
+    crate::as_client::as_runtime::configure(threads);
     let conf = ServerConf {
         threads,
         // One worker per runtime without stealing measured ~4% faster (platform notes).

@@ -1,0 +1,118 @@
+//! The runtime the AS client's HTTP work runs on, apart from the proxy's event loops.
+//!
+//! A login's PAR costs the sidecar about 200 us of TLS and HTTP work besides its
+//! signatures. On the proxy's event loop that work sits in the same queue as every
+//! pass-through request, so a burst of logins adds its whole cost to their latency. Here
+//! every call to an AS (discovery, JWKS, PAR, and the app's token and resource calls through
+//! the egress listener) runs as a task on this runtime's own threads, and the caller only
+//! awaits its result. It also pins reqwest's pooled connections to one runtime: a
+//! connection's I/O task runs where the connection was opened, which used to be whichever
+//! service (discovery, proxy, egress) happened to open it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use tokio::task::JoinHandle;
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Niceness of the AS client's threads: below the proxy (0), above the signatures (+10)
+/// that a login waits for next.
+pub(crate) const AS_CLIENT_NICE: i32 = 5;
+
+/// Sets the number of worker threads (the proxy's `--threads`); effective only before the
+/// first call to an AS.
+pub fn configure(threads: usize) {
+    THREADS.store(threads.max(1), Ordering::Relaxed);
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(THREADS.load(Ordering::Relaxed))
+            .thread_name("par-as-client")
+            .on_thread_start(|| crate::as_client::signing_pool::lower_priority(AS_CLIENT_NICE))
+            .enable_all()
+            .build()
+            .expect("building the AS client runtime")
+    })
+}
+
+/// Runs `fut` on the AS client runtime and waits for it. Dropping the returned future (the
+/// browser went away, a timeout fired) cancels the task. `None` if the task panicked.
+pub async fn run<F>(fut: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    AbortOnDrop(runtime().spawn(fut)).await.ok()
+}
+
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn runs_on_its_own_threads_below_the_proxy() {
+        let caller = std::thread::current().id();
+        let (name, id, nice) = run(async {
+            let t = std::thread::current();
+            // SAFETY: reads the calling thread's own priority.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t) };
+            (t.name().map(str::to_string), t.id(), nice)
+        })
+        .await
+        .expect("result");
+        assert_eq!(name.as_deref(), Some("par-as-client"));
+        assert_ne!(id, caller);
+        assert!(nice >= AS_CLIENT_NICE, "AS client thread nice {nice}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_none_and_dropping_the_caller_cancels_the_task() {
+        assert!(run(async { panic!("contained") }).await.is_none());
+
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let slow = run(async move {
+            let _flag = flag;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        // The caller gives up after 50 ms: the task must not run on for 30 s.
+        assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+        for _ in 0..100 {
+            if dropped.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(dropped.load(Ordering::SeqCst), "the task was not cancelled");
+        assert_eq!(run(async { 7 }).await, Some(7));
+    }
+}
