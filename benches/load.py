@@ -146,6 +146,18 @@ def thread_ticks(pid):
     return out
 
 
+def renice(pid, nice):
+    """Sets every thread of `pid` to `nice` (going back down needs root: then it stays)."""
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(t.name), nice)
+        except OSError:
+            pass
+
+
+AS_DOUBLE = None
+
+
 def wrk(url, pids, conns=CONNS, duration=DURATION):
     before = cpu_ticks(pids) if pids else 0
     out = sh("wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url)
@@ -751,12 +763,22 @@ def signing_section(sidecar, builds):
             time.sleep(1)
             loaded = wrk(f"{base}/", [], conns=1)
             out = bg.communicate()[0]
+            # The same with the load generators (login wrk, AS double) at nice +10, so what is
+            # left is the sidecar's own doing: its proxy loop vs its AS client and signers.
+            renice(AS_DOUBLE.pid, 10)
+            bg = subprocess.Popen(["nice", "-n", "10", "wrk", "-t1", "-c8", f"-d{DURATION + 2}s", f"{base}/login"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(1)
+            fair = wrk(f"{base}/", [], conns=1)
+            bg.communicate()
+            renice(AS_DOUBLE.pid, 0)
             p.send_signal(signal.SIGKILL)
             p.wait()
             rows[name].append({"logins": alone["rps"], "cpu": alone["cpu_us_per_req"], "errors": alone["errors"],
                                "proxy_cpu": proxy_us,
                                "idle_p50": idle["p50_ms"], "idle_p99": idle["p99_ms"],
                                "loaded_p50": loaded["p50_ms"], "loaded_p99": loaded["p99_ms"],
+                               "fair_p50": fair["p50_ms"], "fair_p99": fair["p99_ms"],
                                "logins_loaded": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))})
     return {"sig_us": sig_us, "cores": cores, "capacity": capacity, "rows": rows}
 
@@ -768,17 +790,20 @@ def signing_report(r):
         f"One RSA-2048 signature here (`openssl speed rsa2048`): {r['sig_us']:.0f} us; {r['cores']} cores can sign "
         f"{r['capacity']:.0f} PS256 logins/s (two signatures each). Sidecar `--threads 1`, wrk `/login` at 8 connections; "
         f"the AS double and wrk run on the same cores. Pass-through latency at 1 connection, alone and while "
-        f"8 connections run logins; {ROUNDS} interleaved round(s) of {DURATION} s, medians.",
+        f"8 connections run logins, once with everything at nice 0 and once with the load generators (the login wrk and "
+        f"the AS double) at nice +10, so that only the sidecar's own threads compete with its proxy loop; "
+        f"{ROUNDS} interleaved round(s) of {DURATION} s, medians.",
         "",
-        "| build | PS256 logins/s (c8) | vs cores / (2 x signature) | sidecar CPU us/login | of it on the proxy's event loop | pass-through p50 / p99 ms alone | next to the logins | p99 ratio | logins/s meanwhile |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| build | PS256 logins/s (c8) | vs cores / (2 x signature) | sidecar CPU us/login | of it on the proxy's event loop | pass-through p50 / p99 ms alone | next to the logins | p99 ratio | logins/s meanwhile | next to the logins, load generators at nice +10 | p99 ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in r["rows"].items():
         med = lambda k: statistics.median(x[k] for x in rows)
         lines.append(
             f"| {name} | {med('logins'):.0f} | {med('logins') / r['capacity']:.2f} | {med('cpu'):.0f} | {med('proxy_cpu'):.0f} | "
             f"{med('idle_p50'):.3f} / {med('idle_p99'):.3f} | {med('loaded_p50'):.3f} / {med('loaded_p99'):.3f} | "
-            f"{med('loaded_p99') / med('idle_p99'):.2f} | {med('logins_loaded'):.0f} |")
+            f"{med('loaded_p99') / med('idle_p99'):.2f} | {med('logins_loaded'):.0f} | "
+            f"{med('fair_p50'):.3f} / {med('fair_p99'):.3f} | {med('fair_p99') / med('idle_p99'):.2f} |")
     return lines
 
 
@@ -879,7 +904,8 @@ def main():
     LOAD_AT_START = os.getloadavg()[0]  # other work on the box shows up here
 
     as_port, origin_port, proxy_port = free_port(), free_port(), free_port()
-    start("as_double", [double_bin, str(as_port), pki])
+    global AS_DOUBLE
+    AS_DOUBLE = start("as_double", [double_bin, str(as_port), pki])
     curl_cert = ("--cacert", f"{pki}/ca.crt", "--cert", f"{pki}/transport.crt", "--key", f"{pki}/transport.key")
     wait_http(f"https://127.0.0.1:{as_port}/stats", curl_extra=curl_cert)
     issuer = f"https://127.0.0.1:{as_port}"
