@@ -45,6 +45,8 @@ pub enum FailureCode {
     BrowserMismatch,
     UpstreamUnavailable,
     BadRequest,
+    /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
+    Internal,
 }
 
 impl FailureCode {
@@ -85,6 +87,7 @@ impl FailureCode {
         FailureCode::BrowserMismatch,
         FailureCode::UpstreamUnavailable,
         FailureCode::BadRequest,
+        FailureCode::Internal,
     ];
 
     /// The stable code: metric label and page text.
@@ -126,11 +129,12 @@ impl FailureCode {
             FailureCode::BrowserMismatch => "browser_mismatch",
             FailureCode::UpstreamUnavailable => "upstream_unavailable",
             FailureCode::BadRequest => "bad_request",
+            FailureCode::Internal => "internal",
         }
     }
 
     /// 503 while not ready, 429 when rate limited, 400 for a bad authorization response or
-    /// request, 502 when the AS, the app or the app's redirect failed.
+    /// request, 502 when the AS, the app or the app's redirect failed, 500 for a bug.
     pub fn status(self) -> u16 {
         match self {
             FailureCode::StateMissing
@@ -168,6 +172,7 @@ impl FailureCode {
             | FailureCode::InsecureRedirectUri
             | FailureCode::UpstreamUnavailable => 502,
             FailureCode::NotReady => 503,
+            FailureCode::Internal => 500,
         }
     }
 
@@ -195,7 +200,8 @@ impl FailureCode {
             | FailureCode::InvalidPkce
             | FailureCode::UnsupportedResponseMode
             | FailureCode::UnsupportedResponseType
-            | FailureCode::InsecureRedirectUri => "Sign-in could not be started. Please try again later.",
+            | FailureCode::InsecureRedirectUri
+            | FailureCode::Internal => "Sign-in could not be started. Please try again later.",
             FailureCode::StateMissing
             | FailureCode::StateForeign
             | FailureCode::StateTampered

@@ -18,6 +18,11 @@ use std::task::{Context, Poll};
 use tokio::task::JoinHandle;
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// Set on the runtime's own threads: work already there is awaited in place.
+    static ON_AS_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 /// Niceness of the AS client's threads: below the proxy (0), above the signatures (+10)
@@ -35,7 +40,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(THREADS.load(Ordering::Relaxed))
             .thread_name("par-as-client")
-            .on_thread_start(|| crate::as_client::signing_pool::lower_priority(AS_CLIENT_NICE))
+            .on_thread_start(|| {
+                ON_AS_RUNTIME.with(|f| f.set(true));
+                crate::as_client::signing_pool::lower_priority(AS_CLIENT_NICE)
+            })
             .enable_all()
             .build()
             .expect("building the AS client runtime")
@@ -44,11 +52,15 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Runs `fut` on the AS client runtime and waits for it. Dropping the returned future (the
 /// browser went away, a timeout fired) cancels the task. `None` if the task panicked.
+/// Called on the runtime itself (a login start's PAR call), `fut` is awaited in place.
 pub async fn run<F>(fut: F) -> Option<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    if ON_AS_RUNTIME.with(|f| f.get()) {
+        return Some(fut.await);
+    }
     AbortOnDrop(runtime().spawn(fut)).await.ok()
 }
 
@@ -114,5 +126,16 @@ mod tests {
         }
         assert!(dropped.load(Ordering::SeqCst), "the task was not cancelled");
         assert_eq!(run(async { 7 }).await, Some(7));
+    }
+
+    #[tokio::test]
+    async fn nested_work_is_awaited_in_place_not_spawned_again() {
+        let (outer, inner) = run(async {
+            let outer = tokio::task::id();
+            (outer, run(async { tokio::task::id() }).await)
+        })
+        .await
+        .expect("result");
+        assert_eq!(inner, Some(outer));
     }
 }

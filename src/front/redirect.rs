@@ -1,9 +1,10 @@
 //! The response phase of the public listener: decide what happens to one upstream redirect.
 //! Pure protocol logic plus metrics and logs; the pingora glue lives in `proxy`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use serde_json::Value;
 
@@ -40,7 +41,7 @@ pub fn is_redirect(status: u16) -> bool {
 }
 
 /// [`decide_for`] without a client address (per-client login limits do not apply).
-pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
+pub async fn decide(state: &Arc<SidecarState>, location: &[u8]) -> RedirectDecision {
     decide_for(state, location, None).await
 }
 
@@ -48,7 +49,7 @@ pub async fn decide(state: &SidecarState, location: &[u8]) -> RedirectDecision {
 /// configured ASs for its client, performs the PAR at that AS. `client` is the browser's
 /// address, for the per-client login-start limit.
 pub async fn decide_for(
-    state: &SidecarState,
+    state: &Arc<SidecarState>,
     location: &[u8],
     client_ip: Option<std::net::IpAddr>,
 ) -> RedirectDecision {
@@ -120,6 +121,33 @@ pub async fn decide_for(
         }
     };
 
+    // The PAR (signatures, client authentication, the call and its checks) runs on the AS
+    // client runtime: a burst of logins then queues there, not in front of the proxy's
+    // pass-through requests on this event loop.
+    let task = (state.clone(), client.clone());
+    let pushed = crate::as_client::as_runtime::run(async move {
+        let (state, client) = task;
+        push_at(&state, &client, metadata, redirect, set_cookie).await
+    })
+    .await;
+    pushed.unwrap_or_else(|| {
+        let id = InteractionId::new();
+        error!(interaction_id = %id, r#as = name, "login start failed inside the sidecar");
+        fail(state, FailureCode::Internal, id, Some(name))
+    })
+}
+
+/// Pushes one prepared authorize request to `client`'s PAR endpoint and turns the outcome
+/// into the browser's redirect (or error), with metrics and the log line.
+async fn push_at(
+    state: &SidecarState,
+    client: &AsClient,
+    metadata: std::sync::Arc<crate::as_client::discovery::ProviderMetadata>,
+    redirect: AuthorizeRedirect,
+    set_cookie: Option<String>,
+) -> RedirectDecision {
+    let m = &state.metrics;
+    let name = client.name();
     let interaction_id = InteractionId::new();
     let keys = client.keys.load();
     let http = client.http.load();
