@@ -67,7 +67,8 @@ impl fmt::Display for ClientId {
 /// calls per login (interaction id and two `jti`s) for values that must be unique and
 /// unguessable, not kernel-fresh.
 pub fn random_uuid() -> uuid::Uuid {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+    // One u128 draw: `random::<[u8; 16]>()` would draw a u32 per byte.
+    uuid::Builder::from_random_bytes(rand::random::<u128>().to_ne_bytes()).into_uuid()
 }
 
 /// `x-fapi-interaction-id`: a UUIDv4 per AS call, also shown to the browser on errors so a
