@@ -62,6 +62,15 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// A random (version 4) UUID from the thread's CSPRNG (`rand`'s ChaCha, seeded and reseeded
+/// from the OS). `Uuid::new_v4` asks the kernel (`getrandom`) for every one: three system
+/// calls per login (interaction id and two `jti`s) for values that must be unique and
+/// unguessable, not kernel-fresh.
+pub fn random_uuid() -> uuid::Uuid {
+    // One u128 draw: `random::<[u8; 16]>()` would draw a u32 per byte.
+    uuid::Builder::from_random_bytes(rand::random::<u128>().to_ne_bytes()).into_uuid()
+}
+
 /// `x-fapi-interaction-id`: a UUIDv4 per AS call, also shown to the browser on errors so a
 /// user's screenshot can be matched to the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +78,7 @@ pub struct InteractionId(uuid::Uuid);
 
 impl InteractionId {
     pub fn new() -> Self {
-        InteractionId(uuid::Uuid::new_v4())
+        InteractionId(random_uuid())
     }
 }
 
@@ -89,4 +98,21 @@ impl fmt::Display for InteractionId {
 pub fn redact(value: &str) -> String {
     let prefix: String = value.chars().take(6).collect();
     format!("{prefix}…({} chars)", value.chars().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_uuids_are_distinct_version_4() {
+        let ids: std::collections::HashSet<uuid::Uuid> = (0..1000).map(|_| random_uuid()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 4);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        }
+        let shown = InteractionId::new().to_string();
+        assert_eq!(uuid::Uuid::parse_str(&shown).unwrap().get_version_num(), 4);
+    }
 }

@@ -50,7 +50,7 @@ pub fn proof_claims(
     now: u64,
 ) -> Map<String, Value> {
     let mut c = Map::new();
-    c.insert("jti".into(), uuid::Uuid::new_v4().to_string().into());
+    c.insert("jti".into(), crate::protocol::random_uuid().to_string().into());
     c.insert("htm".into(), method.as_str().into());
     c.insert("htu".into(), htu(url).into());
     c.insert("iat".into(), now.into());

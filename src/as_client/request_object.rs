@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::front::authorize::AuthorizeRedirect;
-use crate::protocol::{ClientId, IssuerUrl};
+use crate::protocol::{random_uuid, ClientId, IssuerUrl};
 
 /// JAR §4 media type, recommended explicit typing (JAR §10.8).
 pub const REQUEST_OBJECT_TYP: &str = "oauth-authz-req+jwt";
@@ -36,7 +36,7 @@ pub fn request_object_claims(
     c.insert("iat".into(), now.into());
     c.insert("nbf".into(), now.into());
     c.insert("exp".into(), (now + lifetime.as_secs()).into());
-    c.insert("jti".into(), uuid::Uuid::new_v4().to_string().into());
+    c.insert("jti".into(), random_uuid().to_string().into());
     c
 }
 
@@ -54,7 +54,7 @@ pub fn client_assertion_claims(
     c.insert("aud".into(), issuer.as_str().into());
     c.insert("iat".into(), now.into());
     c.insert("exp".into(), (now + lifetime.as_secs()).into());
-    c.insert("jti".into(), uuid::Uuid::new_v4().to_string().into());
+    c.insert("jti".into(), random_uuid().to_string().into());
     c
 }
 
