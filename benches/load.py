@@ -146,6 +146,26 @@ def thread_ticks(pid):
     return out
 
 
+def sidecar_yaml(public, admin, origin_port, issuer, pki, key, alg, client="", limits="", timeouts=""):
+    """The benchmark sidecar's config: one AS (the double), private_key_jwt with `key`.
+    client: extra lines of the client block; limits/timeouts: extra flow-map entries."""
+    return f"""
+listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
+upstream: "127.0.0.1:{origin_port}"
+authorization_server: {{ issuer: "{issuer}", ca_file: "{pki}/ca.crt" }}
+client:
+  client_id: bench-app
+  auth_method: private_key_jwt
+  signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
+  transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
+{client}
+limits: {{ login_starts_per_second: 0{limits} }}  # the default 100/s would measure the limiter, not a login
+{f"timeouts: {{ {timeouts} }}" if timeouts else ""}
+logging: {{ level: warn }}
+shutdown: {{ grace_period_seconds: 0 }}
+"""
+
+
 def renice(pid, nice):
     """Sets every thread of `pid` to `nice` (going back down needs root: then it stays)."""
     for t in Path(f"/proc/{pid}/task").iterdir():
@@ -933,21 +953,7 @@ def main():
     def sidecar_cfg(alg, key, limits="", timeouts="", tag="", client=""):
         public, admin = free_port(), free_port()
         cfg = WORK / f"sidecar-{alg}{tag}.yaml"
-        cfg.write_text(f"""
-listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
-upstream: "127.0.0.1:{origin_port}"
-authorization_server: {{ issuer: "{issuer}", ca_file: "{pki}/ca.crt" }}
-client:
-  client_id: bench-app
-  auth_method: private_key_jwt
-  signing_key: {{ path: "{pki}/{key}", alg: {alg} }}
-  transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
-{client}
-limits: {{ login_starts_per_second: 0{limits} }}  # the default 100/s would measure the limiter, not a login
-{f"timeouts: {{ {timeouts} }}" if timeouts else ""}
-logging: {{ level: warn }}
-shutdown: {{ grace_period_seconds: 0 }}
-""")
+        cfg.write_text(sidecar_yaml(public, admin, origin_port, issuer, pki, key, alg, client, limits, timeouts))
         return cfg, public, admin
 
     def sidecar(alg, key, limits="", timeouts="", binary=None, tag="", threads=1, client=""):

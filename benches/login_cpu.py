@@ -76,21 +76,8 @@ def main():
     def sidecar(binary, alg, tag):
         public, admin = load.free_port(), load.free_port()
         cfg = work / f"sidecar-{tag}.yaml"
-        pool = f"  assertion_pool: {a.pool}\n" if a.pool is not None else ""
-        cfg.write_text(f"""
-listen: {{ public: "127.0.0.1:{public}", admin: "127.0.0.1:{admin}" }}
-upstream: "127.0.0.1:{origin_port}"
-authorization_server: {{ issuer: "{issuer}", ca_file: "{pki}/ca.crt" }}
-client:
-  client_id: bench-app
-  auth_method: private_key_jwt
-  signing_key: {{ path: "{pki}/{KEYS[alg]}", alg: {alg} }}
-  transport: {{ cert_path: "{pki}/transport.crt", key_path: "{pki}/transport.key" }}
-{pool}
-limits: {{ login_starts_per_second: 0 }}
-logging: {{ level: warn }}
-shutdown: {{ grace_period_seconds: 0 }}
-""")
+        cfg.write_text(load.sidecar_yaml(public, admin, origin_port, issuer, pki, KEYS[alg], alg,
+                                         f"  assertion_pool: {a.pool}" if a.pool is not None else ""))
         p = load.start(f"sidecar-{tag}", [binary, "run", "--threads", "1", "--config", str(cfg)])
         load.wait_http(f"http://127.0.0.1:{admin}/readyz", ok=lambda s: s == 200)
         return p, public
