@@ -35,24 +35,41 @@ pub fn configure(threads: usize) {
     THREADS.store(threads.max(1), Ordering::Relaxed);
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(THREADS.load(Ordering::Relaxed))
-            .thread_name("par-as-client")
-            .on_thread_start(|| {
-                ON_AS_RUNTIME.with(|f| f.set(true));
-                crate::as_client::signing_pool::lower_priority(AS_CLIENT_NICE)
-            })
-            .enable_all()
-            .build()
-            .expect("building the AS client runtime")
-    })
+/// The runtime, built at first use; `None` if it cannot be (no threads left, e.g. a pids
+/// cgroup limit): callers then fail closed instead of panicking on the proxy's thread.
+fn runtime() -> Option<&'static tokio::runtime::Runtime> {
+    if let Some(rt) = RUNTIME.get() {
+        return Some(rt);
+    }
+    // One builder at a time: a runtime built in vain could not be dropped in async context.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rt) = RUNTIME.get() {
+        return Some(rt);
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(THREADS.load(Ordering::Relaxed))
+        .thread_name("par-as-client")
+        .on_thread_start(|| {
+            ON_AS_RUNTIME.with(|f| f.set(true));
+            crate::as_client::signing_pool::lower_priority(AS_CLIENT_NICE)
+        })
+        .enable_all()
+        .build();
+    match built {
+        Ok(rt) => Some(RUNTIME.get_or_init(|| rt)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the AS client runtime");
+            None
+        }
+    }
 }
 
 /// Runs `fut` on the AS client runtime and waits for it. Dropping the returned future (the
-/// browser went away, a timeout fired) cancels the task. `None` if the task panicked.
-/// Called on the runtime itself (a login start's PAR call), `fut` is awaited in place.
+/// browser went away, a timeout fired) cancels the task. `None` if the task panicked or the
+/// runtime could not be started. Called on the runtime itself (a login start's PAR call),
+/// `fut` is awaited in place: a panic then unwinds to the enclosing task, whose own `run`
+/// turns it into `None`.
 pub async fn run<F>(fut: F) -> Option<F::Output>
 where
     F: Future + Send + 'static,
@@ -61,7 +78,7 @@ where
     if ON_AS_RUNTIME.with(|f| f.get()) {
         return Some(fut.await);
     }
-    AbortOnDrop(runtime().spawn(fut)).await.ok()
+    AbortOnDrop(runtime()?.spawn(fut)).await.ok()
 }
 
 struct AbortOnDrop<T>(JoinHandle<T>);

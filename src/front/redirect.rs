@@ -123,18 +123,43 @@ pub async fn decide_for(
 
     // The PAR (signatures, client authentication, the call and its checks) runs on the AS
     // client runtime: a burst of logins then queues there, not in front of the proxy's
-    // pass-through requests on this event loop.
+    // pass-through requests on this event loop. `par_timeout` counts from here, so time
+    // spent queued for that runtime is part of it; the outer bound (one second more) only
+    // acts if the runtime never gets to the task.
+    let interaction_id = InteractionId::new();
+    let started = Instant::now();
+    let par_timeout = client.settings.par_timeout;
     let task = (state.clone(), client.clone());
-    let pushed = crate::as_client::as_runtime::run(async move {
-        let (state, client) = task;
-        push_at(&state, &client, metadata, redirect, set_cookie).await
-    })
+    let pushed = tokio::time::timeout(
+        par_timeout + std::time::Duration::from_secs(1),
+        crate::as_client::as_runtime::run(async move {
+            let (state, client) = task;
+            let start = PushStart {
+                interaction_id,
+                started,
+            };
+            push_at(&state, &client, metadata, redirect, set_cookie, start).await
+        }),
+    )
     .await;
-    pushed.unwrap_or_else(|| {
-        let id = InteractionId::new();
-        error!(interaction_id = %id, r#as = name, "login start failed inside the sidecar");
-        fail(state, FailureCode::Internal, id, Some(name))
-    })
+    match pushed {
+        Ok(Some(decision)) => decision,
+        Ok(None) => {
+            error!(interaction_id = %interaction_id, r#as = name, "login start failed inside the sidecar");
+            fail(state, FailureCode::Internal, interaction_id, Some(name))
+        }
+        Err(_) => {
+            warn!(interaction_id = %interaction_id, r#as = name, "login start not finished within par_timeout: the AS client runtime is overloaded");
+            fail(state, FailureCode::AsTimeout, interaction_id, Some(name))
+        }
+    }
+}
+
+/// When and under which interaction id a login start began (before the hop to the AS
+/// client runtime), so its deadline, latency metric and logs include any queueing there.
+struct PushStart {
+    interaction_id: InteractionId,
+    started: Instant,
 }
 
 /// Pushes one prepared authorize request to `client`'s PAR endpoint and turns the outcome
@@ -145,10 +170,14 @@ async fn push_at(
     metadata: std::sync::Arc<crate::as_client::discovery::ProviderMetadata>,
     redirect: AuthorizeRedirect,
     set_cookie: Option<String>,
+    start: PushStart,
 ) -> RedirectDecision {
     let m = &state.metrics;
     let name = client.name();
-    let interaction_id = InteractionId::new();
+    let PushStart {
+        interaction_id,
+        started,
+    } = start;
     let keys = client.keys.load();
     let http = client.http.load();
     let cx = ParContext {
@@ -162,8 +191,8 @@ async fn push_at(
         assertions: &client.assertions,
         dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
     };
-    let started = Instant::now();
-    let result = par::push(&cx, &redirect, interaction_id, client.settings.par_timeout).await;
+    let left = client.settings.par_timeout.saturating_sub(started.elapsed());
+    let result = par::push(&cx, &redirect, interaction_id, left).await;
     let elapsed = started.elapsed();
     match result {
         Ok(pushed) => {
