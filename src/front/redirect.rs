@@ -129,16 +129,20 @@ pub async fn decide_for(
     let interaction_id = InteractionId::new();
     let started = Instant::now();
     let par_timeout = client.settings.par_timeout;
-    let task = (state.clone(), client.clone());
+    let (task_state, task_client) = (state.clone(), client.clone());
     let pushed = tokio::time::timeout(
         par_timeout + std::time::Duration::from_secs(1),
         crate::as_client::as_runtime::run(async move {
-            let (state, client) = task;
-            let start = PushStart {
+            push_at(
+                &task_state,
+                &task_client,
+                metadata,
+                redirect,
+                set_cookie,
                 interaction_id,
                 started,
-            };
-            push_at(&state, &client, metadata, redirect, set_cookie, start).await
+            )
+            .await
         }),
     )
     .await;
@@ -155,29 +159,21 @@ pub async fn decide_for(
     }
 }
 
-/// When and under which interaction id a login start began (before the hop to the AS
-/// client runtime), so its deadline, latency metric and logs include any queueing there.
-struct PushStart {
-    interaction_id: InteractionId,
-    started: Instant,
-}
-
 /// Pushes one prepared authorize request to `client`'s PAR endpoint and turns the outcome
-/// into the browser's redirect (or error), with metrics and the log line.
+/// into the browser's redirect (or error), with metrics and the log line. `interaction_id`
+/// and `started` are taken before the hop to the AS client runtime, so the deadline, the
+/// latency metric and the logs include any queueing there.
 async fn push_at(
     state: &SidecarState,
     client: &AsClient,
     metadata: std::sync::Arc<crate::as_client::discovery::ProviderMetadata>,
     redirect: AuthorizeRedirect,
     set_cookie: Option<String>,
-    start: PushStart,
+    interaction_id: InteractionId,
+    started: Instant,
 ) -> RedirectDecision {
     let m = &state.metrics;
     let name = client.name();
-    let PushStart {
-        interaction_id,
-        started,
-    } = start;
     let keys = client.keys.load();
     let http = client.http.load();
     let cx = ParContext {
