@@ -41,6 +41,8 @@ pub enum FailureCode {
     JarmMissing,
     JwksUnavailable,
     CallbackMalformed,
+    /// An authorization-response parameter in a request body to a callback path.
+    CallbackBodyRefused,
     CallbackReplayed,
     BrowserMismatch,
     UpstreamUnavailable,
@@ -83,6 +85,7 @@ impl FailureCode {
         FailureCode::JarmMissing,
         FailureCode::JwksUnavailable,
         FailureCode::CallbackMalformed,
+        FailureCode::CallbackBodyRefused,
         FailureCode::CallbackReplayed,
         FailureCode::BrowserMismatch,
         FailureCode::UpstreamUnavailable,
@@ -125,6 +128,7 @@ impl FailureCode {
             FailureCode::JarmMissing => "jarm_missing",
             FailureCode::JwksUnavailable => "jwks_unavailable",
             FailureCode::CallbackMalformed => "callback_malformed",
+            FailureCode::CallbackBodyRefused => "callback_body_refused",
             FailureCode::CallbackReplayed => "callback_replayed",
             FailureCode::BrowserMismatch => "browser_mismatch",
             FailureCode::UpstreamUnavailable => "upstream_unavailable",
@@ -148,6 +152,7 @@ impl FailureCode {
             | FailureCode::JarmMissing
             | FailureCode::JwksUnavailable
             | FailureCode::CallbackMalformed
+            | FailureCode::CallbackBodyRefused
             | FailureCode::CallbackReplayed
             | FailureCode::BrowserMismatch
             | FailureCode::BadRequest => 400,
@@ -212,6 +217,7 @@ impl FailureCode {
             | FailureCode::JarmMissing
             | FailureCode::JwksUnavailable
             | FailureCode::CallbackMalformed
+            | FailureCode::CallbackBodyRefused
             | FailureCode::CallbackReplayed => "Sign-in could not be completed. Please start again.",
             FailureCode::StateExpired => "The sign-in took too long. Please start again.",
             FailureCode::BrowserMismatch => {

@@ -164,6 +164,17 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
     println!("admin listener:    {}", settings.admin_addr);
     println!("upstream app:      {}", settings.upstream);
     println!("PAR required:      {}", settings.par_required);
+    if settings.callback_paths.is_empty() {
+        println!("callback paths:    LEARNED from pushed redirect_uris (not configured)");
+        println!("  warning: learned paths are lost at every restart and differ per replica;");
+        println!("  set callback.paths to the app's redirect_uri paths");
+    } else {
+        println!("callback paths:    {}", settings.callback_paths.join(", "));
+    }
+    if settings.check_all_paths {
+        println!("  checked on every path (callback.check_all_paths)");
+    }
+    println!("code lifetime:     {} s", settings.code_ttl.as_secs());
     println!("authorization servers: {}", loaded.len());
     for (a, keys) in &loaded {
         println!();

@@ -26,7 +26,58 @@ impl PublicProxy {
         let upstream = HttpPeer::new(state.settings.upstream, false, String::new());
         PublicProxy { state, upstream }
     }
+
+    /// Reads a request body to a callback path whole (bounded in size and time) into
+    /// pingora's replay buffer, which the proxy then sends upstream, and scans it: Spring,
+    /// PHP, Rails, Django and ASP.NET read form, multipart (and some JSON) fields as request
+    /// parameters, so a posted `code` would reach the app unchecked.
+    async fn read_callback_body(&self, session: &mut Session) -> std::result::Result<(), String> {
+        use crate::front::prefilter::{check_body, MAX_CALLBACK_BODY};
+        session.as_mut().enable_retry_buffering();
+        let read = async {
+            let mut total = 0usize;
+            while let Some(chunk) = session.read_request_body().await.map_err(|e| e.to_string())? {
+                total += chunk.len();
+                if total > MAX_CALLBACK_BODY {
+                    return Err(format!("the body is over {MAX_CALLBACK_BODY} bytes"));
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CALLBACK_BODY_TIMEOUT, read)
+            .await
+            .map_err(|_| "the body did not arrive in time".to_string())??;
+        let body = session.as_ref().get_retry_buffer().unwrap_or_default();
+        let h = &session.req_header().headers;
+        check_body(
+            h.get("content-type").map(|v| v.as_bytes()),
+            h.get("content-encoding").map(|v| v.as_bytes()),
+            &body,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Withdraws the code of a checked callback the app did not take (see `checked_code`).
+    fn withdraw_code(&self, ctx: &mut RequestCtx, why: &str) {
+        if let Some((code, as_name)) = ctx.checked_code.take() {
+            if self.state.codes.take(&code).is_some() {
+                self.state
+                    .metrics
+                    .callback_checks
+                    .with_label_values(&[as_name.as_str(), "code_withdrawn"])
+                    .inc();
+                tracing::warn!(
+                    r#as = as_name.as_str(),
+                    why,
+                    "the app did not take a checked callback: its code was withdrawn"
+                );
+            }
+        }
+    }
 }
+
+/// How long a callback path's request body may take to arrive.
+const CALLBACK_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Per-request context.
 #[derive(Default)]
@@ -45,6 +96,10 @@ pub struct RequestCtx {
     client_slot: Option<crate::ops::client_connections::ClientSlot>,
     /// Set when the forwarded client already holds its share: answered 429 and closed.
     over_client_cap: bool,
+    /// The code a checked callback handed to the app, and its AS: withdrawn from the code
+    /// map when the app refuses the callback (>= 400) or cannot be reached, so a code the
+    /// app never redeemed cannot be planted for another request (issue 18 H1).
+    checked_code: Option<(String, String)>,
 }
 
 /// Headers every sidecar-authored response carries (TLS-4, AZ-3). HSTS is ignored by
@@ -132,33 +187,38 @@ impl ProxyHttp for PublicProxy {
             return Ok(true);
         }
         // The app's redirect_uri: the authorization response is checked before the app sees
-        // it. Every other request leaves here without an allocation or a lock.
-        let req = session.req_header();
-        // A form POST to the redirect_uri: responses are only ever delivered as a query (the
-        // sidecar refuses form_post at login start), but many frameworks read form fields as
-        // request parameters, so a posted `code` would reach the app unchecked.
-        if req.method == http::Method::POST
-            && req.headers.get("content-type").is_some_and(|v| {
-                v.as_bytes()
-                    .to_ascii_lowercase()
-                    .starts_with(b"application/x-www-form-urlencoded")
-            })
-            && self.state.is_callback_path(req.uri.path())
-        {
-            let id = crate::protocol::InteractionId::new();
-            self.state
-                .metrics
-                .browser_errors
-                .with_label_values(&[FailureCode::CallbackMalformed.as_str()])
-                .inc();
-            tracing::warn!(interaction_id = %id, path = req.uri.path(), "form POST to the redirect_uri refused");
-            write_error_page(session, &BrowserError::new(FailureCode::CallbackMalformed, id)).await;
-            return Ok(true);
-        }
-        let uri = &session.req_header().uri;
-        if !callback::is_candidate(&self.state, uri.path(), uri.query()) {
+        // it. A request with no response-shaped parameter and no body leaves here without an
+        // allocation or a lock.
+        let scan = session
+            .req_header()
+            .uri
+            .query()
+            .map(crate::front::prefilter::scan_query)
+            .unwrap_or_default();
+        let has_body = !session.as_mut().is_body_empty();
+        if !scan.any() && !has_body {
             return Ok(false);
         }
+        let on_callback = callback::on_callback_path(&self.state, session.req_header().uri.path());
+        if has_body && on_callback {
+            if let Err(why) = self.read_callback_body(session).await {
+                let id = crate::protocol::InteractionId::new();
+                self.state
+                    .metrics
+                    .browser_errors
+                    .with_label_values(&[FailureCode::CallbackBodyRefused.as_str()])
+                    .inc();
+                let path = session.req_header().uri.path();
+                tracing::warn!(interaction_id = %id, path, detail = %why, "request body to a callback path refused");
+                session.set_keepalive(None);
+                write_error_page(session, &BrowserError::new(FailureCode::CallbackBodyRefused, id)).await;
+                return Ok(true);
+            }
+        }
+        if !callback::candidate(&self.state, on_callback, scan) {
+            return Ok(false);
+        }
+        let uri = &session.req_header().uri;
         let path = uri.path().to_string();
         // Every Cookie header (h2 may send several), as bytes: another app's non-ASCII cookie
         // must not hide the binding cookie.
@@ -175,9 +235,12 @@ impl ProxyHttp for PublicProxy {
                 query,
                 clear_cookie,
                 interaction_id,
+                code,
+                as_name,
             } => {
                 ctx.clear_cookie = clear_cookie;
                 ctx.callback_checked = Some(interaction_id);
+                ctx.checked_code = code.map(|c| (c, as_name));
                 let new_uri = format!("{path}?{query}")
                     .parse::<http::Uri>()
                     .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
@@ -206,6 +269,9 @@ impl ProxyHttp for PublicProxy {
     ) -> Result<()> {
         if let Some(c) = ctx.clear_cookie.take() {
             resp.append_header("set-cookie", c)?;
+        }
+        if resp.status.as_u16() >= 400 {
+            self.withdraw_code(ctx, "the app answered the callback with an error status");
         }
         if ctx.callback_checked.is_some() {
             // The page's URL carries the code: keep it out of Referer headers and caches,
@@ -298,6 +364,7 @@ impl ProxyHttp for PublicProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        self.withdraw_code(ctx, "proxying the callback to the app failed");
         let err = match ctx.failure.clone() {
             Some(err) => err,
             None => {

@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use std::time::Duration;
-
 use crate::as_client::keys::KeyLoadError;
 use crate::as_client::registry::{load_client, AsClient, AsRegistry};
 use crate::bounded::TtlMap;
 use crate::config::Settings;
 use crate::front::login_limit::LoginLimiter;
+use crate::front::prefilter::{normalize_path, routes_to};
 use crate::front::sealed_state::StateSealer;
 use crate::ops::client_connections::ClientConnections;
 use crate::ops::metrics::Metrics;
@@ -29,7 +28,8 @@ pub struct SidecarState {
     pub replay: TtlMap<String, ()>,
     /// Login starts per second, globally and per client.
     pub login_limiter: LoginLimiter,
-    /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones.
+    /// redirect_uri paths seen in pushed requests (bounded), plus the configured ones, each
+    /// normalised (`front::prefilter::normalize_path`).
     /// Read on every proxied request, so lock-free; written rarely (copy on write).
     pub callback_paths: ArcSwap<Vec<String>>,
     /// What each client address holds open on the public listener (`limits.max_connections_per_client`).
@@ -49,8 +49,6 @@ pub struct CodeRecord {
     pub max_age: Option<u64>,
 }
 
-/// Authorization codes live 60 s at a FAPI 2.0 AS; keep a little more.
-const CODE_TTL: Duration = Duration::from_secs(120);
 const MAX_CODES: usize = 10_000;
 const MAX_REPLAY: usize = 50_000;
 const MAX_LEARNED_PATHS: usize = 16;
@@ -77,9 +75,9 @@ impl SidecarState {
         }
         let registry = AsRegistry::new(clients);
         let state = Arc::new(SidecarState {
-            callback_paths: ArcSwap::from_pointee(settings.callback_paths.clone()),
+            callback_paths: ArcSwap::from_pointee(settings.callback_paths.iter().map(|p| normalize_path(p)).collect()),
             sealer,
-            codes: TtlMap::new(MAX_CODES, CODE_TTL),
+            codes: TtlMap::new(MAX_CODES, settings.code_ttl),
             replay: TtlMap::new(MAX_REPLAY, settings.state_max_age),
             login_limiter: LoginLimiter::new(
                 settings.login_starts_per_second,
@@ -122,6 +120,8 @@ impl SidecarState {
         if self.is_callback_path(path) {
             return;
         }
+        let path = normalize_path(path);
+        let path = path.as_str();
         self.callback_paths.rcu(|paths| {
             let mut next = (**paths).clone();
             if !next.iter().any(|p| p == path) && next.len() < MAX_LEARNED_PATHS + self.settings.callback_paths.len() {
@@ -138,15 +138,21 @@ impl SidecarState {
         self.registry.clients.iter().any(|c| c.settings.client.jarm)
     }
 
-    /// The app's framework may route `/Callback`, `/callback/` or `/callback;jsessionid=x`
-    /// to its redirect_uri handler, so those are callback paths too (compared without
-    /// allocating: this runs on every request with a response parameter).
+    /// Whether the app's framework could route `path` to a redirect_uri handler: both sides
+    /// normalised as routers do (`front::prefilter`: `/%63allback`, `//callback`,
+    /// `/Callback/`, `/callback;jsessionid=x`, `/callback.json`). Runs only for requests with
+    /// a response-shaped parameter or a body.
     pub fn is_callback_path(&self, path: &str) -> bool {
-        let p = callback_path_key(path);
-        self.callback_paths
-            .load()
-            .iter()
-            .any(|c| callback_path_key(c).eq_ignore_ascii_case(p))
+        let paths = self.callback_paths.load();
+        // A plain spelling (the common case) is compared without normalising it.
+        let plain = !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';' | b'.' | b'\0')) && !path.contains("//");
+        if plain {
+            let p = path.trim_end_matches('/');
+            let p = if p.is_empty() { "/" } else { p };
+            return paths.iter().any(|c| c.eq_ignore_ascii_case(p));
+        }
+        let p = normalize_path(path);
+        paths.iter().any(|c| routes_to(&p, c))
     }
 
     /// The union of every AS's published signing keys (deduplicated by kid): what
@@ -154,17 +160,6 @@ impl SidecarState {
     pub fn public_jwks(&self) -> serde_json::Value {
         let sets: Vec<_> = self.registry.clients.iter().map(|c| c.keys.load_full()).collect();
         crate::as_client::keys::union_jwks(sets.iter().map(|k| k.as_ref()))
-    }
-}
-
-/// A path as an app framework may match it: without `;` parameters and trailing slashes.
-fn callback_path_key(path: &str) -> &str {
-    let p = path.split(';').next().unwrap_or(path);
-    let trimmed = p.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/"
-    } else {
-        trimmed
     }
 }
 

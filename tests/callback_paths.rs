@@ -92,8 +92,6 @@ async fn the_apps_own_pages_at_a_callback_path_pass_through() {
         Some("logout"),
         Some("tenant=x&next=%2Fhome"),
         Some("codes=1&states=2&responses=3"),
-        // No AS uses JARM: `response` is just one of the app's parameters.
-        Some("response=yes"),
     ] {
         assert!(!is_candidate(&state, "/cb", q), "{q:?}");
         assert!(is_not_callback(&check(&state, "/cb", q, &[]).await), "{q:?}");
@@ -107,9 +105,29 @@ async fn the_apps_own_pages_at_a_callback_path_pass_through() {
         "co%64e=x",
         "x=1;code=y",
         "%73tate=s",
+        // Spellings other parsers read as response parameters (PHP, Rails, ASP.NET).
+        "%20code=x",
+        "code[]=x",
+        "ISS=x",
+        // On a callback path `response` is checked even while no AS uses JARM: an app's
+        // own JARM-aware library could read it.
+        "response=yes",
     ] {
         assert!(is_candidate(&state, "/cb", Some(q)), "{q}");
         assert!(!is_not_callback(&check(&state, "/cb", Some(q), &[]).await), "{q}");
+    }
+    // Every path spelling a framework routes to `/cb` is a callback path (issue 18 H1).
+    for p in [
+        "/%63b", "/%2563b", "//cb", "/x/../cb", "/./cb", "/CB", "/cb.json", "/cb;a=b", "/cb%2F", "/%2Fcb", "\\cb",
+    ] {
+        assert!(is_candidate(&state, p, Some("code=x")), "{p}");
+        let CallbackOutcome::Reject { code, .. } = check(&state, p, Some("code=x"), &[]).await else {
+            panic!("{p}: an unchecked code reached the app")
+        };
+        assert_eq!(code.as_str(), "state_missing", "{p}");
+    }
+    for p in ["/cbx", "/cb/x", "/other", "/"] {
+        assert!(!is_candidate(&state, p, Some("code=x")), "{p}");
     }
     // Other paths: untouched unless they carry a sealed state (in any encoding).
     assert!(!is_candidate(&state, "/other", Some("code=1&state=2")));
@@ -136,6 +154,7 @@ async fn the_hot_path_does_not_allocate() {
         ("/cb", Some("login")),
         ("/cb", None),
         ("/other", Some("code=1&state=x&response=y")),
+        ("/OTHER/", Some("code=1")),
     ] {
         let n = allocations(|| assert!(!is_candidate(&state, path, q)));
         assert_eq!(n, 0, "{path} {q:?}");
@@ -150,10 +169,8 @@ async fn without_jarm_configured_a_response_parameter_is_ignored() {
     assert!(!state.jarm_configured());
     let s = sealed(&state, "n-nojarm", false);
     let jwt = unsigned_jwt(serde_json::json!({"state": s, "iss": double.issuer, "aud": "legacy-app"}));
-    // Not a candidate anywhere while no AS uses JARM.
-    for path in ["/cb", "/elsewhere"] {
-        assert!(!is_candidate(&state, path, Some(&format!("response={jwt}"))), "{path}");
-    }
+    // Not a candidate off a callback path while no AS uses JARM.
+    assert!(!is_candidate(&state, "/elsewhere", Some(&format!("response={jwt}"))));
     // Next to a plain response, `response` is not JARM: no JWKS, the plain checks apply.
     let q = format!(
         "code=c-1&state={}&iss={}&response={}",

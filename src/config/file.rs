@@ -274,6 +274,10 @@ pub struct CallbackFile {
     pub browser_binding: Option<bool>,
     /// Mark that cookie `Secure` (default true: browsers reach the app over HTTPS).
     pub cookie_secure: Option<bool>,
+    /// Check response parameters on every path, not only the callback paths (default false).
+    pub check_all_paths: Option<bool>,
+    /// Seconds a checked code waits for the app's token call (default 30).
+    pub code_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -214,6 +214,11 @@ pub struct Settings {
     pub app_secret: Option<AppSecret>,
     pub resources: Vec<ResourceRoute>,
     pub callback_paths: Vec<String>,
+    /// Treat every path as a possible callback (`callback.check_all_paths`): for apps whose
+    /// router sends unexpected paths to the redirect_uri handler.
+    pub check_all_paths: bool,
+    /// How long a checked code waits in the code map for the app's token call.
+    pub code_ttl: Duration,
     pub require_iss: bool,
     pub state_key_path: Option<PathBuf>,
     pub state_max_age: Duration,

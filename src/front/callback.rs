@@ -10,6 +10,7 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::front::authorize::parse_query;
 use crate::front::browser_binding;
+use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
 use crate::protocol::{redact, InteractionId};
 use crate::state::{CodeRecord, SidecarState};
@@ -25,6 +26,10 @@ pub enum CallbackOutcome {
         clear_cookie: Option<String>,
         /// Logged with this check: the proxy's own error line for this request quotes it.
         interaction_id: InteractionId,
+        /// The code handed to the app, withdrawn from the code map should the app refuse it.
+        code: Option<String>,
+        /// The AS the login started at.
+        as_name: String,
     },
     /// Never forwarded: an error page with this code.
     Reject {
@@ -41,95 +46,36 @@ const MAX_CODE_LEN: usize = 1024;
 
 const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", "error_uri", "iss"];
 
-/// What the hot path learns from a query string, without allocating. Parameter names (and
-/// the sealed-state prefix) are compared percent-decoded, so `%63ode=` is `code=` here as it
-/// is in the app; `;` counts as a separator too, as some app frameworks treat it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct QueryScan {
-    /// `code`, `error` or `state`: an authorization response on a callback path.
-    response_param: bool,
-    /// `response`: a JARM response (only when JARM is configured for some AS).
-    jarm_param: bool,
-    /// `state=ps1.…`: a state this sidecar sealed, on whatever path it arrives.
-    sealed_state: bool,
-}
-
-fn scan(query: &str) -> QueryScan {
-    let mut out = QueryScan::default();
-    for seg in query.split(['&', ';']) {
-        let (k, v) = seg.split_once('=').unwrap_or((seg, ""));
-        if decoded_eq(k, "state") {
-            out.response_param = true;
-            out.sealed_state |= decoded_starts_with(v, SEALED_PREFIX);
-        } else if decoded_eq(k, "code") || decoded_eq(k, "error") {
-            out.response_param = true;
-        } else if decoded_eq(k, "response") {
-            out.jarm_param = true;
-        }
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// The bytes of a query component, percent-decoded on the fly (`+` is a space).
-fn decoded(raw: &str) -> impl Iterator<Item = u8> + '_ {
-    let b = raw.as_bytes();
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let c = *b.get(i)?;
-        if c == b'%' {
-            if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|x| hex(*x)), b.get(i + 2).and_then(|x| hex(*x))) {
-                i += 3;
-                return Some(h << 4 | l);
-            }
-        }
-        i += 1;
-        Some(if c == b'+' { b' ' } else { c })
-    })
-}
-
-/// Case-insensitive: some app frameworks (ASP.NET) read `Code=` as `code=`, so a case
-/// variant must be looked at, never waved through.
-fn decoded_eq(raw: &str, name: &str) -> bool {
-    decoded(raw).map(|b| b.to_ascii_lowercase()).eq(name.bytes())
-}
-
-fn decoded_starts_with(raw: &str, prefix: &str) -> bool {
-    let mut d = decoded(raw);
-    prefix.bytes().all(|p| d.next() == Some(p))
-}
-
-/// Cheap pre-check for the proxy's hot path: no allocation, no lock. A request is looked at
-/// when it carries a state this sidecar sealed (any path: learned callback paths are lost at
-/// a restart), a `response` parameter while JARM is configured for some AS (any path, for
-/// the same reason), or `code`/`error`/`state` on a callback path. Anything else on a
-/// callback path (`/callback?logout`, no query at all) is the app's business.
-pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bool {
-    let Some(q) = query else { return false };
-    candidate(state, path, scan(q))
+/// Whether the app could route this path to its redirect_uri handler (or every path is
+/// treated so: `callback.check_all_paths`). Normalises the path: call it only for requests
+/// that carry a response-shaped parameter or a body.
+pub fn on_callback_path(state: &SidecarState, path: &str) -> bool {
+    state.settings.check_all_paths || state.is_callback_path(path)
 }
 
 /// Whether a query carries authorization-response parameters (`code`, `error`, `state`,
-/// `response`), wherever it is: such a query is never written to a log.
+/// `iss`, `response`, in any spelling), wherever it is: such a query is never written to a log.
 pub fn looks_like_response(query: &str) -> bool {
-    scan(query) != QueryScan::default()
+    scan_query(query).any()
 }
 
-fn candidate(state: &SidecarState, path: &str, scan: QueryScan) -> bool {
+/// A request is checked when it carries a state this sidecar sealed (any path: learned
+/// callback paths are lost at a restart), a `response` parameter while JARM is configured
+/// for some AS (any path, for the same reason), or any response parameter on a path the app
+/// could route to its callback handler. Anything else on a callback path (`/callback?logout`,
+/// no query at all) is the app's business.
+pub fn candidate(state: &SidecarState, on_callback: bool, scan: QueryScan) -> bool {
     let jarm = scan.jarm_param && state.jarm_configured();
-    scan.sealed_state || jarm || scan.response_param && state.is_callback_path(path)
+    scan.sealed_state || jarm || (scan.response_param || scan.jarm_param) && on_callback
 }
 
 /// Off a callback path, a `response` parameter is a JARM response to check only when its
 /// (unverified) payload carries a state this sidecar sealed; anything else there is the
 /// app's own parameter.
 fn jarm_carries_sealed_state(query: &str) -> bool {
-    query.split('&').any(|seg| {
+    query.split(['&', ';']).any(|seg| {
         let (k, v) = seg.split_once('=').unwrap_or((seg, ""));
-        decoded_eq(k, "response")
+        response_name(k) == Some("response")
             && url::form_urlencoded::parse(format!("x={v}").as_bytes()).any(|(_, jwt)| {
                 unverified_claims(&jwt)
                     .and_then(|c| {
@@ -142,21 +88,32 @@ fn jarm_carries_sealed_state(query: &str) -> bool {
     })
 }
 
+/// [`candidate`] for a path and query (tests and tools; the proxy scans once itself).
+pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bool {
+    let Some(scan) = query.map(scan_query).filter(QueryScan::any) else {
+        return false;
+    };
+    candidate(state, on_callback_path(state, path), scan)
+}
+
+/// Checks an authorization response before the app sees it, when [`candidate`] says the
+/// request carries one.
 pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
     let Some(q) = query else {
         return CallbackOutcome::NotCallback;
     };
-    let sc = scan(q);
-    if !candidate(state, path, sc) {
+    let sc = scan_query(q);
+    let on_callback = sc.any() && on_callback_path(state, path);
+    if !candidate(state, on_callback, sc) {
         return CallbackOutcome::NotCallback;
     }
-    if !sc.sealed_state && !state.is_callback_path(path) && !jarm_carries_sealed_state(q) {
+    if !sc.sealed_state && !on_callback && !jarm_carries_sealed_state(q) {
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();
     let mut as_name: Option<String> = None;
     match check_inner(state, q, cookies, &mut as_name).await {
-        Ok((query, outcome, clear_cookie)) => {
+        Ok((query, outcome, clear_cookie, code)) => {
             let name = as_name.as_deref().unwrap_or("");
             state.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
@@ -164,6 +121,8 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
                 query,
                 clear_cookie,
                 interaction_id: id,
+                code,
+                as_name: name.to_string(),
             }
         }
         Err((code, detail)) => {
@@ -226,18 +185,21 @@ async fn check_inner(
     q: &str,
     cookies: &[&[u8]],
     as_name: &mut Option<String>,
-) -> Result<(String, &'static str, Option<String>), Rejection> {
+) -> Result<(String, &'static str, Option<String>, Option<String>), Rejection> {
     let s = &state.settings;
     let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
-    // A response parameter in another letter case (`Code=`) is what an attacker adds to
-    // smuggle a second value past the check to a case-insensitive app: refused.
-    if pairs.iter().any(|(k, _)| {
-        let lower = k.to_ascii_lowercase();
-        lower != *k && (HANDED_TO_APP.contains(&lower.as_str()) || lower == "response")
-    }) {
+    // A response parameter spelt another way (`Code=`, `%20code=`, `code[]=`, or behind a
+    // `;` that some stacks split on) is what an attacker adds to smuggle a second value past
+    // the check to a lenient parser: refused.
+    let respelt = pairs
+        .iter()
+        .any(|(k, _)| response_name(k).is_some() && !is_exact_spelling(k))
+        || q.split('&')
+            .any(|seg| seg.split_once(';').is_some_and(|(_, rest)| scan_query(rest).any()));
+    if respelt {
         return Err((
             FailureCode::CallbackMalformed,
-            "a response parameter in another letter case".into(),
+            "a response parameter spelt another way (letter case, escapes, brackets, `;`)".into(),
         ));
     }
     // Codes are short opaque strings; a huge one would sit in the code map for minutes.
@@ -380,7 +342,8 @@ async fn check_inner(
             out.append_pair(k, v);
         }
     }
-    let outcome = if let Some(code) = param("code") {
+    let code = param("code");
+    let outcome = if let Some(code) = &code {
         if param("error").is_some() {
             return Err((FailureCode::CallbackMalformed, "both code and error".into()));
         }
@@ -401,8 +364,8 @@ async fn check_inner(
                 "this authorization code was already delivered".into(),
             ));
         }
-        info!(r#as = client.name(), code = %redact(&code), pkce_injected = tx.verifier.is_some(), "authorization code received");
-        out.append_pair("code", &code);
+        info!(r#as = client.name(), code = %redact(code), pkce_injected = tx.verifier.is_some(), "authorization code received");
+        out.append_pair("code", code);
         "success"
     } else if let Some(error) = param("error") {
         out.append_pair("error", &error);
@@ -423,46 +386,5 @@ async fn check_inner(
         .binding
         .as_ref()
         .map(|_| browser_binding::clear_cookie(&cookie_name, s.cookie_secure));
-    Ok((out.finish(), outcome, clear))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scan_decodes_names_and_the_sealed_prefix() {
-        let none = QueryScan::default();
-        for q in ["", "login", "v=3", "codes=1", "xcode=1", "responses=1", "state_x=ps1.a"] {
-            assert_eq!(scan(q), none, "{q}");
-        }
-        let resp = QueryScan {
-            response_param: true,
-            ..none
-        };
-        for q in [
-            "code=1",
-            "%63ode=1",
-            "c%6Fde=1",
-            "a=1;error=x",
-            "state=plain",
-            "%73tate=x",
-        ] {
-            assert_eq!(scan(q), resp, "{q}");
-        }
-        let sealed = QueryScan {
-            response_param: true,
-            sealed_state: true,
-            ..none
-        };
-        for q in ["state=ps1.abc", "%73tate=ps1%2Eabc", "x=1&state=%70s1.abc"] {
-            assert_eq!(scan(q), sealed, "{q}");
-        }
-        assert!(scan("response=a.b.c").jarm_param);
-        assert!(scan("re%73ponse=x").jarm_param);
-        // Malformed escapes are compared as they are, never panic.
-        assert_eq!(scan("%=1&%6=2&code%"), none);
-        assert!(looks_like_response("x=1&code=2"));
-        assert!(!looks_like_response("login"));
-    }
+    Ok((out.finish(), outcome, clear, code))
 }

@@ -6,5 +6,6 @@ pub mod browser_binding;
 pub mod callback;
 pub mod login_limit;
 pub mod pkce;
+pub mod prefilter;
 pub mod redirect;
 pub mod sealed_state;

@@ -253,7 +253,7 @@ describe('callback hardening: what an app framework may read as its callback', (
     const b = new Browser({ ca: s.ca });
     const cb = new URL(await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`));
     const r = await b.request(`${s.publicBase}/callback`, { method: 'POST', body: cb.searchParams.toString() });
-    sidecarPage(r, 'callback_malformed');
+    sidecarPage(r, 'callback_body_refused');
     // The genuine response still works.
     assert.match((await b.navigate(cb.toString())).body, /id="sub"/);
   });

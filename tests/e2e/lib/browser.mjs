@@ -45,7 +45,7 @@ export class Browser {
     const cookie = this.cookieHeader(u);
     if (cookie) h.cookie = cookie;
     if (body) {
-      h['content-type'] = 'application/x-www-form-urlencoded';
+      h['content-type'] = headers['content-type'] || 'application/x-www-form-urlencoded';
       h['content-length'] = Buffer.byteLength(body);
     }
     return new Promise((resolve, reject) => {
