@@ -239,3 +239,24 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
     };
     assert_eq!(code.as_str(), "jarm_invalid");
 }
+
+#[tokio::test]
+async fn check_all_paths_applies_the_callback_rule_everywhere() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_with(
+        &pki,
+        &double,
+        "callback: { paths: [\"/cb\"], cookie_secure: false, check_all_paths: true }",
+    )
+    .await;
+    for p in ["/anything", "/api/v1/Return", "/"] {
+        assert!(is_candidate(&state, p, Some("%20code=x")), "{p}");
+        let CallbackOutcome::Reject { code, .. } = check(&state, p, Some("code=x"), &[]).await else {
+            panic!("{p}: forwarded unchecked")
+        };
+        assert_eq!(code.as_str(), "state_missing");
+    }
+    // Requests without response parameters still pass everywhere.
+    assert!(!is_candidate(&state, "/anything", Some("q=1")));
+}

@@ -44,6 +44,9 @@ fn example_config_checks_offline_with_generated_secrets() {
     assert!(stdout.contains("client_id:       legacy-app"), "{stdout}");
     assert!(stdout.contains("PS256 kid="), "{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"));
+    // The example leaves callback.paths unset: said loudly (issue 18 H1).
+    assert!(stdout.contains("callback paths:    LEARNED"), "{stdout}");
+    assert!(stdout.contains("code lifetime:     30 s"), "{stdout}");
 }
 
 /// The two-bank example: every AS with its effective client; `jwks` prints the union once.

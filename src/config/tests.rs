@@ -34,6 +34,20 @@ fn minimal_config_gets_safe_defaults() {
 }
 
 #[test]
+fn callback_code_lifetime_and_all_paths() {
+    let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+    assert_eq!(s.code_ttl, Duration::from_secs(30), "a redirect and one token call");
+    assert!(!s.check_all_paths);
+    let text = format!("{MINIMAL}\ncallback: {{ code_ttl_seconds: 90, check_all_paths: true }}\n");
+    let s = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap();
+    assert_eq!(s.code_ttl, Duration::from_secs(90));
+    assert!(s.check_all_paths);
+    let text = format!("{MINIMAL}\ncallback: {{ code_ttl_seconds: 3600 }}\n");
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err().to_string();
+    assert!(e.contains("callback.code_ttl_seconds"), "{e}");
+}
+
+#[test]
 fn per_client_connection_cap_is_read() {
     let text = format!("{MINIMAL}\nlimits:\n  max_connections_per_client: 64\n");
     let s = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap();

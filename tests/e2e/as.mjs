@@ -251,6 +251,12 @@ provider.use(async (ctx, next) => {
 });
 provider.on('userinfo.error', (ctx, err) => { ctx.state.errorDetail = err.error_detail || err.error_description; });
 provider.on('server_error', (ctx, err) => { console.error('AS server_error', err); });
+// Every code and token value this AS issued, for the log-hygiene test (zz-log-hygiene): the
+// opaque values (codes, access and refresh tokens) are their `jti`.
+const issuedFile = `${process.argv[2]}.issued`;
+for (const ev of ['authorization_code.saved', 'access_token.saved', 'refresh_token.saved', 'client_credentials.saved']) {
+  provider.on(ev, (token) => { if (token?.jti) fs.appendFileSync(issuedFile, `${ev.split('.')[0]} ${token.jti}\n`); });
+}
 
 const callback = provider.callback();
 const discoveryRewrite = cfg.rewriteMetadata || null; // { field: url } overrides, e.g. PAR on another host

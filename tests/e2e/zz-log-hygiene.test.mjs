@@ -56,6 +56,25 @@ test('the app failing behind a checked callback: the code and state stay out of 
   }
 });
 
+/** Every code, access and refresh token the test ASs issued in this run (as.mjs writes them). */
+function issuedValues() {
+  const out = [];
+  const walk = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.issued')) {
+        for (const line of fs.readFileSync(p, 'utf8').split('\n').filter(Boolean)) {
+          const [kind, value] = line.split(' ');
+          out.push({ kind, value });
+        }
+      }
+    }
+  };
+  walk(WORK);
+  return out;
+}
+
 test('sidecar logs never contain keys, assertions, request objects, codes or full request_uris', () => {
   const files = fs.existsSync(logsDir) ? fs.readdirSync(logsDir).filter((f) => f.startsWith('sidecar-')) : [];
   assert.ok(files.length > 0, 'the e2e suite ran and produced sidecar logs');
@@ -81,4 +100,19 @@ test('sidecar logs never contain keys, assertions, request objects, codes or ful
     }
   }
   assert.ok(parLines > 0, 'PAR outcomes were logged');
+});
+
+test('no code, access token or refresh token the ASs issued appears in any sidecar log line', () => {
+  const issued = issuedValues();
+  for (const kind of ['authorization_code', 'access_token', 'refresh_token']) {
+    assert.ok(issued.filter((i) => i.kind === kind).length > 0, `the suite issued some ${kind}`);
+  }
+  const files = fs.readdirSync(logsDir).filter((f) => f.startsWith('sidecar-'));
+  const values = issued.filter((i) => i.value.length >= 16);
+  for (const f of files) {
+    const text = fs.readFileSync(path.join(logsDir, f), 'utf8');
+    for (const { kind, value } of values) {
+      assert.ok(!text.includes(value), `${f}: a full ${kind} was logged`);
+    }
+  }
 });
