@@ -97,6 +97,9 @@ pub struct ProviderMetadata {
     pub id_token_signing_alg_values_supported: Option<Vec<String>>,
     /// RP-initiated logout: the app's redirect there carries the client_id legitimately.
     pub end_session_endpoint: Option<AuthorizeEndpoint>,
+    /// The whole document as the AS sent it: rewritten for the app's own discovery
+    /// (`egress::app_discovery`).
+    pub document: serde_json::Map<String, serde_json::Value>,
 }
 
 fn https_url(field: &'static str, v: &str) -> Result<Url, DiscoveryError> {
@@ -227,6 +230,7 @@ impl ProviderMetadata {
                 .map(|u| https_url("end_session_endpoint", u))
                 .transpose()?
                 .map(AuthorizeEndpoint::new),
+            document: serde_json::from_slice(body).unwrap_or_default(),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! No pingora here: requests and responses are plain values.
 
 pub mod app_auth;
+pub mod app_discovery;
 mod dpop_call;
 #[cfg(feature = "server")]
 pub mod listener;
@@ -132,6 +133,9 @@ fn refuse(
 }
 
 pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse {
+    if let Some(resp) = app_discovery::serve(state, &req).await {
+        return resp;
+    }
     let (r, target) = match route(state, &req.path) {
         Ok(x) => x,
         Err(resp) => return resp,

@@ -268,10 +268,13 @@ export async function startStack(opts = {}) {
       token_endpoint: `http://127.0.0.1:${egressPort}/token`,
       userinfo_endpoint: `http://127.0.0.1:${egressPort}/userinfo`,
       ...(opts.resourceViaSidecar ? { resource_url: `http://127.0.0.1:${egressPort}/rs/me` } : {}),
+      // Discovery-first apps (apps/*.mjs on real OAuth libraries) read the sidecar's document.
+      discovery_url: `http://127.0.0.1:${egressPort}/.well-known/openid-configuration`,
     }),
+    id_token_alg: alg === 'ES256' ? 'ES256' : 'PS256',
     pkce: opts.pkce || 'S256',
   });
-  const app = new Proc('app', process.execPath, [path.join(E2E, 'legacy-app.mjs'), appConfig]);
+  const app = new Proc('app', process.execPath, [path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig]);
   procs.push(app);
   await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200, 60000, app);
 
