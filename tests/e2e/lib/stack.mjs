@@ -272,6 +272,7 @@ export async function startStack(opts = {}) {
       discovery_url: `http://127.0.0.1:${egressPort}/.well-known/openid-configuration`,
     }),
     id_token_alg: alg === 'ES256' ? 'ES256' : 'PS256',
+    ...(opts.appResponseMode ? { response_mode: opts.appResponseMode } : {}),
     pkce: opts.pkce || 'S256',
   });
   const app = new Proc('app', process.execPath, [path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig]);
