@@ -33,6 +33,26 @@ impl PublicProxy {
     /// parameters, so a posted `code` would reach the app unchecked.
     async fn read_callback_body(&self, session: &mut Session) -> std::result::Result<(), String> {
         use crate::front::prefilter::{check_body, MAX_CALLBACK_BODY};
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_CALLBACK_BODY as u64) {
+            return Err(format!("the body is over {MAX_CALLBACK_BODY} bytes"));
+        }
+        // A bound on bodies buffered at once, whatever the connection count.
+        let Some(_slot) = BodySlot::take() else {
+            return Err("too many callback bodies in flight".into());
+        };
+        if session
+            .req_header()
+            .headers
+            .get("expect")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        {
+            session.write_continue_response().await.map_err(|e| e.to_string())?;
+        }
         session.as_mut().enable_retry_buffering();
         let read = async {
             let mut total = 0usize;
@@ -73,6 +93,31 @@ impl PublicProxy {
                 );
             }
         }
+    }
+}
+
+/// Callback bodies being read at once, bounded (each up to `MAX_CALLBACK_BODY`, held in
+/// pingora's replay buffer): a flood of them cannot grow the process.
+static CALLBACK_BODIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_CALLBACK_BODIES: usize = 64;
+
+struct BodySlot;
+
+impl BodySlot {
+    fn take() -> Option<BodySlot> {
+        use std::sync::atomic::Ordering;
+        let prev = CALLBACK_BODIES.fetch_add(1, Ordering::AcqRel);
+        if prev >= MAX_CALLBACK_BODIES {
+            CALLBACK_BODIES.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(BodySlot)
+    }
+}
+
+impl Drop for BodySlot {
+    fn drop(&mut self) {
+        CALLBACK_BODIES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -189,6 +234,17 @@ impl ProxyHttp for PublicProxy {
             write_error_page(session, &BrowserError::new(FailureCode::TooManyConnections, id)).await;
             return Ok(true);
         }
+        // An h2c upgrade would turn the connection into a tunnel the checks never see.
+        if session
+            .req_header()
+            .headers
+            .get("upgrade")
+            .is_some_and(|v| v.as_bytes().to_ascii_lowercase().windows(3).any(|w| w == b"h2c"))
+        {
+            let h = session.req_header_mut();
+            h.remove_header("upgrade");
+            h.remove_header("http2-settings");
+        }
         // The app's redirect_uri: the authorization response is checked before the app sees
         // it. A request with no response-shaped parameter and no body leaves here without an
         // allocation or a lock.
@@ -199,10 +255,28 @@ impl ProxyHttp for PublicProxy {
             .map(crate::front::prefilter::scan_query)
             .unwrap_or_default();
         let has_body = !session.as_mut().is_body_empty();
-        if !scan.any() && !has_body {
+        // A cookie an app could read as a response parameter (PHP `$_REQUEST`, ASP.NET).
+        let cookie_param = session
+            .req_header()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .find_map(|v| crate::front::prefilter::cookie_response_name(v.as_bytes()));
+        if !scan.any() && !has_body && cookie_param.is_none() {
             return Ok(false);
         }
         let on_callback = callback::on_callback_path(&self.state, session.req_header().uri.path());
+        if let (Some(name), true) = (cookie_param, on_callback) {
+            let id = crate::protocol::InteractionId::new();
+            self.state
+                .metrics
+                .browser_errors
+                .with_label_values(&[FailureCode::CallbackMalformed.as_str()])
+                .inc();
+            tracing::warn!(interaction_id = %id, cookie = name, "a cookie named like a response parameter on a callback path refused");
+            write_error_page(session, &BrowserError::new(FailureCode::CallbackMalformed, id)).await;
+            return Ok(true);
+        }
         if has_body && on_callback {
             if let Err(why) = self.read_callback_body(session).await {
                 let id = crate::protocol::InteractionId::new();
@@ -331,6 +405,11 @@ impl ProxyHttp for PublicProxy {
         }
         if resp.status.as_u16() >= 400 {
             self.withdraw_code(ctx, "the app answered the callback with an error status");
+        } else if self.state.settings.app_redeems_before_answering {
+            // Server-side stacks redeem the code before they answer (Spring, ASP.NET,
+            // passport, omniauth): one still in the map was not taken, e.g. answered with a
+            // `302 /login?error` for a missing session. Withdrawn so it cannot be planted.
+            self.withdraw_code(ctx, "the app answered the callback without redeeming its code");
         }
         if ctx.callback_checked.is_some() {
             // The page's URL carries the code: keep it out of Referer headers and caches,

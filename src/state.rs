@@ -12,7 +12,7 @@ use crate::as_client::registry::{load_client, AsClient, AsRegistry};
 use crate::bounded::TtlMap;
 use crate::config::Settings;
 use crate::front::login_limit::LoginLimiter;
-use crate::front::prefilter::{normalize_path, routes_to};
+use crate::front::prefilter::{normalize_path, path_routes_to_any};
 use crate::front::sealed_state::StateSealer;
 use crate::ops::client_connections::ClientConnections;
 use crate::ops::metrics::Metrics;
@@ -151,8 +151,7 @@ impl SidecarState {
             let p = if p.is_empty() { "/" } else { p };
             return paths.iter().any(|c| c.eq_ignore_ascii_case(p));
         }
-        let p = normalize_path(path);
-        paths.iter().any(|c| routes_to(&p, c))
+        path_routes_to_any(path, paths.iter())
     }
 
     /// The union of every AS's published signing keys (deduplicated by kid): what

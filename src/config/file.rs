@@ -278,6 +278,8 @@ pub struct CallbackFile {
     pub check_all_paths: Option<bool>,
     /// Seconds a checked code waits for the app's token call (default 30).
     pub code_ttl_seconds: Option<u64>,
+    /// The app redeems the code before answering its callback (default true).
+    pub app_redeems_before_answering: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -219,6 +219,9 @@ pub struct Settings {
     pub check_all_paths: bool,
     /// How long a checked code waits in the code map for the app's token call.
     pub code_ttl: Duration,
+    /// The app redeems a code before it answers its callback: an unredeemed one is
+    /// withdrawn when the app answers, whatever the status.
+    pub app_redeems_before_answering: bool,
     pub require_iss: bool,
     pub state_key_path: Option<PathBuf>,
     pub state_max_age: Duration,

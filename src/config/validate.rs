@@ -394,6 +394,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         callback_paths: f.callback.paths,
         check_all_paths: f.callback.check_all_paths.unwrap_or(false),
         code_ttl: secs("callback.code_ttl_seconds", f.callback.code_ttl_seconds, 30, 5, 600)?,
+        app_redeems_before_answering: f.callback.app_redeems_before_answering.unwrap_or(true),
         require_iss: f.callback.require_iss.unwrap_or(true),
         state_key_path: f.callback.state_key_path.as_deref().map(resolve),
         state_max_age: secs(

@@ -3,16 +3,20 @@
 //! The promise is "no code reaches the app unchecked", so this must be at least as wide as
 //! every app stack's router and parameter parser (issue 18 H1):
 //! - paths are compared the way frameworks route them: percent-decoded (WSGI, Spring's
-//!   `UrlPathHelper`, ASP.NET Core, Rails), `\` as `/` (IIS), `//` collapsed (Spring,
-//!   http.server), dot segments resolved, `;params` dropped (servlets), trailing `/`, `.` and
-//!   spaces ignored (IIS), ASCII case folded (ASP.NET, IIS), an extension suffix accepted
-//!   (`/callback.json`: Rails formats, Spring suffix patterns);
-//! - parameter names are compared the way parsers read them: percent-decoded (twice, so a
-//!   double-decoding hop is covered), `+` as space, trimmed (PHP drops leading spaces), ASCII
-//!   case folded (ASP.NET), cut at `[` (PHP and Rails arrays: `code[]`) or NUL, with PHP's
-//!   `.`/space to `_` mangling;
+//!   `UrlPathHelper`, ASP.NET Core, Rails), `%uXXXX` (IIS), `\` as `/` (IIS), `//` collapsed
+//!   (Spring, http.server), dot segments resolved, `;params` dropped (servlets), trailing `/`,
+//!   `.` and spaces ignored (IIS), ASCII case folded (ASP.NET, IIS), an extension suffix and a
+//!   PATH_INFO after it accepted (`/callback.json`, `/callback.php/x`), a PHP front controller
+//!   skipped (`/index.php/callback`); each at every decoding depth (0, 1, 2), since apps
+//!   decode once and a hop in front may decode again;
+//! - parameter names are compared the way parsers read them: percent-decoded (twice, `%u`
+//!   too), `+` as space, trimmed (PHP drops leading spaces), ASCII case folded (ASP.NET),
+//!   leading brackets dropped and cut at the next bracket or NUL (PHP, Rack and qs arrays:
+//!   `code[]`, `[code]`);
 //! - bodies of any type are scanned, because Spring, PHP, Rails, Django and ASP.NET read form
-//!   and multipart fields as request parameters, Rails and body-parser stacks JSON keys too.
+//!   and multipart fields as request parameters, Rails and body-parser stacks JSON keys too;
+//!   what cannot be scanned with certainty (NUL bytes, another charset, unparsable JSON,
+//!   RFC 2231 continuations) is refused.
 //!
 //! Over-matching costs only a check (or a refusal on a callback path); under-matching is the
 //! attack. Everything here is pure and allocation-free on the common path: a request with no
@@ -22,11 +26,11 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-/// Parameter names of an authorization response, as an app could read them.
-pub const RESPONSE_NAMES: &[&str] = &["code", "state", "error", "iss", "response"];
-
 /// Prefix of a state this sidecar sealed (`front::sealed_state::PREFIX`).
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
+
+/// Parameter names of an authorization response, as an app could read them.
+pub const RESPONSE_NAMES: &[&str] = &["code", "state", "error", "iss", "response"];
 
 /// What the hot path learns from a query string.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +71,26 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// One round of form decoding (`%XX`, `+` as space); malformed escapes stay as they are.
-fn decode_once(raw: &[u8]) -> Vec<u8> {
+/// `%uXXXX` (IIS, System.Web's `HttpUtility.UrlDecode`) at `raw[i]`: the character's UTF-8.
+fn percent_u(raw: &[u8], i: usize) -> Option<([u8; 4], usize)> {
+    if !matches!(raw.get(i + 1), Some(b'u' | b'U')) {
+        return None;
+    }
+    let digits = raw.get(i + 2..i + 6)?;
+    let v = digits
+        .iter()
+        .try_fold(0u32, |acc, d| hex(*d).map(|h| acc << 4 | h as u32))?;
+    let mut buf = [0u8; 4];
+    let n = char::from_u32(v)
+        .unwrap_or(char::REPLACEMENT_CHARACTER)
+        .encode_utf8(&mut buf)
+        .len();
+    Some((buf, n))
+}
+
+/// One round of decoding: `%XX`, `%uXXXX`, and `+` as space when `plus` (forms, not paths).
+/// Malformed escapes stay as they are.
+fn decode_round(raw: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -82,33 +104,86 @@ fn decode_once(raw: &[u8]) -> Vec<u8> {
                 i += 3;
                 continue;
             }
+            if let Some((bytes, n)) = percent_u(raw, i) {
+                out.extend_from_slice(&bytes[..n]);
+                i += 6;
+                continue;
+            }
         }
-        out.push(if c == b'+' { b' ' } else { c });
+        out.push(if plus && c == b'+' { b' ' } else { c });
         i += 1;
     }
     out
 }
 
-/// Percent-decoded twice (a double-decoding hop in front of the app is covered), lossy.
+/// Form-decoded twice (a double-decoding hop in front of the app is covered), lossy.
 fn decoded(raw: &str) -> Cow<'_, str> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(raw);
     }
-    let once = decode_once(raw.as_bytes());
-    let twice = if once.contains(&b'%') { decode_once(&once) } else { once };
+    let once = decode_round(raw.as_bytes(), true);
+    let twice = if once.contains(&b'%') {
+        decode_round(&once, true)
+    } else {
+        once
+    };
     Cow::Owned(String::from_utf8_lossy(&twice).into_owned())
 }
 
-/// The response parameter an app could read this raw name as, if any.
-pub fn response_name(raw: &str) -> Option<&'static str> {
-    let name = decoded(raw);
-    canonical_match(&name)
+/// Decodes a short name into a stack buffer; `None` when it does not fit (then the heap).
+fn decode_small(raw: &[u8], out: &mut [u8; 64]) -> Option<usize> {
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        let (bytes, step): ([u8; 4], usize) = match c {
+            b'%' => match (
+                raw.get(i + 1).and_then(|x| hex(*x)),
+                raw.get(i + 2).and_then(|x| hex(*x)),
+            ) {
+                (Some(h), Some(l)) => ([h << 4 | l, 0, 0, 0], 3),
+                _ => return None,
+            },
+            b'+' => ([b' ', 0, 0, 0], 1),
+            c => ([c, 0, 0, 0], 1),
+        };
+        *out.get_mut(n)? = bytes[0];
+        n += 1;
+        i += step;
+    }
+    Some(n)
 }
 
-/// `name` as PHP, Rails, ASP.NET and friends would key it, compared with our names.
+/// The response parameter an app could read this raw name as, if any. Allocation-free for
+/// names without escapes and for short escaped ones (`filter%5Bstatus%5D` on a search page).
+pub fn response_name(raw: &str) -> Option<&'static str> {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return canonical_match(raw);
+    }
+    let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+    if let Some(n) = decode_small(raw.as_bytes(), &mut a) {
+        if !a[..n].contains(&b'%') {
+            return std::str::from_utf8(&a[..n])
+                .ok()
+                .map_or_else(|| canonical_match(&decoded(raw)), canonical_match);
+        }
+        if let Some(m) = decode_small(&a[..n], &mut b) {
+            if let Ok(s) = std::str::from_utf8(&b[..m]) {
+                return canonical_match(s);
+            }
+        }
+    }
+    canonical_match(&decoded(raw))
+}
+
+/// `name` as PHP, Rails, ASP.NET and friends would key it, compared with our names. Leading
+/// brackets are dropped (Rack 2 reads `[code]` and `]code` as `code`, Express's qs `[code]`),
+/// and the name ends at the next bracket or NUL (`code[]`, `code]`).
 fn canonical_match(name: &str) -> Option<&'static str> {
-    let cut = name.find(['[', '\0']).map_or(name, |i| &name[..i]);
-    let trimmed = cut.trim_matches(|c: char| c.is_ascii_whitespace() || c.is_ascii_control());
+    let junk = |c: char| c.is_ascii_whitespace() || c.is_ascii_control();
+    let start = name.trim_start_matches(|c: char| c == '[' || c == ']' || junk(c));
+    let cut = start.find(['[', ']', '\0']).map_or(start, |i| &start[..i]);
+    let trimmed = cut.trim_matches(junk);
     if trimmed.len() > 16 {
         return None;
     }
@@ -131,15 +206,16 @@ pub fn is_exact_spelling(raw: &str) -> bool {
     RESPONSE_NAMES.contains(&raw)
 }
 
-/// A path as the app's router would see it (see the module doc), lowercase, without a
-/// trailing `/` (`/` for the root).
-pub fn normalize_path(raw: &str) -> String {
-    let once = decode_path_once(raw.as_bytes());
-    let bytes = if once.contains(&b'%') {
-        decode_path_once(&once)
-    } else {
-        once
-    };
+/// A path as the app's router would see it after `depth` rounds of decoding (see the module
+/// doc), lowercase, without a trailing `/` (`/` for the root).
+pub fn normalize_path_at(raw: &str, depth: usize) -> String {
+    let mut bytes = raw.as_bytes().to_vec();
+    for _ in 0..depth {
+        if !bytes.contains(&b'%') {
+            break;
+        }
+        bytes = decode_round(&bytes, false);
+    }
     let text = String::from_utf8_lossy(&bytes);
     let text = text.split('\0').next().unwrap_or("");
     let mut segs: Vec<String> = Vec::new();
@@ -169,37 +245,32 @@ pub fn normalize_path(raw: &str) -> String {
     out
 }
 
-/// Path decoding: `%XX` only (`+` is a literal in paths).
-fn decode_path_once(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                raw.get(i + 1).and_then(|x| hex(*x)),
-                raw.get(i + 2).and_then(|x| hex(*x)),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
+/// The path after two rounds of decoding (what a configured or learned path is stored as).
+pub fn normalize_path(raw: &str) -> String {
+    normalize_path_at(raw, 2)
 }
 
-/// Whether a normalised request path routes to the normalised callback path: the same, or
-/// with an extension suffix on its last segment (`/callback.json`).
+/// Whether a request path routes to a (normalised) callback path at any decoding depth.
+pub fn path_routes_to_any<'a>(raw: &str, callbacks: impl Iterator<Item = &'a String> + Clone) -> bool {
+    let forms = [
+        normalize_path_at(raw, 0),
+        normalize_path_at(raw, 1),
+        normalize_path_at(raw, 2),
+    ];
+    callbacks.into_iter().any(|c| forms.iter().any(|p| routes_to(p, c)))
+}
+
+/// Whether a normalised request path routes to the normalised callback path: the same, with
+/// an extension suffix on its last segment and anything after it (`/callback.json`,
+/// PATH_INFO in `/callback.php/x`), or behind a PHP front controller (`/index.php/callback`).
 pub fn routes_to(normalized: &str, callback: &str) -> bool {
-    if normalized == callback {
-        return true;
-    }
-    match normalized.strip_prefix(callback) {
-        Some(rest) if callback != "/" => rest.starts_with('.') && !rest.contains('/'),
-        _ => false,
-    }
+    let direct = |p: &str| {
+        p == callback || callback != "/" && p.strip_prefix(callback).is_some_and(|rest| rest.starts_with('.'))
+    };
+    direct(normalized)
+        || normalized
+            .match_indices(".php/")
+            .any(|(i, _)| direct(&normalized[i + 4..]))
 }
 
 /// Why a request body on a callback path is not forwarded.
@@ -207,7 +278,7 @@ pub fn routes_to(normalized: &str, callback: &str) -> bool {
 pub enum BodyRefusal {
     /// An authorization-response parameter in the body: responses are accepted in the query.
     ResponseParam(&'static str),
-    /// Compressed or in a charset the scan cannot read: the app might decode what we cannot.
+    /// Compressed, in a charset or a shape the scan cannot read with certainty.
     Unreadable(String),
     /// Over the bound a callback body may have.
     TooLarge(usize),
@@ -223,8 +294,28 @@ impl std::fmt::Display for BodyRefusal {
     }
 }
 
-/// Longest body a callback path may receive: pingora's own replay buffer (64 KiB).
-pub const MAX_CALLBACK_BODY: usize = 64 * 1024;
+/// Longest body a callback path may receive: a redirect_uri needs none, so a small bound
+/// keeps many connections' buffered bodies within the pod's memory.
+pub const MAX_CALLBACK_BODY: usize = 16 * 1024;
+
+/// Longest multipart `name=` value looked at; a longer one is refused, never decoded (a body
+/// of `name=%name=%…` would otherwise cost time quadratic in its length).
+const MAX_PART_NAME: usize = 256;
+
+/// Charsets whose ASCII bytes are ASCII: the scan reads them as the app does.
+fn charset_ok(content_type: &[u8]) -> Result<(), BodyRefusal> {
+    let lower = String::from_utf8_lossy(content_type).to_ascii_lowercase();
+    for (i, _) in lower.match_indices("charset") {
+        let rest = lower[i + 7..].trim_start();
+        let Some(v) = rest.strip_prefix('=') else { continue };
+        let v = v.trim_start().trim_start_matches('"');
+        let v = v.split(['"', ';', ',', ' ']).next().unwrap_or("");
+        if !matches!(v, "utf-8" | "utf8" | "us-ascii" | "ascii" | "iso-8859-1" | "latin1") {
+            return Err(BodyRefusal::Unreadable(format!("charset {v}")));
+        }
+    }
+    Ok(())
+}
 
 /// Whether a request body to a callback path may reach the app. Every scanner runs on every
 /// body whatever its declared type: stacks disagree on which types they parse (body-parser
@@ -244,14 +335,13 @@ pub fn check_body(
         }
     }
     if let Some(ct) = content_type {
-        let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
-        if let Some(cs) = ct.split(';').find_map(|p| p.trim().strip_prefix("charset=")) {
-            let cs = cs.trim_matches('"');
-            if !matches!(cs, "utf-8" | "utf8" | "us-ascii" | "ascii" | "iso-8859-1" | "latin1") {
-                return Err(BodyRefusal::Unreadable(format!("charset {cs}")));
-            }
-        }
+        charset_ok(ct)?;
     }
+    // UTF-16 or UTF-32 text (declared or sniffed by Jackson and friends) has NUL bytes.
+    if body.contains(&0) {
+        return Err(BodyRefusal::Unreadable("NUL bytes (UTF-16 or binary)".into()));
+    }
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let text = String::from_utf8_lossy(body);
     // Form fields (also inside a multipart value or a text/plain body some stacks parse).
     for seg in text.split(['&', ';', '\n', '\r']) {
@@ -260,49 +350,66 @@ pub fn check_body(
             return Err(BodyRefusal::ResponseParam(n));
         }
     }
-    // Multipart parts: every `name=` parameter anywhere (a superset of any parser's view).
-    if let Some(n) = multipart_names(&text).find_map(|n| canonical_match(&n)) {
-        return Err(BodyRefusal::ResponseParam(n));
-    }
+    multipart_names(&text)?;
     // JSON keys at any depth (Rails merges top-level keys into params; DTO binders nest).
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        if let Some(n) = json_response_key(&v, 0) {
-            return Err(BodyRefusal::ResponseParam(n));
+    // What serde_json cannot parse but looks like JSON (a lone surrogate, 1e400, deep
+    // nesting) Node or Jackson may still parse: refused.
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match json_response_key(&v, 0) {
+            Some(n) => Err(BodyRefusal::ResponseParam(n)),
+            None => Ok(()),
+        },
+        Err(_) if text.trim_start().starts_with(['{', '[']) => {
+            Err(BodyRefusal::Unreadable("JSON it cannot parse".into()))
         }
+        Err(_) => Ok(()),
     }
-    Ok(())
 }
 
-/// Values of every `name=` parameter (quoted or token, RFC 7578 and what lenient parsers
-/// accept), case-insensitively found.
-fn multipart_names(text: &str) -> impl Iterator<Item = String> + '_ {
+/// Every `name=` parameter anywhere (a superset of any multipart parser's view): quoted or
+/// token, RFC 5987 `name*=utf-8'lang'value`, backslash escapes dropped (busboy). RFC 2231
+/// continuations (`name*0=`) and over-long values are refused.
+fn multipart_names(text: &str) -> Result<(), BodyRefusal> {
     let lower = text.to_ascii_lowercase();
-    let starts: Vec<usize> = lower.match_indices("name").map(|(i, _)| i + 4).collect();
-    starts.into_iter().filter_map(move |mut i| {
-        let b = text.as_bytes();
-        // `name*=utf-8''code` (RFC 5987 form, accepted by some parsers) and `name = "x"`.
+    let b = text.as_bytes();
+    for (start, _) in lower.match_indices("name") {
+        let mut i = start + 4;
         if b.get(i) == Some(&b'*') {
             i += 1;
+            if b.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(BodyRefusal::Unreadable("an RFC 2231 parameter continuation".into()));
+            }
         }
         while b.get(i).is_some_and(|c| *c == b' ' || *c == b'\t') {
             i += 1;
         }
         if b.get(i) != Some(&b'=') {
-            return None;
+            continue;
         }
         i += 1;
         while b.get(i).is_some_and(|c| *c == b' ' || *c == b'\t') {
             i += 1;
         }
-        let rest = text.get(i..)?;
-        let value = if let Some(q) = rest.strip_prefix('"') {
-            q.split('"').next().unwrap_or("")
-        } else {
-            rest.split([';', '\r', '\n', ' ']).next().unwrap_or("")
+        let Some(rest) = text.get(i..) else { continue };
+        let end = rest
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| matches!(c, '"' | ';' | '\r' | '\n') || *c == ' ' && !rest.starts_with('"'))
+            .map_or(rest.len(), |(j, _)| j);
+        if end > MAX_PART_NAME {
+            return Err(BodyRefusal::Unreadable("an over-long part name".into()));
+        }
+        let value = rest[..end].trim_start_matches('"').replace('\\', "");
+        let mut parts = value.splitn(3, '\'');
+        let value = match (parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(_), Some(v)) => v.to_string(),
+            _ => value.clone(),
         };
-        let value = value.rsplit("''").next().unwrap_or(value);
-        Some(decoded(value).into_owned())
-    })
+        if let Some(n) = canonical_match(&decoded(&value)) {
+            return Err(BodyRefusal::ResponseParam(n));
+        }
+    }
+    Ok(())
 }
 
 fn json_response_key(v: &Value, depth: usize) -> Option<&'static str> {
@@ -316,6 +423,17 @@ fn json_response_key(v: &Value, depth: usize) -> Option<&'static str> {
         Value::Array(a) => a.iter().find_map(|v| json_response_key(v, depth + 1)),
         _ => None,
     }
+}
+
+/// A `Cookie` header naming a cookie an app could read as `code`, `error`, `iss` or
+/// `response` (PHP's `$_REQUEST` with cookies in `variables_order`, ASP.NET's
+/// `Request["code"]`). `state` is left alone: apps keep their own OAuth state in a cookie by
+/// that name, and a planted state cannot carry a code.
+pub fn cookie_response_name(cookie: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(cookie).ok()?;
+    text.split(';')
+        .filter_map(|pair| response_name(pair.split('=').next().unwrap_or("")))
+        .find(|n| *n != "state")
 }
 
 #[cfg(test)]

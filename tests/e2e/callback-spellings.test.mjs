@@ -43,6 +43,7 @@ describe('callback spellings: what an app framework routes and parses as its cal
     for (const p of [
       '/%63allback', '/%2563allback', '/CALLBACK', '//callback', '/x/../callback', '/./callback',
       '/callback.json', '/callback;jsessionid=1', '/callback/', '/%2Fcallback', '/callback%2F', '/callback.',
+      '/index.php/callback', '/callback.php/x', '/%u0063allback', '/x/%252e%252e/../callback',
     ]) {
       const r = await raw(s.publicBase, `${p}?code=planted`);
       assert.equal(r.status, 400, `${p}: ${r.body.slice(0, 120)}`);
@@ -53,11 +54,19 @@ describe('callback spellings: what an app framework routes and parses as its cal
   });
 
   test('every parameter-name spelling a parser reads as a response parameter is checked', async () => {
-    for (const q of ['%20code=planted', 'code[]=planted', 'Code=planted', 'c%6Fde=planted', 'x=1;code=planted', 'ISS=x', 'response=x']) {
+    for (const q of ['%20code=planted', 'code[]=planted', '[code]=planted', '%5Bcode%5D=planted', '%u0063ode=planted', 'Code=planted', 'c%6Fde=planted', 'x=1;code=planted', 'ISS=x', 'response=x']) {
       const r = await raw(s.publicBase, `/callback?${q}`);
       assert.ok(isSidecarPage(r), `${q} reached the app: ${r.body.slice(0, 120)}`);
       assert.equal(r.status, 400, q);
     }
+  });
+
+  test('a cookie an app could read as the code is refused on the callback path', async () => {
+    const r = await raw(s.publicBase, '/callback', { headers: { cookie: 'a=1; code=planted' } });
+    assert.ok(isSidecarPage(r), r.body.slice(0, 120));
+    assert.match(r.body, /callback_malformed/);
+    const elsewhere = await raw(s.publicBase, '/search', { headers: { cookie: 'code=mine' } });
+    assert.ok(!isSidecarPage(elsewhere));
   });
 
   test('ordinary traffic on other paths keeps working', async () => {

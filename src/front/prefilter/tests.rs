@@ -58,6 +58,17 @@ fn names_are_read_as_parsers_read_them() {
         ("iss", "iss"),
         ("Error", "error"),
         ("re%73ponse", "response"),
+        // Rack 2 and Express qs: leading brackets dropped.
+        ("[code]", "code"),
+        ("%5Bcode%5D", "code"),
+        ("]code", "code"),
+        ("code]", "code"),
+        ("[[code", "code"),
+        // IIS / System.Web.
+        ("%u0063ode", "code"),
+        ("%U0063ODE", "code"),
+        // Long padding still decodes (the heap path).
+        (format!("{}code", "%20".repeat(40)).leak(), "code"),
     ] {
         assert_eq!(response_name(raw), Some(want), "{raw}");
     }
@@ -142,6 +153,46 @@ fn bodies_with_response_parameters_are_refused() {
     ));
     let big = vec![b'a'; MAX_CALLBACK_BODY + 1];
     assert!(matches!(check_body(form, None, &big), Err(BodyRefusal::TooLarge(_))));
+    // What the scan cannot read with certainty is refused (issue 18 review).
+    let utf16: Vec<u8> = "code=x".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    assert!(matches!(
+        check_body(None, None, &utf16),
+        Err(BodyRefusal::Unreadable(_))
+    ));
+    for ct in [
+        &b"application/json; charset = utf-16le"[..],
+        b"application/json; foo=\"a;charset=utf-8\"; charset=utf-16le",
+    ] {
+        assert!(
+            matches!(check_body(Some(ct), None, b"{}"), Err(BodyRefusal::Unreadable(_))),
+            "{ct:?}"
+        );
+    }
+    for body in [
+        &br#"{"code":"X","p":"\ud800"}"#[..],
+        br#"{"code":"X","n":1e400}"#,
+        b"\xEF\xBB\xBF{\"code\":\"X\"}",
+    ] {
+        assert!(
+            check_body(json, None, body).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let deep = format!("{{\"code\":\"X\",\"p\":{}{}}}", "[".repeat(200), "]".repeat(200));
+    assert!(check_body(json, None, deep.as_bytes()).is_err());
+    for body in [
+        "--B\r\nContent-Disposition: form-data; name*0=\"co\"; name*1=\"de\"\r\n\r\nv\r\n--B--",
+        "--B\r\nContent-Disposition: form-data; name*=utf-8'en'%63ode\r\n\r\nv\r\n--B--",
+        "--B\r\nContent-Disposition: form-data; name=\"c\\ode\"\r\n\r\nv\r\n--B--",
+    ] {
+        assert!(check_body(mp, None, body.as_bytes()).is_err(), "{body}");
+    }
+    // A body of `name=%` repeated is refused in linear time, not scanned quadratically.
+    let slow = "name=%".repeat(2700);
+    let t = std::time::Instant::now();
+    assert!(check_body(None, None, slow.as_bytes()).is_err());
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 /// One character of a path or name, spelt in one of the ways a client may spell it.
@@ -222,6 +273,14 @@ proptest! {
     }
 
     /// Never a panic, whatever the bytes.
+    /// A cookie an app could read as a response parameter (PHP `$_REQUEST`, ASP.NET).
+    #[test]
+    fn cookie_names(name in "[a-z]{1,8}") {
+        let header = format!("a=1; {name}=x");
+        let want = ["code", "error", "iss", "response"].contains(&name.as_str());
+        prop_assert_eq!(cookie_response_name(header.as_bytes()).is_some(), want);
+    }
+
     #[test]
     fn never_panics(path in ".*", query in ".*", body in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = normalize_path(&path);
