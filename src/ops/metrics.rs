@@ -456,6 +456,7 @@ impl Metrics {
             "bad_json",
             "issuer_mismatch",
             "bad_metadata",
+            "endpoint_conflict",
         ] {
             self.discovery_failures.with_label_values(&[name, reason]);
         }
