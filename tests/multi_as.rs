@@ -207,7 +207,7 @@ async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
 }
 
 #[tokio::test]
-async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine() {
+async fn a_hub_endpoint_with_distinct_client_ids_is_fine() {
     // A hub: bank B's metadata names bank A's authorize endpoint; the client_id tells them apart.
     let (a, _b, state) = two_banks("tpp-a", "tpp-b").await;
     let md_a = state.registry.clients[0].discovery.get().unwrap();
@@ -218,15 +218,34 @@ async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine()
     let RedirectDecision::Rewrite { .. } = decide(&state, login_at(&a.issuer, "tpp-b").as_bytes()).await else {
         panic!("the hub login for bank B must be pushed")
     };
+}
 
-    // The same endpoint with the same client_id: no redirect could be attributed.
-    let (a, _b, state) = two_banks("tpp", "tpp").await;
-    let md_a = state.registry.clients[0].discovery.get().unwrap();
-    let mut md_b = (*state.registry.clients[1].discovery.get().unwrap()).clone();
-    md_b.authorization_endpoint = md_a.authorization_endpoint.clone();
-    state.registry.set_metadata(&state.registry.clients[1], md_b);
+/// A state whose two banks (same client_id) loaded their first documents with `endpoint` as
+/// the authorize endpoint: neither owns it and neither moved onto it.
+async fn both_first_loaded_at(endpoint: &AuthorizeEndpoint) -> (AsDouble, AsDouble, Arc<SidecarState>) {
+    let (a, b, loaded) = two_banks("tpp", "tpp").await;
+    let pki = common::pki();
+    let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, "tpp", "tpp");
+    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    for (fresh, old) in state.registry.clients.iter().zip(&loaded.registry.clients) {
+        let mut md = (*old.discovery.get().unwrap()).clone();
+        md.authorization_endpoint = endpoint.clone();
+        state.registry.set_metadata(fresh, md);
+    }
+    (a, b, state)
+}
+
+#[tokio::test]
+async fn an_endpoint_nobody_owns_named_by_two_first_loads_makes_both_not_ready() {
+    let hub = AuthorizeEndpoint::new(url::Url::parse("https://hub.example/authorize").unwrap());
+    let (a, b, state) = both_first_loaded_at(&hub).await;
     assert!(!state.is_ready());
-    let RedirectDecision::Fail(e) = decide(&state, login_at(&a.issuer, "tpp").as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(
+        &state,
+        b"https://hub.example/authorize?client_id=tpp&response_type=code",
+    )
+    .await
+    else {
         panic!("must fail closed")
     };
     assert_eq!((e.status, e.code.as_str()), (503, "not_ready"));
@@ -237,21 +256,138 @@ async fn same_endpoint_and_client_id_make_both_ass_not_ready_but_a_hub_is_fine()
         body.contains("bank-a: not ready: same authorization endpoint and client_id as `bank-b`"),
         "{body}"
     );
-    assert!(a.seen().is_empty());
+    assert!(body.contains("authorize_hosts"), "the fix is named: {body}");
+    assert!(a.seen().is_empty() && b.seen().is_empty());
+}
+
+fn metrics(state: &SidecarState) -> String {
+    String::from_utf8(state.metrics.render()).unwrap()
+}
+
+/// Bank A keeps its endpoint and its logins; bank B, whose document names it, is refused.
+async fn assert_a_kept_b_refused(a: &AsDouble, state: &Arc<SidecarState>, pars_before: usize) {
+    let (ca, cb) = (&state.registry.clients[0], &state.registry.clients[1]);
+    assert!(ca.is_ready(), "{:?}", ca.not_ready_reason());
+    assert!(!cb.is_ready());
+    let ready = par_sidecar::ops::admin::route(state, &http::Method::GET, "/readyz");
+    let body = String::from_utf8(ready.body().clone()).unwrap();
+    assert_eq!(ready.status(), 200, "{body}");
+    assert!(
+        body.contains("bank-b: not ready: authorization endpoint") && body.contains("belongs to `bank-a`"),
+        "{body}"
+    );
+    for _ in 0..2 {
+        let RedirectDecision::Rewrite { location, .. } = decide(state, login_at(&a.issuer, "tpp").as_bytes()).await
+        else {
+            panic!("bank A's login must be pushed")
+        };
+        assert!(location.starts_with(&format!("{}/authorize?client_id=tpp&request_uri=", a.issuer)));
+    }
+    assert_eq!(a.seen().len(), pars_before + 2, "pushed to bank A");
+    let m = metrics(state);
+    assert!(m.contains(r#"par_sidecar_as_metadata_loaded{as="bank-a"} 1"#), "{m}");
+    assert!(m.contains(r#"par_sidecar_as_metadata_loaded{as="bank-b"} 0"#), "{m}");
+    assert!(
+        m.contains(r#"par_sidecar_discovery_failures_total{as="bank-b",reason="endpoint_conflict"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"par_sidecar_discovery_failures_total{as="bank-a",reason="endpoint_conflict"} 0"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_bank_whose_discovery_names_another_banks_endpoint_is_refused_alone() {
+    // At start-up, in either load order: bank A's endpoint is on its issuer's host and port.
+    for b_first in [false, true] {
+        let pki = common::pki();
+        let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+        let b = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+        b.metadata_overrides.lock().unwrap().insert(
+            "authorization_endpoint".into(),
+            format!("{}/authorize", a.issuer).into(),
+        );
+        let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, "tpp", "tpp");
+        let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+        let (ca, cb) = (&state.registry.clients[0], &state.registry.clients[1]);
+        let refresh = par_sidecar::ops::background::refresh_once;
+        if b_first {
+            assert!(!refresh(&state, cb).await, "bank B's document is refused");
+            assert!(refresh(&state, ca).await);
+        } else {
+            assert!(refresh(&state, ca).await);
+            assert!(!refresh(&state, cb).await, "bank B's document is refused");
+        }
+        assert_a_kept_b_refused(&a, &state, 0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_never_moves_a_bank_onto_another_banks_endpoint() {
+    let (a, b, state) = two_banks("tpp", "tpp").await;
+    let (ca, cb) = (&state.registry.clients[0], &state.registry.clients[1]);
+    let refresh = par_sidecar::ops::background::refresh_once;
+    // Bank B's document changes at a refresh to name bank A's endpoint.
+    b.metadata_overrides.lock().unwrap().insert(
+        "authorization_endpoint".into(),
+        format!("{}/authorize", a.issuer).into(),
+    );
+    assert!(!refresh(&state, cb).await);
+    assert_a_kept_b_refused(&a, &state, 0).await;
+    // Fixed at the next refresh: bank B is back, bank A untouched.
+    b.metadata_overrides.lock().unwrap().clear();
+    assert!(refresh(&state, cb).await);
+    assert!(ca.is_ready() && cb.is_ready());
+    assert!(matches!(
+        decide(&state, login_at(&b.issuer, "tpp").as_bytes()).await,
+        RedirectDecision::Rewrite { .. }
+    ));
+    assert_eq!(b.seen().len(), 1);
+
+    // On a hub endpoint neither owns: the bank that was there first keeps it.
+    let hub = "https://hub.example/authorize";
+    a.metadata_overrides
+        .lock()
+        .unwrap()
+        .insert("authorization_endpoint".into(), hub.into());
+    assert!(refresh(&state, ca).await);
+    b.metadata_overrides
+        .lock()
+        .unwrap()
+        .insert("authorization_endpoint".into(), hub.into());
+    assert!(!refresh(&state, cb).await);
+    assert!(ca.is_ready() && !cb.is_ready());
+    assert!(
+        cb.not_ready_reason().unwrap().contains("`bank-a`"),
+        "{:?}",
+        cb.not_ready_reason()
+    );
+    let RedirectDecision::Rewrite { location, .. } = decide(
+        &state,
+        format!("{hub}?response_type=code&client_id=tpp&state=s").as_bytes(),
+    )
+    .await
+    else {
+        panic!("bank A keeps the hub's logins")
+    };
+    assert!(
+        location.starts_with(&format!("{hub}?client_id=tpp&request_uri=")),
+        "{location}"
+    );
+    assert_eq!((a.seen().len(), b.seen().len()), (3, 1));
+    // A later rebuild (bank B's refresh again) does not change the outcome.
+    assert!(!refresh(&state, cb).await);
+    assert!(ca.is_ready() && !cb.is_ready());
 }
 
 #[tokio::test]
 async fn without_usable_metadata_the_last_authorize_host_is_held_back_too() {
     // UAE-style: the authorize endpoint lives on another host than the issuer.
-    let (_a, _b, state) = two_banks("tpp", "tpp").await;
     let far = AuthorizeEndpoint::new(url::Url::parse("https://bank.example/oauth/authorize").unwrap());
-    for c in &state.registry.clients {
-        assert!(state.registry.pending_on("bank.example", Some(443)).is_none());
-        // Both banks name that endpoint with the same client_id: a conflict, neither usable.
-        let mut md = (*c.discovery.get().unwrap()).clone();
-        md.authorization_endpoint = far.clone();
-        state.registry.set_metadata(c, md);
-    }
+    // Both banks name that endpoint with the same client_id at their first load: a
+    // conflict nobody wins, neither usable.
+    let (_a, _b, state) = both_first_loaded_at(&far).await;
     assert!(!state.is_ready());
     for loc in [
         "https://bank.example/oauth/authorize/?client_id=other-app&response_type=code",

@@ -6,6 +6,7 @@ pub mod as_runtime;
 pub mod assertion_pool;
 pub mod discovery;
 pub mod dpop;
+pub mod endpoint_conflict;
 pub mod http_client;
 pub mod id_token;
 pub mod jarm;

@@ -4,6 +4,7 @@
 //! (egress, sealed state) and by authorize host (redirect detection, a hash lookup).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -12,11 +13,12 @@ use tokio::sync::Semaphore;
 use crate::as_client::assertion_pool::AssertionPool;
 use crate::as_client::discovery::{DiscoveryCache, ProviderMetadata};
 use crate::as_client::dpop::NonceCache;
+use crate::as_client::endpoint_conflict::{self, Claim, Verdict};
 use crate::as_client::http_client::{AsHttp, ReqwestAs};
 use crate::as_client::jarm::AsJwks;
 use crate::as_client::keys::{KeyLoadError, KeySet};
 use crate::config::AsSettings;
-use crate::front::authorize::{norm_host, Candidate};
+use crate::front::authorize::{norm_host, AuthorizeEndpoint, Candidate};
 
 /// Bounds concurrent PARs at one AS (their retry sleeps included).
 const MAX_CONCURRENT_LOGINS: usize = 128;
@@ -47,9 +49,12 @@ pub struct AsClient {
     pub assertions: Arc<AssertionPool>,
     /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
     problem: Mutex<Option<String>>,
-    /// Set when another AS has the same authorize endpoint *and* client_id: a redirect could
-    /// not be attributed, so both are refused until the configuration is fixed.
+    /// Set when another AS has the same authorize endpoint *and* client_id and keeps it, or
+    /// nobody can (see [`endpoint_conflict`]): this AS is refused until that changes.
     conflict: ArcSwapOption<String>,
+    /// Its current authorize endpoint came with a refreshed document while another AS was
+    /// already serving it with this client_id (cleared once the AS is clear of conflicts).
+    moved_onto: AtomicBool,
     /// Host and port of the authorize endpoint of the last metadata this AS loaded (in
     /// memory: after a restart only the issuer host and `authorize_hosts` are known). While
     /// the AS has no usable metadata, redirects there are held back like its issuer host.
@@ -72,6 +77,7 @@ impl AsClient {
             dpop_nonces: NonceCache::default(),
             problem: Mutex::new(Some("AS metadata not loaded yet".into())),
             conflict: ArcSwapOption::empty(),
+            moved_onto: AtomicBool::new(false),
             last_authorize_host: Mutex::new(None),
         }
     }
@@ -125,6 +131,20 @@ impl AsClient {
         let mut seen = HashSet::new();
         out.retain(|x| seen.insert(x.clone()));
         out
+    }
+
+    /// Why this AS is refused for an authorize endpoint conflict, if it is.
+    pub fn endpoint_conflict(&self) -> Option<String> {
+        self.conflict.load_full().map(|c| (*c).clone())
+    }
+
+    /// Whether the endpoint is this AS's own: on its issuer's host and port, or on a host
+    /// listed in its `authorize_hosts` (any port).
+    fn owns(&self, ep: &AuthorizeEndpoint) -> bool {
+        let on_issuer = url::Url::parse(self.settings.issuer.as_str()).is_ok_and(|u| {
+            u.host_str().map(norm_host).as_deref() == Some(ep.host()) && u.port_or_known_default() == Some(ep.port())
+        });
+        on_issuer || self.settings.authorize_hosts.iter().any(|h| h == ep.host())
     }
 
     /// Records the last discovery failure (kept while no metadata is loaded).
@@ -202,12 +222,25 @@ impl AsRegistry {
     }
 
     /// Installs new metadata for one AS; the host index is rebuilt only when the AS's
-    /// authorize endpoint appeared or changed.
+    /// authorize endpoint appeared or changed. A refreshed document that moves the AS onto
+    /// an endpoint another AS serves with the same client_id marks it as the one that moved,
+    /// so that the other keeps it (rule 2 of [`endpoint_conflict`]).
     pub fn set_metadata(&self, client: &AsClient, m: ProviderMetadata) {
-        let changed = client
-            .discovery
-            .get()
+        let prev = client.discovery.get();
+        let changed = prev
+            .as_ref()
             .is_none_or(|p| p.authorization_endpoint.url() != m.authorization_endpoint.url());
+        if changed {
+            let id = client.settings.client.client_id.as_str();
+            let onto_another = prev.is_some()
+                && self.clients.iter().any(|o| {
+                    o.index != client.index
+                        && o.settings.client.client_id.as_str() == id
+                        && o.metadata()
+                            .is_some_and(|om| om.authorization_endpoint.same_endpoint(&m.authorization_endpoint))
+                });
+            client.moved_onto.store(onto_another, Ordering::Relaxed);
+        }
         if let Ok(mut g) = client.last_authorize_host.lock() {
             let ep = &m.authorization_endpoint;
             *g = Some((ep.host().to_string(), ep.port()));
@@ -244,6 +277,22 @@ impl AsRegistry {
         self.clients.get(pick.1)
     }
 
+    /// The endpoint-conflict verdict for each AS, in registry order.
+    fn verdicts(&self, all: &[Candidate]) -> Vec<Verdict> {
+        let claims: Vec<Claim> = self
+            .clients
+            .iter()
+            .map(|c| Claim {
+                as_index: c.index,
+                name: c.name(),
+                endpoint: all.iter().find(|x| x.as_index == c.index).map(|x| &x.endpoint),
+                client_id: c.settings.client.client_id.as_str(),
+                moved_onto: c.moved_onto.load(Ordering::Relaxed),
+            })
+            .collect();
+        endpoint_conflict::resolve(&claims, &|i, ep| self.clients[i].owns(ep))
+    }
+
     /// Rebuilds the host index and the endpoint conflicts from the current metadata. Called
     /// when an AS's metadata first loads or its authorize endpoint changes, not per request.
     pub fn rebuild_index(&self) {
@@ -261,35 +310,41 @@ impl AsRegistry {
                 });
             }
         }
-        for c in &self.clients {
-            let mine = all.iter().find(|x| x.as_index == c.index);
-            let clash = mine.and_then(|m| {
-                all.iter().find(|o| {
-                    o.as_index != m.as_index && o.client_id == m.client_id && o.endpoint.same_endpoint(&m.endpoint)
-                })
-            });
-            match clash {
-                Some(o) => {
-                    let reason = format!(
-                        "same authorization endpoint and client_id as `{}`: redirects cannot be told apart (give each a distinct client_id)",
-                        self.clients[o.as_index].name()
-                    );
+        let verdicts = self.verdicts(&all);
+        // ASs refused in favour of another: out of the detection index (their redirects
+        // are the winner's), and not holding back the winner's endpoint either.
+        let mut losers: HashMap<usize, (String, u16)> = HashMap::new();
+        for (c, verdict) in self.clients.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Clear => {
+                    c.conflict.store(None);
+                    c.moved_onto.store(false, Ordering::Relaxed);
+                }
+                Verdict::Refused { winner, reason } => {
                     if c.conflict.load().as_deref() != Some(&reason) {
-                        tracing::error!(r#as = c.name(), reason = %reason, "AS not ready");
+                        tracing::error!(r#as = c.name(), reason = %reason, "AS refused: authorization endpoint conflict; not ready");
                     }
                     c.conflict.store(Some(Arc::new(reason)));
+                    if let Some(ep) = winner.and_then(|_| all.iter().find(|x| x.as_index == c.index)) {
+                        losers.insert(c.index, (ep.endpoint.host().to_string(), ep.endpoint.port()));
+                    }
                 }
-                None => c.conflict.store(None),
             }
             // No usable metadata (not loaded yet, or in conflict): hold back redirects to
             // every host its logins may go to.
             if c.metadata().is_none() {
                 for (host, port) in c.hold_back_hosts() {
+                    if losers.get(&c.index) == Some(&(host.clone(), port)) {
+                        continue;
+                    }
                     idx.pending.entry(host).or_default().push((port, c.index));
                 }
             }
         }
         for cand in all {
+            if losers.contains_key(&cand.as_index) {
+                continue;
+            }
             idx.loaded
                 .entry(cand.endpoint.host().to_string())
                 .or_default()

@@ -29,28 +29,47 @@ pub async fn refresh_once(state: &SidecarState, client: &AsClient) -> bool {
     let http = client.http.load();
     match fetch(http.as_ref().as_ref(), &client.settings).await {
         Ok(m) => {
-            if client.discovery.get().is_none() {
+            let first = client.discovery.get().is_none();
+            let (issuer, authorize, par) = (
+                m.issuer.clone(),
+                m.authorization_endpoint.url().clone(),
+                m.par_endpoint.clone(),
+            );
+            state.registry.set_metadata(client, m);
+            // Another AS's readiness can change with this one's endpoint (a conflict won or
+            // lost): every gauge is brought up to date, not just this AS's.
+            for c in &state.registry.clients {
+                state
+                    .metrics
+                    .as_metadata_loaded
+                    .with_label_values(&[c.name()])
+                    .set(c.is_ready() as i64);
+            }
+            state.metrics.discovery_loaded.set(state.is_ready() as i64);
+            if let Some(reason) = client.endpoint_conflict() {
+                // Fetched, but refused: counted like a failed load so the per-bank alerts see it.
+                state
+                    .metrics
+                    .discovery_failures
+                    .with_label_values(&[name, "endpoint_conflict"])
+                    .inc();
+                warn!(r#as = name, authorization_endpoint = %authorize, reason = %reason, "AS metadata refused: authorization endpoint conflict");
+                return false;
+            }
+            if first {
                 info!(
                     r#as = name,
-                    issuer = %m.issuer,
-                    authorization_endpoint = %m.authorization_endpoint.url(),
-                    par_endpoint = %m.par_endpoint,
+                    issuer = %issuer,
+                    authorization_endpoint = %authorize,
+                    par_endpoint = %par,
                     "AS metadata loaded; ready"
                 );
             }
-            state.registry.set_metadata(client, m);
-            let ok = client.is_ready();
-            state
-                .metrics
-                .as_metadata_loaded
-                .with_label_values(&[name])
-                .set(ok as i64);
             state
                 .metrics
                 .discovery_last_success
                 .with_label_values(&[name])
                 .set(now_secs() as i64);
-            state.metrics.discovery_loaded.set(state.is_ready() as i64);
             true
         }
         Err(e) => {

@@ -314,7 +314,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "par_sidecar_login_rate_limited_total",
-                    "Login starts refused by a rate limit, by AS and scope (global or client)",
+                    "Login starts refused by a rate limit, by AS and scope (global, fair_share or client)",
                 ),
                 &["as", "scope"],
             )
@@ -456,6 +456,7 @@ impl Metrics {
             "bad_json",
             "issuer_mismatch",
             "bad_metadata",
+            "endpoint_conflict",
         ] {
             self.discovery_failures.with_label_values(&[name, reason]);
         }

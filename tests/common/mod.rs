@@ -84,6 +84,8 @@ pub struct AsDouble {
     pub attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
     /// Every request received: `METHOD path` (egress tests: what reached the AS at all).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Fields merged over the discovery document served (e.g. another `authorization_endpoint`).
+    pub metadata_overrides: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
 }
 
 struct Shared {
@@ -96,6 +98,7 @@ struct Shared {
     seen: Arc<Mutex<Vec<SeenPar>>>,
     discovery_hits: Arc<Mutex<u32>>,
     requests: Arc<Mutex<Vec<String>>>,
+    metadata_overrides: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
 }
 
 fn load_certs(p: &Path) -> Vec<CertificateDer<'static>> {
@@ -149,7 +152,9 @@ impl AsDouble {
         let discovery_hits = Arc::new(Mutex::new(0));
         let attempts = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let metadata_overrides = Arc::new(Mutex::new(serde_json::Map::new()));
         let shared = Arc::new(Shared {
+            metadata_overrides: metadata_overrides.clone(),
             requests: requests.clone(),
             attempts: attempts.clone(),
             issuer: issuer.clone(),
@@ -185,6 +190,7 @@ impl AsDouble {
             }
         });
         AsDouble {
+            metadata_overrides,
             requests,
             attempts,
             addr,
@@ -228,9 +234,7 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
     s.requests.lock().unwrap().push(format!("{} {path}", req.method()));
     if path == "/.well-known/openid-configuration" {
         *s.discovery_hits.lock().unwrap() += 1;
-        return json(
-            200,
-            serde_json::json!({
+        let mut doc = serde_json::json!({
                 "issuer": s.issuer,
                 "authorization_endpoint": format!("{}/authorize", s.issuer),
                 "pushed_authorization_request_endpoint": format!("https://{}/par", s.par_host_port),
@@ -240,8 +244,10 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
                 "require_pushed_authorization_requests": true,
-            }),
-        );
+        });
+        let overrides = s.metadata_overrides.lock().unwrap().clone();
+        doc.as_object_mut().unwrap().extend(overrides);
+        return json(200, doc);
     }
     if path != "/par" {
         return json(404, serde_json::json!({"error": "not_found"}));

@@ -58,7 +58,9 @@ describe('login-start flood against a slow AS', () => {
     assert.equal(pars, pushed, 'each pushed login made exactly one PAR, refused ones none');
     assert.ok(pushed <= 100 + 2 * 50 * 10, `at most the burst plus the rate: ${pushed}`);
     const m = await s.metrics();
-    assert.equal(metricValue(m, 'par_sidecar_login_rate_limited_total', { scope: 'global' }), byStatus[429]);
+    // One address floods: refused as `global` (bucket empty) or `fair_share` (bucket at its
+    // reserve and this address over its share); no per-client limit is configured.
+    assert.equal(metricValue(m, 'par_sidecar_login_rate_limited_total'), byStatus[429]);
   });
 });
 
@@ -90,3 +92,69 @@ describe('login-start flood without a rate limit', () => {
     assert.ok(results.filter((r) => r.status === 302).length >= 250, 'the logins themselves complete, in waves');
   });
 });
+
+// Issue 18 item 3: one address flooding login starts (16 concurrent loops) does not deny
+// another address's login start, whether the address is the peer or comes from the trusted
+// `client_address_header`.
+function getFrom(url, { localAddress, forwardedFor } = {}) {
+  return new Promise((resolve) => {
+    const headers = forwardedFor ? { 'x-forwarded-for': forwardedFor } : {};
+    const req = http.get(url, { agent: false, localAddress, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, location: res.headers.location || '' }));
+    });
+    req.on('error', (e) => resolve({ status: 0, error: e.message }));
+    req.setTimeout(20000, () => req.destroy(new Error('timeout')));
+  });
+}
+
+async function floodWhileUserLogsIn(s, flooder, user) {
+  let stop = false;
+  const flood = { 302: 0, 429: 0, other: 0 };
+  const loops = Array.from({ length: 16 }, async () => {
+    while (!stop) {
+      const r = await getFrom(`${s.publicBase}/login`, flooder);
+      if (r.location) assert.match(r.location, /request_uri=/);
+      flood[r.status in flood ? r.status : 'other'] += 1;
+    }
+  });
+  await new Promise((r) => setTimeout(r, 700));
+  const mine = [];
+  for (let i = 0; i < 5; i += 1) {
+    mine.push(await getFrom(`${s.publicBase}/login`, user));
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  stop = true;
+  await Promise.all(loops);
+  return { flood, mine };
+}
+
+for (const viaHeader of [false, true]) {
+  describe(`login-start flood from one address (${viaHeader ? 'client_address_header' : 'peer address'})`, () => {
+    let s;
+    before(async () => {
+      s = await startStack({
+        alg: 'ES256', pkce: 'none',
+        extraYaml: `limits:\n  login_starts_per_second: 20\n${viaHeader ? '  client_address_header: x-forwarded-for\n' : ''}`,
+      });
+    });
+    after(async () => { await s?.stop(); });
+
+    test("another address's login starts keep working", async () => {
+      // Behind the ingress every request has the same peer; the header's rightmost entry
+      // is the client. Without it, the flooder and the user are different peers.
+      const [flooder, user] = viaHeader
+        ? [{ forwardedFor: '198.51.100.1, 203.0.113.7' }, { forwardedFor: '198.51.100.1, 2001:db8::9' }]
+        : [{ localAddress: '127.0.0.1' }, { localAddress: '127.0.0.2' }];
+      const { flood, mine } = await floodWhileUserLogsIn(s, flooder, user);
+      assert.ok(flood[429] > 50, JSON.stringify(flood));
+      assert.equal(flood.other, 0, JSON.stringify(flood));
+      for (const r of mine) {
+        assert.equal(r.status, 302, JSON.stringify({ r, flood }));
+        assert.match(r.location, /request_uri=/);
+      }
+      const m = await s.metrics();
+      assert.ok(metricValue(m, 'par_sidecar_login_rate_limited_total', { scope: 'fair_share' }) > 0, m);
+    });
+  });
+}
