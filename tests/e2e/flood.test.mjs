@@ -168,7 +168,7 @@ describe('a full cap of trickling connections', () => {
   before(async () => {
     s = await startStack({
       alg: 'ES256', pkce: 'none', headerTimeoutMs: 30000,
-      extraYaml: 'limits:\n  max_connections: 20\n  login_starts_per_second: 0\n',
+      extraYaml: 'limits:\n  max_connections: 20\n  admin_max_connections: 4\n  egress_max_connections: 4\n  login_starts_per_second: 0\n',
     });
   });
   after(async () => { await s?.stop(); });
@@ -198,6 +198,38 @@ describe('a full cap of trickling connections', () => {
     assert.equal(metricValue(m, 'par_sidecar_connections_refused_total'), 0);
     assert.ok(metricValue(m, 'par_sidecar_connections_evicted_total', { listener: 'public' }) >= 1);
     assert.equal(metricValue(m, 'par_sidecar_first_request_header_timeouts_total'), 0, 'no slot was freed by the deadline');
+  });
+
+  test('admin and egress listeners: capped with eviction, headers capped at 16 KiB', async () => {
+    for (const [listener, port] of [['admin', s.adminPort], ['egress', s.egressPort]]) {
+      const tricklers = [];
+      for (let i = 0; i < 4; i++) {
+        const c = net.connect({ host: '127.0.0.1', port });
+        c.on('error', () => {});
+        await new Promise((r) => c.once('connect', r));
+        c.write('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+        tricklers.push(c);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      // A fifth connection is served: an idle trickler makes room.
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      await r.text();
+      assert.ok(r.status > 0);
+      // Oversized headers: 431 and closed.
+      const page = await new Promise((resolve) => {
+        const c = net.connect({ host: '127.0.0.1', port });
+        let data = '';
+        c.on('error', () => {});
+        c.on('data', (d) => { data += d; });
+        c.once('close', () => resolve(data));
+        c.once('connect', () => c.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20000)}\r\n\r\n`));
+      });
+      assert.match(page, /^HTTP\/1\.1 431/, `${listener}: ${page.slice(0, 100)}`);
+      for (const c of tricklers) c.destroy();
+      const m = await s.metrics();
+      assert.ok(metricValue(m, 'par_sidecar_connections_evicted_total', { listener }) >= 1, listener);
+      assert.equal(metricValue(m, 'par_sidecar_request_headers_too_large_total', { listener }), 1, listener);
+    }
   });
 });
 
