@@ -239,6 +239,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         // Not an IP peer (a Unix socket): nothing to group by.
         let peer = peer_ip(&stream);
+        // The hard per-address cap first: a connection it refuses must not evict anyone.
+        let _client_slot = match (&self.per_client, peer) {
+            (Some((clients, refused)), Some(ip)) => match clients.acquire(ip) {
+                None => {
+                    refused.inc();
+                    return None;
+                }
+                slot => slot,
+            },
+            _ => None,
+        };
         let entry = match self.registry.admit(peer) {
             Admission::Accepted { entry, evicted } => {
                 if evicted {
@@ -255,16 +266,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGuard<A> {
                 );
                 return None;
             }
-        };
-        let _client_slot = match (&self.per_client, peer) {
-            (Some((clients, refused)), Some(ip)) => match clients.acquire(ip) {
-                None => {
-                    refused.inc();
-                    return None;
-                }
-                slot => slot,
-            },
-            _ => None,
         };
         self.core.metrics.open.inc();
         let _open = OpenGauge(&self.core.metrics.open);
