@@ -47,6 +47,8 @@ pub enum FailureCode {
     BrowserMismatch,
     UpstreamUnavailable,
     BadRequest,
+    /// A request's headers grew past `limits.max_request_header_bytes` (431).
+    RequestHeadersTooLarge,
     /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
     Internal,
 }
@@ -90,6 +92,7 @@ impl FailureCode {
         FailureCode::BrowserMismatch,
         FailureCode::UpstreamUnavailable,
         FailureCode::BadRequest,
+        FailureCode::RequestHeadersTooLarge,
         FailureCode::Internal,
     ];
 
@@ -133,6 +136,7 @@ impl FailureCode {
             FailureCode::BrowserMismatch => "browser_mismatch",
             FailureCode::UpstreamUnavailable => "upstream_unavailable",
             FailureCode::BadRequest => "bad_request",
+            FailureCode::RequestHeadersTooLarge => "request_headers_too_large",
             FailureCode::Internal => "internal",
         }
     }
@@ -156,6 +160,7 @@ impl FailureCode {
             | FailureCode::CallbackReplayed
             | FailureCode::BrowserMismatch
             | FailureCode::BadRequest => 400,
+            FailureCode::RequestHeadersTooLarge => 431,
             FailureCode::TooManyLogins | FailureCode::TooManyConnections => 429,
             FailureCode::AsTimeout
             | FailureCode::AsUnavailable
@@ -225,6 +230,9 @@ impl FailureCode {
             }
             FailureCode::UpstreamUnavailable | FailureCode::BadRequest => {
                 "The application could not answer. Please try again later."
+            }
+            FailureCode::RequestHeadersTooLarge => {
+                "The request was too large (often too many cookies). Please clear this site's cookies and try again."
             }
         }
     }

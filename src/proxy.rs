@@ -212,6 +212,12 @@ impl ProxyHttp for PublicProxy {
         Ok(())
     }
 
+    /// pingora's last phase of every request (served, answered by a filter, or failed): the
+    /// connection is idle again, so its next request gets its own header deadline and size cap.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut RequestCtx) {
+        crate::ops::connections::mark_request_done();
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         Ok(Box::new(self.upstream.clone()))
     }

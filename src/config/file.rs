@@ -202,8 +202,11 @@ pub struct TimeoutsFile {
     pub connect_ms: Option<u64>,
     pub par_total_ms: Option<u64>,
     pub discovery_total_ms: Option<u64>,
-    /// A new public-listener connection must deliver its first request's headers within this
-    /// time (one total deadline, not per read: slowloris), else it is closed. Default 10000.
+    /// Every request's headers must arrive within this time (one total deadline, not per
+    /// read: slowloris), counted from accept for a connection's first request and from the
+    /// first byte of each later one, else the connection is closed. Public, admin and egress
+    /// listeners. The name is kept from when only the first request was bounded.
+    /// Default 10000.
     pub first_request_headers_ms: Option<u64>,
 }
 
@@ -220,7 +223,7 @@ pub struct LimitsFile {
     /// its rightmost entry is used). Without it the peer address is the client.
     pub client_address_header: Option<String>,
     /// Open public-listener connections; beyond it a new connection is closed at accept.
-    /// 0 disables. Default 2048 (sized to the shipped 128Mi memory limit, see README).
+    /// 0 disables. Default 1280 (sized to the shipped 128Mi memory limit, see README).
     pub max_connections: Option<usize>,
     /// Connections (or, behind `client_address_header`, requests in flight) one client address
     /// may hold on the public listener; 0 disables (default).
@@ -232,6 +235,16 @@ pub struct LimitsFile {
     /// Default 0: no buffer, pingora reads straight into its request header buffer. A size
     /// (1024..=1048576) puts a buffer of that size in front of it.
     pub connection_read_buffer_bytes: Option<usize>,
+    /// Bytes a request's headers may take on any listener before the connection is answered
+    /// `431` and closed (pingora's own limit is 1 MiB). Default 16384 (see README).
+    pub max_request_header_bytes: Option<usize>,
+    /// Share of `max_connections` (percent) above which one client address may hold no more
+    /// than its fair share of the slots. 100 disables. Default 80.
+    pub connection_pressure_percent: Option<u8>,
+    /// Open connections on the admin listener (probes, Prometheus). Default 32.
+    pub admin_max_connections: Option<usize>,
+    /// Open connections on the egress listener (the app's back-channel client). Default 128.
+    pub egress_max_connections: Option<usize>,
     /// How often glibc's free heap is checked and, after a burst, handed back to the kernel
     /// (`malloc_trim`), milliseconds. 0 disables. Default 1000.
     pub memory_trim_interval_ms: Option<u64>,

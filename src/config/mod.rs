@@ -8,6 +8,7 @@ pub mod file;
 #[cfg(test)]
 pub(crate) mod tests;
 mod validate;
+mod validate_conn;
 
 pub use env::expand_env;
 
@@ -244,6 +245,20 @@ pub struct Settings {
     pub connection_read_buffer: usize,
     /// Period of the free-heap check that returns memory after a burst; zero: never.
     pub memory_trim_interval: Duration,
+    /// Header size cap, fair sharing and the admin/egress caps (`ops::connections`).
+    pub connection_bounds: ConnectionBounds,
+}
+
+/// What bounds every connection beyond the public cap (issue 18 item 2): validated from
+/// `limits.*` by `validate_conn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionBounds {
+    /// A request's header bytes at most (every listener).
+    pub max_request_header_bytes: usize,
+    /// Fair sharing between client addresses above this percentage of the cap; 100: never.
+    pub pressure_percent: u8,
+    pub admin_max_connections: usize,
+    pub egress_max_connections: usize,
 }
 
 impl Settings {

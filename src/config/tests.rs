@@ -387,3 +387,35 @@ fn connection_read_buffer_and_memory_trim_limits() {
         assert!(err.contains(bad.split(':').next().unwrap()), "{err}");
     }
 }
+
+#[test]
+fn connection_bounds_defaults_and_limits() {
+    let s = Settings::from_yaml(MINIMAL, Path::new("c.yaml")).unwrap();
+    assert_eq!(s.max_connections, 1280);
+    assert_eq!(
+        s.connection_bounds,
+        super::ConnectionBounds {
+            max_request_header_bytes: 16384,
+            pressure_percent: 80,
+            admin_max_connections: 32,
+            egress_max_connections: 128,
+        }
+    );
+    let with = |limits: &str| Settings::from_yaml(&format!("{MINIMAL}limits: {{ {limits} }}\n"), Path::new("c.yaml"));
+    let s = with("max_request_header_bytes: 32768, connection_pressure_percent: 100, admin_max_connections: 4, egress_max_connections: 512").unwrap();
+    assert_eq!(s.connection_bounds.max_request_header_bytes, 32768);
+    assert_eq!(s.connection_bounds.pressure_percent, 100);
+    assert_eq!(s.connection_bounds.admin_max_connections, 4);
+    assert_eq!(s.connection_bounds.egress_max_connections, 512);
+    for bad in [
+        "max_request_header_bytes: 100",
+        "max_request_header_bytes: 2000000",
+        "connection_pressure_percent: 0",
+        "connection_pressure_percent: 101",
+        "admin_max_connections: 0",
+        "egress_max_connections: 0",
+    ] {
+        let err = with(bad).unwrap_err().to_string();
+        assert!(err.contains(bad.split(':').next().unwrap()), "{err}");
+    }
+}

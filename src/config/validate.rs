@@ -444,6 +444,15 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
                 ))
             }
         },
+        connection_bounds: super::validate_conn::connection_bounds(
+            [
+                f.limits.max_request_header_bytes,
+                f.limits.admin_max_connections,
+                f.limits.egress_max_connections,
+            ],
+            f.limits.connection_pressure_percent,
+            &invalid,
+        )?,
         memory_trim_interval: match f.limits.memory_trim_interval_ms.unwrap_or(1000) {
             n @ (0 | 100..=3_600_000) => Duration::from_millis(n),
             n => {
@@ -456,10 +465,12 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
     })
 }
 
-/// Open public-listener connections by default, sized to the shipped manifest's 128Mi limit:
-/// a flood holding 2,048 connections (plus 3,000 refused) peaked at 84 MiB
-/// (benches/results/latest.md, footprint); 1,536 leaves room for a burst's heap on top.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1536;
+/// Open public-listener connections by default, sized to the shipped manifest's 128Mi limit
+/// from the worst case one connection can hold: 16 KiB of headers (the default
+/// `limits.max_request_header_bytes`) in flight at a slow app measured ~68 KiB per connection.
+/// 1,280 public + 128 egress + 32 admin connections x 68 KiB = 96 MiB, plus ~16 MiB idle,
+/// leaves ~16 MiB for a login burst's heap (README "Connection floods").
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1280;
 
 /// Idle upstream (app) connections kept. pingora's default of 128 closes and reopens
 /// connections at 1,000 concurrent clients; see benches/results/latest.md.

@@ -27,7 +27,18 @@ fn simple(status: u16, msg: &str) -> Response<Vec<u8>> {
 
 #[async_trait]
 impl ServeHttp for EgressApp {
+    /// Brackets the request for the connection guard (header deadline and size cap between
+    /// requests only; a slow AS call is bounded by the AS timeouts instead).
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        crate::ops::connections::mark_headers_read();
+        let resp = self.serve(session).await;
+        crate::ops::connections::mark_request_done();
+        resp
+    }
+}
+
+impl EgressApp {
+    async fn serve(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let limit = self.state.settings.egress_max_body;
         let mut body = Vec::new();
         loop {

@@ -85,7 +85,7 @@ impl Drop for ClientSlot {
 }
 
 /// The address a subscriber is counted under.
-fn group(ip: IpAddr) -> IpAddr {
+pub(crate) fn group(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

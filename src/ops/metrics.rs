@@ -53,16 +53,26 @@ pub struct Metrics {
     pub dpop_nonce_retries: IntCounterVec,
     pub dpop_errors: IntCounterVec,
     pub dpop_previous_key_retries: IntCounterVec,
-    /// Public-listener connections closed at accept because `limits.max_connections` were open.
+    /// Public-listener connections closed at accept: `limits.max_connections` open with a
+    /// request in flight on each, or the address over its share with nothing idle.
     pub connections_refused: IntCounter,
     /// Public-listener connections open now (counted from accept to close).
     pub connections_open: IntGauge,
-    /// Public-listener connections closed because the first request's headers did not arrive
-    /// within `timeouts.first_request_headers_ms`.
+    /// Public-listener connections closed because a request's headers (the first or a later
+    /// one) did not arrive within `timeouts.first_request_headers_ms`.
     pub header_timeouts: IntCounter,
     /// Refused by `limits.max_connections_per_client`, by `stage`: `accept` (a connection
     /// closed at once) or `request` (behind the ingress: a request answered 429).
     pub client_connections_refused: IntCounterVec,
+    /// Per listener (`public`, `admin`, `egress`): idle connections closed to make room at
+    /// the cap, and connections answered 431 for headers over `limits.max_request_header_bytes`.
+    pub connections_evicted: IntCounterVec,
+    pub request_headers_too_large: IntCounterVec,
+    /// The admin and egress listeners' counterparts of `connections_refused`,
+    /// `connections_open` and `header_timeouts` (the public ones keep their names).
+    pub listener_connections_refused: IntCounterVec,
+    pub listener_connections_open: IntGaugeVec,
+    pub listener_header_timeouts: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -357,7 +367,7 @@ impl Metrics {
             &r,
             IntCounter::new(
                 "par_sidecar_connections_refused_total",
-                "Public-listener connections closed at accept because limits.max_connections were open",
+                "Public-listener connections closed at accept because limits.max_connections were open and none was idle (or the address held its share)",
             )
             .unwrap(),
         );
@@ -369,7 +379,7 @@ impl Metrics {
             &r,
             IntCounter::new(
                 "par_sidecar_first_request_header_timeouts_total",
-                "Public-listener connections closed because the first request's headers did not arrive in time",
+                "Public-listener connections closed because a request's headers (the first or a later one) did not arrive in time",
             )
             .unwrap(),
         );
@@ -387,6 +397,44 @@ impl Metrics {
         for stage in ["accept", "request"] {
             client_connections_refused.with_label_values(&[stage]);
         }
+        let per_listener = |name: &str, help: &str, listeners: &[&str]| {
+            let c = reg(&r, IntCounterVec::new(Opts::new(name, help), &["listener"]).unwrap());
+            for l in listeners {
+                c.with_label_values(&[l]);
+            }
+            c
+        };
+        let connections_evicted = per_listener(
+            "par_sidecar_connections_evicted_total",
+            "Idle connections (no request in flight) closed to make room for a new one at the listener's cap, by listener",
+            &["public", "admin", "egress"],
+        );
+        let request_headers_too_large = per_listener(
+            "par_sidecar_request_headers_too_large_total",
+            "Connections answered 431 because a request's headers grew past limits.max_request_header_bytes, by listener",
+            &["public", "admin", "egress"],
+        );
+        let listener_connections_refused = per_listener(
+            "par_sidecar_listener_connections_refused_total",
+            "Admin or egress connections closed at accept: the listener's cap full of requests in flight",
+            &["admin", "egress"],
+        );
+        let listener_header_timeouts = per_listener(
+            "par_sidecar_listener_header_timeouts_total",
+            "Admin or egress connections closed because a request's headers did not arrive in time",
+            &["admin", "egress"],
+        );
+        let listener_connections_open = reg(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "par_sidecar_listener_connections_open",
+                    "Admin or egress connections open now",
+                ),
+                &["listener"],
+            )
+            .unwrap(),
+        );
         let dpop_previous_key_retries = reg(
             &r,
             IntCounterVec::new(
@@ -441,6 +489,11 @@ impl Metrics {
             connections_open,
             header_timeouts,
             client_connections_refused,
+            connections_evicted,
+            request_headers_too_large,
+            listener_connections_refused,
+            listener_connections_open,
+            listener_header_timeouts,
         }
     }
 

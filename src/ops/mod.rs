@@ -7,7 +7,11 @@ pub mod admin;
 pub mod background;
 pub mod client_connections;
 #[cfg(feature = "server")]
+pub mod conn_registry;
+#[cfg(feature = "server")]
 pub mod connections;
+#[cfg(feature = "server")]
+pub mod header_limit;
 #[cfg(feature = "server")]
 pub mod memory;
 pub mod metrics;

@@ -12,7 +12,7 @@ use pingora::services::listening::Service;
 use crate::egress::listener::EgressApp;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::DiscoveryRefresher;
-use crate::ops::connections::ConnectionGuard;
+use crate::ops::connections::{ConnectionGuard, GuardLimits, GuardMetrics};
 use crate::ops::memory::AllocatorTrimmer;
 use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
@@ -38,11 +38,14 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
     let m = &state.metrics;
     let guarded = ConnectionGuard::new(
         proxy,
-        s.max_connections,
-        s.first_request_headers_timeout,
-        m.connections_refused.clone(),
-        m.connections_open.clone(),
-        m.header_timeouts.clone(),
+        limits(s, "public", s.max_connections),
+        GuardMetrics {
+            refused: m.connections_refused.clone(),
+            open: m.connections_open.clone(),
+            header_timeouts: m.header_timeouts.clone(),
+            evicted: m.connections_evicted.with_label_values(&["public"]),
+            headers_too_large: m.request_headers_too_large.with_label_values(&["public"]),
+        },
     );
     // Behind an ingress (a client address header) the peer is the ingress: the proxy counts
     // the forwarded client's requests instead.
@@ -61,11 +64,22 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
             .l4_buffer(L4BufferSettings::default().read(s.connection_read_buffer)),
     );
 
-    let mut admin = Service::new("admin".to_string(), AdminApp { state: state.clone() });
+    let bounds = &s.connection_bounds;
+    let admin_app = ConnectionGuard::new(
+        AdminApp { state: state.clone() },
+        limits(s, "admin", bounds.admin_max_connections),
+        side_metrics(&state, "admin"),
+    );
+    let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_addr.to_string());
 
     if let Some(egress_addr) = s.egress_addr {
-        let mut egress = Service::new("egress".to_string(), EgressApp { state: state.clone() });
+        let egress_app = ConnectionGuard::new(
+            EgressApp { state: state.clone() },
+            limits(s, "egress", bounds.egress_max_connections),
+            side_metrics(&state, "egress"),
+        );
+        let mut egress = Service::new("egress".to_string(), egress_app);
         egress.add_tcp(&egress_addr.to_string());
         server.add_service(egress);
     }
@@ -89,4 +103,27 @@ pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
         },
     ));
     server.run_forever()
+}
+
+/// One listener's bounds: its cap, and the header deadline and size every listener shares.
+fn limits(s: &crate::config::Settings, listener: &'static str, max_connections: usize) -> GuardLimits {
+    GuardLimits {
+        listener,
+        max_connections,
+        pressure_percent: s.connection_bounds.pressure_percent,
+        header_timeout: s.first_request_headers_timeout,
+        max_header_bytes: s.connection_bounds.max_request_header_bytes,
+    }
+}
+
+/// The admin and egress listeners' counters (labelled; the public ones keep their names).
+fn side_metrics(state: &SidecarState, listener: &str) -> GuardMetrics {
+    let m = &state.metrics;
+    GuardMetrics {
+        refused: m.listener_connections_refused.with_label_values(&[listener]),
+        open: m.listener_connections_open.with_label_values(&[listener]),
+        header_timeouts: m.listener_header_timeouts.with_label_values(&[listener]),
+        evicted: m.connections_evicted.with_label_values(&[listener]),
+        headers_too_large: m.request_headers_too_large.with_label_values(&[listener]),
+    }
 }
