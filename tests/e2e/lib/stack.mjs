@@ -183,6 +183,8 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  * One scenario: AS + legacy app + sidecar.
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
  *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
+ *         appScript ('apps/x.mjs', run with node) | appCommand (['python', 'apps/x.py']),
+ *         appResponseMode (the response_mode apps/openid-client-app.mjs asks for),
  *         resourceViaSidecar (true | 'port2'),
  *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
  */
@@ -273,8 +275,11 @@ export async function startStack(opts = {}) {
     }),
     id_token_alg: alg === 'ES256' ? 'ES256' : 'PS256',
     pkce: opts.pkce || 'S256',
+    // apps/openid-client-app.mjs: the response_mode it asks for (e.g. form_post).
+    ...(opts.appResponseMode ? { response_mode: opts.appResponseMode } : {}),
   });
-  const app = new Proc('app', process.execPath, [path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig]);
+  const [appCmd, ...appArgs] = appCommandLine(opts, appConfig);
+  const app = new Proc('app', appCmd, appArgs, { PYTHONUNBUFFERED: '1' });
   procs.push(app);
   await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200, 60000, app);
 
@@ -293,6 +298,22 @@ export async function startStack(opts = {}) {
     async stop() { await Promise.all(procs.map((p) => p.stop())); },
   };
   }
+}
+
+/** The Python of tests/e2e/.venv (made by tests/bootstrap.sh from tests/e2e/requirements.txt). */
+export const VENV_PYTHON = path.join(E2E, '.venv', 'bin', 'python');
+
+/**
+ * The app's command line: `appCommand: ['python', 'apps/x.py']` (paths relative to tests/e2e;
+ * `python` is the venv's, so the pinned library versions are the ones tested), else node with
+ * `appScript` (default legacy-app.mjs). The app config file is the last argument.
+ */
+function appCommandLine(opts, appConfig) {
+  if (!opts.appCommand) return [process.execPath, path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig];
+  const [cmd, ...args] = opts.appCommand;
+  if (cmd === 'python' && !fs.existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing: run bash tests/bootstrap.sh`);
+  const resolved = cmd === 'python' ? VENV_PYTHON : cmd;
+  return [resolved, ...args.map((a) => (a.startsWith('apps/') ? path.join(E2E, a) : a)), appConfig];
 }
 
 /** YAML for a sidecar in front of several ASs (`authorization_servers`). */
