@@ -5,6 +5,7 @@
 
 pub mod app_auth;
 pub mod app_discovery;
+mod bearer;
 mod dpop_call;
 #[cfg(feature = "server")]
 pub mod listener;
@@ -226,7 +227,31 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             format!("par-sidecar has not loaded the metadata of `{name}` yet"),
         );
     };
-    let Some(url) = target_url(&md, r, resource_url, req.query.as_deref()) else {
+    // Userinfo and resource calls: an access token in the query or a form body goes into
+    // the Authorization header, never into a URL (issue 19 item 3).
+    let lifted = if r.authenticates_client() {
+        None
+    } else {
+        let has_auth = req.headers.contains_key(http::header::AUTHORIZATION);
+        let ct = req.headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+        match bearer::lift(req.query.as_deref(), has_auth, ct, &req.body) {
+            Ok(l) => Some(l),
+            Err(desc) => {
+                return refuse(
+                    state,
+                    name,
+                    label,
+                    &iid,
+                    (400, "invalid_request", "token_misplaced", desc),
+                )
+            }
+        }
+    };
+    let query = match &lifted {
+        Some(l) => l.query.as_deref(),
+        None => req.query.as_deref(),
+    };
+    let Some(url) = target_url(&md, r, resource_url, query) else {
         m.egress_requests
             .with_label_values(&[name, label, "no_endpoint", ""])
             .inc();
@@ -251,8 +276,17 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
                 headers.push((k.as_str().to_string(), v.to_string()));
             }
         }
-        if !req.body.is_empty() {
-            body = Some(req.body.clone());
+        let lifted_body = lifted.as_ref().map_or(&req.body, |l| &l.body);
+        if !lifted_body.is_empty() {
+            body = Some(lifted_body.clone());
+        }
+        if let Some(token) = lifted.as_ref().and_then(|l| l.token.as_deref()) {
+            if body.is_none() {
+                // Nothing left of a form body: no content type for an empty body.
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+            }
+            headers.push(("authorization".into(), format!("Bearer {token}")));
+            info!(interaction_id = %iid, r#as = name, route = label, "access token moved from the URL or form body into the Authorization header");
         }
     }
 
@@ -275,8 +309,14 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     let http = client.http.load();
     // DPoP clients: `Authorization: DPoP` and a proof per attempt (RFC 9449).
     let dpop = dpop_call::prepare(client, r, &mut headers);
+    // A userinfo POST whose form body held only the access token is the same request as a
+    // GET (OIDC Core §5.3.1); an AS may refuse a POST without a body.
+    let method = match (&lifted, r) {
+        (Some(l), Route::Userinfo) if l.token.is_some() && l.body.is_empty() => http::Method::GET,
+        _ => req.method.clone(),
+    };
     let call = AsRequest {
-        method: req.method.clone(),
+        method,
         url: url.clone(),
         headers,
         form,
@@ -527,13 +567,7 @@ async fn add_client_auth(
             form.retain(|(k, _)| k != "code_verifier");
             form.push(("code_verifier".into(), v.clone()));
         }
-        let app_redirect = form.iter().find(|(k, _)| k == "redirect_uri").map(|(_, v)| v.as_str());
-        if rec.redirect_uri.is_some() && app_redirect != rec.redirect_uri.as_deref() {
-            warn!(
-                r#as = client.name(),
-                "the app's token call redirect_uri differs from the pushed one; the AS will refuse it (TOK-3)"
-            );
-        }
+        settle_redirect_uri(form, rec.redirect_uri.as_deref())?;
     }
     let key = client.keys.load().active().clone();
     let auth = client_auth_form(client, key, state.metrics.clone())
@@ -543,9 +577,45 @@ async fn add_client_auth(
     Ok(())
 }
 
+/// RFC 6749 §4.1.3: the token call repeats the pushed `redirect_uri`. Several libraries'
+/// documented examples (requests-oauthlib, simple-oauth2) send none: the pushed one is added,
+/// byte-identical. A different one could never be accepted by the AS: refused here, before
+/// any assertion is signed or the code is spent (TOK-3).
+fn settle_redirect_uri(form: &mut Vec<(String, String)>, pushed: Option<&str>) -> Result<(), Refusal> {
+    let Some(pushed) = pushed else { return Ok(()) };
+    match form.iter().find(|(k, _)| k == "redirect_uri") {
+        None => {
+            form.push(("redirect_uri".into(), pushed.to_string()));
+            Ok(())
+        }
+        Some((_, v)) if v == pushed => Ok(()),
+        Some(_) => Err((
+            400,
+            "invalid_grant",
+            "redirect_uri_mismatch",
+            "the token call's redirect_uri differs from the one pushed for this code".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pushed_redirect_uri_is_added_or_enforced() {
+        let mut f = vec![("code".to_string(), "c".to_string())];
+        settle_redirect_uri(&mut f, Some("https://app/cb")).unwrap();
+        assert_eq!(f[1], ("redirect_uri".into(), "https://app/cb".into()));
+        settle_redirect_uri(&mut f, Some("https://app/cb")).unwrap();
+        assert_eq!(f.len(), 2, "not added twice");
+        let mut other = vec![("redirect_uri".to_string(), "https://app/cb2".to_string())];
+        let e = settle_redirect_uri(&mut other, Some("https://app/cb")).unwrap_err();
+        assert_eq!((e.0, e.2), (400, "redirect_uri_mismatch"));
+        let mut none = vec![];
+        settle_redirect_uri(&mut none, None).unwrap();
+        assert!(none.is_empty(), "nothing pushed: nothing added");
+    }
 
     #[test]
     fn strict_form() {

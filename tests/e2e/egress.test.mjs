@@ -34,6 +34,34 @@ async function login(s, user) {
   return { b, page };
 }
 
+describe('egress: tokens in the wrong place', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256' }); });
+  after(async () => { await s?.stop(); });
+
+  test('an access token in the query or a form body is sent in the Authorization header', async () => {
+    const { b } = await login(s, 'alice');
+    const token = (await b.request(`${s.publicBase}/__test/access_token`)).body;
+    assert.ok(token.length > 20, token);
+    // node-oauth's habit (passport-oauth2): GET with the token in the query.
+    const q = await fetch(`${s.egressBase}/userinfo?access_token=${encodeURIComponent(token)}`);
+    assert.equal(q.status, 200, await q.clone().text());
+    assert.equal((await q.json()).sub, 'alice');
+    // RFC 6750 §2.2: a form-encoded body.
+    const f = await fetch(`${s.egressBase}/userinfo`, { method: 'POST', headers: form, body: `access_token=${encodeURIComponent(token)}` });
+    assert.equal(f.status, 200);
+    assert.equal((await f.json()).sub, 'alice');
+    // Two tokens in one request: refused before the AS.
+    const two = await fetch(`${s.egressBase}/userinfo?access_token=${encodeURIComponent(token)}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(two.status, 400);
+    assert.equal((await two.json()).error, 'invalid_request');
+    const m = await s.metrics();
+    assert.equal(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'userinfo', outcome: 'token_misplaced' }), 1);
+    // The token never reached a log line.
+    assert.ok(!s.sidecar.log().includes(token), 'the access token was logged');
+  });
+});
+
 describe('egress: grant allowlist and resource path confinement', () => {
   let s;
   before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none', resourceViaSidecar: true }); });

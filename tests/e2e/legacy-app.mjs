@@ -116,6 +116,11 @@ async function handle(req, res) {
     s.tokens = { ...s.tokens, ...JSON.parse(tok.body) };
     return send(res, 200, '<p id="refreshed">yes</p>');
   }
+  // Test fixture: this session's access token (tests of the egress with the app's token).
+  if (u.pathname === '/__test/access_token') {
+    const s = sessions.get(sid);
+    return send(res, s?.tokens ? 200 : 404, s?.tokens?.access_token || 'none', { 'content-type': 'text/plain' });
+  }
   // Test fixture for a misbehaving app: redirect to whatever `to` (base64url) says.
   if (u.pathname === '/__redirect') {
     const to = Buffer.from(u.searchParams.get('to') || '', 'base64url').toString('latin1');
