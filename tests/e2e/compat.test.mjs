@@ -54,7 +54,7 @@ const decodeEntities = (s) => s.replace(/&(#x[0-9a-f]+|#\d+|amp|lt|gt|quot|apos)
 });
 
 /** One library, one stack, one login as alice. */
-function library(name, stackOpts, { todo } = {}) {
+function library(name, stackOpts, { todo, check } = {}) {
   describe(name, () => {
     let s;
     before(async () => { s = await startStack({ alg: 'PS256', ...stackOpts }); });
@@ -67,6 +67,7 @@ function library(name, stackOpts, { todo } = {}) {
       assert.match(page.body, /<p id="sub">alice<\/p>/, diag);
       const m = await s.metrics();
       assert.equal(metricValue(m, 'par_sidecar_token_response_checks_total', { grant: 'authorization_code', outcome: 'valid' }), 1, m);
+      await check?.(s, m);
     });
   });
 }
@@ -75,13 +76,23 @@ describe('compatibility matrix: real OAuth client libraries, unmodified', () => 
   // Express + passport-oauth2 1.8 (node-oauth 0.10) with its defaults: client_secret_post at
   // the token call, and the userinfo GET carries the token as `?access_token=`, which the
   // egress moves into the Authorization header (issue 19 item 3).
-  library('passport-oauth2', { appScript: 'apps/passport-oauth2-app.mjs', authMethod: 'private_key_jwt' });
+  library('passport-oauth2', { appScript: 'apps/passport-oauth2-app.mjs' }, {
+    async check(s) {
+      const me = (await s.events()).filter((e) => e.path === '/me');
+      assert.deepEqual(me.map((e) => [e.status, e.authorization_scheme]), [[200, 'Bearer']], 'the AS got the token in the header');
+    },
+  });
   // Flask + Authlib 1.9, configured by `server_metadata_url` (the sidecar's discovery) only;
   // PS256 ID tokens, which joserfc accepts because the document keeps the AS's algs.
-  library('Authlib (Flask)', { appCommand: ['python', 'apps/authlib_app.py'] });
-  // Flask + requests-oauthlib 2.0, explicit endpoints, no redirect_uri at authorize or token
-  // (the egress adds the pushed one at the token call: issue 19 item 4).
-  library('requests-oauthlib (Flask)', { appCommand: ['python', 'apps/requests_oauthlib_app.py'] });
+  library('Authlib (Flask)', { appCommand: ['python', 'apps/authlib_app.py'] }, {
+    check(s, m) {
+      assert.ok(metricValue(m, 'par_sidecar_egress_requests_total', { route: 'discovery', outcome: 'success' }) >= 1, m);
+    },
+  });
+  // Flask + requests-oauthlib 2.0, explicit endpoints, no redirect_uri at the token call
+  // (the egress adds the pushed one at the token call: issue 19 item 4). The AS is made to
+  // refuse a token call without it, as strict ASs do (oidc-provider fills it in by default).
+  library('requests-oauthlib (Flask)', { appCommand: ['python', 'apps/requests_oauthlib_app.py'], asRequireTokenRedirectUri: true });
   // openid-client 6.9 by discovery, asking for response_mode=form_post (issue 19 item 2).
   library('openid-client form_post', { alg: 'ES256', appScript: 'apps/openid-client-app.mjs', appResponseMode: 'form_post' }, {
     todo: 'form_post callbacks (issue 19 item 2) are not on main yet',

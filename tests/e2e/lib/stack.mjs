@@ -185,6 +185,7 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
  *         appScript ('apps/x.mjs', run with node) | appCommand (['python', 'apps/x.py']),
  *         appResponseMode (the response_mode apps/openid-client-app.mjs asks for),
+ *         asRequireTokenRedirectUri (the AS refuses a token call without redirect_uri),
  *         resourceViaSidecar (true | 'port2'),
  *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
  */
@@ -242,6 +243,7 @@ export async function startStack(opts = {}) {
     tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: path.join(dir, 'ca.crt') },
     clients: [client],
     parDelayMs: opts.parDelayMs,
+    requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
     dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
