@@ -115,6 +115,7 @@ fn main() {
         as_name: Some("bank-a".into()),
         oidc_nonce: Some("n-0S6_WzA2Mj".into()),
         max_age: None,
+        form_post: false,
     };
     let sealed = sealer.seal(&tx);
     let s = median_us(runs, iters, || {

@@ -100,6 +100,9 @@ pub struct RequestCtx {
     /// map when the app refuses the callback (>= 400) or cannot be reached, so a code the
     /// app never redeemed cannot be planted for another request (issue 18 H1).
     checked_code: Option<(String, String)>,
+    /// A checked response for an app that asked for `form_post`: sent upstream as the body
+    /// of a POST to its redirect_uri.
+    form_post_body: Option<Bytes>,
 }
 
 /// Headers every sidecar-authored response carries (TLS-4, AZ-3). HSTS is ignored by
@@ -237,11 +240,35 @@ impl ProxyHttp for PublicProxy {
                 interaction_id,
                 code,
                 as_name,
+                form_post,
             } => {
                 ctx.clear_cookie = clear_cookie;
                 ctx.callback_checked = Some(interaction_id);
                 ctx.checked_code = code.map(|c| (c, as_name));
-                let new_uri = format!("{path}?{query}")
+                let new_uri = match form_post {
+                    // The app asked for form_post: it gets the checked response as the POST it
+                    // expects (upstream_request_filter, request_body_filter). A request that
+                    // brought a body of its own is not what the AS's redirect sends.
+                    Some(_) if has_body => {
+                        let as_name = ctx.checked_code.as_ref().map(|(_, a)| a.clone());
+                        self.withdraw_code(ctx, "a form_post delivery for a request with a body");
+                        let mut err = BrowserError::new(FailureCode::CallbackMalformed, interaction_id);
+                        err.as_name = as_name;
+                        ctx.callback_checked = None;
+                        write_error_page(session, &err).await;
+                        return Ok(true);
+                    }
+                    Some(form) => {
+                        ctx.form_post_body = Some(Bytes::from(form));
+                        if query.is_empty() {
+                            path.clone()
+                        } else {
+                            format!("{path}?{query}")
+                        }
+                    }
+                    None => format!("{path}?{query}"),
+                };
+                let new_uri = new_uri
                     .parse::<http::Uri>()
                     .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
                 session.req_header_mut().set_uri(new_uri);
@@ -258,6 +285,38 @@ impl ProxyHttp for PublicProxy {
                 Ok(true)
             }
         }
+    }
+
+    /// A checked `form_post` response goes to the app as a form POST (see `form_post_body`).
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(body) = &ctx.form_post_body {
+            upstream_request.set_method(http::Method::POST);
+            upstream_request.insert_header("content-type", "application/x-www-form-urlencoded")?;
+            upstream_request.insert_header("content-length", body.len().to_string())?;
+            upstream_request.remove_header("transfer-encoding");
+        }
+        Ok(())
+    }
+
+    /// The browser's GET has no body: the checked `form_post` response is the body sent.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(form) = &ctx.form_post_body {
+            if end_of_stream && body.as_ref().is_none_or(|b| b.is_empty()) {
+                *body = Some(form.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Only here, on the *upstream* response, can a PAR start: a browser request cannot.

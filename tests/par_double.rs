@@ -354,6 +354,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         as_name: None,
         oidc_nonce: None,
         max_age: None,
+        form_post: false,
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));
@@ -381,25 +382,34 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
 }
 
 #[tokio::test]
-async fn form_post_response_mode_is_refused_at_the_authorize_step() {
+async fn form_post_is_pushed_as_the_query_mode_and_jarm_modes_need_jarm() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
+    // form_post: the AS answers in the query (checked at the callback); the app gets a POST.
     let loc = format!("{}&response_mode=form_post", app_redirect(&double.issuer));
-    let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
-        panic!()
+    let RedirectDecision::Rewrite { .. } = decide(&state, loc.as_bytes()).await else {
+        panic!("form_post must be pushed")
     };
-    assert_eq!(e.code, "unsupported_response_mode");
+    let p = &double.seen()[0];
+    assert!(p.request_claims.get("response_mode").is_none(), "{}", p.request_claims);
+    assert!(!p.form.contains_key("response_mode"));
+    let sealed = p.request_claims["state"].as_str().unwrap().to_string();
+    let tx = state
+        .sealer
+        .open(&sealed, par_sidecar::as_client::request_object::now_secs(), 600)
+        .unwrap();
+    assert!(tx.form_post, "the callback must know to deliver a POST");
     // The app asking for JARM itself at an AS not configured for it: the callback would not
     // treat `response` as JARM there, so it is refused here rather than lost there.
-    for mode in ["jwt", "query.jwt"] {
+    for mode in ["jwt", "query.jwt", "form_post.jwt"] {
         let loc = format!("{}&response_mode={mode}", app_redirect(&double.issuer));
         let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
             panic!("{mode}")
         };
         assert_eq!(e.code, "unsupported_response_mode");
     }
-    assert!(double.seen().is_empty(), "nothing was pushed");
+    assert_eq!(double.seen().len(), 1, "nothing else was pushed");
 }
 
 #[tokio::test]

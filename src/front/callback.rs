@@ -30,6 +30,9 @@ pub enum CallbackOutcome {
         code: Option<String>,
         /// The AS the login started at.
         as_name: String,
+        /// The app asked for `form_post`: these response parameters go to it as a form body
+        /// (and `query` keeps only its redirect_uri's own parameters).
+        form_post: Option<String>,
     },
     /// Never forwarded: an error page with this code.
     Reject {
@@ -113,7 +116,13 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
     let id = InteractionId::new();
     let mut as_name: Option<String> = None;
     match check_inner(state, q, cookies, &mut as_name).await {
-        Ok((query, outcome, clear_cookie, code)) => {
+        Ok(Checked {
+            query,
+            outcome,
+            clear_cookie,
+            code,
+            form_post,
+        }) => {
             let name = as_name.as_deref().unwrap_or("");
             state.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
@@ -123,6 +132,7 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
                 interaction_id: id,
                 code,
                 as_name: name.to_string(),
+                form_post,
             }
         }
         Err((code, detail)) => {
@@ -144,6 +154,17 @@ pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookie
 }
 
 type Rejection = (FailureCode, String);
+
+/// A checked response, ready for the app.
+struct Checked {
+    /// The query handed to the app (only its own parameters under `form_post`).
+    query: String,
+    outcome: &'static str,
+    clear_cookie: Option<String>,
+    code: Option<String>,
+    /// The response parameters as a form body, when the app asked for `form_post`.
+    form_post: Option<String>,
+}
 
 /// The unverified claims of a compact JWS: only used to find the sealed `state` (itself
 /// authenticated by its AEAD) and so the AS whose JWKS must then verify the JWT.
@@ -185,7 +206,7 @@ async fn check_inner(
     q: &str,
     cookies: &[&[u8]],
     as_name: &mut Option<String>,
-) -> Result<(String, &'static str, Option<String>, Option<String>), Rejection> {
+) -> Result<Checked, Rejection> {
     let s = &state.settings;
     let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
     // A response parameter spelt another way (`Code=`, `%20code=`, `code[]=`, or behind a
@@ -335,13 +356,15 @@ async fn check_inner(
 
     // 4. Hand over: the app's own state back, plain code, errors as they are. Parameters
     // that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
-    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    let mut own = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
         let response_param = HANDED_TO_APP.contains(&k.as_str()) || jarm_used && k == "response";
         if !response_param {
-            out.append_pair(k, v);
+            own.append_pair(k, v);
         }
     }
+    let own = own.finish();
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
     let code = param("code");
     let outcome = if let Some(code) = &code {
         if param("error").is_some() {
@@ -386,5 +409,19 @@ async fn check_inner(
         .binding
         .as_ref()
         .map(|_| browser_binding::clear_cookie(&cookie_name, s.cookie_secure));
-    Ok((out.finish(), outcome, clear, code))
+    let response = out.finish();
+    let (query, form_post) = if tx.form_post {
+        (own, Some(response))
+    } else if own.is_empty() {
+        (response, None)
+    } else {
+        (format!("{own}&{response}"), None)
+    };
+    Ok(Checked {
+        query,
+        outcome,
+        clear_cookie: clear,
+        code,
+        form_post,
+    })
 }

@@ -289,16 +289,23 @@ fn prepare(
     client: &AsClient,
     mut redirect: AuthorizeRedirect,
 ) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
-    // The callback is checked on GET query parameters; a form_post response would arrive as
-    // a POST the sidecar does not open. Refuse it clearly rather than break at the callback.
-    // A JARM mode the app asks for itself is accepted only at an AS configured for JARM (the
-    // sidecar then verifies it): the callback treats `response` as JARM only there.
+    // The callback is checked on the query of the browser's GET. `form_post` (ASP.NET Core's
+    // default) is kept to the AS as the query mode and the checked response is delivered to
+    // the app as the POST it asked for (README "form_post"): no response ever arrives as a
+    // POST the sidecar would have to trust. A JARM mode the app asks for itself is accepted
+    // only at an AS configured for JARM (the sidecar then verifies it): the callback treats
+    // `response` as JARM only there.
     let jarm_configured = client.settings.client.jarm;
+    let mut form_post = false;
     if let Some(mode) = redirect.get_str("response_mode") {
-        let jwt_mode = matches!(mode, "jwt" | "query.jwt");
-        if !(mode == "query" || jwt_mode && jarm_configured) {
+        let jwt_mode = matches!(mode, "jwt" | "query.jwt" | "form_post.jwt");
+        form_post = matches!(mode, "form_post" | "form_post.jwt");
+        if !(mode == "query" || mode == "form_post" || jwt_mode && jarm_configured) {
             return Err(AuthorizeError::UnsupportedResponseMode(mode.chars().take(40).collect()));
         }
+    }
+    if form_post {
+        redirect.params.remove("response_mode");
     }
     // FAPI 2.0 §5.3.2.2: only the code flow; the sidecar could not check a fragment response.
     match redirect.get_str("response_type") {
@@ -349,6 +356,7 @@ fn prepare(
         as_name: Some(client.name().to_string()),
         oidc_nonce: redirect.get_str("nonce").map(str::to_string),
         max_age: redirect.params.get("max_age").and_then(Value::as_u64),
+        form_post,
     };
     redirect
         .params

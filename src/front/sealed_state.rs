@@ -72,6 +72,10 @@ pub struct TransactionState {
     /// `max_age` the app asked for (the ID token's `auth_time` must honour it).
     #[serde(rename = "m", skip_serializing_if = "Option::is_none", default)]
     pub max_age: Option<u64>,
+    /// The app asked for `response_mode=form_post`: the checked response is delivered to it
+    /// as a POST (the AS answers in the query, which the callback check reads).
+    #[serde(rename = "f", skip_serializing_if = "std::ops::Not::not", default)]
+    pub form_post: bool,
 }
 
 pub struct StateSealer {
@@ -176,6 +180,7 @@ mod tests {
             as_name: None,
             oidc_nonce: None,
             max_age: None,
+            form_post: false,
         }
     }
 

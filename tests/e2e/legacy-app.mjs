@@ -47,6 +47,15 @@ function call(method, url, headers, body) {
   });
 }
 
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    req.on('error', reject);
+  });
+}
+
 async function handle(req, res) {
   const u = new URL(req.url, cfg.base_url);
   const sid = /(?:^|;\s*)legacy_sid=([^;]+)/.exec(req.headers.cookie || '')?.[1];
@@ -67,6 +76,7 @@ async function handle(req, res) {
       response_type: 'code', client_id: c.client_id, redirect_uri: redirectUri,
       scope: cfg.scope || 'openid email', state: s.state, nonce: s.nonce,
     });
+    if (cfg.response_mode) q.set('response_mode', cfg.response_mode);
     if (cfg.pkce === 'S256' || cfg.pkce === 'plain') {
       s.verifier = crypto.randomBytes(32).toString('base64url');
       q.set('code_challenge', cfg.pkce === 'S256' ? crypto.createHash('sha256').update(s.verifier).digest('base64url') : s.verifier);
@@ -80,11 +90,13 @@ async function handle(req, res) {
   }
   if (u.pathname === '/callback') {
     const s = sessions.get(sid);
-    callbacks.push({ at: Date.now(), bank: s?.bank, query: Object.fromEntries(u.searchParams) });
+    // `response_mode=form_post`: the response is the POST body (OAuth 2.0 Form Post).
+    const params = req.method === 'POST' && cfg.response_mode === 'form_post' ? new URLSearchParams(await readBody(req)) : u.searchParams;
+    callbacks.push({ at: Date.now(), bank: s?.bank, method: req.method, query: Object.fromEntries(u.searchParams), form: req.method === 'POST' ? Object.fromEntries(params) : undefined });
     if (!s) return send(res, 400, '<p id="error">no session</p>');
-    if (u.searchParams.get('state') !== s.state) return send(res, 400, '<p id="error">state mismatch</p>');
-    if (u.searchParams.get('error')) return send(res, 200, `<p id="error">${esc(u.searchParams.get('error'))}</p>`);
-    const code = u.searchParams.get('code');
+    if (params.get('state') !== s.state) return send(res, 400, '<p id="error">state mismatch</p>');
+    if (params.get('error')) return send(res, 200, `<p id="error">${esc(params.get('error'))}</p>`);
+    const code = params.get('code');
     const c = clientFor(s);
     if (!c.token_endpoint) return send(res, 200, `<p id="code-received">yes</p>`);
     const form = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });

@@ -77,7 +77,7 @@ async function handle(req, res) {
     }
     const claims = tokens.claims();
     const info = await client.fetchUserInfo(c, tokens.access_token, claims.sub);
-    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(tokens.token_type)}</p>`);
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(tokens.token_type)}</p><p id="callback-method">${esc(req.method)}</p>`);
   }
   return send(res, 404, 'not found');
 }

@@ -184,7 +184,7 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
  *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
  *         appScript ('apps/x.mjs', run with node) | appCommand (['python', 'apps/x.py']),
- *         appResponseMode (the response_mode apps/openid-client-app.mjs asks for),
+ *         appResponseMode (the response_mode the app asks for, e.g. form_post),
  *         asRequireTokenRedirectUri (the AS refuses a token call without redirect_uri),
  *         resourceViaSidecar (true | 'port2'),
  *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
@@ -276,9 +276,8 @@ export async function startStack(opts = {}) {
       discovery_url: `http://127.0.0.1:${egressPort}/.well-known/openid-configuration`,
     }),
     id_token_alg: alg === 'ES256' ? 'ES256' : 'PS256',
-    pkce: opts.pkce || 'S256',
-    // apps/openid-client-app.mjs: the response_mode it asks for (e.g. form_post).
     ...(opts.appResponseMode ? { response_mode: opts.appResponseMode } : {}),
+    pkce: opts.pkce || 'S256',
   });
   const [appCmd, ...appArgs] = appCommandLine(opts, appConfig);
   const app = new Proc('app', appCmd, appArgs, { PYTHONUNBUFFERED: '1' });
