@@ -200,6 +200,9 @@ const provider = new Provider(cfg.issuer, {
   claims: { openid: ['sub'], email: ['email'] },
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.test` }) }),
   ...(cfg.discovery ? { discovery: cfg.discovery } : {}),
+  // cfg.requireTokenRedirectUri: a token call without redirect_uri is refused even though the
+  // client registered one (oidc-provider fills it in by default; stricter ASs do not).
+  ...(cfg.requireTokenRedirectUri ? { allowOmittingSingleRegisteredRedirectUri: false } : {}),
 });
 provider.proxy = false;
 

@@ -3,8 +3,12 @@
 // Its only par-sidecar-specific setting is a URL: the discovery document is read from the
 // sidecar's egress listener instead of the AS.
 //
+// With `response_mode: "form_post"` in its config it asks for that mode and hands the
+// callback POST to authorizationCodeGrant as a Request, as openid-client's API docs show
+// ("Using an incoming Request instance": `currentUrl` is a URL or a Request).
+//
 // Usage: node openid-client-app.mjs CONFIG.json   (the same config as legacy-app.mjs, plus
-// discovery_url and id_token_alg)
+// discovery_url, id_token_alg and optionally response_mode)
 import fs from 'node:fs';
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -33,6 +37,14 @@ function send(res, status, body, headers = {}) {
 }
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+/** The callback as openid-client wants it: the URL, or for a form_post the POST itself. */
+async function currentUrl(req, u) {
+  if (req.method !== 'POST') return u;
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return new Request(u, { method: 'POST', headers: { 'content-type': req.headers['content-type'] || '' }, body: Buffer.concat(chunks) });
+}
+
 async function handle(req, res) {
   const u = new URL(req.url, cfg.base_url);
   const sid = /(?:^|;\s*)oc_sid=([^;]+)/.exec(req.headers.cookie || '')?.[1];
@@ -47,6 +59,7 @@ async function handle(req, res) {
       code_challenge_method: 'S256',
       state: s.state,
       nonce: s.nonce,
+      ...(cfg.response_mode ? { response_mode: cfg.response_mode } : {}),
     });
     const id = crypto.randomBytes(16).toString('hex');
     sessions.set(id, s);
@@ -58,13 +71,13 @@ async function handle(req, res) {
     const c = await getConfig();
     let tokens;
     try {
-      tokens = await client.authorizationCodeGrant(c, u, { pkceCodeVerifier: s.verifier, expectedState: s.state, expectedNonce: s.nonce, idTokenExpected: true });
+      tokens = await client.authorizationCodeGrant(c, await currentUrl(req, u), { pkceCodeVerifier: s.verifier, expectedState: s.state, expectedNonce: s.nonce, idTokenExpected: true });
     } catch (e) {
       return send(res, 400, `<p id="error">${esc(e.code || e.name)}: ${esc(e.message)}</p>`);
     }
     const claims = tokens.claims();
     const info = await client.fetchUserInfo(c, tokens.access_token, claims.sub);
-    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(tokens.token_type)}</p>`);
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(tokens.token_type)}</p><p id="callback-method">${esc(req.method)}</p>`);
   }
   return send(res, 404, 'not found');
 }

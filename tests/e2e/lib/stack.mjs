@@ -183,6 +183,9 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  * One scenario: AS + legacy app + sidecar.
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
  *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
+ *         appScript ('apps/x.mjs', run with node) | appCommand (['python', 'apps/x.py']),
+ *         appResponseMode (the response_mode the app asks for, e.g. form_post),
+ *         asRequireTokenRedirectUri (the AS refuses a token call without redirect_uri),
  *         resourceViaSidecar (true | 'port2'),
  *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
  */
@@ -240,6 +243,7 @@ export async function startStack(opts = {}) {
     tls: { key: path.join(dir, 'as.key'), cert: path.join(dir, 'as.crt'), ca: path.join(dir, 'ca.crt') },
     clients: [client],
     parDelayMs: opts.parDelayMs,
+    requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
     dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
@@ -275,7 +279,8 @@ export async function startStack(opts = {}) {
     ...(opts.appResponseMode ? { response_mode: opts.appResponseMode } : {}),
     pkce: opts.pkce || 'S256',
   });
-  const app = new Proc('app', process.execPath, [path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig]);
+  const [appCmd, ...appArgs] = appCommandLine(opts, appConfig);
+  const app = new Proc('app', appCmd, appArgs, { PYTHONUNBUFFERED: '1' });
   procs.push(app);
   await waitFor('legacy app', async () => (await get(`http://127.0.0.1:${appPort}/`)).status === 200, 60000, app);
 
@@ -294,6 +299,22 @@ export async function startStack(opts = {}) {
     async stop() { await Promise.all(procs.map((p) => p.stop())); },
   };
   }
+}
+
+/** The Python of tests/e2e/.venv (made by tests/bootstrap.sh from tests/e2e/requirements.txt). */
+export const VENV_PYTHON = path.join(E2E, '.venv', 'bin', 'python');
+
+/**
+ * The app's command line: `appCommand: ['python', 'apps/x.py']` (paths relative to tests/e2e;
+ * `python` is the venv's, so the pinned library versions are the ones tested), else node with
+ * `appScript` (default legacy-app.mjs). The app config file is the last argument.
+ */
+function appCommandLine(opts, appConfig) {
+  if (!opts.appCommand) return [process.execPath, path.join(E2E, opts.appScript || 'legacy-app.mjs'), appConfig];
+  const [cmd, ...args] = opts.appCommand;
+  if (cmd === 'python' && !fs.existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing: run bash tests/bootstrap.sh`);
+  const resolved = cmd === 'python' ? VENV_PYTHON : cmd;
+  return [resolved, ...args.map((a) => (a.startsWith('apps/') ? path.join(E2E, a) : a)), appConfig];
 }
 
 /** YAML for a sidecar in front of several ASs (`authorization_servers`). */
