@@ -45,6 +45,10 @@ pub enum FailureCode {
     BrowserMismatch,
     UpstreamUnavailable,
     BadRequest,
+    OpenRedirect,
+    RedirectUriForeign,
+    LoginPathNotAllowed,
+    AuthorizeParameterNotAllowed,
     /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
     Internal,
 }
@@ -87,6 +91,10 @@ impl FailureCode {
         FailureCode::BrowserMismatch,
         FailureCode::UpstreamUnavailable,
         FailureCode::BadRequest,
+        FailureCode::OpenRedirect,
+        FailureCode::RedirectUriForeign,
+        FailureCode::LoginPathNotAllowed,
+        FailureCode::AuthorizeParameterNotAllowed,
         FailureCode::Internal,
     ];
 
@@ -129,6 +137,10 @@ impl FailureCode {
             FailureCode::BrowserMismatch => "browser_mismatch",
             FailureCode::UpstreamUnavailable => "upstream_unavailable",
             FailureCode::BadRequest => "bad_request",
+            FailureCode::OpenRedirect => "open_redirect",
+            FailureCode::RedirectUriForeign => "redirect_uri_foreign",
+            FailureCode::LoginPathNotAllowed => "login_path_not_allowed",
+            FailureCode::AuthorizeParameterNotAllowed => "authorize_parameter_not_allowed",
             FailureCode::Internal => "internal",
         }
     }
@@ -150,7 +162,9 @@ impl FailureCode {
             | FailureCode::CallbackMalformed
             | FailureCode::CallbackReplayed
             | FailureCode::BrowserMismatch
-            | FailureCode::BadRequest => 400,
+            | FailureCode::BadRequest
+            | FailureCode::OpenRedirect
+            | FailureCode::LoginPathNotAllowed => 400,
             FailureCode::TooManyLogins | FailureCode::TooManyConnections => 429,
             FailureCode::AsTimeout
             | FailureCode::AsUnavailable
@@ -170,7 +184,9 @@ impl FailureCode {
             | FailureCode::UnsupportedResponseMode
             | FailureCode::UnsupportedResponseType
             | FailureCode::InsecureRedirectUri
-            | FailureCode::UpstreamUnavailable => 502,
+            | FailureCode::UpstreamUnavailable
+            | FailureCode::RedirectUriForeign
+            | FailureCode::AuthorizeParameterNotAllowed => 502,
             FailureCode::NotReady => 503,
             FailureCode::Internal => 500,
         }
@@ -201,6 +217,10 @@ impl FailureCode {
             | FailureCode::UnsupportedResponseMode
             | FailureCode::UnsupportedResponseType
             | FailureCode::InsecureRedirectUri
+            | FailureCode::OpenRedirect
+            | FailureCode::RedirectUriForeign
+            | FailureCode::LoginPathNotAllowed
+            | FailureCode::AuthorizeParameterNotAllowed
             | FailureCode::Internal => "Sign-in could not be started. Please try again later.",
             FailureCode::StateMissing
             | FailureCode::StateForeign
