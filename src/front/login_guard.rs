@@ -218,6 +218,11 @@ const NOT_REFLECTION_CHECKED: &[&str] = &[
 /// `openid`, `300`) only as `name=value`, where they cannot occur by chance.
 const MIN_FREE_VALUE: usize = 8;
 
+/// A login route's URL is short; one this long would make the reflection scan costly
+/// (64 parameters x 3 decodings) and is refused rather than scanned in part, since a
+/// reflected value could sit past any prefix.
+const MAX_CHECKED_TARGET: usize = 64 * 1024;
+
 /// Screens one authorize redirect against the request that produced it: the login path,
 /// reflection, the parameter allowlist. `location` is the app's Location; `pairs` its query
 /// parameters as pushed, decoded (the authorize parser's strict reading). The
@@ -325,6 +330,9 @@ fn split_authority(a: &str) -> Option<(&str, Option<u16>)> {
 /// Refuses when the Location, or an authorize parameter's value, appears in the request's
 /// path or query as sent, decoded once or decoded twice (a `next` value encoded again).
 fn check_reflection(cx: &RedirectContext<'_>, location: &str, pairs: &[(String, String)]) -> Result<(), Refusal> {
+    if cx.path.len() + cx.query.map_or(0, str::len) > MAX_CHECKED_TARGET {
+        return Err(Refusal::Reflected("(request URL over 64 KiB)".into()));
+    }
     let texts = request_texts(cx);
     let found = |needle: &str| texts.iter().any(|t| t.contains(needle));
     let location = location.trim();

@@ -90,6 +90,18 @@ fn a_reflected_next_redirect_is_refused_at_every_encoding() {
 }
 
 #[test]
+fn an_oversized_request_url_is_not_scanned_but_refused() {
+    let padding = format!("pad={}", "x".repeat(70 * 1024));
+    let r = screen(
+        &cx("app.example.com", "/login", Some(&padding)),
+        &location(LOGIN),
+        &pairs(LOGIN),
+        &POLICY,
+    );
+    assert!(matches!(r, Err(Refusal::Reflected(_))), "{r:?}");
+}
+
+#[test]
 fn unrelated_query_and_the_apps_state_are_not_reflection() {
     // The app puts the page being visited into its state: not the browser choosing a parameter.
     let q = LOGIN.replace("state=st", "state=%2Faccount%3Ftab%3Dpayments");
