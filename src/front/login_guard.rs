@@ -6,7 +6,7 @@
 //! decide:
 //! - the `redirect_uri` must be a callback this sidecar checks: the request's own origin (or
 //!   one of `par.redirect_uri_origins`) and, with `callback.paths`, one of those paths;
-//! - an authorize parameter found (decoded, up to two levels) in that request's path or query
+//! - an authorize parameter found (decoded, up to three levels) in that request's path or query
 //!   was reflected from the request: an open redirect, refused;
 //! - optional: only requests on `par.login_paths` may start a login, and only parameters in
 //!   `client.allowed_authorize_parameters` (plus the core set) may be sent.
@@ -219,7 +219,7 @@ const NOT_REFLECTION_CHECKED: &[&str] = &[
 const MIN_FREE_VALUE: usize = 8;
 
 /// A login route's URL is short; one this long would make the reflection scan costly
-/// (64 parameters x 3 decodings) and is refused rather than scanned in part, since a
+/// (64 parameters x 4 texts) and is refused rather than scanned in part, since a
 /// reflected value could sit past any prefix.
 const MAX_CHECKED_TARGET: usize = 64 * 1024;
 
@@ -328,7 +328,7 @@ fn split_authority(a: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// Refuses when the Location, or an authorize parameter's value, appears in the request's
-/// path or query as sent, decoded once or decoded twice (a `next` value encoded again).
+/// path or query as sent or decoded (see [`request_texts`]).
 fn check_reflection(cx: &RedirectContext<'_>, location: &str, pairs: &[(String, String)]) -> Result<(), Refusal> {
     if cx.path.len() + cx.query.map_or(0, str::len) > MAX_CHECKED_TARGET {
         return Err(Refusal::Reflected("(request URL over 64 KiB)".into()));
@@ -355,15 +355,17 @@ fn check_reflection(cx: &RedirectContext<'_>, location: &str, pairs: &[(String, 
     Ok(())
 }
 
-/// The request's path and query: as sent, and percent-decoded once and twice (`+` as a
-/// space, invalid escapes kept), each level only when it differs from the one before.
+/// The request's path and query: as sent, and percent-decoded up to three times (`+` as a
+/// space, invalid escapes kept), each level only when it differs from the one before. A
+/// parameter inside an authorize URL inside a `next` that another page encoded again is
+/// plain text only after the third decoding.
 fn request_texts(cx: &RedirectContext<'_>) -> Vec<String> {
     let raw = match cx.query {
         Some(q) => format!("{}?{q}", cx.path),
         None => cx.path.to_string(),
     };
     let mut texts = vec![raw];
-    for _ in 0..2 {
+    for _ in 0..3 {
         let last = texts.last().expect("one text at least");
         let next = lenient_decode(last);
         if next == *last {

@@ -313,3 +313,60 @@ fn config_keys_load_and_bad_values_name_their_key() {
         assert!(e.contains(key), "{extra}{client}: {e}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// How an app or a link may carry the target: as is, encoded once (form or
+    /// path-segment style), or encoded twice.
+    fn encode(s: &str, how: u8) -> String {
+        let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let component =
+            |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+        match how % 4 {
+            0 => s.to_string(),
+            1 => form(s),
+            2 => component(s),
+            _ => form(&form(s)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A browser-chosen parameter (any value of a sensitive parameter, any encoding, any
+        /// parameter name for the target, any padding around it) is never pushed.
+        #[test]
+        fn a_reflected_parameter_is_always_refused(
+            param in prop::sample::select(vec!["login_hint", "prompt", "resource", "claims", "acr_values", "max_age", "authorization_details"]),
+            value in "[a-zA-Z0-9@._ -]{1,24}",
+            next in "[a-zA-Z]{1,10}",
+            how in 0u8..4,
+            before in "[a-z]{0,8}=[a-z0-9]{0,8}",
+            after in "[a-z]{0,8}=[a-z0-9]{0,8}",
+            whole in any::<bool>(),
+        ) {
+            let mut ser = url::form_urlencoded::Serializer::new(String::from(LOGIN));
+            ser.append_pair(param, &value);
+            let q = ser.finish();
+            let loc = location(&q);
+            // The whole Location, or only the one parameter copied by the app.
+            let carried = if whole { loc.clone() } else {
+                url::form_urlencoded::Serializer::new(String::new()).append_pair(param, &value).finish()
+            };
+            let query = format!("{before}&{next}={}&{after}", encode(&carried, how));
+            let r = screen(&cx("app.example.com", "/go", Some(&query)), &loc, &pairs(&q), &POLICY);
+            prop_assert!(matches!(r, Err(Refusal::Reflected(_))), "{query}: {r:?}");
+        }
+
+        /// The app's own login with any unrelated query (words that are not its values) passes,
+        /// and nothing about the request's host panics.
+        #[test]
+        fn unrelated_requests_pass(query in "[a-z]{1,6}=[a-z]{1,6}(&[a-z]{1,6}=[0-9]{1,6}){0,4}", host in "\\PC{0,30}") {
+            let r = screen(&cx("app.example.com", "/login", Some(&query)), &location(LOGIN), &pairs(LOGIN), &POLICY);
+            prop_assert_eq!(r, Ok(()));
+            let _ = check_redirect_uri(&cx(&host, "/login", None), "https://app.example.com/cb", &POLICY);
+        }
+    }
+}
