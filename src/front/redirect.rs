@@ -383,10 +383,13 @@ fn screen(
     let loc = std::str::from_utf8(location)
         .unwrap_or_default()
         .trim_matches([' ', '\t']);
-    let mut pairs = browser_target(loc)
+    // Cannot fail after the detection accepted it; if it did, nothing would be screened.
+    let Some(mut pairs) = browser_target(loc)
         .and_then(|t| t.url().query().map(|q| crate::front::authorize::parse_query(q).ok()))
         .flatten()
-        .unwrap_or_default();
+    else {
+        return Err((FailureCode::MalformedAuthorizeRedirect, "query".to_string()));
+    };
     pairs.retain(|(k, _)| redirect.params.contains_key(k));
     let configured_paths = !state.settings.callback_paths.is_empty();
     let is_callback = |p: &str| state.is_callback_path(p);
