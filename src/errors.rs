@@ -49,6 +49,10 @@ pub enum FailureCode {
     BadRequest,
     /// A request's headers grew past `limits.max_request_header_bytes` (431).
     RequestHeadersTooLarge,
+    OpenRedirect,
+    RedirectUriForeign,
+    LoginPathNotAllowed,
+    AuthorizeParameterNotAllowed,
     /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
     Internal,
 }
@@ -93,6 +97,10 @@ impl FailureCode {
         FailureCode::UpstreamUnavailable,
         FailureCode::BadRequest,
         FailureCode::RequestHeadersTooLarge,
+        FailureCode::OpenRedirect,
+        FailureCode::RedirectUriForeign,
+        FailureCode::LoginPathNotAllowed,
+        FailureCode::AuthorizeParameterNotAllowed,
         FailureCode::Internal,
     ];
 
@@ -137,6 +145,10 @@ impl FailureCode {
             FailureCode::UpstreamUnavailable => "upstream_unavailable",
             FailureCode::BadRequest => "bad_request",
             FailureCode::RequestHeadersTooLarge => "request_headers_too_large",
+            FailureCode::OpenRedirect => "open_redirect",
+            FailureCode::RedirectUriForeign => "redirect_uri_foreign",
+            FailureCode::LoginPathNotAllowed => "login_path_not_allowed",
+            FailureCode::AuthorizeParameterNotAllowed => "authorize_parameter_not_allowed",
             FailureCode::Internal => "internal",
         }
     }
@@ -159,7 +171,9 @@ impl FailureCode {
             | FailureCode::CallbackBodyRefused
             | FailureCode::CallbackReplayed
             | FailureCode::BrowserMismatch
-            | FailureCode::BadRequest => 400,
+            | FailureCode::BadRequest
+            | FailureCode::OpenRedirect
+            | FailureCode::LoginPathNotAllowed => 400,
             FailureCode::RequestHeadersTooLarge => 431,
             FailureCode::TooManyLogins | FailureCode::TooManyConnections => 429,
             FailureCode::AsTimeout
@@ -180,7 +194,9 @@ impl FailureCode {
             | FailureCode::UnsupportedResponseMode
             | FailureCode::UnsupportedResponseType
             | FailureCode::InsecureRedirectUri
-            | FailureCode::UpstreamUnavailable => 502,
+            | FailureCode::UpstreamUnavailable
+            | FailureCode::RedirectUriForeign
+            | FailureCode::AuthorizeParameterNotAllowed => 502,
             FailureCode::NotReady => 503,
             FailureCode::Internal => 500,
         }
@@ -211,6 +227,10 @@ impl FailureCode {
             | FailureCode::UnsupportedResponseMode
             | FailureCode::UnsupportedResponseType
             | FailureCode::InsecureRedirectUri
+            | FailureCode::OpenRedirect
+            | FailureCode::RedirectUriForeign
+            | FailureCode::LoginPathNotAllowed
+            | FailureCode::AuthorizeParameterNotAllowed
             | FailureCode::Internal => "Sign-in could not be started. Please try again later.",
             FailureCode::StateMissing
             | FailureCode::StateForeign

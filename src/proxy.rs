@@ -11,6 +11,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::errors::{wants_json, BrowserError, FailureCode};
 use crate::front::callback::{self, CallbackOutcome};
+use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
 use crate::front::redirect::{decide_for, is_redirect, RedirectDecision};
 use crate::state::SidecarState;
@@ -442,7 +443,11 @@ impl ProxyHttp for PublicProxy {
                 .and_then(|h| session.req_header().headers.get(h))
                 .map(|v| v.as_bytes()),
         );
-        match decide_for(&self.state, &location, client_ip).await {
+        // What the app answered: its origin, path and query (open-redirect screen).
+        let req = session.req_header();
+        let trust_forwarded = self.state.settings.client_address_header.is_some();
+        let cx = RedirectContext::from_request(&req.uri, &req.headers, trust_forwarded);
+        match decide_for(&self.state, &location, &cx, client_ip).await {
             RedirectDecision::PassThrough => Ok(()),
             RedirectDecision::Rewrite {
                 location,

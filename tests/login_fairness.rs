@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
+use par_sidecar::front::login_guard::RedirectContext;
 use par_sidecar::front::login_limit::client_ip;
 use par_sidecar::front::redirect::{decide_for, RedirectDecision};
 use par_sidecar::state::SidecarState;
@@ -54,7 +55,7 @@ async fn flood_while_user_logs_in(
         let loc = app_redirect(issuer);
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                match decide_for(&state, loc.as_bytes(), Some(flooder)).await {
+                match decide_for(&state, loc.as_bytes(), &RedirectContext::app_login(), Some(flooder)).await {
                     RedirectDecision::Rewrite { .. } => pushed.fetch_add(1, Ordering::Relaxed),
                     RedirectDecision::Fail(e) => {
                         assert_eq!(e.code.as_str(), "too_many_logins");
@@ -70,7 +71,14 @@ async fn flood_while_user_logs_in(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ok = 0;
     for _ in 0..6 {
-        match decide_for(state, app_redirect(issuer).as_bytes(), Some(user)).await {
+        match decide_for(
+            state,
+            app_redirect(issuer).as_bytes(),
+            &RedirectContext::app_login(),
+            Some(user),
+        )
+        .await
+        {
             RedirectDecision::Rewrite { location, .. } => {
                 assert!(location.contains("request_uri="), "{location}");
                 ok += 1;

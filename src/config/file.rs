@@ -92,6 +92,9 @@ pub struct ClientFile {
     pub sender_constraint: Option<String>,
     /// DPoP settings, used when `sender_constraint` is `dpop`.
     pub dpop: Option<DpopFile>,
+    /// Authorize parameters the app may send besides the core set (response_type,
+    /// client_id, redirect_uri, scope, state, nonce, PKCE, response_mode). Unset: any.
+    pub allowed_authorize_parameters: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -164,6 +167,10 @@ impl ClientFile {
                 (Some(a), Some(b)) => Some(a.merged_with(b)),
                 (a, b) => b.clone().or_else(|| a.clone()),
             },
+            allowed_authorize_parameters: over
+                .allowed_authorize_parameters
+                .clone()
+                .or_else(|| self.allowed_authorize_parameters.clone()),
         }
     }
 }
@@ -194,6 +201,13 @@ pub struct ParFile {
     /// Refuse a redirect_uri that is not https (loopback http allowed). Default true; false
     /// only for test setups whose app is reached over plain http by name.
     pub require_https_redirect_uri: Option<bool>,
+    /// The app's login routes: only redirects answering a request on one of these paths may
+    /// start a login (the stricter defence against open redirects). Empty: any path.
+    pub login_paths: Option<Vec<String>>,
+    /// Public origins (`https://app.example.com[:port]`) a pushed `redirect_uri` may be on,
+    /// when the request's own Host is not the public one (an ingress rewriting it without
+    /// `X-Forwarded-Host`). Empty: the request's own origin.
+    pub redirect_uri_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

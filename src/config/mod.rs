@@ -150,6 +150,8 @@ pub struct ClientSettings {
     pub sender_constraint: SenderConstraint,
     /// Set exactly when `sender_constraint` is DPoP.
     pub dpop: Option<DpopSettings>,
+    /// `allowed_authorize_parameters`: beyond the core set, only these may be pushed.
+    pub allowed_authorize_parameters: Option<Vec<String>>,
 }
 
 /// Everything one AS's client code needs, self-contained: the AS, the effective client and
@@ -198,6 +200,10 @@ pub struct Settings {
     pub state_binding: String,
     pub par_required: bool,
     pub require_https_redirect_uri: bool,
+    /// `par.login_paths`: only redirects answering these request paths start a login.
+    pub login_paths: Vec<String>,
+    /// `par.redirect_uri_origins`: where a pushed redirect_uri may be (else the request's origin).
+    pub redirect_uri_origins: Vec<crate::front::login_guard::ConfiguredOrigin>,
     pub max_location_bytes: usize,
     pub login_starts_per_second: u32,
     pub login_starts_per_client_per_minute: u32,

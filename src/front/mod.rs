@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod browser_binding;
 pub mod callback;
+pub mod login_guard;
 pub mod login_limit;
 pub mod pkce;
 pub mod prefilter;

@@ -15,6 +15,7 @@ use crate::as_client::request_object::now_secs;
 use crate::errors::{BrowserError, FailureCode};
 use crate::front::authorize::{browser_target, detect_among, AuthorizeError, AuthorizeRedirect, Detection};
 use crate::front::browser_binding;
+use crate::front::login_guard::{self, RedirectContext};
 use crate::front::pkce::{self, PkceAction};
 use crate::front::sealed_state::TransactionState;
 use crate::protocol::{redact, InteractionId};
@@ -40,17 +41,21 @@ pub fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// [`decide_for`] without a client address (per-client login limits do not apply).
+/// [`decide_for`] for a redirect answering `GET /login` on `https://app.example`
+/// ([`RedirectContext::app_login`]), without a client address (per-client login limits do
+/// not apply): for callers without a request, such as integration tests.
 pub async fn decide(state: &Arc<SidecarState>, location: &[u8]) -> RedirectDecision {
-    decide_for(state, location, None).await
+    decide_for(state, location, &RedirectContext::app_login(), None).await
 }
 
 /// Classifies the app's `Location` and, if it is an authorize redirect to one of the
-/// configured ASs for its client, performs the PAR at that AS. `client` is the browser's
-/// address, for the per-client login-start limit.
+/// configured ASs for its client, performs the PAR at that AS. `cx` describes the request
+/// the app answered (origin, path, query: see [`login_guard`]); `client_ip` is the
+/// browser's address, for the per-client login-start limit.
 pub async fn decide_for(
     state: &Arc<SidecarState>,
     location: &[u8],
+    cx: &RedirectContext<'_>,
     client_ip: Option<std::net::IpAddr>,
 ) -> RedirectDecision {
     let m = &state.metrics;
@@ -105,6 +110,13 @@ pub async fn decide_for(
         warn!(interaction_id = %id, r#as = name, reason = client.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
         return fail(state, FailureCode::NotReady, id, Some(name));
     };
+    // Refused before any budget is taken or anything signed: an open redirect costs nothing.
+    if let Err((code, detail)) = screen(state, client, cx, location, &redirect) {
+        let id = InteractionId::new();
+        let path: String = cx.path.chars().take(200).collect();
+        warn!(interaction_id = %id, r#as = name, code = code.as_str(), detail, path, "refused the app's authorize redirect: not the app's own login");
+        return fail(state, code, id, Some(name));
+    }
     // A login start costs a PAR: limited globally and per client before any signing.
     if let Err(limit) = state.login_limiter.check(client_ip, Instant::now()) {
         let id = InteractionId::new();
@@ -316,11 +328,6 @@ fn prepare(
             ))
         }
     }
-    if state.settings.require_https_redirect_uri {
-        if let Some(u) = redirect.get_str("redirect_uri") {
-            check_redirect_uri(u)?;
-        }
-    }
     let pkce = pkce::apply(&mut redirect)?;
     state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
     let jarm = jarm_configured;
@@ -364,6 +371,50 @@ fn prepare(
     let cookie = binding
         .map(|b| browser_binding::set_cookie(&b, state.settings.state_max_age.as_secs(), state.settings.cookie_secure));
     Ok((redirect, cookie))
+}
+
+/// The request-side screen ([`login_guard`]) and the `redirect_uri`'s scheme, in that order:
+/// login path, reflection, parameter allowlist, https, then the redirect_uri's origin and
+/// path. Returns the failure code and what the log line names (a parameter or a part, never
+/// a value).
+fn screen(
+    state: &SidecarState,
+    client: &AsClient,
+    cx: &RedirectContext<'_>,
+    location: &[u8],
+    redirect: &AuthorizeRedirect,
+) -> Result<(), (FailureCode, String)> {
+    let refused = |r: login_guard::Refusal| (r.failure(), r.detail().to_string());
+    // The same reading the detection made (it accepted this Location), kept as strings:
+    // the reflection check compares the text the app wrote, JSON values included. The
+    // endpoint's own query parameters are not the app's and are left out.
+    let loc = std::str::from_utf8(location)
+        .unwrap_or_default()
+        .trim_matches([' ', '\t']);
+    // Cannot fail after the detection accepted it; if it did, nothing would be screened.
+    let Some(mut pairs) = browser_target(loc)
+        .and_then(|t| t.url().query().map(|q| crate::front::authorize::parse_query(q).ok()))
+        .flatten()
+    else {
+        return Err((FailureCode::MalformedAuthorizeRedirect, "query".to_string()));
+    };
+    pairs.retain(|(k, _)| redirect.params.contains_key(k));
+    let configured_paths = !state.settings.callback_paths.is_empty();
+    let is_callback = |p: &str| state.is_callback_path(p);
+    let policy = login_guard::Policy {
+        login_paths: &state.settings.login_paths,
+        allowed_parameters: client.settings.client.allowed_authorize_parameters.as_deref(),
+        redirect_uri_origins: &state.settings.redirect_uri_origins,
+        is_callback_path: configured_paths.then_some(&is_callback as &dyn Fn(&str) -> bool),
+    };
+    login_guard::screen(cx, loc, &pairs, &policy).map_err(refused)?;
+    let Some(uri) = redirect.get_str("redirect_uri") else {
+        return Ok(());
+    };
+    if state.settings.require_https_redirect_uri {
+        check_redirect_uri(uri).map_err(|e| (e.failure(), "redirect_uri".to_string()))?;
+    }
+    login_guard::check_redirect_uri(cx, uri, &policy).map_err(refused)
 }
 
 /// FAPI 2.0 §5.3.2.2 / RFC 8252 §7.3: https, except http on a loopback IP (a native or test

@@ -139,6 +139,11 @@ async function handle(req, res) {
     res.writeHead(Number(u.searchParams.get('status') || 302), { location: to, 'content-type': 'text/plain' });
     return res.end('redirect body from the app');
   }
+  // A typical legacy open redirect: `/go?next=URL` sends the browser wherever `next` says.
+  if (u.pathname === '/go') {
+    res.writeHead(302, { location: u.searchParams.get('next') || '/', 'content-type': 'text/plain' });
+    return res.end('redirecting');
+  }
   // A slow page (a long report, a slow database): keeps a request in flight for `ms`.
   if (u.pathname === '/__test/slow') {
     await new Promise((r) => setTimeout(r, Math.min(Number(u.searchParams.get('ms') || 1000), 30000)));

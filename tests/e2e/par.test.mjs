@@ -163,8 +163,10 @@ describe('pass-through and fail-closed', () => {
   test('an AS rejection fails closed without echoing the AS', async () => {
     const b = new Browser({ ca: s.ca });
     const ep = s.discovery.authorization_endpoint;
-    // Unregistered redirect_uri: the AS refuses the PAR with invalid_request.
-    const r = await b.request(via(`${ep}?client_id=legacy-app&response_type=code&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&scope=openid&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256`), { headers: { accept: 'application/json' } });
+    // Unregistered redirect_uri (on the app's own origin, so the sidecar pushes it): the AS
+    // refuses the PAR with invalid_request.
+    const unregistered = encodeURIComponent(`${s.publicBase}/not-registered`);
+    const r = await b.request(via(`${ep}?client_id=legacy-app&response_type=code&redirect_uri=${unregistered}&scope=openid&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256`), { headers: { accept: 'application/json' } });
     assert.equal(r.status, 502);
     const body = JSON.parse(r.body);
     assert.equal(body.error, 'par_rejected');
