@@ -62,6 +62,8 @@ pub enum Fault {
     Huge,
     /// Answer `status` with `body` (and `Retry-After: 0` for 429) this many times, then succeed.
     Flaky(u32, u16, &'static str),
+    /// Answer 429 with this `Retry-After` value this many times, then succeed.
+    RetryAfter(u32, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +287,16 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                     b = b.header("content-type", "application/json");
                 }
                 return b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+            }
+        }
+        Fault::RetryAfter(n, value) => {
+            if n > 0 {
+                *s.fault.lock().unwrap() = Fault::RetryAfter(n - 1, value);
+                return Response::builder()
+                    .status(429)
+                    .header("retry-after", value)
+                    .body(Full::new(Bytes::from_static(b"slow down")))
+                    .unwrap();
             }
         }
         Fault::None => {}
