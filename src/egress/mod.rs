@@ -231,10 +231,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
 
     let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
     let mut body = None;
-    if let Some(f) = form.as_mut() {
-        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
-            return refuse(state, name, label, &iid, refusal);
-        }
+    if form.is_some() {
         headers.push(("accept".into(), "application/json".into()));
     } else {
         // Userinfo and resource calls: the app's headers (its access token included) as
@@ -264,6 +261,13 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             "par-sidecar: too many concurrent calls to the AS".into(),
         );
     };
+    // Signed only now, with the permit held: a call turned away as overloaded costs no
+    // signature (a flood of egress calls cannot keep the signer busy for nothing).
+    if let Some(f) = form.as_mut() {
+        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
+            return refuse(state, name, label, &iid, refusal);
+        }
+    }
     let grant_type = form
         .as_ref()
         .and_then(|f| f.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()));
@@ -316,6 +320,9 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             } else {
                 String::new()
             };
+            if (300..400).contains(&resp.status) && !matches!(r, Route::Resource(_)) {
+                return as_redirect(state, name, label, &iid, resp.status);
+            }
             let outcome = if resp.status < 400 { "success" } else { "as_error" };
             m.egress_requests
                 .with_label_values(&[name, label, outcome, &as_error])
@@ -362,6 +369,25 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             )
         }
     }
+}
+
+/// An AS route answered 3xx. Never passed on: many HTTP clients follow a `Location` and
+/// re-send the body (a refresh token, the app's secret) to wherever it points, and an AS has
+/// no business redirecting a back-channel call. The `Location` is not logged either.
+fn as_redirect(state: &SidecarState, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
+    state
+        .metrics
+        .egress_requests
+        .with_label_values(&[name, label, "as_redirect", ""])
+        .inc();
+    warn!(interaction_id = %iid, r#as = name, route = label, as_status = status, "the AS answered a back-channel call with a redirect; not passed to the app");
+    oauth_error(
+        502,
+        "temporarily_unavailable",
+        format!(
+            "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
+        ),
+    )
 }
 
 /// Runs the token-response checks; on failure the app gets an OAuth error without any of

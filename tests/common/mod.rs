@@ -86,9 +86,16 @@ pub struct AsDouble {
     pub attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
     /// Every request received: `METHOD path` (egress tests: what reached the AS at all).
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Canned answers by path (status, headers, body), e.g. for `/token`; the request's
+    /// form is recorded in `attempts`.
+    pub replies: Arc<Mutex<HashMap<String, Reply>>>,
 }
 
+/// A canned answer: status, headers, body.
+pub type Reply = (u16, Vec<(String, String)>, String);
+
 struct Shared {
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
     attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
     issuer: String,
     par_host_port: String,
@@ -151,7 +158,9 @@ impl AsDouble {
         let discovery_hits = Arc::new(Mutex::new(0));
         let attempts = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let replies = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::new(Shared {
+            replies: replies.clone(),
             requests: requests.clone(),
             attempts: attempts.clone(),
             issuer: issuer.clone(),
@@ -187,6 +196,7 @@ impl AsDouble {
             }
         });
         AsDouble {
+            replies,
             requests,
             attempts,
             addr,
@@ -244,6 +254,17 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                 "require_pushed_authorization_requests": true,
             }),
         );
+    }
+    let canned = s.replies.lock().unwrap().get(&path).cloned();
+    if let Some((status, headers, body)) = canned {
+        let form = req.into_body().collect().await.unwrap().to_bytes();
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
+        s.attempts.lock().unwrap().push(form);
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        return b.body(Full::new(Bytes::from(body))).unwrap();
     }
     if path != "/par" {
         return json(404, serde_json::json!({"error": "not_found"}));
