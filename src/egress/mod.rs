@@ -268,9 +268,13 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             return refuse(state, name, label, &iid, refusal);
         }
     }
-    let grant_type = form
-        .as_ref()
-        .and_then(|f| f.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()));
+    let field = |name: &str| {
+        form.as_ref()
+            .and_then(|f| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    };
+    let grant_type = field("grant_type");
+    // The refresh token presented: its response's ID token must name the same `sub`.
+    let presented_refresh_token = field("refresh_token");
     let started = Instant::now();
     let http = client.http.load();
     // DPoP clients: `Authorization: DPoP` and a proof per attempt (RFC 9449).
@@ -344,7 +348,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             if r == Route::Token && (200..300).contains(&resp.status) {
                 let grant = match (grant_type.as_deref(), code_record.as_ref()) {
                     (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
-                    (Some("refresh_token"), _) => Grant::Refresh,
+                    (Some("refresh_token"), _) => Grant::Refresh(presented_refresh_token.as_deref()),
                     _ => Grant::Other,
                 };
                 if let Err(refused) = check_token_response(state, client, &md, grant, &resp.body, &iid).await {

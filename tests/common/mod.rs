@@ -248,6 +248,7 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                 "pushed_authorization_request_endpoint": format!("https://{}/par", s.par_host_port),
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint": format!("{}/token", s.issuer),
+                "jwks_uri": format!("{}/jwks", s.issuer),
                 "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
