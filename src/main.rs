@@ -108,6 +108,12 @@ fn main() -> ExitCode {
                     "authorization server configured"
                 );
             }
+            if let Some(w) = par_sidecar::egress::app_auth::unauthenticated_egress_warning(
+                state.settings.egress_addr.is_some(),
+                state.settings.app_secret.as_ref(),
+            ) {
+                tracing::warn!(warning = w, "egress listener without app authentication");
+            }
             tracing::info!(
                 public = %state.settings.public_addr,
                 admin = %state.settings.admin_addr,
@@ -164,6 +170,12 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
     println!("admin listener:    {}", settings.admin_addr);
     println!("upstream app:      {}", settings.upstream);
     println!("PAR required:      {}", settings.par_required);
+    if let Some(w) = par_sidecar::egress::app_auth::unauthenticated_egress_warning(
+        settings.egress_addr.is_some(),
+        settings.app_secret.as_ref(),
+    ) {
+        println!("WARNING:           {w}");
+    }
     println!("authorization servers: {}", loaded.len());
     for (a, keys) in &loaded {
         println!();
