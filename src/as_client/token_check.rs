@@ -301,6 +301,16 @@ pub fn revoke_in_background(
     };
     tokio::spawn(async move {
         for (token, hint) in tokens {
+            // Like every egress call: the permit first, then the assertion is signed.
+            let permit = tokio::time::timeout(client.settings.par_timeout, client.egress_permits.acquire()).await;
+            let Ok(Ok(_permit)) = permit else {
+                metrics
+                    .token_revocations
+                    .with_label_values(&[client.name(), "overloaded"])
+                    .inc();
+                warn!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, "could not revoke a token from a refused token response: too many calls to the AS");
+                continue;
+            };
             let key = client.keys.load().active().clone();
             let outcome = match client_auth_form(&client, key, metrics.clone()).await {
                 Err(_) => "signing_failed",
