@@ -175,6 +175,7 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         settings.app_secret.as_ref(),
     ) {
         println!("WARNING:           {w}");
+        println!("                   keys: egress.app_client_secret_file or egress.app_client_secret_sha256");
     }
     println!("authorization servers: {}", loaded.len());
     for (a, keys) in &loaded {

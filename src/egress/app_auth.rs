@@ -141,14 +141,15 @@ pub fn check_app_secret(secret: &AppSecret, c: &AppCredentials) -> Result<(), (&
 /// only to calls that name one. Not refused by default: a `client_id` is public (it is in
 /// every authorize URL), so requiring one would stop no SSRF and would break public clients
 /// that refresh without it (RFC 6749 §6 does not ask them to send it). The app secret is
-/// the protection; this says loudly that it is off.
+/// the protection; this says loudly that it is off. (No config key names in it: the log
+/// hygiene test refuses any log line naming a client secret; `check-config` adds them.)
 pub fn unauthenticated_egress_warning(egress_listener: bool, secret: Option<&AppSecret>) -> Option<&'static str> {
     (egress_listener && secret.is_none()).then_some(
         "egress app authentication is OFF: token, introspection and revocation calls on the egress \
          listener are sent as the OAuth client whatever credentials they carry (none included); \
          anything that can reach the listener (an SSRF in the app) can use the sidecar's client \
-         authentication. Set egress.app_client_secret_file or egress.app_client_secret_sha256 \
-         to require the app's own client secret",
+         authentication. Configure the app's own secret to require it (README Security, \
+         App credentials)",
     )
 }
 
