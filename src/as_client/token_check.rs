@@ -1,7 +1,9 @@
 //! The AS's token response, checked before the app sees any token (FAPI 2.0 Message
 //! Signing client rules): the response's shape, and the ID token (signature with the AS's
-//! JWKS, alg, iss, aud/azp, exp/iat, nonce of that login, auth_time for max_age). A refused
-//! response never reaches the app; the tokens in it are revoked at the AS, best effort.
+//! JWKS, alg, iss, aud/azp, sub, exp/iat/nbf, nonce of that login, auth_time for max_age),
+//! present on an OpenID login's code response, and on a refresh naming the `sub` the refresh
+//! token was issued for. A refused response never reaches the app; the tokens in it are
+//! revoked at the AS, best effort.
 
 use std::sync::Arc;
 use std::time::Duration;
