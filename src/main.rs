@@ -108,6 +108,12 @@ fn main() -> ExitCode {
                     "authorization server configured"
                 );
             }
+            if let Some(w) = par_sidecar::egress::app_auth::unauthenticated_egress_warning(
+                state.settings.egress_addr.is_some(),
+                state.settings.app_secret.as_ref(),
+            ) {
+                tracing::warn!(warning = w, "egress listener without app authentication");
+            }
             tracing::info!(
                 public = %state.settings.public_addr,
                 admin = %state.settings.admin_addr,
@@ -178,6 +184,13 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         println!("  checked on every path (callback.check_all_paths)");
     }
     println!("code lifetime:     {} s", settings.code_ttl.as_secs());
+    if let Some(w) = par_sidecar::egress::app_auth::unauthenticated_egress_warning(
+        settings.egress_addr.is_some(),
+        settings.app_secret.as_ref(),
+    ) {
+        println!("WARNING:           {w}");
+        println!("                   keys: egress.app_client_secret_file or egress.app_client_secret_sha256");
+    }
     println!("authorization servers: {}", loaded.len());
     for (a, keys) in &loaded {
         println!();

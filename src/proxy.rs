@@ -10,6 +10,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::errors::{wants_json, BrowserError, FailureCode};
+use crate::front::browser_binding;
 use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
@@ -457,6 +458,18 @@ impl ProxyHttp for PublicProxy {
                 if let Some(c) = set_cookie {
                     // Appended: the app's own Set-Cookie headers stay.
                     resp.append_header("set-cookie", c)?;
+                    // The browser's oldest binding cookies go, so they never pile up.
+                    let secure = self.state.settings.cookie_secure;
+                    let cookies: Vec<&[u8]> = session
+                        .req_header()
+                        .headers
+                        .get_all("cookie")
+                        .iter()
+                        .map(|v| v.as_bytes())
+                        .collect();
+                    for name in browser_binding::stale_bindings(&cookies, secure) {
+                        resp.append_header("set-cookie", browser_binding::clear_cookie(&name, secure))?;
+                    }
                 }
                 resp.insert_header("location", location)?;
                 // The browser must not re-POST the app's form to the AS (307/308 keep the

@@ -34,6 +34,9 @@ pub struct SidecarState {
     pub callback_paths: ArcSwap<Vec<String>>,
     /// What each client address holds open on the public listener (`limits.max_connections_per_client`).
     pub client_connections: Arc<ClientConnections>,
+    /// refresh token -> the `sub` it was issued for (hashes only; bounded, TTL): a refresh
+    /// response's ID token must name the same user (OIDC Core §12.2).
+    pub refresh_subjects: crate::as_client::token_check::RefreshSubjects,
 }
 
 /// What the sidecar remembers between the callback and the app's token call.
@@ -84,6 +87,7 @@ impl SidecarState {
                 settings.login_starts_per_client_per_minute,
             ),
             client_connections: ClientConnections::new(settings.max_connections_per_client),
+            refresh_subjects: crate::as_client::token_check::refresh_subjects(),
             settings,
             registry,
             metrics,

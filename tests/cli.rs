@@ -47,6 +47,33 @@ fn example_config_checks_offline_with_generated_secrets() {
     // The example leaves callback.paths unset: said loudly (issue 18 H1).
     assert!(stdout.contains("callback paths:    LEARNED"), "{stdout}");
     assert!(stdout.contains("code lifetime:     30 s"), "{stdout}");
+    // The example's egress listener has no app secret configured: said loudly.
+    assert!(
+        stdout.contains("WARNING:           egress app authentication is OFF"),
+        "{stdout}"
+    );
+}
+
+/// With an app secret, no warning.
+#[test]
+fn an_app_secret_silences_the_egress_warning() {
+    let pki = example_secrets();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/par-sidecar.example.yaml");
+    let yaml = std::fs::read_to_string(example).unwrap().replace(
+        "egress:\n",
+        "egress:\n  app_client_secret_sha256: \"3279f62d86936899598326365387d1930a4827f1dc8f2efc64b3fe286fdfcf1a\"\n",
+    );
+    let cfg = pki.join("with-app-secret.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = bin()
+        .args(["check-config", "--offline", "--config"])
+        .arg(&cfg)
+        .env("PAR_SIDECAR_SECRETS", &pki)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("egress app authentication is OFF"), "{stdout}");
 }
 
 /// The two-bank example: every AS with its effective client; `jwks` prints the union once.

@@ -223,3 +223,65 @@ async fn resource_paths_stay_under_their_target() {
     egress::handle(&state, get("/rs/accounts")).await;
     assert_eq!(double.calls(), ["GET /api/accounts/1/balances", "GET /api/accounts"]);
 }
+
+/// An AS route's 3xx never reaches the app: an HTTP client following it would re-send the
+/// body (refresh token, the app's secret) to the `Location`. 502, counted as `as_redirect`.
+#[tokio::test]
+async fn an_as_redirect_on_an_as_route_is_a_502_without_its_location() {
+    let (double, state) = stack("").await;
+    for status in [301u16, 302, 303, 307, 308] {
+        double.replies.lock().unwrap().insert(
+            "/token".into(),
+            (
+                status,
+                vec![("location".into(), "https://attacker.example/collect".into())],
+                String::new(),
+            ),
+        );
+        let r = egress::handle(
+            &state,
+            common::egress_post(
+                "/token",
+                Some("legacy-app:s"),
+                "grant_type=refresh_token&refresh_token=rt",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (r.status, error_of(&r).as_str()),
+            (502, "temporarily_unavailable"),
+            "{status}"
+        );
+        assert!(
+            !r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("location")),
+            "{status}: {:?}",
+            r.headers
+        );
+        assert!(!String::from_utf8_lossy(&r.body).contains("attacker.example"));
+    }
+    let m = metrics(&state);
+    assert!(m.contains(r#"outcome="as_redirect",route="token"} 5"#), "{m}");
+}
+
+/// The client assertion is signed only once the egress permit is held: calls turned away
+/// as overloaded cost no signature.
+#[tokio::test]
+async fn no_assertion_is_signed_for_a_call_turned_away_as_overloaded() {
+    let (double, state) = stack("").await;
+    let client = state.first_as().clone();
+    let all = client.egress_permits.available_permits() as u32;
+    let _held = client.egress_permits.acquire_many(all).await.unwrap();
+    let r = egress::handle(
+        &state,
+        common::egress_post(
+            "/token",
+            Some("legacy-app:s"),
+            "grant_type=refresh_token&refresh_token=rt",
+        ),
+    )
+    .await;
+    assert_eq!((r.status, error_of(&r).as_str()), (503, "temporarily_unavailable"));
+    assert!(double.calls().is_empty());
+    assert!(nothing_signed(&state), "{}", metrics(&state));
+    assert!(metrics(&state).contains(r#"outcome="overloaded",route="token"} 1"#));
+}

@@ -221,6 +221,53 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     );
 }
 
+/// An AS's `Retry-After` is input: 2^64-1 seconds (or more digits) must not overflow the
+/// deadline arithmetic (a panic in the login start); it is capped at the deadline, so the
+/// login fails `as_rate_limited` after one attempt. A short one is waited for and retried.
+#[tokio::test]
+async fn retry_after_is_honoured_within_the_deadline_and_never_overflows() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
+    let loc = app_redirect(&double.issuer);
+    for huge in ["18446744073709551615", "99999999999999999999999999999"] {
+        double.attempts.lock().unwrap().clear();
+        double.set_fault(Fault::RetryAfter(1, huge));
+        let started = std::time::Instant::now();
+        match decide(&state, loc.as_bytes()).await {
+            RedirectDecision::Fail(e) => assert_eq!((e.code.as_str(), e.status), ("as_rate_limited", 502), "{huge}"),
+            other => panic!("{huge}: expected as_rate_limited, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+        assert_eq!(
+            double.attempts.lock().unwrap().len(),
+            1,
+            "{huge}: no retry past the deadline"
+        );
+        double.set_fault(Fault::None);
+        assert!(matches!(
+            decide(&state, loc.as_bytes()).await,
+            RedirectDecision::Rewrite { .. }
+        ));
+    }
+    // `Retry-After: 1` fits the 1500 ms deadline: waited for, then retried and pushed.
+    double.attempts.lock().unwrap().clear();
+    double.set_fault(Fault::RetryAfter(1, "1"));
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        decide(&state, loc.as_bytes()).await,
+        RedirectDecision::Rewrite { .. }
+    ));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(double.attempts.lock().unwrap().len(), 2);
+    let m = String::from_utf8(state.metrics.render()).unwrap();
+    assert_sample(
+        &m,
+        r#"par_sidecar_par_requests_total{as="default",as_error="",outcome="as_rate_limited"} 2"#,
+    );
+    assert!(!m.contains(r#"code="internal""#), "no contained panic: {m}");
+}
+
 #[tokio::test]
 async fn unreachable_as_and_bad_certificates_fail_closed() {
     let pki = common::pki();

@@ -9,9 +9,11 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+
+use crate::as_client::jose::{select_verification_key, KeySelectError};
 
 /// Clock skew tolerated on `exp`, `iat` and `auth_time` unless configured (config caps it at 300).
 pub const DEFAULT_SKEW: u64 = 60;
@@ -48,6 +50,10 @@ pub enum IdTokenCheck {
     Iat,
     Nonce,
     AuthTime,
+    /// `sub` missing, not a string or empty (OIDC Core §2: REQUIRED).
+    Sub,
+    /// `nbf` present and in the future, or not a number.
+    Nbf,
 }
 
 impl IdTokenCheck {
@@ -65,6 +71,8 @@ impl IdTokenCheck {
             IdTokenCheck::Iat => "iat",
             IdTokenCheck::Nonce => "nonce",
             IdTokenCheck::AuthTime => "auth_time",
+            IdTokenCheck::Sub => "sub",
+            IdTokenCheck::Nbf => "nbf",
         }
     }
 }
@@ -136,45 +144,24 @@ fn fapi_alg(name: &str) -> Option<Algorithm> {
     }
 }
 
-/// Right key type and curve for `alg`, the JWK's own `alg` (if any) equal, not an encryption key.
-fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
-    let type_ok = match (&jwk.algorithm, alg) {
-        (AlgorithmParameters::RSA(_), Algorithm::PS256) => true,
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
-        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => p.curve == EllipticCurve::Ed25519,
-        _ => false,
-    };
-    let alg_ok = jwk.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::from(alg));
-    let use_ok = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
-    type_ok && alg_ok && use_ok
-}
-
+/// The shared selection ([`select_verification_key`]), its refusal as this module's check.
 fn select<'k>(jwks: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<&'k Jwk, IdTokenError> {
-    let Some(kid) = kid else {
-        // Without a kid only an unambiguous single key is acceptable.
-        let mut fit = jwks.keys.iter().filter(|j| key_fits(j, alg));
-        return match (fit.next(), fit.next()) {
-            (Some(j), None) => Ok(j),
-            (None, _) => fail(IdTokenCheck::UnknownKid, format!("no kid and no AS key for {alg:?}")),
-            _ => fail(
-                IdTokenCheck::UnknownKid,
-                format!("no kid and several AS keys for {alg:?}"),
-            ),
-        };
-    };
-    let mut named = jwks
-        .keys
-        .iter()
-        .filter(|j| j.common.key_id.as_deref() == Some(kid))
-        .peekable();
-    if named.peek().is_none() {
-        return fail(IdTokenCheck::UnknownKid, format!("no AS key with kid {}", short(kid)));
-    }
-    match named.find(|j| key_fits(j, alg)) {
-        Some(j) => Ok(j),
-        None => fail(
+    match select_verification_key(jwks, kid, alg) {
+        Ok(j) => Ok(j),
+        Err(KeySelectError::NoKid { fitting: 0 }) => {
+            fail(IdTokenCheck::UnknownKid, format!("no kid and no AS key for {alg:?}"))
+        }
+        Err(KeySelectError::NoKid { .. }) => fail(
+            IdTokenCheck::UnknownKid,
+            format!("no kid and several AS keys for {alg:?}"),
+        ),
+        Err(KeySelectError::UnknownKid) => fail(
+            IdTokenCheck::UnknownKid,
+            format!("no AS key with kid {}", short(kid.unwrap_or(""))),
+        ),
+        Err(KeySelectError::WrongKey) => fail(
             IdTokenCheck::Alg,
-            format!("AS key {} is not a {alg:?} signing key", short(kid)),
+            format!("AS key {} is not a {alg:?} signing key", short(kid.unwrap_or(""))),
         ),
     }
 }
@@ -261,6 +248,11 @@ fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), I
     if aud.iter().any(|a| *a != x.client_id) {
         return fail(C::Aud, "aud lists an audience other than the client_id");
     }
+    // The app keys its user on `sub`: a token without one identifies nobody.
+    match c.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => return fail(C::Sub, "sub missing, empty or not a string"),
+    }
     let Some(exp) = numeric(c, "exp") else {
         return fail(C::Exp, "exp missing or not a number");
     };
@@ -275,6 +267,18 @@ fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), I
             C::Iat,
             format!("issued in the future: iat {iat}, now {}, skew {}", x.now, x.skew),
         );
+    }
+    // RFC 7519 §4.1.5: optional, but honoured when present (with the same skew as iat).
+    if c.contains_key("nbf") {
+        let Some(nbf) = numeric(c, "nbf") else {
+            return fail(C::Nbf, "nbf is not a number");
+        };
+        if nbf > x.now.saturating_add(x.skew) {
+            return fail(
+                C::Nbf,
+                format!("not valid yet: nbf {nbf}, now {}, skew {}", x.now, x.skew),
+            );
+        }
     }
     if let Some(nonce) = x.nonce {
         match c.get("nonce") {

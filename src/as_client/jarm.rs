@@ -13,6 +13,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::as_client::http_client::{AsHttp, AsRequest};
+use crate::as_client::jose::{select_verification_key, KeySelectError};
 use crate::ops::metrics::Metrics;
 
 #[derive(Debug, Error)]
@@ -172,24 +173,17 @@ impl AsJwks {
         (!std::sync::Arc::ptr_eq(seen, &now)).then_some(now)
     }
 
-    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
-        let set = self.current.load_full()?;
-        let jwk = match kid {
-            Some(k) => set.find(k)?,
-            // Without a kid, only an unambiguous single key of the right type is acceptable.
-            None => {
-                let fit: Vec<_> = set
-                    .keys
-                    .iter()
-                    .filter(|j| DecodingKey::from_jwk(j).is_ok() && key_fits(j, alg))
-                    .collect();
-                if fit.len() != 1 {
-                    return None;
-                }
-                fit[0]
-            }
-        };
-        key_fits(jwk, alg).then(|| DecodingKey::from_jwk(jwk).ok()).flatten()
+    /// The key for this JWS by the rule ID tokens use too ([`select_verification_key`]).
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, JarmError> {
+        let set = self
+            .current
+            .load_full()
+            .ok_or_else(|| JarmError::UnknownKey(kid.map(str::to_string)))?;
+        let jwk = select_verification_key(&set, kid, alg).map_err(|e| match e {
+            KeySelectError::WrongKey => JarmError::Alg(format!("{alg:?} with AS key {kid:?}")),
+            KeySelectError::NoKid { .. } | KeySelectError::UnknownKid => JarmError::UnknownKey(kid.map(str::to_string)),
+        })?;
+        DecodingKey::from_jwk(jwk).map_err(|e| JarmError::Invalid(format!("AS key unusable: {e}")))
     }
 
     /// Verifies a JARM response and returns its claims (`code`, `state`, `error`, ...).
@@ -211,13 +205,10 @@ impl AsJwks {
         let uri = jwks_uri.ok_or_else(|| JarmError::Jwks("the AS publishes no jwks_uri".into()))?;
         let cached = self.current.load_full();
         let (key, cached) = match (self.find(header.kid.as_deref(), header.alg), cached) {
-            (Some(k), Some(set)) => (k, Some(set)),
+            (Ok(k), Some(set)) => (k, Some(set)),
             _ => {
                 self.refresh(http, uri, timeout, metrics).await?;
-                let k = self
-                    .find(header.kid.as_deref(), header.alg)
-                    .ok_or_else(|| JarmError::UnknownKey(header.kid.clone()))?;
-                (k, None)
+                (self.find(header.kid.as_deref(), header.alg)?, None)
             }
         };
         let mut v = Validation::new(header.alg);
@@ -237,7 +228,7 @@ impl AsJwks {
                     .await
                     .is_some()
                 {
-                    if let Some(k) = self.find(header.kid.as_deref(), header.alg) {
+                    if let Ok(k) = self.find(header.kid.as_deref(), header.alg) {
                         return decode(&k)
                             .map(|d| d.claims)
                             .map_err(|e| JarmError::Invalid(e.to_string()));
@@ -248,21 +239,6 @@ impl AsJwks {
             Err(e) => Err(JarmError::Invalid(e.to_string())),
         }
     }
-}
-
-fn key_fits(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
-    use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let type_ok = matches!(
-        (&jwk.algorithm, alg),
-        (P::RSA(_), Algorithm::PS256)
-            | (P::EllipticCurve(_), Algorithm::ES256)
-            | (P::OctetKeyPair(_), Algorithm::EdDSA)
-    );
-    let use_ok = !matches!(
-        jwk.common.public_key_use,
-        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-    );
-    type_ok && use_ok
 }
 
 #[cfg(test)]
@@ -441,6 +417,46 @@ mod tests {
         // ES256 claimed, a kid the AS never published.
         let r = verify(&sign_with(&keys().good, "unknown", &claims())).await;
         assert!(matches!(r, Err(JarmError::UnknownKey(_))), "{r:?}");
+    }
+
+    /// Serves one fixed JWKS.
+    struct Serves(JwkSet);
+
+    #[async_trait]
+    impl AsHttp for Serves {
+        async fn send(&self, _req: AsRequest) -> Result<AsResponse, TransportError> {
+            Ok(AsResponse {
+                status: 200,
+                headers: http::HeaderMap::new(),
+                body: serde_json::to_vec(&self.0).unwrap().into(),
+            })
+        }
+    }
+
+    /// JARM selects keys by the ID token's rule (one function): an AS publishing an
+    /// encryption key and its signing key under one kid is verified with the signing key,
+    /// a P-384 key is no ES256 key, and a JWK whose own `alg` differs is not used.
+    #[tokio::test]
+    async fn jarm_and_id_tokens_select_keys_alike() {
+        let good = keys().jwks.keys[0].clone();
+        let mut enc = Jwk::from_encoding_key(&keys().other, Algorithm::ES256).unwrap();
+        enc.common.key_id = Some("as-1".into());
+        enc.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Encryption);
+        let shared_kid = JwkSet {
+            keys: vec![enc, good.clone()],
+        };
+        let r = verify_with(&AsJwks::new("bank"), &Serves(shared_kid), &sign(&claims())).await;
+        assert!(r.is_ok(), "{r:?}");
+        let mut p384 = good.clone();
+        if let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p) = &mut p384.algorithm {
+            p.curve = jsonwebtoken::jwk::EllipticCurve::P384;
+        }
+        let mut wrong_alg = good;
+        wrong_alg.common.key_algorithm = Some(jsonwebtoken::jwk::KeyAlgorithm::PS256);
+        for set in [vec![p384], vec![wrong_alg]] {
+            let r = verify_with(&AsJwks::new("bank"), &Serves(JwkSet { keys: set }), &sign(&claims())).await;
+            assert!(matches!(r, Err(JarmError::Alg(_))), "{r:?}");
+        }
     }
 
     /// Unknown kids cannot drive JWKS fetches: the limit holds from the first attempt.

@@ -244,6 +244,63 @@ pub fn random_token() -> String {
     B64.encode(b)
 }
 
+/// Why no key of an AS's JWKS may verify a JWS (JARM responses and ID tokens alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySelectError {
+    /// No `kid`, and not exactly one key fits the alg (`fitting` of them do).
+    NoKid { fitting: usize },
+    /// No key carries this `kid`.
+    UnknownKid,
+    /// Keys carry this `kid`, but none is a signing key for the alg.
+    WrongKey,
+}
+
+/// Right key type and curve for `alg`, the JWK's own `alg` (if any) equal, not an
+/// encryption key.
+pub fn key_fits(jwk: &jsonwebtoken::jwk::Jwk, alg: jsonwebtoken::Algorithm) -> bool {
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve, KeyAlgorithm, PublicKeyUse};
+    use jsonwebtoken::Algorithm as A;
+    let type_ok = match (&jwk.algorithm, alg) {
+        (P::RSA(_), A::PS256) => true,
+        (P::EllipticCurve(p), A::ES256) => p.curve == EllipticCurve::P256,
+        (P::OctetKeyPair(p), A::EdDSA) => p.curve == EllipticCurve::Ed25519,
+        _ => false,
+    };
+    let alg_ok = jwk.common.key_algorithm.is_none_or(|a| a == KeyAlgorithm::from(alg));
+    let use_ok = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
+    type_ok && alg_ok && use_ok
+}
+
+/// The one key-selection rule for everything the sidecar verifies with an AS's JWKS (JARM
+/// responses, ID tokens), so the two cannot drift apart: with a `kid`, the first key under
+/// that `kid` that fits the alg (an AS may publish an encryption key and a signing key under
+/// one `kid`); without one, only an unambiguous single fitting key.
+pub fn select_verification_key<'k>(
+    jwks: &'k jsonwebtoken::jwk::JwkSet,
+    kid: Option<&str>,
+    alg: jsonwebtoken::Algorithm,
+) -> Result<&'k jsonwebtoken::jwk::Jwk, KeySelectError> {
+    let Some(kid) = kid else {
+        let mut fit = jwks.keys.iter().filter(|j| key_fits(j, alg));
+        return match (fit.next(), fit.next()) {
+            (Some(j), None) => Ok(j),
+            (None, _) => Err(KeySelectError::NoKid { fitting: 0 }),
+            (Some(_), Some(_)) => Err(KeySelectError::NoKid {
+                fitting: 2 + fit.count(),
+            }),
+        };
+    };
+    let mut named = jwks
+        .keys
+        .iter()
+        .filter(|j| j.common.key_id.as_deref() == Some(kid))
+        .peekable();
+    if named.peek().is_none() {
+        return Err(KeySelectError::UnknownKid);
+    }
+    named.find(|j| key_fits(j, alg)).ok_or(KeySelectError::WrongKey)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

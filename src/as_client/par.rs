@@ -319,10 +319,11 @@ pub async fn push(
         if let Err(e) = &result {
             if e.retryable() && attempt < MAX_ATTEMPTS {
                 let wait = match e {
-                    ParError::RateLimited { retry_after: Some(d) } => *d,
+                    // Never longer than the deadline: an AS's `Retry-After` is its input.
+                    ParError::RateLimited { retry_after: Some(d) } => (*d).min(deadline),
                     _ => backoff(attempt),
                 };
-                if start.elapsed() + wait + MIN_ATTEMPT < deadline {
+                if fits_deadline(start.elapsed(), wait, deadline) {
                     cx.metrics
                         .par_retries
                         .with_label_values(&[cx.settings.name.as_str(), e.code()])
@@ -335,6 +336,23 @@ pub async fn push(
         }
         return result;
     }
+}
+
+/// Whether a retry after `wait` still leaves an attempt's worth of the deadline. Saturating:
+/// `elapsed + wait` of an AS's `Retry-After: 18446744073709551615` would overflow a
+/// `Duration` (a panic in the login start).
+fn fits_deadline(elapsed: Duration, wait: Duration, deadline: Duration) -> bool {
+    elapsed.saturating_add(wait).saturating_add(MIN_ATTEMPT) < deadline
+}
+
+/// `Retry-After` in delay-seconds (RFC 9110 §10.2.3); digits beyond `u64` saturate. The
+/// HTTP-date form and anything else is `None` (the caller backs off on its own).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("retry-after")?.to_str().ok()?.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
 async fn push_once(
@@ -429,12 +447,7 @@ async fn push_once(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(64).collect());
     if resp.status == 429 {
-        let retry_after = resp
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&resp.headers);
         return Err(ParError::RateLimited { retry_after });
     }
     parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
@@ -530,6 +543,26 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<(String, u64), ParErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_saturates_and_never_overflows_the_deadline_sum() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert("retry-after", v.parse().unwrap());
+            retry_after(&m)
+        };
+        assert_eq!(h("0"), Some(Duration::ZERO));
+        assert_eq!(h(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(h("18446744073709551615"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(h("99999999999999999999999999"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(h("-1"), None);
+        assert_eq!(h("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+        let deadline = Duration::from_millis(1500);
+        assert!(!fits_deadline(Duration::from_millis(10), Duration::MAX, deadline));
+        assert!(!fits_deadline(Duration::MAX, Duration::MAX, deadline));
+        assert!(fits_deadline(Duration::from_millis(10), Duration::ZERO, deadline));
+    }
 
     #[test]
     fn parses_success_and_errors() {

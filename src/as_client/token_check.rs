@@ -1,9 +1,12 @@
 //! The AS's token response, checked before the app sees any token (FAPI 2.0 Message
 //! Signing client rules): the response's shape, and the ID token (signature with the AS's
-//! JWKS, alg, iss, aud/azp, exp/iat, nonce of that login, auth_time for max_age). A refused
-//! response never reaches the app; the tokens in it are revoked at the AS, best effort.
+//! JWKS, alg, iss, aud/azp, sub, exp/iat/nbf, nonce of that login, auth_time for max_age),
+//! present on an OpenID login's code response, and on a refresh naming the `sub` the refresh
+//! token was issued for. A refused response never reaches the app; the tokens in it are
+//! revoked at the AS, best effort.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tracing::{info, warn};
@@ -14,6 +17,7 @@ use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
+use crate::bounded::TtlMap;
 use crate::ops::metrics::Metrics;
 use crate::state::{CodeRecord, SidecarState};
 
@@ -22,8 +26,9 @@ use crate::state::{CodeRecord, SidecarState};
 pub enum Grant<'a> {
     /// The login's nonce and max_age apply.
     Code(&'a CodeRecord),
-    /// An ID token is optional and carries no nonce requirement.
-    Refresh,
+    /// An ID token is optional and carries no nonce requirement; when present, its `sub`
+    /// must be the one the presented refresh token was issued for.
+    Refresh(Option<&'a str>),
     Other,
 }
 
@@ -31,7 +36,7 @@ impl Grant<'_> {
     pub fn label(&self) -> &'static str {
         match self {
             Grant::Code(_) => "authorization_code",
-            Grant::Refresh => "refresh_token",
+            Grant::Refresh(_) => "refresh_token",
             Grant::Other => "other",
         }
     }
@@ -46,6 +51,10 @@ pub enum TokenResponseError {
     NotDpopBound(String),
     IdToken(IdTokenError),
     Jwks(String),
+    /// An OpenID login's code response without an `id_token` (OIDC Core §3.1.3.3).
+    IdTokenMissing,
+    /// A refresh response's ID token names another user than the refresh token was issued to.
+    SubMismatch,
 }
 
 impl TokenResponseError {
@@ -58,6 +67,8 @@ impl TokenResponseError {
             TokenResponseError::NotDpopBound(_) => "token_not_dpop_bound",
             TokenResponseError::IdToken(e) => e.check.label(),
             TokenResponseError::Jwks(_) => "jwks_unavailable",
+            TokenResponseError::IdTokenMissing => "id_token_missing",
+            TokenResponseError::SubMismatch => "sub_mismatch",
         }
     }
 
@@ -71,6 +82,12 @@ impl TokenResponseError {
             }
             TokenResponseError::IdToken(e) => format!("ID token refused: {e}"),
             TokenResponseError::Jwks(e) => format!("the AS key set is unavailable: {e}"),
+            TokenResponseError::IdTokenMissing => {
+                "the login was an OpenID one (scope openid or a nonce) but the code response has no id_token".into()
+            }
+            TokenResponseError::SubMismatch => {
+                "the refresh response's ID token names another sub than the one the refresh token was issued for".into()
+            }
         }
     }
 }
@@ -122,9 +139,15 @@ pub async fn check(
         return fail(e);
     }
     // Present but not a JWT string (`123`, `{}`, `""`): refused, never handed on.
-    let jwt = match doc.get("id_token") {
-        None => return Ok(()),
-        Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+    let sub = match doc.get("id_token") {
+        None if matches!(grant, Grant::Code(rec) if openid_login(rec, &doc)) => {
+            return fail(TokenResponseError::IdTokenMissing)
+        }
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => match verified_sub(state, client, md, grant, s).await {
+            Ok(sub) => Some(sub),
+            Err(e) => return fail(e),
+        },
         Some(_) => {
             return fail(TokenResponseError::IdToken(id_token::IdTokenError {
                 check: id_token::IdTokenCheck::Malformed,
@@ -132,12 +155,38 @@ pub async fn check(
             }))
         }
     };
-    let kid = match id_token::header_kid(jwt) {
-        Ok(k) => k,
-        Err(e) => return fail(TokenResponseError::IdToken(e)),
-    };
+    match track_subject(
+        &state.refresh_subjects,
+        client.index,
+        grant,
+        text("refresh_token"),
+        sub.as_deref(),
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) => fail(e),
+    }
+}
+
+/// An OpenID login: the token response grants `openid`, or the login pushed a `nonce` (an
+/// OpenID Connect parameter, OAuth 2.0 has none). Its code response must carry an ID token,
+/// else a legacy app would take the user's identity from elsewhere (userinfo) unchecked.
+fn openid_login(rec: &CodeRecord, doc: &serde_json::Map<String, Value>) -> bool {
+    let scope = doc.get("scope").and_then(Value::as_str).unwrap_or("");
+    rec.nonce.is_some() || scope.split(' ').any(|s| s == "openid")
+}
+
+/// Verifies the ID token with the AS's JWKS (refetched once should the AS have replaced a
+/// key under the same kid) and returns its `sub`.
+async fn verified_sub(
+    state: &SidecarState,
+    client: &AsClient,
+    md: &ProviderMetadata,
+    grant: Grant<'_>,
+    jwt: &str,
+) -> Result<String, TokenResponseError> {
+    let kid = id_token::header_kid(jwt).map_err(TokenResponseError::IdToken)?;
     let http = client.http.load();
-    let jwks = match client
+    let jwks = client
         .jwks
         .key_set(
             kid.as_deref(),
@@ -147,10 +196,7 @@ pub async fn check(
             &state.metrics,
         )
         .await
-    {
-        Ok(j) => j,
-        Err(e) => return fail(TokenResponseError::Jwks(e.to_string())),
-    };
+        .map_err(|e| TokenResponseError::Jwks(e.to_string()))?;
     let (nonce, max_age) = match grant {
         Grant::Code(rec) => (rec.nonce.as_deref(), rec.max_age),
         _ => (None, None),
@@ -164,8 +210,8 @@ pub async fn check(
         skew: state.settings.clock_skew,
         now: now_secs(),
     };
-    match id_token::validate(jwt, &jwks, &expect) {
-        Ok(_) => Ok(()),
+    let claims = match id_token::validate(jwt, &jwks, &expect) {
+        Ok(c) => c,
         // The AS may have replaced its key under the same kid: verify once more if a
         // (rate-limited) refetch brings a new set.
         Err(e) if e.check == id_token::IdTokenCheck::Signature => {
@@ -180,13 +226,67 @@ pub async fn check(
                 )
                 .await;
             match fresh.map(|set| id_token::validate(jwt, &set, &expect)) {
-                Some(Ok(_)) => Ok(()),
-                Some(Err(e2)) => fail(TokenResponseError::IdToken(e2)),
-                None => fail(TokenResponseError::IdToken(e)),
+                Some(r) => r.map_err(TokenResponseError::IdToken)?,
+                None => return Err(TokenResponseError::IdToken(e)),
             }
         }
-        Err(e) => fail(TokenResponseError::IdToken(e)),
+        Err(e) => return Err(TokenResponseError::IdToken(e)),
+    };
+    // validate() refuses a token without a non-empty string sub.
+    Ok(claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for.
+/// Hashes only: no token or user id is kept in the clear.
+pub type RefreshSubjects = TtlMap<(usize, [u8; 32]), [u8; 32]>;
+
+/// Refresh tokens outlive this map (a day, 20,000 of them, about 2.5 MB): one evicted,
+/// expired or from before a restart is not checked (the AS's own binding still holds).
+const REFRESH_SUBJECTS: usize = 20_000;
+const REFRESH_SUBJECT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub fn refresh_subjects() -> RefreshSubjects {
+    TtlMap::new(REFRESH_SUBJECTS, REFRESH_SUBJECT_TTL)
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// OIDC Core §12.2: a refresh response's ID token has the original `sub`. The sidecar saw
+/// the response that issued the refresh token, so it remembers that token's `sub` and
+/// compares; the subject is carried over to a rotated refresh token (or kept for a reused
+/// one). A refresh token it never saw (restart, evicted) cannot be checked and passes.
+fn track_subject(
+    subjects: &RefreshSubjects,
+    as_index: usize,
+    grant: Grant<'_>,
+    issued_refresh_token: Option<&str>,
+    sub: Option<&str>,
+) -> Result<(), TokenResponseError> {
+    let presented = match grant {
+        Grant::Refresh(p) => p.filter(|p| !p.is_empty()),
+        Grant::Code(_) => None,
+        Grant::Other => return Ok(()),
+    };
+    let original = presented.and_then(|p| subjects.take(&(as_index, sha256(p))));
+    let sub = sub.map(sha256);
+    if let (Some(o), Some(s)) = (original, sub) {
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&o, &s).is_err() {
+            return Err(TokenResponseError::SubMismatch);
+        }
     }
+    if let (Some(subject), Some(rt)) = (original.or(sub), issued_refresh_token.or(presented)) {
+        subjects.insert_new((as_index, sha256(rt)), subject);
+    }
+    Ok(())
 }
 
 /// Revokes the tokens of a refused response at the AS (RFC 7009), in the background: the
@@ -203,6 +303,16 @@ pub fn revoke_in_background(
     };
     tokio::spawn(async move {
         for (token, hint) in tokens {
+            // Like every egress call: the permit first, then the assertion is signed.
+            let permit = tokio::time::timeout(client.settings.par_timeout, client.egress_permits.acquire()).await;
+            let Ok(Ok(_permit)) = permit else {
+                metrics
+                    .token_revocations
+                    .with_label_values(&[client.name(), "overloaded"])
+                    .inc();
+                warn!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, "could not revoke a token from a refused token response: too many calls to the AS");
+                continue;
+            };
             let key = client.keys.load().active().clone();
             let outcome = match client_auth_form(&client, key, metrics.clone()).await {
                 Err(_) => "signing_failed",
@@ -272,6 +382,69 @@ mod tests {
             shape(json!({"access_token": "a", "token_type": "mac"})),
             Err("token_type")
         );
+    }
+
+    fn record(nonce: Option<&str>) -> CodeRecord {
+        CodeRecord {
+            as_index: 0,
+            verifier: None,
+            redirect_uri: None,
+            nonce: nonce.map(str::to_string),
+            max_age: None,
+        }
+    }
+
+    #[test]
+    fn an_openid_login_needs_an_id_token() {
+        use serde_json::json;
+        let doc = |v: Value| v.as_object().unwrap().clone();
+        let plain = doc(json!({"access_token": "a", "token_type": "Bearer"}));
+        assert!(!openid_login(&record(None), &plain));
+        assert!(openid_login(&record(Some("n-1")), &plain));
+        let scoped = doc(json!({"access_token": "a", "token_type": "Bearer", "scope": "accounts openid"}));
+        assert!(openid_login(&record(None), &scoped));
+        let other = doc(json!({"access_token": "a", "token_type": "Bearer", "scope": "openidx accounts"}));
+        assert!(!openid_login(&record(None), &other));
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_sub_the_refresh_token_was_issued_for() {
+        let m = refresh_subjects();
+        let rec = record(Some("n"));
+        // The code response issued rt-1 for u1.
+        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-1"), Some("u1")).is_ok());
+        // Another AS's refresh token of the same value is another entry.
+        assert!(track_subject(&m, 1, Grant::Refresh(Some("rt-1")), None, Some("u9")).is_ok());
+        // Same sub, rotated to rt-2: the subject moves with it.
+        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-1")), Some("rt-2"), Some("u1")).is_ok());
+        // No ID token in this refresh response: rt-2 keeps u1, now as rt-3.
+        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-2")), Some("rt-3"), None).is_ok());
+        // rt-3 answered with another user's ID token: refused.
+        assert!(matches!(
+            track_subject(&m, 0, Grant::Refresh(Some("rt-3")), Some("rt-4"), Some("u2")),
+            Err(TokenResponseError::SubMismatch)
+        ));
+        // A non-rotating AS: the presented token keeps its subject.
+        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-x"), Some("u5")).is_ok());
+        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u5")).is_ok());
+        assert!(matches!(
+            track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u6")),
+            Err(TokenResponseError::SubMismatch)
+        ));
+        // A refresh token never seen (before a restart): nothing to compare.
+        assert!(track_subject(&m, 0, Grant::Refresh(Some("unknown")), None, Some("u7")).is_ok());
+        assert!(track_subject(&m, 0, Grant::Other, Some("rt-o"), Some("u8")).is_ok());
+    }
+
+    #[test]
+    fn the_subject_map_is_bounded() {
+        let m = refresh_subjects();
+        let rec = record(None);
+        for i in 0..REFRESH_SUBJECTS + 100 {
+            let rt = format!("rt-{i}");
+            track_subject(&m, 0, Grant::Code(&rec), Some(&rt), Some("u")).unwrap();
+        }
+        assert!(m.len() <= REFRESH_SUBJECTS);
     }
 
     #[test]

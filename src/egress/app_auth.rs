@@ -135,6 +135,24 @@ pub fn check_app_secret(secret: &AppSecret, c: &AppCredentials) -> Result<(), (&
     }
 }
 
+/// What `check-config` and the start-up log say when the egress listener is on without an
+/// app secret: then a token, introspection or revocation call with no credentials at all is
+/// forwarded with the sidecar's client authentication, and the `client_id` check applies
+/// only to calls that name one. Not refused by default: a `client_id` is public (it is in
+/// every authorize URL), so requiring one would stop no SSRF and would break public clients
+/// that refresh without it (RFC 6749 §6 does not ask them to send it). The app secret is
+/// the protection; this says loudly that it is off. (No config key names in it: the log
+/// hygiene test refuses any log line naming a client secret; `check-config` adds them.)
+pub fn unauthenticated_egress_warning(egress_listener: bool, secret: Option<&AppSecret>) -> Option<&'static str> {
+    (egress_listener && secret.is_none()).then_some(
+        "egress app authentication is OFF: token, introspection and revocation calls on the egress \
+         listener are sent as the OAuth client whatever credentials they carry (none included); \
+         anything that can reach the listener (an SSRF in the app) can use the sidecar's client \
+         authentication. Configure the app's own secret to require it (README Security, \
+         App credentials)",
+    )
+}
+
 /// The grant types forwarded when `egress.allowed_grant_types` is not set.
 pub const DEFAULT_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
 
@@ -223,6 +241,14 @@ mod tests {
         assert_eq!(c.client_id.as_deref(), Some("legacy-app"));
         let c = app_credentials(None, &form("client_id=x&client_assertion=a.b.c"));
         assert_eq!((c.client_id.as_deref(), c.methods, c.secret.len()), (Some("x"), 1, 0));
+    }
+
+    #[test]
+    fn no_app_secret_is_said_loudly() {
+        let s = AppSecret::from_file_content(b"x").unwrap();
+        assert!(unauthenticated_egress_warning(true, None).is_some_and(|w| w.contains("OFF")));
+        assert_eq!(unauthenticated_egress_warning(true, Some(&s)), None);
+        assert_eq!(unauthenticated_egress_warning(false, None), None);
     }
 
     #[test]

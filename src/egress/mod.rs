@@ -3,6 +3,7 @@
 //! mTLS with the transport certificate so certificate-bound tokens work (TOK-1..10, RS-1..3).
 //! No pingora here: requests and responses are plain values.
 
+mod answer;
 pub mod app_auth;
 pub mod app_discovery;
 mod bearer;
@@ -12,7 +13,6 @@ pub mod listener;
 pub mod resource_path;
 mod route;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,12 +20,13 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::as_client::discovery::ProviderMetadata;
-use crate::as_client::http_client::{url_for_log, AsRequest, AsResponse};
-use crate::as_client::par::{client_auth_form, sanitize_error_code};
+use crate::as_client::http_client::AsRequest;
+use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
-use crate::as_client::token_check::{self, Grant};
+use crate::as_client::token_check::Grant;
 use crate::protocol::{redact, InteractionId};
 use crate::state::{CodeRecord, SidecarState};
+use answer::{answer, Call};
 use route::{ambiguous, route, Route, Target};
 
 #[derive(Debug, Clone)]
@@ -260,10 +261,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
 
     let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
     let mut body = None;
-    if let Some(f) = form.as_mut() {
-        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
-            return refuse(state, name, label, &iid, refusal);
-        }
+    if form.is_some() {
         headers.push(("accept".into(), "application/json".into()));
     } else {
         // Userinfo and resource calls: the app's headers (its access token included) as
@@ -302,9 +300,20 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
             "par-sidecar: too many concurrent calls to the AS".into(),
         );
     };
-    let grant_type = form
-        .as_ref()
-        .and_then(|f| f.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()));
+    // Signed only now, with the permit held: a call turned away as overloaded costs no
+    // signature (a flood of egress calls cannot keep the signer busy for nothing).
+    if let Some(f) = form.as_mut() {
+        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
+            return refuse(state, name, label, &iid, refusal);
+        }
+    }
+    let field = |name: &str| {
+        form.as_ref()
+            .and_then(|f| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    };
+    let grant_type = field("grant_type");
+    // The refresh token presented: its response's ID token must name the same `sub`.
+    let presented_refresh_token = field("refresh_token");
     let started = Instant::now();
     let http = client.http.load();
     // DPoP clients: `Authorization: DPoP` and a proof per attempt (RFC 9449).
@@ -350,113 +359,22 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     m.egress_duration
         .with_label_values(&[name, label])
         .observe(elapsed.as_secs_f64());
-    match result {
-        Ok(resp) => {
-            let as_error = if resp.status >= 400 && !matches!(r, Route::Resource(_)) {
-                serde_json::from_slice::<serde_json::Value>(&resp.body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(sanitize_error_code))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            let outcome = if resp.status < 400 { "success" } else { "as_error" };
-            m.egress_requests
-                .with_label_values(&[name, label, outcome, &as_error])
-                .inc();
-            if as_error == "invalid_client" {
-                // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
-                warn!(interaction_id = %iid, r#as = name, route = label, "AS refused the sidecar's client authentication");
-            }
-            info!(
-                interaction_id = %iid,
-                r#as = name,
-                route = label,
-                url = %url_for_log(&url),
-                as_status = resp.status,
-                as_error,
-                latency_ms = elapsed.as_millis() as u64,
-                "egress call"
-            );
-            if r == Route::Token && (200..300).contains(&resp.status) {
-                let grant = match (grant_type.as_deref(), code_record.as_ref()) {
-                    (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
-                    (Some("refresh_token"), _) => Grant::Refresh,
-                    _ => Grant::Other,
-                };
-                if let Err(refused) = check_token_response(state, client, &md, grant, &resp.body, &iid).await {
-                    return refused;
-                }
-                let mut resp = resp;
-                resp.body = dpop_call::token_type_for_app(client, resp.body);
-                return pass_back(resp);
-            }
-            pass_back(resp)
-        }
-        Err(e) => {
-            m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
-            warn!(interaction_id = %iid, r#as = name, route = label, url = %url_for_log(&url), error = %e, "egress call failed");
-            oauth_error(
-                502,
-                "temporarily_unavailable",
-                format!(
-                    "par-sidecar could not complete the call ({}); interaction id {iid}",
-                    e.label()
-                ),
-            )
-        }
-    }
-}
-
-/// Runs the token-response checks; on failure the app gets an OAuth error without any of
-/// the tokens, and the tokens are revoked at the AS in the background.
-async fn check_token_response(
-    state: &SidecarState,
-    client: &Arc<AsClient>,
-    md: &ProviderMetadata,
-    grant: Grant<'_>,
-    body: &[u8],
-    iid: &str,
-) -> Result<(), EgressResponse> {
-    let name = client.name();
-    let checks = &state.metrics.token_checks;
-    match token_check::check(state, client, md, grant, body).await {
-        Ok(()) => {
-            checks.with_label_values(&[name, grant.label(), "valid"]).inc();
-            Ok(())
-        }
-        Err((e, issued)) => {
-            checks.with_label_values(&[name, grant.label(), e.label()]).inc();
-            warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
-            token_check::revoke_in_background(client.clone(), md, state.metrics.clone(), issued, iid.to_string());
-            Err(oauth_error(
-                502,
-                "invalid_token_response",
-                format!(
-                    "par-sidecar refused the token response of `{name}`: check `{}` failed; interaction id {iid}",
-                    e.label()
-                ),
-            ))
-        }
-    }
-}
-
-/// The AS response goes back unchanged: status, body and the headers that matter.
-fn pass_back(resp: AsResponse) -> EgressResponse {
-    let mut headers = Vec::new();
-    for (k, v) in resp.headers.iter() {
-        if HOP_BY_HOP.contains(&k.as_str()) {
-            continue;
-        }
-        if let Ok(v) = v.to_str() {
-            headers.push((k.as_str().to_string(), v.to_string()));
-        }
-    }
-    EgressResponse {
-        status: resp.status,
-        headers,
-        body: resp.body,
-    }
+    let grant = match (grant_type.as_deref(), code_record.as_ref()) {
+        (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
+        (Some("refresh_token"), _) => Grant::Refresh(presented_refresh_token.as_deref()),
+        _ => Grant::Other,
+    };
+    let call = Call {
+        state,
+        client,
+        md: &md,
+        route: r,
+        iid: &iid,
+        url: &url,
+        elapsed,
+        grant,
+    };
+    answer(&call, result).await
 }
 
 type Refusal = (u16, &'static str, &'static str, String);

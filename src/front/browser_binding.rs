@@ -77,6 +77,42 @@ pub fn cookie_pairs<'a>(headers: &'a [&'a [u8]]) -> impl Iterator<Item = (&'a [u
     })
 }
 
+/// Binding cookies one browser keeps: this many logins can run in parallel tabs. Each login
+/// start sets a new cookie (Max-Age = the state's lifetime); a browser whose logins never
+/// reach the callback (abandoned, failed at the AS) would otherwise pile them up until its
+/// `Cookie` header outgrows what the app or the sidecar accepts.
+pub const MAX_BINDINGS: usize = 3;
+
+/// At most this many cookies are cleared in one response (a browser that piled up cookies
+/// before this limit existed is cleaned over a few login starts).
+const MAX_CLEARED: usize = 32;
+
+/// The binding cookies to clear (`Set-Cookie` with `Max-Age=0`) on a login start, so that
+/// with the one it sets the browser holds at most [`MAX_BINDINGS`]: all but the newest
+/// `MAX_BINDINGS - 1`. Browsers list cookies of one path oldest first (RFC 6265 §5.4 step
+/// 2; every binding cookie has `Path=/`), so the first ones named are the oldest. Only names
+/// of the current kind (`__Host-` with `secure`) are considered: only those can be cleared
+/// with the attributes [`clear_cookie`] writes.
+pub fn stale_bindings(cookie_headers: &[&[u8]], secure: bool) -> Vec<String> {
+    let prefix = format!("{}{PREFIX}", if secure { HOST_PREFIX } else { "" });
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in cookie_pairs(cookie_headers) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let ours = name
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|id| !id.is_empty() && id.len() <= 12 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if ours && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    let keep = MAX_BINDINGS.saturating_sub(1);
+    let stale = names.len().saturating_sub(keep);
+    names.truncate(stale.min(MAX_CLEARED));
+    names
+}
+
 /// Whether the request's `Cookie` headers hold the binding whose hash was sealed.
 pub fn holds(cookie_headers: &[&[u8]], name: &str, sealed_hash: &str) -> bool {
     if B64.decode(sealed_hash).is_err() {
@@ -137,6 +173,47 @@ mod tests {
             cookie_name("AbC-def_123456789xyz", false),
             "par_sidecar_tx_AbCdef123456"
         );
+    }
+
+    #[test]
+    fn binding_cookies_do_not_pile_up() {
+        let header = |n: usize, secure: bool| {
+            (0..n)
+                .map(|i| format!("{}=v{i}", cookie_name(&format!("tx{i}"), secure)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // Up to two held: the new one makes three, nothing is cleared.
+        for n in 0..MAX_BINDINGS {
+            assert!(stale_bindings(&[header(n, true).as_bytes()], true).is_empty(), "{n}");
+        }
+        // Five held: the three oldest (listed first) go, the newest two stay.
+        let h = format!("theme=dark; {}; session=abc", header(5, true));
+        assert_eq!(
+            stale_bindings(&[h.as_bytes()], true),
+            [
+                "__Host-par_sidecar_tx_tx0",
+                "__Host-par_sidecar_tx_tx1",
+                "__Host-par_sidecar_tx_tx2"
+            ]
+        );
+        // Over several Cookie headers (h2), duplicates once, other kinds and look-alikes never.
+        let a = header(3, false);
+        let b = format!(
+            "{}; par_sidecar_tx_tx0=again; par_sidecar_tx_=x; par_sidecar_tx_a-b=x",
+            header(3, true)
+        );
+        let stale = stale_bindings(&[a.as_bytes(), b.as_bytes()], false);
+        assert_eq!(stale, ["par_sidecar_tx_tx0"]);
+        // A browser holding hundreds is cleaned MAX_CLEARED at a time.
+        assert_eq!(
+            stale_bindings(&[header(300, false).as_bytes()], false).len(),
+            MAX_CLEARED
+        );
+        // The clearing Set-Cookie meets the __Host- rules (Secure, Path=/, no Domain).
+        for name in stale_bindings(&[header(4, true).as_bytes()], true) {
+            assert!(clear_cookie(&name, true).ends_with("Max-Age=0; HttpOnly; SameSite=Lax; Secure"));
+        }
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum Fault {
     Huge,
     /// Answer `status` with `body` (and `Retry-After: 0` for 429) this many times, then succeed.
     Flaky(u32, u16, &'static str),
+    /// Answer 429 with this `Retry-After` value this many times, then succeed.
+    RetryAfter(u32, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -86,9 +88,16 @@ pub struct AsDouble {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Fields merged over the discovery document served (e.g. another `authorization_endpoint`).
     pub metadata_overrides: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    /// Canned answers by path (status, headers, body), e.g. for `/token`; the request's
+    /// form is recorded in `attempts`.
+    pub replies: Arc<Mutex<HashMap<String, Reply>>>,
 }
 
+/// A canned answer: status, headers, body.
+pub type Reply = (u16, Vec<(String, String)>, String);
+
 struct Shared {
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
     attempts: Arc<Mutex<Vec<HashMap<String, String>>>>,
     issuer: String,
     par_host_port: String,
@@ -153,8 +162,10 @@ impl AsDouble {
         let attempts = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let metadata_overrides = Arc::new(Mutex::new(serde_json::Map::new()));
+        let replies = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::new(Shared {
             metadata_overrides: metadata_overrides.clone(),
+            replies: replies.clone(),
             requests: requests.clone(),
             attempts: attempts.clone(),
             issuer: issuer.clone(),
@@ -191,6 +202,7 @@ impl AsDouble {
         });
         AsDouble {
             metadata_overrides,
+            replies,
             requests,
             attempts,
             addr,
@@ -240,6 +252,7 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                 "pushed_authorization_request_endpoint": format!("https://{}/par", s.par_host_port),
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint": format!("{}/token", s.issuer),
+                "jwks_uri": format!("{}/jwks", s.issuer),
                 "request_object_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "token_endpoint_auth_signing_alg_values_supported": ["PS256", "ES256", "EdDSA"],
                 "token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"],
@@ -248,6 +261,17 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
         let overrides = s.metadata_overrides.lock().unwrap().clone();
         doc.as_object_mut().unwrap().extend(overrides);
         return json(200, doc);
+    }
+    let canned = s.replies.lock().unwrap().get(&path).cloned();
+    if let Some((status, headers, body)) = canned {
+        let form = req.into_body().collect().await.unwrap().to_bytes();
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&form).into_owned().collect();
+        s.attempts.lock().unwrap().push(form);
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        return b.body(Full::new(Bytes::from(body))).unwrap();
     }
     if path != "/par" {
         return json(404, serde_json::json!({"error": "not_found"}));
@@ -291,6 +315,16 @@ async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Respo
                     b = b.header("content-type", "application/json");
                 }
                 return b.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+            }
+        }
+        Fault::RetryAfter(n, value) => {
+            if n > 0 {
+                *s.fault.lock().unwrap() = Fault::RetryAfter(n - 1, value);
+                return Response::builder()
+                    .status(429)
+                    .header("retry-after", value)
+                    .body(Full::new(Bytes::from_static(b"slow down")))
+                    .unwrap();
             }
         }
         Fault::None => {}

@@ -43,6 +43,8 @@ if (!fs.existsSync(keysFile)) fs.writeFileSync(keysFile, JSON.stringify(asKeys),
 const ID_TOKEN_FAULTS = new Set([
   'iss', 'aud', 'aud_extra', 'exp', 'iat', 'nonce', 'nonce_missing', 'alg_none', 'hs256', 'tampered', 'unknown_kid',
   'rs256', 'exp_missing', 'aud_missing', 'iss_missing',
+  // sub_other: another user's sub (refused on a refresh, where the sub must not change).
+  'sub_missing', 'nbf', 'sub_other', 'id_token_missing',
   // Not faults: legal variations a client must accept (conformance ValidAudAsArray,
   // TokenEndpointResponseWithoutExpiresIn, TokenTypeCaseInsensitivity).
   'aud_array', 'no_expires_in', 'token_type_lower',
@@ -93,6 +95,9 @@ function faultyIdToken(original, fault) {
     case 'aud_missing': return signPs256(header, without('aud'));
     case 'iss_missing': return signPs256(header, without('iss'));
     case 'aud_array': return signPs256(header, { ...p, aud: [client] });
+    case 'sub_missing': return signPs256(header, without('sub'));
+    case 'nbf': return signPs256(header, { ...p, nbf: now + 3600 });
+    case 'sub_other': return signPs256(header, { ...p, sub: `${p.sub}-other` });
     default: return original;
   }
 }
@@ -305,6 +310,7 @@ function handler(req, res) {
       if (idTokenFault === 'no_expires_in') delete doc.expires_in;
       else if (idTokenFault === 'token_type_lower') doc.token_type = doc.token_type.toLowerCase();
       else if (idTokenFault === 'id_token_number') doc.id_token = 123;
+      else if (idTokenFault === 'id_token_missing') delete doc.id_token;
       else doc.id_token = faultyIdToken(doc.id_token, idTokenFault);
       record({ path: '/token', id_token_fault: idTokenFault });
       return Buffer.from(JSON.stringify(doc));

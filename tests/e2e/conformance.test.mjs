@@ -43,6 +43,10 @@ const ID_TOKEN_FAULTS = {
   exp_missing: 'exp',
   aud_missing: 'aud',
   iss_missing: 'iss',
+  sub_missing: 'sub',
+  nbf: 'nbf',
+  // The login pushed a nonce and scope openid: its code response must carry an ID token.
+  id_token_missing: 'id_token_missing',
 };
 
 describe('ID token validation on the egress token route', () => {
@@ -104,6 +108,27 @@ describe('ID token validation on the egress token route', () => {
     }
     const m1 = await s.metrics();
     assert.equal(metricValue(m1, 'par_sidecar_token_response_checks_total', { grant: 'refresh_token', outcome: 'aud' }), 1);
+  });
+
+  test("refresh: an ID token naming another user than the refresh token's is refused (sub_mismatch)", async () => {
+    const { b, page } = await login(s);
+    assert.match(page.body, /<p id="sub">alice<\/p>/);
+    // Rotation keeps the subject: a second refresh with the rotated token still passes.
+    for (let i = 0; i < 2; i += 1) {
+      const ok = await b.navigate(`${s.publicBase}/refresh`);
+      assert.match(ok.body, /id="refreshed"/, ok.body);
+    }
+    assert.equal(await post(s, '/__test/id_token_fault', { fault: 'sub_other' }), 200);
+    try {
+      const bad = await b.navigate(`${s.publicBase}/refresh`);
+      assert.match(bad.body, /refresh said 502/, bad.body);
+      assert.match(bad.body, /check `sub_mismatch`/);
+      assert.doesNotMatch(bad.body, /access_token|refresh_token|eyJ/, 'no token reaches the app');
+    } finally {
+      assert.equal(await post(s, '/__test/id_token_fault', { fault: null }), 200);
+    }
+    const m = await s.metrics();
+    assert.equal(metricValue(m, 'par_sidecar_token_response_checks_total', { grant: 'refresh_token', outcome: 'sub_mismatch' }), 1);
   });
 
   for (const fault of ['aud_array', 'no_expires_in', 'token_type_lower']) {

@@ -162,6 +162,27 @@ describe('negative cases at the callback and the token call', () => {
     assert.match(raw, /<p id="sub">erin<\/p>/);
   });
 
+  test('binding cookies do not pile up: a browser keeps the newest three', async () => {
+    const b = new Browser({ ca: s.ca });
+    const binding = () => b.cookies.filter((c) => c.name.startsWith('par_sidecar_tx_')).map((c) => c.name);
+    const started = [];
+    for (let i = 0; i < 6; i += 1) {
+      // Abandoned login starts: the redirect to the AS is never followed.
+      const r = await b.request(`${s.publicBase}/login`);
+      assert.match(r.headers.location || '', /request_uri=/, `start ${i}: ${r.status}`);
+      const set = [].concat(r.headers['set-cookie'] || []).filter((c) => c.startsWith('par_sidecar_tx_'));
+      started.push(set.find((c) => !/Max-Age=0/.test(c)).split('=')[0]);
+      assert.ok(binding().length <= 3, `start ${i}: ${binding().join(', ')}`);
+    }
+    assert.deepEqual(binding(), started.slice(-3), 'the oldest were cleared with Max-Age=0');
+    // A login in the same browser still completes, and leaves no more than three behind.
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, 'frank');
+    assert.equal(binding().length, 3);
+    const page = await b.navigate(cb);
+    assert.match(page.body, /<p id="sub">frank<\/p>/);
+    assert.equal(binding().length, 2, 'the used one is cleared at the callback');
+  });
+
   test("the app's own pages at its callback path pass through untouched", async () => {
     const b = new Browser({ ca: s.ca });
     for (const q of ['', '?login', '?logout=1']) {

@@ -3,7 +3,7 @@ use std::sync::OnceLock;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::jwk::{OctetKeyParameters, OctetKeyType};
+use jsonwebtoken::jwk::{AlgorithmParameters, KeyAlgorithm, OctetKeyParameters, OctetKeyType};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 
@@ -145,9 +145,9 @@ fn happy_paths_for_each_fapi_alg() {
 fn labels_are_distinct() {
     let all = [C::Malformed, C::Alg, C::Crit, C::UnknownKid, C::Signature, C::Iss]
         .into_iter()
-        .chain([C::Aud, C::Azp, C::Exp, C::Iat, C::Nonce, C::AuthTime]);
+        .chain([C::Aud, C::Azp, C::Exp, C::Iat, C::Nonce, C::AuthTime, C::Sub, C::Nbf]);
     let labels: std::collections::BTreeSet<_> = all.map(|c| c.label()).collect();
-    assert_eq!(labels.len(), 12);
+    assert_eq!(labels.len(), 14);
     assert!(labels.contains("unknown_kid") && labels.contains("auth_time"));
 }
 
@@ -285,6 +285,36 @@ fn exp_and_iat_with_skew_boundaries() {
     assert_eq!(run(&at("iat", json!(NOW + 1)), &x).unwrap_err().check, C::Iat);
     assert_eq!(run(&at("exp", json!(NOW)), &x).unwrap_err().check, C::Exp);
     assert!(run(&at("exp", json!(NOW + 1)), &x).is_ok());
+}
+
+#[test]
+fn sub_is_required() {
+    let sub = |v: Option<Value>| {
+        ps(&with(|c| match v {
+            Some(v) => drop(c.insert("sub".into(), v)),
+            None => drop(c.remove("sub")),
+        }))
+    };
+    assert_eq!(check(&sub(None)), Some(C::Sub));
+    assert_eq!(check(&sub(Some(json!("")))), Some(C::Sub));
+    assert_eq!(check(&sub(Some(json!(42)))), Some(C::Sub));
+    // jsonwebtoken itself refuses a non-string `sub` it cannot read.
+    assert!(check(&sub(Some(json!(["u1"])))).is_some());
+    assert_eq!(check(&sub(Some(json!("u2")))), None);
+}
+
+#[test]
+fn nbf_is_honoured_with_the_skew() {
+    let nbf = |v: Value| ps(&with(|c| drop(c.insert("nbf".into(), v))));
+    assert_eq!(check(&nbf(json!(NOW + 3600))), Some(C::Nbf));
+    assert_eq!(check(&nbf(json!(NOW + 61))), Some(C::Nbf));
+    assert_eq!(check(&nbf(json!(NOW + 60))), None);
+    assert_eq!(check(&nbf(json!(NOW - 10))), None);
+    assert_eq!(check(&nbf(json!("now"))), Some(C::Nbf));
+    assert_eq!(check(&nbf(json!(-5))), Some(C::Nbf));
+    let x = IdTokenExpectations { skew: 0, ..expect() };
+    assert_eq!(run(&nbf(json!(NOW + 1)), &x).unwrap_err().check, C::Nbf);
+    assert!(run(&nbf(json!(NOW)), &x).is_ok());
 }
 
 #[test]

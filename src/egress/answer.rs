@@ -1,0 +1,159 @@
+//! The egress call's answer to the app: the AS response passed back (a token response only
+//! after the relying-party checks), an AS redirect refused, a transport failure as 502.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+use url::Url;
+
+use super::route::Route;
+use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
+use crate::as_client::discovery::ProviderMetadata;
+use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
+use crate::as_client::par::sanitize_error_code;
+use crate::as_client::registry::AsClient;
+use crate::as_client::token_check::{self, Grant};
+use crate::state::SidecarState;
+
+/// One egress call that reached the AS (or failed to), for [`answer`].
+pub(super) struct Call<'a> {
+    pub(super) state: &'a SidecarState,
+    pub(super) client: &'a Arc<AsClient>,
+    pub(super) md: &'a ProviderMetadata,
+    pub(super) route: Route,
+    pub(super) iid: &'a str,
+    pub(super) url: &'a Url,
+    pub(super) elapsed: std::time::Duration,
+    pub(super) grant: Grant<'a>,
+}
+
+/// The app's answer: the AS response passed back (a token response only once checked), a
+/// redirect refused, a transport failure as 502; counted and logged either way.
+pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportError>) -> EgressResponse {
+    let (state, client, r, iid) = (c.state, c.client, c.route, c.iid);
+    let (m, name, label) = (&state.metrics, client.name(), r.label());
+    match result {
+        Ok(resp) => {
+            let as_error = if resp.status >= 400 && !matches!(r, Route::Resource(_)) {
+                serde_json::from_slice::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(sanitize_error_code))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            if (300..400).contains(&resp.status) && !matches!(r, Route::Resource(_)) {
+                return as_redirect(state, name, label, iid, resp.status);
+            }
+            let outcome = if resp.status < 400 { "success" } else { "as_error" };
+            m.egress_requests
+                .with_label_values(&[name, label, outcome, &as_error])
+                .inc();
+            if as_error == "invalid_client" {
+                // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
+                warn!(interaction_id = %iid, r#as = name, route = label, "AS refused the sidecar's client authentication");
+            }
+            info!(
+                interaction_id = %iid,
+                r#as = name,
+                route = label,
+                url = %url_for_log(c.url),
+                as_status = resp.status,
+                as_error,
+                latency_ms = c.elapsed.as_millis() as u64,
+                "egress call"
+            );
+            if r == Route::Token && (200..300).contains(&resp.status) {
+                if let Err(refused) = check_token_response(state, client, c.md, c.grant, &resp.body, iid).await {
+                    return refused;
+                }
+                let mut resp = resp;
+                resp.body = dpop_call::token_type_for_app(client, resp.body);
+                return pass_back(resp);
+            }
+            pass_back(resp)
+        }
+        Err(e) => {
+            m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
+            warn!(interaction_id = %iid, r#as = name, route = label, url = %url_for_log(c.url), error = %e, "egress call failed");
+            oauth_error(
+                502,
+                "temporarily_unavailable",
+                format!(
+                    "par-sidecar could not complete the call ({}); interaction id {iid}",
+                    e.label()
+                ),
+            )
+        }
+    }
+}
+
+/// An AS route answered 3xx. Never passed on: many HTTP clients follow a `Location` and
+/// re-send the body (a refresh token, the app's secret) to wherever it points, and an AS has
+/// no business redirecting a back-channel call. The `Location` is not logged either.
+fn as_redirect(state: &SidecarState, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
+    state
+        .metrics
+        .egress_requests
+        .with_label_values(&[name, label, "as_redirect", ""])
+        .inc();
+    warn!(interaction_id = %iid, r#as = name, route = label, as_status = status, "the AS answered a back-channel call with a redirect; not passed to the app");
+    oauth_error(
+        502,
+        "temporarily_unavailable",
+        format!(
+            "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
+        ),
+    )
+}
+
+/// Runs the token-response checks; on failure the app gets an OAuth error without any of
+/// the tokens, and the tokens are revoked at the AS in the background.
+async fn check_token_response(
+    state: &SidecarState,
+    client: &Arc<AsClient>,
+    md: &ProviderMetadata,
+    grant: Grant<'_>,
+    body: &[u8],
+    iid: &str,
+) -> Result<(), EgressResponse> {
+    let name = client.name();
+    let checks = &state.metrics.token_checks;
+    match token_check::check(state, client, md, grant, body).await {
+        Ok(()) => {
+            checks.with_label_values(&[name, grant.label(), "valid"]).inc();
+            Ok(())
+        }
+        Err((e, issued)) => {
+            checks.with_label_values(&[name, grant.label(), e.label()]).inc();
+            warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
+            token_check::revoke_in_background(client.clone(), md, state.metrics.clone(), issued, iid.to_string());
+            Err(oauth_error(
+                502,
+                "invalid_token_response",
+                format!(
+                    "par-sidecar refused the token response of `{name}`: check `{}` failed; interaction id {iid}",
+                    e.label()
+                ),
+            ))
+        }
+    }
+}
+
+/// The AS response goes back unchanged: status, body and the headers that matter.
+fn pass_back(resp: AsResponse) -> EgressResponse {
+    let mut headers = Vec::new();
+    for (k, v) in resp.headers.iter() {
+        if HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        if let Ok(v) = v.to_str() {
+            headers.push((k.as_str().to_string(), v.to_string()));
+        }
+    }
+    EgressResponse {
+        status: resp.status,
+        headers,
+        body: resp.body,
+    }
+}
