@@ -36,7 +36,7 @@ pub struct SidecarState {
     pub client_connections: Arc<ClientConnections>,
     /// refresh token -> the `sub` it was issued for (hashes only; bounded, TTL): a refresh
     /// response's ID token must name the same user (OIDC Core §12.2).
-    pub refresh_subjects: crate::as_client::token_check::RefreshSubjects,
+    pub refresh_subjects: RefreshSubjects,
 }
 
 /// What the sidecar remembers between the callback and the app's token call.
@@ -50,6 +50,20 @@ pub struct CodeRecord {
     pub nonce: Option<String>,
     /// `max_age` the app asked for: the ID token's `auth_time` must honour it.
     pub max_age: Option<u64>,
+}
+
+/// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for (the
+/// refresh `sub` check, `as_client::token_check`). Hashes only: no token or user id is kept
+/// in the clear.
+pub type RefreshSubjects = TtlMap<(usize, [u8; 32]), [u8; 32]>;
+
+/// Refresh tokens outlive this map (a day, 20,000 of them, about 2.5 MB): one evicted,
+/// expired or from before a restart is not checked (the AS's own binding still holds).
+pub(crate) const REFRESH_SUBJECTS: usize = 20_000;
+const REFRESH_SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+pub fn refresh_subjects() -> RefreshSubjects {
+    TtlMap::new(REFRESH_SUBJECTS, REFRESH_SUBJECT_TTL)
 }
 
 const MAX_CODES: usize = 10_000;
@@ -87,7 +101,7 @@ impl SidecarState {
                 settings.login_starts_per_client_per_minute,
             ),
             client_connections: ClientConnections::new(settings.max_connections_per_client),
-            refresh_subjects: crate::as_client::token_check::refresh_subjects(),
+            refresh_subjects: refresh_subjects(),
             settings,
             registry,
             metrics,

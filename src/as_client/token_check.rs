@@ -6,7 +6,6 @@
 //! revoked at the AS, best effort.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tracing::{info, warn};
@@ -17,9 +16,8 @@ use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::bounded::TtlMap;
 use crate::ops::metrics::Metrics;
-use crate::state::{CodeRecord, SidecarState};
+use crate::state::{CodeRecord, RefreshSubjects, SidecarState};
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -240,19 +238,6 @@ async fn verified_sub(
         .to_string())
 }
 
-/// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for.
-/// Hashes only: no token or user id is kept in the clear.
-pub type RefreshSubjects = TtlMap<(usize, [u8; 32]), [u8; 32]>;
-
-/// Refresh tokens outlive this map (a day, 20,000 of them, about 2.5 MB): one evicted,
-/// expired or from before a restart is not checked (the AS's own binding still holds).
-const REFRESH_SUBJECTS: usize = 20_000;
-const REFRESH_SUBJECT_TTL: Duration = Duration::from_secs(24 * 3600);
-
-pub fn refresh_subjects() -> RefreshSubjects {
-    TtlMap::new(REFRESH_SUBJECTS, REFRESH_SUBJECT_TTL)
-}
-
 fn sha256(s: &str) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
     let mut out = [0u8; 32];
@@ -353,6 +338,7 @@ pub fn revoke_in_background(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{refresh_subjects, REFRESH_SUBJECTS};
 
     fn shape(v: Value) -> Result<(), &'static str> {
         check_shape(v.as_object().unwrap(), false).map_err(|e| e.label())
