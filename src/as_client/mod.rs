@@ -12,6 +12,7 @@ pub mod id_token;
 pub mod jarm;
 pub mod jose;
 pub mod keys;
+pub mod mtls_alias;
 pub mod par;
 pub mod registry;
 pub mod request_object;
