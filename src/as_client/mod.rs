@@ -4,6 +4,7 @@
 
 pub mod as_runtime;
 pub mod assertion_pool;
+pub mod claim_values;
 pub mod discovery;
 pub mod dpop;
 pub mod endpoint_conflict;

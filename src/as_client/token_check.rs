@@ -55,6 +55,8 @@ pub enum TokenResponseError {
     IdTokenMissing,
     /// A refresh response's ID token names another user than the refresh token was issued to.
     SubMismatch,
+    /// The ID token lacks a claim value the login requested in `claims` (the claim's name).
+    ClaimValue(String),
 }
 
 impl TokenResponseError {
@@ -69,6 +71,7 @@ impl TokenResponseError {
             TokenResponseError::Jwks(_) => "jwks_unavailable",
             TokenResponseError::IdTokenMissing => "id_token_missing",
             TokenResponseError::SubMismatch => "sub_mismatch",
+            TokenResponseError::ClaimValue(_) => "claim_value",
         }
     }
 
@@ -87,6 +90,9 @@ impl TokenResponseError {
             }
             TokenResponseError::SubMismatch => {
                 "the refresh response's ID token names another sub than the one the refresh token was issued for".into()
+            }
+            TokenResponseError::ClaimValue(name) => {
+                format!("the ID token does not carry the value requested in claims for {name}")
             }
         }
     }
@@ -232,12 +238,28 @@ async fn verified_sub(
         }
         Err(e) => return Err(TokenResponseError::IdToken(e)),
     };
+    if let Grant::Code(rec) = grant {
+        check_claim_values(rec, &claims)?;
+    }
     // validate() refuses a token without a non-empty string sub.
     Ok(claims
         .get("sub")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string())
+}
+
+/// OIDC Core §5.5.1: a claim requested with a `value` must come back with that value
+/// (`claim_values`; the intent id of UK, Brazil and KSA consents).
+fn check_claim_values(rec: &CodeRecord, claims: &serde_json::Map<String, Value>) -> Result<(), TokenResponseError> {
+    let Some(requested) = &rec.claim_values else {
+        return Ok(());
+    };
+    match crate::as_client::claim_values::mismatch(requested, claims) {
+        // The name comes from the app's own request, bounded to 64 bytes; escaped for the log.
+        Some(name) => Err(TokenResponseError::ClaimValue(format!("{name:?}"))),
+        None => Ok(()),
+    }
 }
 
 /// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for.
@@ -391,6 +413,7 @@ mod tests {
             redirect_uri: None,
             nonce: nonce.map(str::to_string),
             max_age: None,
+            claim_values: None,
         }
     }
 
