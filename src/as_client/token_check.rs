@@ -29,6 +29,9 @@ pub enum Grant<'a> {
     /// An ID token is optional and carries no nonce requirement; when present, its `sub`
     /// must be the one the presented refresh token was issued for.
     Refresh(Option<&'a str>),
+    /// Consent creation (UK, Brazil, KSA): no user, so no ID token is expected; the
+    /// response's shape is checked (and an ID token, should the AS send one, verified).
+    ClientCredentials,
     Other,
 }
 
@@ -37,6 +40,7 @@ impl Grant<'_> {
         match self {
             Grant::Code(_) => "authorization_code",
             Grant::Refresh(_) => "refresh_token",
+            Grant::ClientCredentials => "client_credentials",
             Grant::Other => "other",
         }
     }
@@ -296,7 +300,7 @@ fn track_subject(
     let presented = match grant {
         Grant::Refresh(p) => p.filter(|p| !p.is_empty()),
         Grant::Code(_) => None,
-        Grant::Other => return Ok(()),
+        Grant::ClientCredentials | Grant::Other => return Ok(()),
     };
     let original = presented.and_then(|p| subjects.take(&(as_index, sha256(p))));
     let sub = sub.map(sha256);
