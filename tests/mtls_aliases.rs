@@ -106,3 +106,37 @@ async fn without_aliases_every_call_uses_the_top_level_urls() {
         "{ready}"
     );
 }
+
+#[tokio::test]
+async fn check_config_online_names_the_url_of_every_call() {
+    let pki = common::pki();
+    let double = AsDouble::start(&pki, &pki.join("sign-ps256.pem"), Algorithm::PS256).await;
+    list_aliases(&double);
+    let yaml = settings_yaml(&pki, &double.issuer, "sign-ps256.pem", "PS256", "private_key_jwt", "");
+    let config = pki.join(format!("check-{}.yaml", double.addr.port()));
+    std::fs::write(&config, yaml).unwrap();
+    // The double is served by this test's runtime: run the CLI off it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_par-sidecar"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = double.addr.port();
+    for line in [
+        format!("[default] endpoint:      par: https://localhost:{port}/mtls/par (mtls alias)"),
+        format!("[default] endpoint:      token: https://localhost:{port}/mtls/token (mtls alias)"),
+        format!("[default] endpoint:      revocation: https://localhost:{port}/mtls/revoke (mtls alias)"),
+    ] {
+        assert!(stdout.contains(&line), "{line} not in:\n{stdout}");
+    }
+}
