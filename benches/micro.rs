@@ -116,6 +116,7 @@ fn main() {
         oidc_nonce: Some("n-0S6_WzA2Mj".into()),
         max_age: None,
         form_post: false,
+        claim_values: None,
     };
     let sealed = sealer.seal(&tx);
     let s = median_us(runs, iters, || {

@@ -251,6 +251,9 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
                 println!("[{}] authorize:     {}", a.name, m.authorization_endpoint.url());
                 println!("[{}] PAR endpoint:  {}", a.name, m.par_endpoint);
                 println!("[{}] requires PAR:  {}", a.name, m.require_par);
+                for line in par_sidecar::as_client::mtls_alias::report(&m.endpoints) {
+                    println!("[{}] endpoint:      {line}", a.name);
+                }
             }
             Err(e) => {
                 failed += 1;

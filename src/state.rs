@@ -50,6 +50,8 @@ pub struct CodeRecord {
     pub nonce: Option<String>,
     /// `max_age` the app asked for: the ID token's `auth_time` must honour it.
     pub max_age: Option<u64>,
+    /// ID token claim values requested in `claims`: the ID token must carry them.
+    pub claim_values: Option<crate::as_client::claim_values::RequestedValues>,
 }
 
 /// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for (the

@@ -59,6 +59,7 @@ fn sealed(state: &SidecarState, nonce: &str, jarm: bool) -> String {
         as_name: None,
         oidc_nonce: None,
         max_age: None,
+        claim_values: None,
         form_post: false,
     })
 }

@@ -100,11 +100,18 @@ async fn only_allowed_grants_reach_the_token_endpoint() {
 
 #[tokio::test]
 async fn allowed_grant_types_widens_the_list() {
-    let (double, state) =
-        stack("egress:\n  allowed_grant_types: [authorization_code, refresh_token, client_credentials]\n").await;
+    // (client_credentials needs an app secret: tests/client_credentials.rs.)
+    let (double, state) = stack(
+        "egress:\n  allowed_grant_types: [authorization_code, refresh_token, \"urn:ietf:params:oauth:grant-type:token-exchange\"]\n",
+    )
+    .await;
     let r = egress::handle(
         &state,
-        common::egress_post("/token", None, "grant_type=client_credentials"),
+        common::egress_post(
+            "/token",
+            None,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+        ),
     )
     .await;
     assert_eq!(r.status, 404, "forwarded to the double");

@@ -167,6 +167,7 @@ async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
         redirect_uri: None,
         nonce: None,
         max_age: None,
+        claim_values: None,
     };
     // A code bank A issued, presented on bank B's route: refused before any AS call.
     state.codes.insert_new("code-a".into(), record(0));
@@ -482,6 +483,7 @@ async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
         redirect_uri: None,
         nonce: None,
         max_age: None,
+        claim_values: None,
     };
     state.codes.insert_new("code-b".into(), record.clone());
     // Bank B not ready: 503 before anything is sent; the code stays for the retry.

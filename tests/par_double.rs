@@ -401,6 +401,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         as_name: None,
         oidc_nonce: None,
         max_age: None,
+        claim_values: None,
         form_post: false,
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

@@ -78,6 +78,7 @@ impl Stack {
                 redirect_uri: None,
                 nonce: nonce.map(str::to_string),
                 max_age: None,
+                claim_values: None,
             },
         );
     }

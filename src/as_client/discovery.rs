@@ -13,7 +13,8 @@ use url::Url;
 
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::Alg;
-use crate::config::{AliasPolicy, AsSettings, AuthMethod};
+use crate::as_client::mtls_alias::{self, EndpointChoice};
+use crate::config::{AsSettings, AuthMethod};
 use crate::front::authorize::AuthorizeEndpoint;
 use crate::protocol::IssuerUrl;
 
@@ -88,6 +89,9 @@ pub struct ProviderMetadata {
     pub userinfo_endpoint: Option<Url>,
     pub introspection_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
+    /// Which URL each back-channel call uses and whether it is the mTLS alias, for
+    /// `check-config` and `/readyz`.
+    pub endpoints: Vec<EndpointChoice>,
     pub jwks_uri: Option<Url>,
     pub require_par: bool,
     pub iss_parameter_supported: bool,
@@ -152,31 +156,35 @@ impl ProviderMetadata {
                 field: "pushed_authorization_request_endpoint",
                 message: "missing: this AS does not offer PAR (RFC 9126 §5)".into(),
             })?;
-        let par_alias = raw
-            .mtls_endpoint_aliases
-            .get("pushed_authorization_request_endpoint")
-            .and_then(|v| v.as_str());
-        let use_alias = match settings.par_alias {
-            AliasPolicy::Always => true,
-            AliasPolicy::Never => false,
-            AliasPolicy::Auto => settings.client.auth_method == AuthMethod::TlsClientAuth,
+        // One rule for every back-channel call (RFC 8705 §5; `mtls_alias` module): the alias
+        // when the policy takes it and the AS lists it, the top-level URL otherwise.
+        let mut endpoints = Vec::new();
+        let mut pick = |call: &'static str, top: Option<&str>| -> Result<Option<Url>, DiscoveryError> {
+            let (raw_url, via_alias) = match mtls_alias::alias_for(settings.par_alias, &raw.mtls_endpoint_aliases, call)
+            {
+                Some(a) => (a, true),
+                None => match top {
+                    Some(t) => (t, false),
+                    None => return Ok(None),
+                },
+            };
+            let url = https_url(call, raw_url)?;
+            endpoints.push(EndpointChoice {
+                call,
+                url: url.clone(),
+                via_alias,
+            });
+            Ok(Some(url))
         };
-        // RFC 8705 §5: fall back to the top-level URL endpoint by endpoint.
-        let par_endpoint = match (use_alias, par_alias) {
-            (true, Some(a)) => https_url("mtls_endpoint_aliases.pushed_authorization_request_endpoint", a)?,
-            _ => https_url("pushed_authorization_request_endpoint", par_top)?,
-        };
-        let alias_or = |name: &'static str, top: &Option<String>| -> Result<Option<Url>, DiscoveryError> {
-            // Token-issuing and cert-bound endpoints: alias when listed (MTLS-4).
-            match raw.mtls_endpoint_aliases.get(name).and_then(|v| v.as_str()) {
-                Some(a) => https_url(name, a).map(Some),
-                None => top.as_deref().map(|t| https_url(name, t)).transpose(),
-            }
-        };
-        let token_endpoint = alias_or("token_endpoint", &raw.token_endpoint)?;
-        let userinfo_endpoint = alias_or("userinfo_endpoint", &raw.userinfo_endpoint)?;
-        let introspection_endpoint = alias_or("introspection_endpoint", &raw.introspection_endpoint)?;
-        let revocation_endpoint = alias_or("revocation_endpoint", &raw.revocation_endpoint)?;
+        let par_endpoint =
+            pick("pushed_authorization_request_endpoint", Some(par_top))?.ok_or(DiscoveryError::Field {
+                field: "pushed_authorization_request_endpoint",
+                message: "missing".into(),
+            })?;
+        let token_endpoint = pick("token_endpoint", raw.token_endpoint.as_deref())?;
+        let userinfo_endpoint = pick("userinfo_endpoint", raw.userinfo_endpoint.as_deref())?;
+        let introspection_endpoint = pick("introspection_endpoint", raw.introspection_endpoint.as_deref())?;
+        let revocation_endpoint = pick("revocation_endpoint", raw.revocation_endpoint.as_deref())?;
         let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
 
         let alg = settings.client.signing_keys[0].alg;
@@ -219,6 +227,7 @@ impl ProviderMetadata {
             userinfo_endpoint,
             introspection_endpoint,
             revocation_endpoint,
+            endpoints,
             jwks_uri,
             require_par: raw.require_pushed_authorization_requests,
             iss_parameter_supported: raw.authorization_response_iss_parameter_supported,

@@ -4,6 +4,7 @@
 
 pub mod as_runtime;
 pub mod assertion_pool;
+pub mod claim_values;
 pub mod discovery;
 pub mod dpop;
 pub mod endpoint_conflict;
@@ -12,6 +13,7 @@ pub mod id_token;
 pub mod jarm;
 pub mod jose;
 pub mod keys;
+pub mod mtls_alias;
 pub mod par;
 pub mod registry;
 pub mod request_object;

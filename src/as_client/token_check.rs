@@ -27,6 +27,9 @@ pub enum Grant<'a> {
     /// An ID token is optional and carries no nonce requirement; when present, its `sub`
     /// must be the one the presented refresh token was issued for.
     Refresh(Option<&'a str>),
+    /// Consent creation (UK, Brazil, KSA): no user, so no ID token is expected; the
+    /// response's shape is checked (and an ID token, should the AS send one, verified).
+    ClientCredentials,
     Other,
 }
 
@@ -35,6 +38,7 @@ impl Grant<'_> {
         match self {
             Grant::Code(_) => "authorization_code",
             Grant::Refresh(_) => "refresh_token",
+            Grant::ClientCredentials => "client_credentials",
             Grant::Other => "other",
         }
     }
@@ -53,6 +57,8 @@ pub enum TokenResponseError {
     IdTokenMissing,
     /// A refresh response's ID token names another user than the refresh token was issued to.
     SubMismatch,
+    /// The ID token lacks a claim value the login requested in `claims` (the claim's name).
+    ClaimValue(String),
 }
 
 impl TokenResponseError {
@@ -67,6 +73,7 @@ impl TokenResponseError {
             TokenResponseError::Jwks(_) => "jwks_unavailable",
             TokenResponseError::IdTokenMissing => "id_token_missing",
             TokenResponseError::SubMismatch => "sub_mismatch",
+            TokenResponseError::ClaimValue(_) => "claim_value",
         }
     }
 
@@ -85,6 +92,9 @@ impl TokenResponseError {
             }
             TokenResponseError::SubMismatch => {
                 "the refresh response's ID token names another sub than the one the refresh token was issued for".into()
+            }
+            TokenResponseError::ClaimValue(name) => {
+                format!("the ID token does not carry the value requested in claims for {name}")
             }
         }
     }
@@ -230,12 +240,28 @@ async fn verified_sub(
         }
         Err(e) => return Err(TokenResponseError::IdToken(e)),
     };
+    if let Grant::Code(rec) = grant {
+        check_claim_values(rec, &claims)?;
+    }
     // validate() refuses a token without a non-empty string sub.
     Ok(claims
         .get("sub")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string())
+}
+
+/// OIDC Core §5.5.1: a claim requested with a `value` must come back with that value
+/// (`claim_values`; the intent id of UK, Brazil and KSA consents).
+fn check_claim_values(rec: &CodeRecord, claims: &serde_json::Map<String, Value>) -> Result<(), TokenResponseError> {
+    let Some(requested) = &rec.claim_values else {
+        return Ok(());
+    };
+    match crate::as_client::claim_values::mismatch(requested, claims) {
+        // The name comes from the app's own request, bounded to 64 bytes; escaped for the log.
+        Some(name) => Err(TokenResponseError::ClaimValue(format!("{name:?}"))),
+        None => Ok(()),
+    }
 }
 
 fn sha256(s: &str) -> [u8; 32] {
@@ -259,7 +285,7 @@ fn track_subject(
     let presented = match grant {
         Grant::Refresh(p) => p.filter(|p| !p.is_empty()),
         Grant::Code(_) => None,
-        Grant::Other => return Ok(()),
+        Grant::ClientCredentials | Grant::Other => return Ok(()),
     };
     let original = presented.and_then(|p| subjects.take(&(as_index, sha256(p))));
     let sub = sub.map(sha256);
@@ -377,6 +403,7 @@ mod tests {
             redirect_uri: None,
             nonce: nonce.map(str::to_string),
             max_age: None,
+            claim_values: None,
         }
     }
 

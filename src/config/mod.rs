@@ -51,12 +51,16 @@ impl AuthMethod {
     }
 }
 
-/// Whether the PAR call goes to the `mtls_endpoint_aliases` entry (RFC 8705 §5, MTLS-7).
+/// Whether back-channel calls go to the `mtls_endpoint_aliases` entries (RFC 8705 §5,
+/// MTLS-7); applied by `as_client::mtls_alias`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AliasPolicy {
-    /// Alias when mTLS is the client authentication, top-level URL otherwise.
+    /// Every listed alias, PAR included: the sidecar presents its certificate on every call.
     Auto,
+    /// The same as `Auto` (kept as a spelling: `mtls_alias`, `always`).
     Always,
+    /// PAR to the top-level URL (the pre-issue-20 private_key_jwt default, openid-client#486);
+    /// the other calls keep their aliases.
     Never,
 }
 

@@ -272,8 +272,24 @@ fn egress_grant_allowlist_and_app_secret() {
     assert!(s.app_secret.is_none(), "no app secret unless configured");
     let with =
         |extra: &str| Settings::from_yaml(&format!("{MINIMAL}egress:\n{extra}"), Path::new("/nonexistent/c.yaml"));
-    let s = with("  allowed_grant_types: [authorization_code, refresh_token, client_credentials]\n").unwrap();
+    let s = with("  allowed_grant_types: [authorization_code, refresh_token, \"urn:x:grant\"]\n").unwrap();
     assert_eq!(s.allowed_grant_types.len(), 3);
+    // client_credentials only with the app's own secret on the egress (issue 20 item 5).
+    let e = with("  allowed_grant_types: [authorization_code, client_credentials]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("egress.allowed_grant_types")
+            && e.contains("egress.app_client_secret_sha256")
+            && e.contains("egress.app_client_secret_file"),
+        "{e}"
+    );
+    let s = with(&format!(
+        "  allowed_grant_types: [client_credentials]\n  app_client_secret_sha256: \"{}\"\n",
+        "3279f62d86936899598326365387d1930a4827f1dc8f2efc64b3fe286fdfcf1a"
+    ))
+    .unwrap();
+    assert_eq!(s.allowed_grant_types, ["client_credentials"]);
     let e = with("  allowed_grant_types: []\n").unwrap_err().to_string();
     assert!(e.contains("egress.allowed_grant_types"), "{e}");
     let e = with("  allowed_grant_types: [\"a b\"]\n").unwrap_err().to_string();

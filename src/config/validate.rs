@@ -339,6 +339,17 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         }
         (None, None) => None,
     };
+    // client_credentials mints TPP tokens without a user (UK, Brazil and KSA consent
+    // creation): only for an app that proves itself to the egress, so that nothing else on
+    // loopback (an SSRF in the app) can obtain them with the sidecar's client authentication.
+    if app_secret.is_none() && allowed_grant_types.iter().any(|g| g == "client_credentials") {
+        return Err(invalid(
+            "egress.allowed_grant_types",
+            "client_credentials needs the app to authenticate to the egress: set \
+             egress.app_client_secret_sha256 or egress.app_client_secret_file"
+                .into(),
+        ));
+    }
     for p in &f.callback.paths {
         if !p.starts_with('/') {
             return Err(invalid("callback.paths", format!("`{p}` must start with /")));

@@ -175,6 +175,17 @@ pub fn check_grant_type(form: &[(String, String)], allowed: &[String]) -> Result
     }
 }
 
+/// `client_credentials` tokens act for the TPP with no user: forwarded only when the app
+/// authenticated to the egress (config validation already refuses the grant in the allowlist
+/// without an app secret; this holds even for settings built another way).
+pub fn check_client_credentials(form: &[(String, String)], app_authenticated: bool) -> Result<(), String> {
+    let cc = form.iter().any(|(k, v)| k == "grant_type" && v == "client_credentials");
+    if cc && !app_authenticated {
+        return Err("par-sidecar forwards client_credentials only for an app that authenticates to the egress".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +280,8 @@ mod tests {
         }
         let wider = vec!["client_credentials".to_string()];
         assert!(check_grant_type(&form("grant_type=client_credentials"), &wider).is_ok());
+        assert!(check_client_credentials(&form("grant_type=client_credentials"), false).is_err());
+        assert!(check_client_credentials(&form("grant_type=client_credentials"), true).is_ok());
+        assert!(check_client_credentials(&form("grant_type=refresh_token"), false).is_ok());
     }
 }

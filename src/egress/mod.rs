@@ -362,6 +362,7 @@ pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse 
     let grant = match (grant_type.as_deref(), code_record.as_ref()) {
         (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
         (Some("refresh_token"), _) => Grant::Refresh(presented_refresh_token.as_deref()),
+        (Some("client_credentials"), _) => Grant::ClientCredentials,
         _ => Grant::Other,
     };
     let call = Call {
@@ -443,6 +444,8 @@ fn parse_client_form<'a>(state: &'a SidecarState, r: Route, req: &EgressRequest)
     }
     if r == Route::Token {
         app_auth::check_grant_type(&form, &state.settings.allowed_grant_types)
+            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
+        app_auth::check_client_credentials(&form, state.settings.app_secret.is_some())
             .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
     }
     let mut record = None;

@@ -378,6 +378,7 @@ async fn check_inner(
                 redirect_uri: tx.redirect_uri.clone(),
                 nonce: tx.oidc_nonce.clone(),
                 max_age: tx.max_age,
+                claim_values: tx.claim_values.clone(),
             },
         );
         if !fresh {

@@ -344,6 +344,10 @@ fn prepare(
     {
         state.learn_callback_path(&path);
     }
+    // Requested ID token claim values ride in the sealed state to the token call; over the
+    // bounds they could not be carried, so the parameter is refused rather than unchecked.
+    let claim_values = crate::as_client::claim_values::requested(redirect.params.get("claims"))
+        .map_err(|_| AuthorizeError::BadJson("claims".into()))?;
     let nonce = random_token();
     let binding = state
         .settings
@@ -364,6 +368,7 @@ fn prepare(
         oidc_nonce: redirect.get_str("nonce").map(str::to_string),
         max_age: redirect.params.get("max_age").and_then(Value::as_u64),
         form_post,
+        claim_values,
     };
     redirect
         .params

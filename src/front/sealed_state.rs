@@ -76,6 +76,10 @@ pub struct TransactionState {
     /// as a POST (the AS answers in the query, which the callback check reads).
     #[serde(rename = "f", skip_serializing_if = "std::ops::Not::not", default)]
     pub form_post: bool,
+    /// ID token claim values the app requested in `claims` (bounded, `claim_values`): the
+    /// ID token must carry them.
+    #[serde(rename = "c", skip_serializing_if = "Option::is_none", default)]
+    pub claim_values: Option<crate::as_client::claim_values::RequestedValues>,
 }
 
 pub struct StateSealer {
@@ -181,6 +185,7 @@ mod tests {
             oidc_nonce: None,
             max_age: None,
             form_post: false,
+            claim_values: None,
         }
     }
 
@@ -192,6 +197,22 @@ mod tests {
         assert!(!sealed.contains("app-state"), "contents are encrypted");
         assert_eq!(s.open(&sealed, 1100, 600).unwrap(), t());
         assert_eq!(s.open(&sealed, 1700, 600), Err(SealError::Expired(600)));
+    }
+
+    #[test]
+    fn requested_claim_values_round_trip_and_cost_nothing_when_absent() {
+        let s = StateSealer::from_material(&[7u8; 32], "app").unwrap();
+        let mut with = t();
+        let values = crate::as_client::claim_values::requested(Some(&serde_json::json!({
+            "id_token": {"openbanking_intent_id": {"value": "urn:x"}}
+        })))
+        .unwrap();
+        with.claim_values = values;
+        let sealed = s.seal(&with);
+        assert_eq!(s.open(&sealed, 1100, 600).unwrap(), with);
+        // Absent: not serialized, so states sealed before the field open unchanged.
+        assert!(s.seal(&t()).len() < sealed.len());
+        assert!(!serde_json::to_string(&t()).unwrap().contains("\"c\""));
     }
 
     #[test]

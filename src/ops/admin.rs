@@ -61,6 +61,12 @@ fn readyz(state: &SidecarState) -> Response<Vec<u8>> {
             None => writeln!(body, "{}: ready", c.name()),
             Some(r) => writeln!(body, "{}: not ready: {r}", c.name()),
         };
+        // Which URL each back-channel call uses (RFC 8705 §5 aliases or top level).
+        if let Some(md) = c.discovery.get() {
+            for line in crate::as_client::mtls_alias::report(&md.endpoints) {
+                let _ = writeln!(body, "{}:   {line}", c.name());
+            }
+        }
     }
     let status = if ready {
         StatusCode::OK

@@ -244,6 +244,12 @@ fn json(status: u16, v: serde_json::Value) -> Response<Full<Bytes>> {
 async fn handle(s: &Shared, req: Request<Incoming>, cert_present: bool) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     s.requests.lock().unwrap().push(format!("{} {path}", req.method()));
+    // `/mtls/...` serves the same as `/...`: metadata may list those as mtls_endpoint_aliases.
+    let path = path
+        .strip_prefix("/mtls")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(&path)
+        .to_string();
     if path == "/.well-known/openid-configuration" {
         *s.discovery_hits.lock().unwrap() += 1;
         let mut doc = serde_json::json!({

@@ -218,6 +218,7 @@ provider.use(async (ctx, next) => {
     const body = ctx.oidc?.body || {};
     record({
       path: ctx.path,
+      port: ctx.req.socket.localPort,
       status: ctx.status,
       error: ctx.body?.error,
       error_description: ctx.body?.error_description,
@@ -345,8 +346,12 @@ const tlsOpts = {
   key: read(cfg.tls.key), cert: read(cfg.tls.cert), ca: [read(cfg.tls.ca)],
   requestCert: true, rejectUnauthorized: false,
 };
+// cfg.topLevelNoCert: the issuer's port asks for no client certificate (its back-channel
+// endpoints then refuse every call); only the extra ports, listed as mtls_endpoint_aliases
+// through rewriteMetadata, take one (RFC 8705 §5 aliases on another port).
 for (const port of [cfg.port, ...(cfg.extraPorts || [])]) {
-  https.createServer(tlsOpts, handler).listen(port, '127.0.0.1', () => {
+  const opts = cfg.topLevelNoCert && port === cfg.port ? { ...tlsOpts, requestCert: false } : tlsOpts;
+  https.createServer(opts, handler).listen(port, '127.0.0.1', () => {
     console.log(`AS listening on https://127.0.0.1:${port} issuer=${cfg.issuer}`);
   });
 }

@@ -183,6 +183,7 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  * One scenario: AS + legacy app + sidecar.
  * opts: { alg: 'PS256'|'ES256'|'EdDSA', authMethod, pkce, clientId, asOverrides, extraYaml,
  *         rewriteMetadata, withSidecar (default true), appTokenViaSidecar,
+ *         asTopLevelNoCert (the issuer's port takes no client certificate: mTLS only on asPort2),
  *         appScript ('apps/x.mjs', run with node) | appCommand (['python', 'apps/x.py']),
  *         appResponseMode (the response_mode the app asks for, e.g. form_post),
  *         asRequireTokenRedirectUri (the AS refuses a token call without redirect_uri),
@@ -246,6 +247,7 @@ export async function startStack(opts = {}) {
     requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
     dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
+    topLevelNoCert: opts.asTopLevelNoCert,
   });
   const procs = [];
   try {
