@@ -107,12 +107,16 @@ async fn without_aliases_every_call_uses_the_top_level_urls() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_online_names_the_url_of_every_call() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-ps256.pem"), Algorithm::PS256).await;
     list_aliases(&double);
-    let yaml = settings_yaml(&pki, &double.issuer, "sign-ps256.pem", "PS256", "private_key_jwt", "");
+    // A separate (debug) process doing TLS to the double: generous timeouts on a busy machine.
+    let yaml = settings_yaml(&pki, &double.issuer, "sign-ps256.pem", "PS256", "private_key_jwt", "").replace(
+        "timeouts: { par_total_ms: 1500, connect_ms: 500 }",
+        "timeouts: { par_total_ms: 5000, connect_ms: 5000, discovery_total_ms: 10000 }",
+    );
     let config = pki.join(format!("check-{}.yaml", double.addr.port()));
     std::fs::write(&config, yaml).unwrap();
     // The double is served by this test's runtime: run the CLI off it.
