@@ -9,6 +9,9 @@ Everything runs on loopback with one worker per proxy:
   authz    wrk GET /login -> par-sidecar -> origin 302 -> PAR over mTLS to a fast local AS
            double (benches/as_double.rs, checks the client certificate) -> rewritten 302,
            for PS256, ES256 and EdDSA
+  bare     wrk -> a bare pingora ProxyHttp (examples/bare_pingora.rs: the sidecar's ServerConf
+           knobs, nothing else) -> origin, next to the sidecar at 50 and 1,000 connections:
+           what the sidecar's own per-request work costs over pingora itself
   multi-AS sidecars configured with 1, 10 and 50 authorization servers (3 ASs in smoke mode),
            all served by the one AS double under distinct issuers https://127.0.0.1:PORT/bank-N:
            start time until /readyz lists every AS ready, RSS, and the pass-through and
@@ -16,7 +19,7 @@ Everything runs on loopback with one worker per proxy:
 Runs are interleaved (A B C A B C ...) and reported as medians and ratios. Proxy CPU per
 request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID/status.
 
-  python3 benches/load.py            # full run (~6-7 min), writes benches/results/latest.md
+  python3 benches/load.py            # full run (~8 min), writes benches/results/latest.md
   python3 benches/load.py --smoke    # seconds; proves the benchmark still works (CI)
   python3 benches/load.py --only-signing [--bin PATH] [--baseline-bin PATH] [--compare NAME=PATH ...]
                                      # only the PS256 section: logins/s at 8 connections vs
@@ -32,6 +35,9 @@ request comes from /proc/PID/stat (utime+stime) over the run; RSS from /proc/PID
   python3 benches/load.py --only-threads
                                      # sidecar --threads 1 and 2 against nginx with 1 and 2
                                      # worker processes, at 32 and 1,000 connections
+  python3 benches/load.py --only-bare [--rounds N] [--bin PATH] [--bare-bin PATH]
+                                     # only the sidecar vs bare pingora pass-through comparison
+                                     # (c50 and c1000), writes benches/results/bare-pingora.md
   python3 benches/load.py --only-heap-profile --bin PATH
                                      # the sidecar under heaptrack at 1,000 connections: the top
                                      # allocation sites at the heap's peak, heap vs RSS, heap
@@ -71,12 +77,19 @@ ONLY_THREADS = "--only-threads" in sys.argv
 ONLY_SIGNING = "--only-signing" in sys.argv
 ONLY_AUTHZ = "--only-authz" in sys.argv  # only the assertion pool on/off login comparison
 ONLY_HEAP_PROFILE = "--only-heap-profile" in sys.argv
+ONLY_BARE = "--only-bare" in sys.argv  # only the sidecar vs bare pingora pass-through section
 JEMALLOC_BIN = sys.argv[sys.argv.index("--jemalloc-bin") + 1] if "--jemalloc-bin" in sys.argv else None
 BASELINE_BIN = sys.argv[sys.argv.index("--baseline-bin") + 1] if "--baseline-bin" in sys.argv else None
 # --compare NAME=PATH (repeatable, --only-signing): more builds in the same interleaved rounds.
 COMPARE_BINS = dict(sys.argv[i + 1].split("=", 1) for i, a in enumerate(sys.argv) if a == "--compare")
 BIN_GIVEN = sys.argv[sys.argv.index("--bin") + 1] if "--bin" in sys.argv else None  # a prebuilt build to measure
 BIN = Path(BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/par-sidecar")
+# The bare pingora baseline (examples/bare_pingora.rs); --bare-bin: a prebuilt one.
+BARE_BIN_GIVEN = sys.argv[sys.argv.index("--bare-bin") + 1] if "--bare-bin" in sys.argv else None
+BARE_BIN = Path(BARE_BIN_GIVEN or Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release/examples/bare_pingora")
+BARE_CONNS = (50, 1000)
+BARE_MIN_RATIO = 0.95  # issue 18: the sidecar keeps >= 0.95x of bare pingora's req/s
+RUN_BARE = not (ONLY_FOOTPRINT or ONLY_THREADS or ONLY_SIGNING or ONLY_AUTHZ or ONLY_HEAP_PROFILE)
 LOAD_AT_START = 0.0
 procs = []
 
@@ -659,6 +672,72 @@ def threads_report(runs):
     return lines
 
 
+def bare_section(sidecar, origin_port):
+    """The sidecar against a bare pingora ProxyHttp with the same ServerConf knobs, both
+    `--threads 1`, both started once: a 1 s warm-up each, then ROUNDS interleaved rounds of
+    DURATION s at every BARE_CONNS (bare, sidecar; the next round sidecar, bare). Peak RSS is
+    VmHWM after all runs (the c1000 runs set it)."""
+    port = free_port()
+    bare = start("bare-pingora", [str(BARE_BIN), f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}", "1"])
+    wait_http(f"http://127.0.0.1:{port}/", ok=lambda s: s == 200)
+    sc, sc_port = sidecar("ES256", "sign-es256.pem", tag="-vs-bare")
+    targets = {"bare pingora": (f"http://127.0.0.1:{port}/", [bare.pid]),
+               "sidecar": (f"http://127.0.0.1:{sc_port}/", [sc.pid])}
+    for url, pids in targets.values():
+        wrk(url, pids, conns=BARE_CONNS[0], duration=1)
+    runs = {(name, c): [] for name in targets for c in BARE_CONNS}
+    for rnd in range(ROUNDS):
+        for c in BARE_CONNS:
+            for name in (list(targets) if rnd % 2 == 0 else list(reversed(targets))):
+                url, pids = targets[name]
+                runs[(name, c)].append(wrk(url, pids, conns=c))
+    hwm = {name: rss_kib(pids, "VmHWM") / 1024 for name, (_, pids) in targets.items()}
+    for p in (bare, sc):
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    return {"runs": runs, "hwm": hwm}
+
+
+def bare_report(b):
+    """The table of bare_section; ratios are sidecar / bare pingora, per round (adjacent runs)
+    and of the medians."""
+    runs = b["runs"]
+    lines = [
+        "",
+        "## Sidecar vs bare pingora (pass-through)",
+        "",
+        "The same origin behind `par-sidecar run --threads 1` (ES256 config, one AS) and behind "
+        "`examples/bare_pingora.rs`: a pingora `ProxyHttp` that only forwards, with the ServerConf knobs "
+        "of `src/ops/server.rs` (threads 1, `work_stealing: false`, upstream keepalive pool 1024, no read "
+        "buffer, grace 0 / 5 s, glibc malloc). Both started once, 1 s warm-up each, then "
+        f"{ROUNDS} interleaved round(s) of wrk -t1 for {DURATION} s at {' and '.join(f'-c{c}' for c in BARE_CONNS)}; "
+        "medians. CPU: utime+stime of the whole proxy process over the run, per request. Ratios are "
+        "sidecar / bare; `per round` is the range of the ratios of the two adjacent runs of each round. "
+        f"Target (issue 18): sidecar req/s >= {BARE_MIN_RATIO:.2f}x bare pingora at each connection count.",
+        "",
+        "| connections | bare req/s | sidecar req/s | req/s ratio | per round | bare CPU us/req | sidecar CPU us/req | CPU ratio | p99 ms bare / sidecar | non-2xx | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in BARE_CONNS:
+        a, s = runs[("bare pingora", c)], runs[("sidecar", c)]
+        ra, rs = median(a, "rps"), median(s, "rps")
+        ca, cs = median(a, "cpu_us_per_req"), median(s, "cpu_us_per_req")
+        per_round = [y["rps"] / x["rps"] for x, y in zip(a, s)]
+        errs = sum(r["errors"] for r in a + s)
+        lines.append(f"| {c} | {ra:.0f} | {rs:.0f} | {rs / ra:.2f} | {min(per_round):.2f}-{max(per_round):.2f} | "
+                     f"{ca:.1f} | {cs:.1f} | {cs / ca:.2f} | {median(a, 'p99_ms'):.2f} / {median(s, 'p99_ms'):.2f} | {errs} | "
+                     f"{'- (smoke)' if SMOKE else 'met' if rs / ra >= BARE_MIN_RATIO else 'NOT met'} |")
+    lines += ["", f"Peak RSS (VmHWM after all runs): bare pingora {b['hwm']['bare pingora']:.1f} MiB, "
+                  f"sidecar {b['hwm']['sidecar']:.1f} MiB."]
+    return lines
+
+
+def bare_smoke_errors(b):
+    """What a smoke run must not see: a failed or empty run of either proxy."""
+    return [f"bare section {name} c{c}: {r}" for (name, c), rows in b["runs"].items() for r in rows
+            if r["errors"] or r["rps"] <= 0]
+
+
 HEAP_SITES = 14
 
 
@@ -918,6 +997,10 @@ def main():
         sh("cargo", "build", "--release", "--locked", "--quiet", "--bin", "par-sidecar", cwd=ROOT)
     built = sh("cargo", "bench", "--bench", "as_double", "--no-run", "--message-format=json", cwd=ROOT)
     double_bin = [json.loads(l)["executable"] for l in built.splitlines() if '"executable":"' in l and "as_double" in l][-1]
+    if RUN_BARE and not BARE_BIN_GIVEN:
+        # After the AS double: its bench build has compiled the dev-dependencies an example
+        # build also needs, so this links the example and little else.
+        sh("cargo", "build", "--release", "--locked", "--quiet", "--example", "bare_pingora", cwd=ROOT)
     pki = sh("bash", str(ROOT / "tests/e2e/pki.sh"), str(WORK / "pki")).strip()
     (WORK / "nginx-tmp").mkdir()
     global LOAD_AT_START
@@ -987,6 +1070,12 @@ def main():
         return
     if ONLY_THREADS:
         return only("threads", threads_report(threads_section(sidecar, nginx, origin_port)))
+    if ONLY_BARE:
+        b = bare_section(sidecar, origin_port)
+        only("bare-pingora", bare_report(b))
+        if SMOKE and bare_smoke_errors(b):
+            raise SystemExit(f"bare pingora smoke run saw errors: {bare_smoke_errors(b)}")
+        return
     if ONLY_HEAP_PROFILE:
         return only("heap-profile", heap_profile_section(lambda: sidecar_cfg("ES256", "sign-es256.pem", tag="-heap")))
     if ONLY_FOOTPRINT:
@@ -1023,6 +1112,7 @@ def main():
         c1000[name] = {"rps": r["rps"], "hwm_kib": rss_kib(pids, "VmHWM"), "p99_ms": r["p99_ms"]}
     sc.send_signal(signal.SIGKILL)
     sc.wait()
+    bare = bare_section(sidecar, origin_port)
 
     # The authorize path, per algorithm.
     authz = {}
@@ -1085,6 +1175,7 @@ def main():
     ]
     for k, v in c1000.items():
         lines.append(f"| {k} | {v['rps']:.0f} | {v['p99_ms']:.2f} | {v['hwm_kib'] / 1024:.1f} |")
+    lines += bare_report(bare)
     d50 = median(redirect_direct, "p50_ms")
     d99 = median(redirect_direct, "p99_ms")
     c1_99 = median(redirect_direct_c1, "p99_ms")
@@ -1113,6 +1204,7 @@ def main():
     if SMOKE:
         bad = [k for k, v in errs.items() if v] + [a for a, v in authz.items() if v["errors"] or v["pars"] == 0]
         bad += [f"multi-AS {k}" for k, rows in multi["runs"].items() for r in rows if r["errors"]]
+        bad += bare_smoke_errors(bare)
         if not all(r["logins"] > 0 and not r["errors"] for r in signing["rows"]["now"]):
             bad.append(f"signing: {signing['rows']}")
         fl = fp["flood"]["new"]
