@@ -11,6 +11,7 @@ pub mod http_client;
 pub mod id_token;
 pub mod jarm;
 pub mod jose;
+pub mod jwe;
 pub mod keys;
 pub mod par;
 pub mod registry;
