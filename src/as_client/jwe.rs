@@ -426,7 +426,7 @@ pub fn concat_kdf(z: &[u8], alg_id: &str, apu: &[u8], apv: &[u8], key_len: usize
 /// AES key unwrap (RFC 3394): aws-lc-rs `key_wrap` for 128 and 256-bit KEKs; it has no
 /// AES-192 KEK, so that one runs the RFC 3394 §2.2.2 loop over single-block AES-ECB.
 pub fn aes_key_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>, JweError> {
-    if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
         return Err(JweError::Decrypt);
     }
     let mut out = vec![0u8; wrapped.len()];

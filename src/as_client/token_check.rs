@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
+use crate::as_client::jwe::{self, JweError};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
@@ -55,6 +56,10 @@ pub enum TokenResponseError {
     IdTokenMissing,
     /// A refresh response's ID token names another user than the refresh token was issued to.
     SubMismatch,
+    /// An encrypted ID token (JWE) that could not be decrypted: which rule it broke.
+    Jwe(JweError),
+    /// The decrypted ID token is not a compact JWS (a nested JWT must be signed).
+    JweInner,
 }
 
 impl TokenResponseError {
@@ -69,6 +74,8 @@ impl TokenResponseError {
             TokenResponseError::Jwks(_) => "jwks_unavailable",
             TokenResponseError::IdTokenMissing => "id_token_missing",
             TokenResponseError::SubMismatch => "sub_mismatch",
+            TokenResponseError::Jwe(e) => e.check(),
+            TokenResponseError::JweInner => "jwe_inner",
         }
     }
 
@@ -88,6 +95,13 @@ impl TokenResponseError {
             TokenResponseError::SubMismatch => {
                 "the refresh response's ID token names another sub than the one the refresh token was issued for".into()
             }
+            TokenResponseError::Jwe(e) => match e {
+                JweError::Malformed => "the encrypted ID token is not a well-formed compact JWE".into(),
+                JweError::Alg => "the encrypted ID token's alg/enc is not allowed, or it has zip or crit".into(),
+                JweError::Key => "no configured encryption key matches the encrypted ID token's kid and alg".into(),
+                JweError::Decrypt => "the encrypted ID token does not decrypt with the configured key".into(),
+            },
+            TokenResponseError::JweInner => "the decrypted ID token is not a signed JWT (compact JWS)".into(),
         }
     }
 }
@@ -114,15 +128,16 @@ fn check_shape(doc: &serde_json::Map<String, Value>, expect_dpop: bool) -> Resul
     Ok(())
 }
 
-/// Checks one 200 token response. On failure, also returns the tokens it carried so the
-/// caller can have them revoked.
+/// Checks one 200 token response. On success, returns the body the app must get instead
+/// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
+/// also returns the tokens it carried so the caller can have them revoked.
 pub async fn check(
     state: &SidecarState,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
     body: &[u8],
-) -> Result<(), (TokenResponseError, Vec<(String, &'static str)>)> {
+) -> Result<Option<Vec<u8>>, (TokenResponseError, Vec<(String, &'static str)>)> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return Err((TokenResponseError::NotJson, Vec::new()));
     };
@@ -139,15 +154,22 @@ pub async fn check(
         return fail(e);
     }
     // Present but not a JWT string (`123`, `{}`, `""`): refused, never handed on.
+    let mut inner = None;
     let sub = match doc.get("id_token") {
         None if matches!(grant, Grant::Code(rec) if openid_login(rec, &doc)) => {
             return fail(TokenResponseError::IdTokenMissing)
         }
         None => None,
-        Some(Value::String(s)) if !s.is_empty() => match verified_sub(state, client, md, grant, s).await {
-            Ok(sub) => Some(sub),
-            Err(e) => return fail(e),
-        },
+        Some(Value::String(s)) if !s.is_empty() => {
+            inner = match decrypted_id_token(client, s) {
+                Ok(inner) => inner,
+                Err(e) => return fail(e),
+            };
+            match verified_sub(state, client, md, grant, inner.as_deref().unwrap_or(s)).await {
+                Ok(sub) => Some(sub),
+                Err(e) => return fail(e),
+            }
+        }
         Some(_) => {
             return fail(TokenResponseError::IdToken(id_token::IdTokenError {
                 check: id_token::IdTokenCheck::Malformed,
@@ -162,9 +184,34 @@ pub async fn check(
         text("refresh_token"),
         sub.as_deref(),
     ) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(inner.map(|jws| with_id_token(doc, jws))),
         Err(e) => fail(e),
     }
+}
+
+/// An ID token that is a JWE (five parts) when this AS has encryption keys: decrypted with
+/// the key its `kid` names, and the inner JWS returned for the usual checks. `None`: not
+/// encrypted, or no key configured (then a JWE fails the JWS checks as `malformed`).
+fn decrypted_id_token(client: &AsClient, token: &str) -> Result<Option<String>, TokenResponseError> {
+    if !jwe::is_compact_jwe(token) {
+        return Ok(None);
+    }
+    let keys = client.keys.load().decryption_keys();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let plaintext = jwe::decrypt(token, &keys).map_err(TokenResponseError::Jwe)?;
+    let inner = String::from_utf8(plaintext)
+        .ok()
+        .filter(|s| s.split('.').count() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .ok_or(TokenResponseError::JweInner)?;
+    Ok(Some(inner))
+}
+
+/// The token response with `id_token` replaced: a legacy app knows no JWE.
+fn with_id_token(mut doc: serde_json::Map<String, Value>, jws: String) -> Vec<u8> {
+    doc.insert("id_token".into(), Value::String(jws));
+    serde_json::to_vec(&Value::Object(doc)).unwrap_or_default()
 }
 
 /// An OpenID login: the token response grants `openid`, or the login pushed a `nonce` (an

@@ -64,10 +64,14 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 "egress call"
             );
             if r == Route::Token && (200..300).contains(&resp.status) {
-                if let Err(refused) = check_token_response(state, client, c.md, c.grant, &resp.body, iid).await {
-                    return refused;
-                }
+                let replaced = match check_token_response(state, client, c.md, c.grant, &resp.body, iid).await {
+                    Ok(replaced) => replaced,
+                    Err(refused) => return refused,
+                };
                 let mut resp = resp;
+                if let Some(body) = replaced {
+                    resp.body = body.into();
+                }
                 resp.body = dpop_call::token_type_for_app(client, resp.body);
                 return pass_back(resp);
             }
@@ -116,13 +120,13 @@ async fn check_token_response(
     grant: Grant<'_>,
     body: &[u8],
     iid: &str,
-) -> Result<(), EgressResponse> {
+) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
     let checks = &state.metrics.token_checks;
     match token_check::check(state, client, md, grant, body).await {
-        Ok(()) => {
+        Ok(replaced) => {
             checks.with_label_values(&[name, grant.label(), "valid"]).inc();
-            Ok(())
+            Ok(replaced)
         }
         Err((e, issued)) => {
             checks.with_label_values(&[name, grant.label(), e.label()]).inc();
