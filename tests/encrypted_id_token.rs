@@ -309,3 +309,35 @@ async fn without_an_encryption_key_a_jwe_is_malformed_as_before() {
     let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &to, json!({}));
     refused_as(&s.exchange(1, &t).await, "malformed");
 }
+
+#[tokio::test]
+async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() {
+    // No explicit kid: the thumbprint names each key, so the rotation changes the kid.
+    let s = stack("  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW }").await;
+    let old = s.enc_jwk();
+    let pki = s.state.settings.authorization_servers[0].client.encryption_keys[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let new = s.enc_jwk();
+    assert_ne!(new["kid"], old["kid"]);
+    let published = s.state.public_jwks();
+    assert!(!published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == old["kid"]));
+    // The AS still encrypts to its cached copy of the old key: accepted in the grace period.
+    let inner = s.id_token("alice", Some("n-1"));
+    assert_eq!(
+        s.exchange(1, &encrypt(inner.as_bytes(), &old, json!({}))).await.status,
+        200
+    );
+    assert_eq!(
+        s.exchange(2, &encrypt(inner.as_bytes(), &new, json!({}))).await.status,
+        200
+    );
+}

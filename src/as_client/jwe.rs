@@ -308,11 +308,22 @@ pub fn decrypt(token: &str, keys: &[impl AsRef<DecryptionKey>]) -> Result<Vec<u8
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(JweError::Malformed)?;
     let (alg, enc) = header_algs(&header)?;
-    let key = select_key(&header, alg, keys)?;
+    let candidates = select_keys(&header, alg, keys)?;
     let dec = |s: &str| B64.decode(s).map_err(|_| JweError::Malformed);
     let (ek, iv, ct, tag) = (dec(ek64)?, dec(iv64)?, dec(ct64)?, dec(tag64)?);
-    let cek = key.content_key(&header, enc, &ek)?;
-    decrypt_content(enc, &cek, h64.as_bytes(), &iv, ct, &tag)
+    // Several keys under one kid only across a rotation (a new file under an unchanged
+    // kid, the old one kept for its grace period): the first that decrypts wins.
+    let mut last = JweError::Decrypt;
+    for key in candidates {
+        let result = key
+            .content_key(&header, enc, &ek)
+            .and_then(|cek| decrypt_content(enc, &cek, h64.as_bytes(), &iv, ct.clone(), &tag));
+        match result {
+            Ok(p) => return Ok(p),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// `alg`, `enc`, and the header rules: no `zip`, no `crit` (no extension is understood).
@@ -328,26 +339,30 @@ fn header_algs(header: &Map<String, Value>) -> Result<(KeyAlg, Enc), JweError> {
     Ok((alg, enc))
 }
 
-fn select_key<'k, K: AsRef<DecryptionKey>>(
+/// With a `kid`: the keys under it configured for this `alg`; without one, the only key
+/// for this `alg` (never a guess among several).
+fn select_keys<'k, K: AsRef<DecryptionKey>>(
     header: &Map<String, Value>,
     alg: KeyAlg,
     keys: &'k [K],
-) -> Result<&'k DecryptionKey, JweError> {
-    match header.get("kid") {
-        Some(Value::String(kid)) => keys
-            .iter()
-            .map(AsRef::as_ref)
-            .find(|k| k.kid == *kid && k.alg == alg)
-            .ok_or(JweError::Key),
-        Some(_) => Err(JweError::Malformed),
+) -> Result<Vec<&'k DecryptionKey>, JweError> {
+    let for_alg = keys.iter().map(AsRef::as_ref).filter(|k| k.alg == alg);
+    let found: Vec<&DecryptionKey> = match header.get("kid") {
+        Some(Value::String(kid)) => for_alg.filter(|k| k.kid == *kid).collect(),
+        Some(_) => return Err(JweError::Malformed),
         None => {
-            let mut fit = keys.iter().map(AsRef::as_ref).filter(|k| k.alg == alg);
-            match (fit.next(), fit.next()) {
-                (Some(k), None) => Ok(k),
-                _ => Err(JweError::Key),
+            let all: Vec<_> = for_alg.collect();
+            if all.len() == 1 {
+                all
+            } else {
+                Vec::new()
             }
         }
+    };
+    if found.is_empty() {
+        return Err(JweError::Key);
     }
+    Ok(found)
 }
 
 fn b64_member(header: &Map<String, Value>, name: &str) -> Result<Vec<u8>, JweError> {

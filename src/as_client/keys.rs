@@ -207,14 +207,15 @@ impl KeySet {
     }
 }
 
-/// The keys `current` could decrypt with that the new list lacks (by kid and alg), stamped
+/// The keys `current` could decrypt with that the new list lacks, stamped
 /// now, plus the still-fresh ones it already carried.
 fn previous_encryption_keys(
     current: Option<&KeySet>,
     new: &[Arc<DecryptionKey>],
 ) -> Vec<(Arc<DecryptionKey>, std::time::Instant)> {
     let Some(c) = current else { return Vec::new() };
-    let kept = |k: &DecryptionKey| new.iter().any(|n| n.kid() == k.kid() && n.alg() == k.alg());
+    // Same public key and alg: the same key (a new file under an unchanged `kid` is not).
+    let kept = |k: &DecryptionKey| new.iter().any(|n| n.public_jwk() == k.public_jwk());
     let now = std::time::Instant::now();
     let dropped = c.encryption.iter().filter(|k| !kept(k)).map(|k| (k.clone(), now));
     let carried = c

@@ -326,3 +326,25 @@ fn public_jwk_is_an_enc_key_with_alg_and_kid() {
     assert!(DecryptionKey::from_der(&der, KeyAlg::EcdhEs, None).is_err());
     assert!(KeyAlg::parse("RSA1_5").is_none() && KeyAlg::parse("dir").is_none());
 }
+
+#[test]
+fn a_rotated_key_under_the_same_kid_still_decrypts_while_kept() {
+    let v = node_vectors();
+    let t = sample(&v, "p256", "ECDH-ES+A256KW", "A128CBC-HS256");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let fresh = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let new = Arc::new(DecryptionKey::from_der(fresh.as_ref(), KeyAlg::EcdhEsA256Kw, Some("p256".into())).unwrap());
+    let old = v
+        .keys
+        .iter()
+        .find(|k| k.kid() == "p256" && k.alg() == KeyAlg::EcdhEsA256Kw)
+        .unwrap()
+        .clone();
+    // New key first (as KeySet::decryption_keys lists it), the old one after: still decrypts.
+    assert_eq!(decrypt(&t, &[new.clone(), old]).unwrap(), v.plaintext.as_bytes());
+    assert_eq!(decrypt(&t, &[new]), Err(JweError::Decrypt));
+}
