@@ -292,6 +292,30 @@ async fn every_jwe_refusal_names_its_check() {
 }
 
 #[tokio::test]
+async fn an_alg_the_as_metadata_does_not_list_is_refused() {
+    let s = stack(ONE_KEY).await;
+    s.double.metadata_overrides.lock().unwrap().insert(
+        "id_token_encryption_alg_values_supported".into(),
+        json!(["ECDH-ES", "RSA-OAEP-256"]),
+    );
+    for c in &s.state.registry.clients {
+        assert!(par_sidecar::ops::background::refresh_once(&s.state, c).await);
+    }
+    let enc = s.enc_jwk();
+    let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    refused_as(&s.exchange(1, &t).await, "jwe_alg");
+    s.double.metadata_overrides.lock().unwrap().insert(
+        "id_token_encryption_alg_values_supported".into(),
+        json!(["ECDH-ES+A256KW"]),
+    );
+    for c in &s.state.registry.clients {
+        assert!(par_sidecar::ops::background::refresh_once(&s.state, c).await);
+    }
+    let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    assert_eq!(s.exchange(2, &t).await.status, 200);
+}
+
+#[tokio::test]
 async fn without_an_encryption_key_a_jwe_is_malformed_as_before() {
     let s = stack("").await;
     assert!(s.state.public_jwks()["keys"]

@@ -326,6 +326,18 @@ pub fn decrypt(token: &str, keys: &[impl AsRef<DecryptionKey>]) -> Result<Vec<u8
     Err(last)
 }
 
+/// The `alg` and `enc` of a compact JWE, with the header rules applied (no key is used): for
+/// comparing with what the AS's metadata says it encrypts with.
+pub fn peek_algs(token: &str) -> Result<(KeyAlg, Enc), JweError> {
+    let h64 = token.split('.').next().unwrap_or_default();
+    let header: Map<String, Value> = B64
+        .decode(h64)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(JweError::Malformed)?;
+    header_algs(&header)
+}
+
 /// `alg`, `enc`, and the header rules: no `zip`, no `crit` (no extension is understood).
 fn header_algs(header: &Map<String, Value>) -> Result<(KeyAlg, Enc), JweError> {
     let alg = header.get("alg").and_then(Value::as_str).and_then(KeyAlg::parse);

@@ -161,7 +161,7 @@ pub async fn check(
         }
         None => None,
         Some(Value::String(s)) if !s.is_empty() => {
-            inner = match decrypted_id_token(client, s) {
+            inner = match decrypted_id_token(client, md, s) {
                 Ok(inner) => inner,
                 Err(e) => return fail(e),
             };
@@ -192,13 +192,29 @@ pub async fn check(
 /// An ID token that is a JWE (five parts) when this AS has encryption keys: decrypted with
 /// the key its `kid` names, and the inner JWS returned for the usual checks. `None`: not
 /// encrypted, or no key configured (then a JWE fails the JWS checks as `malformed`).
-fn decrypted_id_token(client: &AsClient, token: &str) -> Result<Option<String>, TokenResponseError> {
+/// An AS whose metadata lists `id_token_encryption_{alg,enc}_values_supported` must have used
+/// one of those (`jwe_alg`); metadata without the lists does not restrict.
+fn decrypted_id_token(
+    client: &AsClient,
+    md: &ProviderMetadata,
+    token: &str,
+) -> Result<Option<String>, TokenResponseError> {
     if !jwe::is_compact_jwe(token) {
         return Ok(None);
     }
     let keys = client.keys.load().decryption_keys();
     if keys.is_empty() {
         return Ok(None);
+    }
+    let (alg, enc) = jwe::peek_algs(token).map_err(TokenResponseError::Jwe)?;
+    let listed = |field: &str, value: &str| match md.document.get(field) {
+        Some(Value::Array(v)) => v.iter().any(|x| x.as_str() == Some(value)),
+        _ => true,
+    };
+    if !listed("id_token_encryption_alg_values_supported", alg.as_str())
+        || !listed("id_token_encryption_enc_values_supported", enc.as_str())
+    {
+        return Err(TokenResponseError::Jwe(JweError::Alg));
     }
     let plaintext = jwe::decrypt(token, &keys).map_err(TokenResponseError::Jwe)?;
     let inner = String::from_utf8(plaintext)

@@ -198,6 +198,8 @@ fn forbidden_algs_zip_and_crit_are_refused_before_any_key_use() {
         });
         assert_eq!(decrypt(&bad, &v.keys), Err(JweError::Alg), "{name}={val}");
     }
+    assert_eq!(peek_algs(&t), Ok((KeyAlg::EcdhEsA256Kw, Enc::A256Gcm)));
+    assert_eq!(peek_algs("x.a.b.c.d"), Err(JweError::Malformed));
     let no_enc = replace_header(&t, |h| {
         h.remove("enc");
     });
