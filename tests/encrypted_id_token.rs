@@ -365,3 +365,122 @@ async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() 
         200
     );
 }
+
+impl Stack {
+    /// The AS's userinfo endpoint answers `body` as `application/jwt`.
+    async fn userinfo(&self, body: &str) -> EgressResponse {
+        let ep = format!("{}/userinfo", self.double.issuer);
+        self.double
+            .metadata_overrides
+            .lock()
+            .unwrap()
+            .insert("userinfo_endpoint".into(), json!(ep));
+        for c in &self.state.registry.clients {
+            assert!(par_sidecar::ops::background::refresh_once(&self.state, c).await);
+        }
+        self.double.replies.lock().unwrap().insert(
+            "/userinfo".into(),
+            (
+                200,
+                vec![("content-type".into(), "application/jwt".into())],
+                body.into(),
+            ),
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer at-1".parse().unwrap());
+        let req = par_sidecar::egress::EgressRequest {
+            method: http::Method::GET,
+            path: "/userinfo".into(),
+            query: None,
+            headers,
+            body: bytes::Bytes::new(),
+        };
+        egress::handle(&self.state, req).await
+    }
+
+    fn signed(&self, claims: Value) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("as-1".into());
+        jsonwebtoken::encode(&h, &claims, &self.key).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_jwt_userinfo_reaches_the_app_as_verified_json_claims() {
+    let s = stack(ONE_KEY).await;
+    let claims = json!({"sub": "alice", "iss": s.double.issuer, "aud": "legacy-app", "name": "Alice"});
+    let r = s.userinfo(&s.signed(claims.clone())).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ct = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(ct, Some("application/json"));
+    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), claims);
+    // Signed then encrypted to our key (Myinfo): the same claims.
+    let enc = s.enc_jwk();
+    let r = s
+        .userinfo(&encrypt(s.signed(claims.clone()).as_bytes(), &enc, json!({})))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), claims);
+}
+
+#[tokio::test]
+async fn every_userinfo_jwt_refusal_names_its_check() {
+    let s = stack(ONE_KEY).await;
+    let iss = s.double.issuer.clone();
+    let refused = |r: &EgressResponse, check: &str| {
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (r.status, v["error"].as_str()),
+            (502, Some("invalid_token_response")),
+            "{v}"
+        );
+        assert!(
+            v["error_description"].as_str().unwrap().contains(&format!("`{check}`")),
+            "{v}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("alice"),
+            "no claim reaches the app"
+        );
+    };
+    refused(
+        &s.userinfo(&s.signed(json!({"sub": "alice", "iss": "https://evil.example"})))
+            .await,
+        "userinfo_iss",
+    );
+    refused(
+        &s.userinfo(&s.signed(json!({"sub": "alice", "iss": iss, "aud": "other"})))
+            .await,
+        "userinfo_aud",
+    );
+    // Signed by a key the AS does not publish, under the AS's kid.
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let forged_key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("as-1".into());
+    let forged = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &forged_key).unwrap();
+    refused(&s.userinfo(&forged).await, "userinfo_signature");
+    let none = format!(
+        "{}.{}.",
+        B64.encode(r#"{"alg":"none"}"#),
+        B64.encode(r#"{"sub":"alice"}"#)
+    );
+    refused(&s.userinfo(&none).await, "userinfo_malformed");
+    refused(&s.userinfo("not a jwt").await, "userinfo_malformed");
+    let enc = s.enc_jwk();
+    let t = encrypt(
+        s.signed(json!({"sub": "alice"})).as_bytes(),
+        &enc,
+        json!({"kid": "nobody"}),
+    );
+    refused(&s.userinfo(&t).await, "jwe_key");
+    // Encrypted but not signed inside: refused (a nested JWT must be signed).
+    refused(
+        &s.userinfo(&encrypt(br#"{"sub":"alice"}"#, &enc, json!({}))).await,
+        "userinfo_malformed",
+    );
+}

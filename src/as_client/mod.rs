@@ -18,3 +18,4 @@ pub mod registry;
 pub mod request_object;
 pub mod signing_pool;
 pub mod token_check;
+pub mod userinfo_jwt;

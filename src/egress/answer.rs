@@ -13,6 +13,7 @@ use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
 use crate::as_client::par::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::{self, Grant};
+use crate::as_client::userinfo_jwt;
 use crate::state::SidecarState;
 
 /// One egress call that reached the AS (or failed to), for [`answer`].
@@ -74,6 +75,9 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 }
                 resp.body = dpop_call::token_type_for_app(client, resp.body);
                 return pass_back(resp);
+            }
+            if r == Route::Userinfo && resp.status == 200 && userinfo_jwt::is_jwt(&resp.headers) {
+                return userinfo_as_json(c, resp).await;
             }
             pass_back(resp)
         }
@@ -140,6 +144,38 @@ async fn check_token_response(
                     e.label()
                 ),
             ))
+        }
+    }
+}
+
+/// A JWT userinfo response (signed, or signed then encrypted) verified and handed to the app
+/// as JSON claims; refused as `invalid_token_response` naming the check, the JWT never logged.
+async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse {
+    let (state, client, iid) = (c.state, c.client, c.iid);
+    let name = client.name();
+    let checks = &state.metrics.token_checks;
+    match userinfo_jwt::claims_json(state, client, c.md, &resp.body).await {
+        Ok(json) => {
+            checks.with_label_values(&[name, "userinfo", "valid"]).inc();
+            resp.body = json.into();
+            resp.headers.remove(http::header::CONTENT_LENGTH);
+            resp.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            pass_back(resp)
+        }
+        Err(e) => {
+            checks.with_label_values(&[name, "userinfo", e.label()]).inc();
+            warn!(interaction_id = %iid, r#as = name, check = e.label(), "userinfo JWT refused; the app gets an error, not the claims");
+            oauth_error(
+                502,
+                "invalid_token_response",
+                format!(
+                    "par-sidecar refused the userinfo response of `{name}`: check `{}` failed; interaction id {iid}",
+                    e.label()
+                ),
+            )
         }
     }
 }

@@ -168,6 +168,8 @@ const provider = new Provider(cfg.issuer, {
     ...(cfg.encryption ? {
       idTokenEncryptionAlgValues: [cfg.encryption.alg],
       idTokenEncryptionEncValues: [cfg.encryption.enc],
+      userinfoEncryptionAlgValues: [cfg.encryption.alg],
+      userinfoEncryptionEncValues: [cfg.encryption.enc],
     } : {}),
   },
   features: {
@@ -180,6 +182,8 @@ const provider = new Provider(cfg.issuer, {
     userinfo: { enabled: true },
     devInteractions: { enabled: true },
     ...(cfg.encryption ? { encryption: { enabled: true } } : {}),
+    // cfg.jwtUserinfo: userinfo as a JWT for clients registered with userinfo_signed_response_alg.
+    ...(cfg.jwtUserinfo ? { jwtUserinfo: { enabled: true } } : {}),
     // cfg.dpop: DPoP-bound tokens for clients registered with dpop_bound_access_tokens;
     // { nonce: true } makes every proof carry a server nonce (use_dpop_nonce challenges).
     ...(cfg.dpop ? {
@@ -263,6 +267,9 @@ provider.use(async (ctx, next) => {
       dpop_proof: ctx.get('dpop') || undefined,
       www_authenticate: ctx.response.get('www-authenticate') || undefined,
       error_detail: ctx.state.errorDetail,
+      content_type: ctx.response.get('content-type') || undefined,
+      // Parts of a JWT userinfo body (3 signed, 5 encrypted).
+      body_parts: typeof ctx.body === 'string' ? ctx.body.split('.').length : undefined,
     });
   }
 });

@@ -82,3 +82,33 @@ describe('encrypted ID token, direct key agreement (ECDH-ES / A128CBC-HS256)', (
     assert.deepEqual([tok.id_token_parts, tok.id_token_header.alg, tok.id_token_header.enc], [5, 'ECDH-ES', 'A128CBC-HS256']);
   });
 });
+
+describe('userinfo as a JWT, signed then encrypted (Myinfo-like)', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', encryptIdToken: { ...ENC, userinfo: 'encrypted' } }); });
+  after(async () => { await s?.stop(); });
+
+  test('the app asked for JSON and gets the verified claims as JSON', async () => {
+    const page = await fullLogin(s, 'carol');
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">carol<\/p>/, 'the legacy app parsed JSON userinfo');
+    const me = (await s.events()).filter((e) => e.path === '/me' && e.status === 200).pop();
+    assert.match(me.content_type, /^application\/jwt/);
+    assert.equal(me.body_parts, 5, 'the AS really sent an encrypted JWT');
+    assert.equal(metricValue(await s.metrics(), 'par_sidecar_token_response_checks_total', { grant: 'userinfo', outcome: 'valid' }), 1);
+  });
+});
+
+describe('userinfo as a signed JWT', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', encryptIdToken: { ...ENC, userinfo: 'signed' } }); });
+  after(async () => { await s?.stop(); });
+
+  test('verified and handed over as JSON', async () => {
+    const page = await fullLogin(s, 'dave');
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">dave<\/p>/);
+    const me = (await s.events()).filter((e) => e.path === '/me' && e.status === 200).pop();
+    assert.equal(me.body_parts, 3);
+  });
+});

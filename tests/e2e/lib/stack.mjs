@@ -190,7 +190,8 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp },
  *         encryptIdToken: { alg, enc, wrongKey } (the AS encrypts ID tokens to the sidecar's EC
  *           P-256 encryption key, made with openssl; wrongKey: registered under the same kid is
- *           another key's public part, so the AS encrypts to a key the sidecar does not hold) }
+ *           another key's public part, so the AS encrypts to a key the sidecar does not hold;
+ *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted) }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -247,6 +248,11 @@ export async function startStack(opts = {}) {
       ...(opts.encryptIdToken ? {
         id_token_encrypted_response_alg: opts.encryptIdToken.alg,
         id_token_encrypted_response_enc: opts.encryptIdToken.enc,
+        ...(opts.encryptIdToken.userinfo ? { userinfo_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256' } : {}),
+        ...(opts.encryptIdToken.userinfo === 'encrypted' ? {
+          userinfo_encrypted_response_alg: opts.encryptIdToken.alg,
+          userinfo_encrypted_response_enc: opts.encryptIdToken.enc,
+        } : {}),
       } : {}),
       ...(opts.clientOverrides || {}),
     },
@@ -259,6 +265,7 @@ export async function startStack(opts = {}) {
     requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
     dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
     encryption: opts.encryptIdToken ? { alg: opts.encryptIdToken.alg, enc: opts.encryptIdToken.enc } : undefined,
+    jwtUserinfo: !!opts.encryptIdToken?.userinfo,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
   });
   const procs = [];
