@@ -350,3 +350,36 @@ fn a_rotated_key_under_the_same_kid_still_decrypts_while_kept() {
     assert_eq!(decrypt(&t, &[new.clone(), old]).unwrap(), v.plaintext.as_bytes());
     assert_eq!(decrypt(&t, &[new]), Err(JweError::Decrypt));
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary text, arbitrary five-part tokens and single-byte corruptions of a good
+        /// token never panic and never decrypt.
+        #[test]
+        fn garbage_never_panics_or_decrypts(
+            s in "\\PC{0,300}",
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 5),
+            pick in any::<proptest::sample::Index>(),
+            pos in any::<proptest::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let v = node_vectors();
+            prop_assert!(decrypt(&s, &v.keys).is_err());
+            let t: Vec<String> = parts.iter().map(|p| B64.encode(p)).collect();
+            prop_assert!(decrypt(&t.join("."), &v.keys).is_err());
+            let good = &v.tokens[pick.index(v.tokens.len())].3;
+            let mut bad = good.clone().into_bytes();
+            let i = pos.index(bad.len());
+            prop_assume!(bad[i] != byte);
+            bad[i] = byte;
+            if let Ok(bad) = String::from_utf8(bad) {
+                prop_assert!(decrypt(&bad, &v.keys).is_err());
+            }
+        }
+    }
+}
