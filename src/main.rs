@@ -226,6 +226,10 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
             ),
             None => println!("  sender binding:  mTLS (certificate-bound tokens)"),
         }
+        for k in &keys.encryption {
+            // Register this public key (from `par-sidecar jwks`) at the AS for ID token encryption.
+            println!("  encryption key:  kid={} alg={} use=enc", k.kid(), k.alg().as_str());
+        }
         for w in &keys.warnings {
             println!("  warning:         {w}");
         }

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::as_client::jose::SigningKey;
-use crate::config::{ClientSettings, SigningKeyRef};
+use crate::as_client::jwe::DecryptionKey;
+use crate::config::{ClientSettings, EncryptionKeyRef, SigningKeyRef};
 
 #[derive(Debug, Error)]
 pub enum KeyLoadError {
@@ -67,9 +68,19 @@ pub struct KeySet {
     /// The DPoP key before the last rotation, and when it was replaced: tokens issued to it
     /// stay usable through the egress listener while they may still be alive.
     pub dpop_previous: Option<(Arc<SigningKey>, std::time::Instant)>,
+    /// JWE decryption keys (`client.encryption_key(s)`), published with `use: enc`.
+    pub encryption: Vec<Arc<DecryptionKey>>,
+    /// Encryption keys dropped from the config by a reload, and when: they still decrypt
+    /// for [`ENCRYPTION_KEY_GRACE`] (an AS may encrypt to its cached copy of our JWKS), but
+    /// are no longer published.
+    pub encryption_previous: Vec<(Arc<DecryptionKey>, std::time::Instant)>,
     /// Human-readable warnings (e.g. loose file permissions) for logs and check-config.
     pub warnings: Vec<String>,
 }
+
+/// How long a removed encryption key keeps decrypting after a reload: a day covers an AS
+/// that refreshes a client JWKS daily (and any token encrypted before the rotation).
+pub const ENCRYPTION_KEY_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl KeySet {
     pub fn load(settings: &ClientSettings) -> Result<KeySet, KeyLoadError> {
@@ -92,12 +103,24 @@ impl KeySet {
             }
             None => None,
         };
+        let mut encryption = Vec::new();
+        for k in &settings.encryption_keys {
+            warnings.extend(permission_warning(&k.path));
+            encryption.push(Arc::new(load_encryption_key(k)?));
+        }
+        let encryption_previous = previous_encryption_keys(current, &encryption);
         let mut kids = std::collections::HashSet::new();
-        for k in signing.iter().chain(request_object.iter()) {
-            if !kids.insert(k.kid().to_string()) {
+        let enc_kids = encryption.iter().map(|k| k.kid());
+        for k in signing
+            .iter()
+            .chain(request_object.iter())
+            .map(|k| k.kid())
+            .chain(enc_kids)
+        {
+            if !kids.insert(k.to_string()) {
                 return Err(file_err(
                     &settings.signing_keys[0].path,
-                    format!("duplicate kid `{}` among signing keys (CR-4)", k.kid()),
+                    format!("duplicate kid `{k}` among signing and encryption keys (CR-4)"),
                 ));
             }
         }
@@ -144,6 +167,8 @@ impl KeySet {
             dpop,
             dpop_generated,
             dpop_previous,
+            encryption,
+            encryption_previous,
             warnings,
         })
     }
@@ -162,10 +187,43 @@ impl KeySet {
         self.signing.iter().chain(self.request_object.iter())
     }
 
-    /// The public JWKS to register at the AS (or serve at `/jwks.json`).
+    /// The public JWKS to register at the AS (or serve at `/jwks.json`): signing keys, then
+    /// encryption keys (`use: enc`).
     pub fn public_jwks(&self) -> Value {
-        json!({ "keys": self.published().map(|k| k.public_jwk().clone()).collect::<Vec<_>>() })
+        let sig = self.published().map(|k| k.public_jwk().clone());
+        let enc = self.encryption.iter().map(|k| k.public_jwk().clone());
+        json!({ "keys": sig.chain(enc).collect::<Vec<_>>() })
     }
+
+    /// Every key that may decrypt a JWE now: the configured ones, then those a reload
+    /// removed less than [`ENCRYPTION_KEY_GRACE`] ago.
+    pub fn decryption_keys(&self) -> Vec<Arc<DecryptionKey>> {
+        let live = self
+            .encryption_previous
+            .iter()
+            .filter(|(_, at)| at.elapsed() < ENCRYPTION_KEY_GRACE)
+            .map(|(k, _)| k.clone());
+        self.encryption.iter().cloned().chain(live).collect()
+    }
+}
+
+/// The keys `current` could decrypt with that the new list lacks, stamped
+/// now, plus the still-fresh ones it already carried.
+fn previous_encryption_keys(
+    current: Option<&KeySet>,
+    new: &[Arc<DecryptionKey>],
+) -> Vec<(Arc<DecryptionKey>, std::time::Instant)> {
+    let Some(c) = current else { return Vec::new() };
+    // Same public key and alg: the same key (a new file under an unchanged `kid` is not).
+    let kept = |k: &DecryptionKey| new.iter().any(|n| n.public_jwk() == k.public_jwk());
+    let now = std::time::Instant::now();
+    let dropped = c.encryption.iter().filter(|k| !kept(k)).map(|k| (k.clone(), now));
+    let carried = c
+        .encryption_previous
+        .iter()
+        .filter(|(k, at)| at.elapsed() < ENCRYPTION_KEY_GRACE && !kept(k))
+        .cloned();
+    dropped.chain(carried).collect()
 }
 
 /// The union of several key sets' public keys, each kid once (the same key files shared
@@ -175,7 +233,12 @@ pub fn union_jwks<'a>(sets: impl Iterator<Item = &'a KeySet>) -> Value {
     let mut keys = Vec::new();
     for set in sets {
         for k in set.published() {
-            if seen.insert(k.kid().to_string()) {
+            if seen.insert((k.kid().to_string(), "sig")) {
+                keys.push(k.public_jwk().clone());
+            }
+        }
+        for k in &set.encryption {
+            if seen.insert((k.kid().to_string(), "enc")) {
                 keys.push(k.public_jwk().clone());
             }
         }
@@ -193,6 +256,11 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, KeyLoadError>
 fn load_signing_key(k: &SigningKeyRef) -> Result<SigningKey, KeyLoadError> {
     let der = read_private_key(&k.path)?;
     SigningKey::from_der(der.secret_der(), k.alg, k.kid.clone()).map_err(|e| file_err(&k.path, e.to_string()))
+}
+
+fn load_encryption_key(k: &EncryptionKeyRef) -> Result<DecryptionKey, KeyLoadError> {
+    let der = read_private_key(&k.path)?;
+    DecryptionKey::from_der(der.secret_der(), k.alg, k.kid.clone()).map_err(|e| file_err(&k.path, e.to_string()))
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyLoadError> {

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
+use crate::as_client::jwe::{self, JweError};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
@@ -59,6 +60,10 @@ pub enum TokenResponseError {
     SubMismatch,
     /// The ID token lacks a claim value the login requested in `claims` (the claim's name).
     ClaimValue(String),
+    /// An encrypted ID token (JWE) that could not be decrypted: which rule it broke.
+    Jwe(JweError),
+    /// The decrypted ID token is not a compact JWS (a nested JWT must be signed).
+    JweInner,
 }
 
 impl TokenResponseError {
@@ -74,6 +79,8 @@ impl TokenResponseError {
             TokenResponseError::IdTokenMissing => "id_token_missing",
             TokenResponseError::SubMismatch => "sub_mismatch",
             TokenResponseError::ClaimValue(_) => "claim_value",
+            TokenResponseError::Jwe(e) => e.check(),
+            TokenResponseError::JweInner => "jwe_inner",
         }
     }
 
@@ -96,6 +103,13 @@ impl TokenResponseError {
             TokenResponseError::ClaimValue(name) => {
                 format!("the ID token does not carry the value requested in claims for {name}")
             }
+            TokenResponseError::Jwe(e) => match e {
+                JweError::Malformed => "the encrypted ID token is not a well-formed compact JWE".into(),
+                JweError::Alg => "the encrypted ID token's alg/enc is not allowed, or it has zip or crit".into(),
+                JweError::Key => "no configured encryption key matches the encrypted ID token's kid and alg".into(),
+                JweError::Decrypt => "the encrypted ID token does not decrypt with the configured key".into(),
+            },
+            TokenResponseError::JweInner => "the decrypted ID token is not a signed JWT (compact JWS)".into(),
         }
     }
 }
@@ -122,15 +136,16 @@ fn check_shape(doc: &serde_json::Map<String, Value>, expect_dpop: bool) -> Resul
     Ok(())
 }
 
-/// Checks one 200 token response. On failure, also returns the tokens it carried so the
-/// caller can have them revoked.
+/// Checks one 200 token response. On success, returns the body the app must get instead
+/// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
+/// also returns the tokens it carried so the caller can have them revoked.
 pub async fn check(
     state: &SidecarState,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
     body: &[u8],
-) -> Result<(), (TokenResponseError, Vec<(String, &'static str)>)> {
+) -> Result<Option<Vec<u8>>, (TokenResponseError, Vec<(String, &'static str)>)> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return Err((TokenResponseError::NotJson, Vec::new()));
     };
@@ -147,15 +162,22 @@ pub async fn check(
         return fail(e);
     }
     // Present but not a JWT string (`123`, `{}`, `""`): refused, never handed on.
+    let mut inner = None;
     let sub = match doc.get("id_token") {
         None if matches!(grant, Grant::Code(rec) if openid_login(rec, &doc)) => {
             return fail(TokenResponseError::IdTokenMissing)
         }
         None => None,
-        Some(Value::String(s)) if !s.is_empty() => match verified_sub(state, client, md, grant, s).await {
-            Ok(sub) => Some(sub),
-            Err(e) => return fail(e),
-        },
+        Some(Value::String(s)) if !s.is_empty() => {
+            inner = match decrypted_id_token(client, md, s) {
+                Ok(inner) => inner,
+                Err(e) => return fail(e),
+            };
+            match verified_sub(state, client, md, grant, inner.as_deref().unwrap_or(s)).await {
+                Ok(sub) => Some(sub),
+                Err(e) => return fail(e),
+            }
+        }
         Some(_) => {
             return fail(TokenResponseError::IdToken(id_token::IdTokenError {
                 check: id_token::IdTokenCheck::Malformed,
@@ -170,9 +192,50 @@ pub async fn check(
         text("refresh_token"),
         sub.as_deref(),
     ) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(inner.map(|jws| with_id_token(doc, jws))),
         Err(e) => fail(e),
     }
+}
+
+/// An ID token that is a JWE (five parts) when this AS has encryption keys: decrypted with
+/// the key its `kid` names, and the inner JWS returned for the usual checks. `None`: not
+/// encrypted, or no key configured (then a JWE fails the JWS checks as `malformed`).
+/// An AS whose metadata lists `id_token_encryption_{alg,enc}_values_supported` must have used
+/// one of those (`jwe_alg`); metadata without the lists does not restrict.
+fn decrypted_id_token(
+    client: &AsClient,
+    md: &ProviderMetadata,
+    token: &str,
+) -> Result<Option<String>, TokenResponseError> {
+    if !jwe::is_compact_jwe(token) {
+        return Ok(None);
+    }
+    let keys = client.keys.load().decryption_keys();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let (alg, enc) = jwe::peek_algs(token).map_err(TokenResponseError::Jwe)?;
+    let listed = |field: &str, value: &str| match md.document.get(field) {
+        Some(Value::Array(v)) => v.iter().any(|x| x.as_str() == Some(value)),
+        _ => true,
+    };
+    if !listed("id_token_encryption_alg_values_supported", alg.as_str())
+        || !listed("id_token_encryption_enc_values_supported", enc.as_str())
+    {
+        return Err(TokenResponseError::Jwe(JweError::Alg));
+    }
+    let plaintext = jwe::decrypt(token, &keys).map_err(TokenResponseError::Jwe)?;
+    let inner = String::from_utf8(plaintext)
+        .ok()
+        .filter(|s| s.split('.').count() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .ok_or(TokenResponseError::JweInner)?;
+    Ok(Some(inner))
+}
+
+/// The token response with `id_token` replaced: a legacy app knows no JWE.
+fn with_id_token(mut doc: serde_json::Map<String, Value>, jws: String) -> Vec<u8> {
+    doc.insert("id_token".into(), Value::String(jws));
+    serde_json::to_vec(&Value::Object(doc)).unwrap_or_default()
 }
 
 /// An OpenID login: the token response grants `openid`, or the login pushed a `nonce` (an

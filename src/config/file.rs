@@ -95,6 +95,20 @@ pub struct ClientFile {
     /// Authorize parameters the app may send besides the core set (response_type,
     /// client_id, redirect_uri, scope, state, nonce, PKCE, response_mode). Unset: any.
     pub allowed_authorize_parameters: Option<Vec<String>>,
+    /// The key the AS encrypts ID tokens to (Singpass, Corppass): one, or use
+    /// `encryption_keys` for a rotation overlap. Replaced as a whole per AS, like signing keys.
+    pub encryption_key: Option<EncryptionKeyFile>,
+    pub encryption_keys: Option<Vec<EncryptionKeyFile>>,
+}
+
+/// A private key for JWE decryption: `alg` is the JWE key management algorithm.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyFile {
+    pub path: String,
+    /// ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A192KW, ECDH-ES+A256KW (EC) or RSA-OAEP-256 (RSA).
+    pub alg: String,
+    pub kid: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -132,6 +146,7 @@ impl ClientFile {
     /// `signing_keys` together), never mixed across the two blocks.
     pub fn merged_with(&self, over: &ClientFile) -> ClientFile {
         let keys_overridden = over.signing_key.is_some() || over.signing_keys.is_some();
+        let enc_overridden = over.encryption_key.is_some() || over.encryption_keys.is_some();
         ClientFile {
             client_id: over.client_id.clone().or_else(|| self.client_id.clone()),
             auth_method: over.auth_method.clone().or_else(|| self.auth_method.clone()),
@@ -171,6 +186,16 @@ impl ClientFile {
                 .allowed_authorize_parameters
                 .clone()
                 .or_else(|| self.allowed_authorize_parameters.clone()),
+            encryption_key: if enc_overridden {
+                over.encryption_key.clone()
+            } else {
+                self.encryption_key.clone()
+            },
+            encryption_keys: if enc_overridden {
+                over.encryption_keys.clone()
+            } else {
+                self.encryption_keys.clone()
+            },
         }
     }
 }

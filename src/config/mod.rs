@@ -9,6 +9,7 @@ pub mod file;
 pub(crate) mod tests;
 mod validate;
 mod validate_conn;
+mod validate_enc;
 
 pub use env::expand_env;
 
@@ -156,6 +157,16 @@ pub struct ClientSettings {
     pub dpop: Option<DpopSettings>,
     /// `allowed_authorize_parameters`: beyond the core set, only these may be pushed.
     pub allowed_authorize_parameters: Option<Vec<String>>,
+    /// JWE decryption keys (`encryption_key(s)`): empty unless the AS encrypts ID tokens.
+    /// All decrypt (the `kid` picks one), so a rotated-out key keeps working while listed.
+    pub encryption_keys: Vec<EncryptionKeyRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncryptionKeyRef {
+    pub path: PathBuf,
+    pub alg: crate::as_client::jwe::KeyAlg,
+    pub kid: Option<String>,
 }
 
 /// Everything one AS's client code needs, self-contained: the AS, the effective client and

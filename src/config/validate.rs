@@ -681,6 +681,7 @@ fn validate_client(
                     .map_err(|m| invalid(&ck("allowed_authorize_parameters"), m))?,
             ),
         },
+        encryption_keys: super::validate_enc::encryption_keys(c, ck, invalid, resolve)?,
     })
 }
 

@@ -13,6 +13,7 @@ use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
 use crate::as_client::par::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::{self, Grant};
+use crate::as_client::userinfo_jwt;
 use crate::state::SidecarState;
 
 /// One egress call that reached the AS (or failed to), for [`answer`].
@@ -64,12 +65,19 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 "egress call"
             );
             if r == Route::Token && (200..300).contains(&resp.status) {
-                if let Err(refused) = check_token_response(state, client, c.md, c.grant, &resp.body, iid).await {
-                    return refused;
-                }
+                let replaced = match check_token_response(state, client, c.md, c.grant, &resp.body, iid).await {
+                    Ok(replaced) => replaced,
+                    Err(refused) => return refused,
+                };
                 let mut resp = resp;
+                if let Some(body) = replaced {
+                    resp.body = body.into();
+                }
                 resp.body = dpop_call::token_type_for_app(client, resp.body);
                 return pass_back(resp);
+            }
+            if r == Route::Userinfo && resp.status == 200 && userinfo_jwt::is_jwt(&resp.headers) {
+                return userinfo_as_json(c, resp).await;
             }
             pass_back(resp)
         }
@@ -116,13 +124,13 @@ async fn check_token_response(
     grant: Grant<'_>,
     body: &[u8],
     iid: &str,
-) -> Result<(), EgressResponse> {
+) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
     let checks = &state.metrics.token_checks;
     match token_check::check(state, client, md, grant, body).await {
-        Ok(()) => {
+        Ok(replaced) => {
             checks.with_label_values(&[name, grant.label(), "valid"]).inc();
-            Ok(())
+            Ok(replaced)
         }
         Err((e, issued)) => {
             checks.with_label_values(&[name, grant.label(), e.label()]).inc();
@@ -136,6 +144,38 @@ async fn check_token_response(
                     e.label()
                 ),
             ))
+        }
+    }
+}
+
+/// A JWT userinfo response (signed, or signed then encrypted) verified and handed to the app
+/// as JSON claims; refused as `invalid_token_response` naming the check, the JWT never logged.
+async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse {
+    let (state, client, iid) = (c.state, c.client, c.iid);
+    let name = client.name();
+    let checks = &state.metrics.token_checks;
+    match userinfo_jwt::claims_json(state, client, c.md, &resp.body).await {
+        Ok(json) => {
+            checks.with_label_values(&[name, "userinfo", "valid"]).inc();
+            resp.body = json.into();
+            resp.headers.remove(http::header::CONTENT_LENGTH);
+            resp.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            pass_back(resp)
+        }
+        Err(e) => {
+            checks.with_label_values(&[name, "userinfo", e.label()]).inc();
+            warn!(interaction_id = %iid, r#as = name, check = e.label(), "userinfo JWT refused; the app gets an error, not the claims");
+            oauth_error(
+                502,
+                "invalid_token_response",
+                format!(
+                    "par-sidecar refused the userinfo response of `{name}`: check `{}` failed; interaction id {iid}",
+                    e.label()
+                ),
+            )
         }
     }
 }

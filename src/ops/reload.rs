@@ -30,6 +30,7 @@ pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
             .iter()
             .chain(s.client.request_object_key.iter())
             .map(|k| k.path.as_path())
+            .chain(s.client.encryption_keys.iter().map(|k| k.path.as_path()))
             .chain(s.client.dpop.as_ref().and_then(|d| d.key_path.as_deref()))
             .chain([s.client.transport_cert.as_path(), s.client.transport_key.as_path()])
             .chain(s.ca_file.as_deref());
@@ -90,6 +91,14 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
             .metrics
             .reloads
             .with_label_values(&["signing_keys", "success"])
+            .inc();
+    }
+    let enc_of = |k: &KeySet| k.encryption.iter().map(|e| e.public_jwk().clone()).collect::<Vec<_>>();
+    if enc_of(&keys) != enc_of(&old) {
+        state
+            .metrics
+            .reloads
+            .with_label_values(&["encryption_keys", "success"])
             .inc();
     }
     let dpop_jkt = keys.dpop.as_ref().map(|k| k.thumbprint());

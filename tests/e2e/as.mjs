@@ -164,6 +164,13 @@ const provider = new Provider(cfg.issuer, {
     idTokenSigningAlgValues: ['PS256', 'ES256'],
     authorizationSigningAlgValues: ['PS256', 'ES256'],
     dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256'],
+    // cfg.encryption { alg, enc }: the one ID token encryption the AS offers (Singpass-like).
+    ...(cfg.encryption ? {
+      idTokenEncryptionAlgValues: [cfg.encryption.alg],
+      idTokenEncryptionEncValues: [cfg.encryption.enc],
+      userinfoEncryptionAlgValues: [cfg.encryption.alg],
+      userinfoEncryptionEncValues: [cfg.encryption.enc],
+    } : {}),
   },
   features: {
     fapi: { enabled: true, profile: '2.0' },
@@ -174,6 +181,9 @@ const provider = new Provider(cfg.issuer, {
     revocation: { enabled: true },
     userinfo: { enabled: true },
     devInteractions: { enabled: true },
+    ...(cfg.encryption ? { encryption: { enabled: true } } : {}),
+    // cfg.jwtUserinfo: userinfo as a JWT for clients registered with userinfo_signed_response_alg.
+    ...(cfg.jwtUserinfo ? { jwtUserinfo: { enabled: true } } : {}),
     // cfg.dpop: DPoP-bound tokens for clients registered with dpop_bound_access_tokens;
     // { nonce: true } makes every proof carry a server nonce (use_dpop_nonce challenges).
     ...(cfg.dpop ? {
@@ -238,6 +248,9 @@ provider.use(async (ctx, next) => {
       dpop_proof_claims: decodeJwtPayload(ctx.get('dpop')) || undefined,
       dpop_nonce_sent: ctx.response.get('dpop-nonce') || undefined,
       token_type: ctx.body?.token_type,
+      // The ID token's header as the AS sent it (a JWE header when it encrypted).
+      id_token_header: decodeJwtHeader(ctx.body?.id_token) || undefined,
+      id_token_parts: ctx.body?.id_token ? String(ctx.body.id_token).split('.').length : undefined,
     });
   }
 });
@@ -255,6 +268,9 @@ provider.use(async (ctx, next) => {
       dpop_proof: ctx.get('dpop') || undefined,
       www_authenticate: ctx.response.get('www-authenticate') || undefined,
       error_detail: ctx.state.errorDetail,
+      content_type: ctx.response.get('content-type') || undefined,
+      // Parts of a JWT userinfo body (3 signed, 5 encrypted).
+      body_parts: typeof ctx.body === 'string' ? ctx.body.split('.').length : undefined,
     });
   }
 });

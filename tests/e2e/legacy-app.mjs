@@ -115,7 +115,12 @@ async function handle(req, res) {
       const rs = await call('GET', cfg.resource_url, { authorization: `Bearer ${t.access_token}` });
       resource = `<p id="resource">${rs.status} ${esc(rs.status === 200 ? JSON.parse(rs.body).sub : rs.body)}</p>`;
     }
-    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>${banks ? `<p id="bank">${esc(s.bank)}</p>` : ''}${resource}`);
+    // What kind of ID token the app got (parts and header alg; 3 and a JWS alg for a JWS).
+    const idt = t.id_token ? String(t.id_token).split('.') : [];
+    let idtAlg = '';
+    try { idtAlg = JSON.parse(Buffer.from(idt[0] || '', 'base64url').toString()).alg || ''; } catch { idtAlg = '?'; }
+    const idTokenInfo = idt.length ? `<p id="id-token">${idt.length} ${esc(idtAlg)}</p>` : '';
+    return send(res, 200, `<h1>Welcome</h1><p id="sub">${esc(info.sub)}</p><p id="token-type">${esc(t.token_type)}</p>${idTokenInfo}${banks ? `<p id="bank">${esc(s.bank)}</p>` : ''}${resource}`);
   }
   if (u.pathname === '/refresh') {
     const s = sessions.get(sid);

@@ -118,7 +118,7 @@ client:
   signing_keys:
 ${keys}
   transport: { cert_path: ${q(o.transportCert)}, key_path: ${q(o.transportKey)} }
-${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjectKey.path)}, alg: ${o.requestObjectKey.alg} }\n` : ''}${o.dpop ? dpopYaml(o.dpop) : ''}${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
+${o.requestObjectKey ? `  request_object_signing_key: { path: ${q(o.requestObjectKey.path)}, alg: ${o.requestObjectKey.alg} }\n` : ''}${o.encryptionKey ? `  encryption_key: { path: ${q(o.encryptionKey.path)}, alg: ${o.encryptionKey.alg} }\n` : ''}${o.dpop ? dpopYaml(o.dpop) : ''}${o.responseMode ? `  response_mode: ${o.responseMode}\n` : ''}callback:
   state_key_path: ${q(o.stateKey)}
   cookie_secure: false  # the e2e browser talks plain http to 127.0.0.1
 timeouts:
@@ -188,7 +188,11 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *         appResponseMode (the response_mode the app asks for, e.g. form_post),
  *         asRequireTokenRedirectUri (the AS refuses a token call without redirect_uri),
  *         resourceViaSidecar (true | 'port2'),
- *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp } }
+ *         dpop: { nonce (the AS requires DPoP nonces), key: { path, alg } | alg, tokenTypeToApp },
+ *         encryptIdToken: { alg, enc, wrongKey } (the AS encrypts ID tokens to the sidecar's EC
+ *           P-256 encryption key, made with openssl; wrongKey: registered under the same kid is
+ *           another key's public part, so the AS encrypts to a key the sidecar does not hold;
+ *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted) }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -205,7 +209,9 @@ export async function startStack(opts = {}) {
   const sidecarConfig = path.join(scen, 'sidecar.yaml');
   const stateKey = path.join(scen, 'state.key');
   fs.writeFileSync(stateKey, crypto.randomBytes(32).toString('base64'), { mode: 0o600 });
+  const encKey = opts.encryptIdToken && ecKeyFile(path.join(scen, 'enc.pem'));
   const sc = {
+    encryptionKey: encKey && { path: encKey, alg: opts.encryptIdToken.alg },
     publicPort, adminPort, appPort, egressPort, issuer, clientId, authMethod, stateKey, responseMode: opts.responseMode,
     caFile: path.join(dir, 'ca.crt'),
     signingKeys: opts.signingKeys || [{ path: path.join(dir, keyFile), alg }],
@@ -227,6 +233,10 @@ export async function startStack(opts = {}) {
     fs.writeFileSync(jwksConfig, sidecarYaml({ ...sc, signingKeys: opts.registerKeys }));
   }
   const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', jwksConfig], { encoding: 'utf8' }));
+  if (opts.encryptIdToken?.wrongKey) {
+    const other = crypto.createPrivateKey(fs.readFileSync(ecKeyFile(path.join(scen, 'enc-other.pem')))).export({ format: 'jwk' });
+    jwks.keys = jwks.keys.map((k) => (k.use === 'enc' ? { ...k, x: other.x, y: other.y } : k));
+  }
 
   const publicBase = `http://127.0.0.1:${opts.withSidecar === false ? appPort : publicPort}`;
   const client = clientRegistration({
@@ -236,6 +246,15 @@ export async function startStack(opts = {}) {
     // the DPoP key, while the connection keeps presenting the client certificate.
     overrides: {
       ...(opts.dpop ? { dpop_bound_access_tokens: true, tls_client_certificate_bound_access_tokens: false } : {}),
+      ...(opts.encryptIdToken ? {
+        id_token_encrypted_response_alg: opts.encryptIdToken.alg,
+        id_token_encrypted_response_enc: opts.encryptIdToken.enc,
+        ...(opts.encryptIdToken.userinfo ? { userinfo_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256' } : {}),
+        ...(opts.encryptIdToken.userinfo === 'encrypted' ? {
+          userinfo_encrypted_response_alg: opts.encryptIdToken.alg,
+          userinfo_encrypted_response_enc: opts.encryptIdToken.enc,
+        } : {}),
+      } : {}),
       ...(opts.clientOverrides || {}),
     },
   });
@@ -246,6 +265,8 @@ export async function startStack(opts = {}) {
     parDelayMs: opts.parDelayMs,
     requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
     dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
+    encryption: opts.encryptIdToken ? { alg: opts.encryptIdToken.alg, enc: opts.encryptIdToken.enc } : undefined,
+    jwtUserinfo: !!opts.encryptIdToken?.userinfo,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
     topLevelNoCert: opts.asTopLevelNoCert,
   });
@@ -301,6 +322,13 @@ export async function startStack(opts = {}) {
     async stop() { await Promise.all(procs.map((p) => p.stop())); },
   };
   }
+}
+
+/** An EC P-256 private key (PEM PKCS#8, mode 600) made with openssl, as an operator would. */
+function ecKeyFile(file) {
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file], { stdio: 'pipe' });
+  fs.chmodSync(file, 0o600);
+  return file;
 }
 
 /** The Python of tests/e2e/.venv (made by tests/bootstrap.sh from tests/e2e/requirements.txt). */

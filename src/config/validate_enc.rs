@@ -1,0 +1,129 @@
+//! `client.encryption_key` / `client.encryption_keys` (issue 20 item 1): the keys the AS
+//! encrypts ID tokens to, apart from `validate.rs` to keep that module in size.
+
+use std::path::PathBuf;
+
+use super::{file, ConfigError, EncryptionKeyRef};
+use crate::as_client::jwe::KeyAlg;
+
+const ALGS: &str = "ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A192KW, ECDH-ES+A256KW, RSA-OAEP-256";
+
+/// `encryption_key` first, then `encryption_keys`; no key is fine (no encrypted tokens).
+/// `RSA1_5` and `dir` get their own refusal: they are the two a copied AS example may name.
+pub(super) fn encryption_keys(
+    c: &file::ClientFile,
+    ck: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Vec<EncryptionKeyRef>, ConfigError> {
+    let mut files: Vec<(String, &file::EncryptionKeyFile)> = Vec::new();
+    if let Some(k) = &c.encryption_key {
+        files.push(("encryption_key".into(), k));
+    }
+    for (i, k) in c.encryption_keys.iter().flatten().enumerate() {
+        files.push((format!("encryption_keys[{i}]"), k));
+    }
+    let mut out = Vec::new();
+    let mut kids = std::collections::HashSet::new();
+    for (name, k) in files {
+        let alg = KeyAlg::parse(&k.alg).ok_or_else(|| {
+            let why = match k.alg.as_str() {
+                "RSA1_5" => "is refused (RSAES-PKCS1-v1_5 is open to padding oracles)".to_string(),
+                "dir" => "is refused (a shared symmetric key is not a client key)".to_string(),
+                other => format!("`{other}` is not one of {ALGS}"),
+            };
+            invalid(&ck(&format!("{name}.alg")), why)
+        })?;
+        if let Some(kid) = &k.kid {
+            if kid.is_empty() || !kids.insert(kid.clone()) {
+                return Err(invalid(
+                    &ck(&format!("{name}.kid")),
+                    format!("`{kid}` is empty or used by another encryption key"),
+                ));
+            }
+        }
+        out.push(EncryptionKeyRef {
+            path: resolve(&k.path),
+            alg,
+            kid: k.kid.clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::as_client::jwe::KeyAlg;
+    use crate::config::tests::MINIMAL;
+    use crate::config::Settings;
+
+    fn with(client_lines: &str) -> Result<Settings, String> {
+        let yaml = MINIMAL.replace("  transport: {", &format!("{client_lines}\n  transport: {{"));
+        Settings::from_yaml(&yaml, Path::new("/etc/ps/c.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_encryption_key_by_default() {
+        let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert!(s.authorization_servers[0].client.encryption_keys.is_empty());
+    }
+
+    #[test]
+    fn one_key_or_a_list_in_order() {
+        let s = with(
+            "  encryption_key: { path: keys/enc.pem, alg: ECDH-ES+A256KW }\n  encryption_keys:\n    - { path: /k/old.pem, alg: ECDH-ES, kid: old }",
+        )
+        .unwrap();
+        let k = &s.authorization_servers[0].client.encryption_keys;
+        assert_eq!(k.len(), 2);
+        assert_eq!(
+            (k[0].path.to_str().unwrap(), k[0].alg),
+            ("/etc/ps/keys/enc.pem", KeyAlg::EcdhEsA256Kw)
+        );
+        assert_eq!((k[1].alg, k[1].kid.as_deref()), (KeyAlg::EcdhEs, Some("old")));
+    }
+
+    #[test]
+    fn rsa1_5_dir_and_unknown_algs_are_refused_by_name() {
+        for (alg, want) in [
+            ("RSA1_5", "padding oracle"),
+            ("dir", "shared symmetric"),
+            ("A256KW", "is not one of"),
+        ] {
+            let err = with(&format!("  encryption_key: {{ path: k.pem, alg: {alg} }}")).unwrap_err();
+            assert!(err.contains("encryption_key.alg") && err.contains(want), "{err}");
+        }
+        let err = with("  encryption_keys:\n    - { path: a.pem, alg: ECDH-ES, kid: x }\n    - { path: b.pem, alg: ECDH-ES, kid: x }")
+            .unwrap_err();
+        assert!(err.contains("encryption_keys[1].kid"), "{err}");
+    }
+
+    #[test]
+    fn per_as_override_replaces_the_shared_keys() {
+        let yaml = r#"
+listen: { public: "127.0.0.1:8080", admin: "127.0.0.1:9090" }
+upstream: "127.0.0.1:3000"
+client:
+  client_id: tpp
+  auth_method: private_key_jwt
+  signing_key: { path: /k/sign.pem, alg: ES256 }
+  encryption_key: { path: /k/enc.pem, alg: ECDH-ES+A256KW }
+  transport: { cert_path: /etc/tls.crt, key_path: /etc/tls.key }
+authorization_servers:
+  - name: singpass
+    issuer: https://a.example.com
+  - name: corppass
+    issuer: https://b.example.com
+    client:
+      encryption_keys: [ { path: /k/cp.pem, alg: ECDH-ES+A128KW } ]
+"#;
+        let s = Settings::from_yaml(yaml, Path::new("/etc/ps/c.yaml")).unwrap();
+        let a = &s.authorization_servers[0].client.encryption_keys;
+        let b = &s.authorization_servers[1].client.encryption_keys;
+        assert_eq!((a.len(), a[0].alg), (1, KeyAlg::EcdhEsA256Kw));
+        assert_eq!((b.len(), b[0].alg), (1, KeyAlg::EcdhEsA128Kw));
+        assert_eq!(b[0].path.to_str(), Some("/k/cp.pem"));
+    }
+}

@@ -1,0 +1,487 @@
+//! Encrypted ID tokens (Singpass, Corppass: a JWS nested in a JWE) through the egress
+//! listener, against the real-TLS AS double: decrypted with the configured key, the inner
+//! JWS checked as any ID token and handed to the app in place of the JWE; every refusal is
+//! `invalid_token_response` naming its check.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
+use aws_lc_rs::key_wrap::{KeyEncryptionKey, KeyWrap, AES_256};
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::Engine;
+use common::{settings_yaml, AsDouble};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use par_sidecar::as_client::jwe::concat_kdf;
+use par_sidecar::egress::{self, EgressResponse};
+use par_sidecar::state::{CodeRecord, SidecarState};
+use serde_json::{json, Value};
+
+struct Stack {
+    double: AsDouble,
+    state: Arc<SidecarState>,
+    key: EncodingKey,
+}
+
+fn write_ec_key(dir: &Path, name: &str) {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let b = STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, pem).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// `client_keys`: YAML lines added to the client block (the encryption keys), or "".
+async fn stack(client_keys: &str) -> Stack {
+    let pki = common::pki();
+    write_ec_key(&pki, "enc.pem");
+    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
+    let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "").replace(
+        "  transport: {",
+        &format!(
+            "{}\n  transport: {{",
+            client_keys.replace("ENC", &pki.join("enc.pem").display().to_string())
+        ),
+    );
+    let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("as-1".into());
+    let jwks = serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap();
+    double.replies.lock().unwrap().insert(
+        "/jwks".into(),
+        (200, vec![("content-type".into(), "application/json".into())], jwks),
+    );
+    Stack { double, state, key }
+}
+
+const ONE_KEY: &str = "  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW, kid: enc-1 }";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// What the AS does: ECDH-ES+A256KW / A256GCM to the recipient's public JWK (RFC 7518 §4.6).
+fn encrypt(plaintext: &[u8], to: &Value, header_extra: Value) -> String {
+    let eph = PrivateKey::generate(&ECDH_P256).unwrap();
+    let epk = eph.compute_public_key().unwrap();
+    let p = epk.as_ref();
+    let mut point = vec![4u8];
+    point.extend(B64.decode(to["x"].as_str().unwrap()).unwrap());
+    point.extend(B64.decode(to["y"].as_str().unwrap()).unwrap());
+    let z = agreement::agree(&eph, UnparsedPublicKey::new(&ECDH_P256, &point), (), |z| Ok(z.to_vec())).unwrap();
+    let kek = concat_kdf(&z, "ECDH-ES+A256KW", b"", b"", 32);
+    let mut cek = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut cek).unwrap();
+    let mut wrapped = [0u8; 40];
+    KeyEncryptionKey::new(&AES_256, &kek)
+        .unwrap()
+        .wrap(&cek, &mut wrapped)
+        .unwrap();
+    let mut header = json!({
+        "alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": to["kid"], "cty": "JWT",
+        "epk": {"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])}
+    });
+    for (k, v) in header_extra.as_object().unwrap() {
+        header[k] = v.clone();
+    }
+    let h64 = B64.encode(header.to_string());
+    let mut iv = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut iv).unwrap();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).unwrap());
+    let mut buf = plaintext.to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(h64.as_bytes()), &mut buf)
+        .unwrap();
+    format!(
+        "{h64}.{}.{}.{}.{}",
+        B64.encode(wrapped),
+        B64.encode(iv),
+        B64.encode(&buf),
+        B64.encode(tag.as_ref())
+    )
+}
+
+impl Stack {
+    fn id_token(&self, sub: &str, nonce: Option<&str>) -> String {
+        let mut c =
+            json!({"iss": self.double.issuer, "sub": sub, "aud": "legacy-app", "exp": now() + 300, "iat": now()});
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("as-1".into());
+        jsonwebtoken::encode(&h, &c, &self.key).unwrap()
+    }
+
+    /// Our published encryption key, as the AS would take it from `par-sidecar jwks`.
+    fn enc_jwk(&self) -> Value {
+        let jwks = self.state.public_jwks();
+        let keys = jwks["keys"].as_array().unwrap();
+        keys.iter()
+            .find(|k| k["use"] == "enc")
+            .cloned()
+            .expect("an enc key is published")
+    }
+
+    fn answer(&self, body: Value) {
+        self.double.replies.lock().unwrap().insert(
+            "/token".into(),
+            (
+                200,
+                vec![("content-type".into(), "application/json".into())],
+                body.to_string(),
+            ),
+        );
+    }
+
+    fn code(&self, code: &str, nonce: Option<&str>) {
+        self.state.codes.insert_new(
+            code.into(),
+            CodeRecord {
+                as_index: 0,
+                verifier: None,
+                redirect_uri: None,
+                nonce: nonce.map(str::to_string),
+                max_age: None,
+                claim_values: None,
+            },
+        );
+    }
+
+    /// A code exchange whose response carries `id_token`.
+    async fn exchange(&self, n: u32, id_token: &str) -> EgressResponse {
+        self.answer(json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "id_token": id_token}));
+        self.code(&format!("code-{n}"), Some("n-1"));
+        let form = format!("grant_type=authorization_code&code=code-{n}");
+        egress::handle(&self.state, common::egress_post("/token", Some("legacy-app:s"), &form)).await
+    }
+}
+
+fn refused_as(r: &EgressResponse, check: &str) {
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (r.status, v["error"].as_str()),
+        (502, Some("invalid_token_response")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap().contains(&format!("`{check}`")),
+        "{v}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("at-"),
+        "no token reaches the app"
+    );
+}
+
+#[tokio::test]
+async fn an_encrypted_id_token_reaches_the_app_as_its_verified_inner_jws() {
+    let s = stack(ONE_KEY).await;
+    let enc = s.enc_jwk();
+    assert_eq!(
+        (enc["alg"].as_str(), enc["kid"].as_str()),
+        (Some("ECDH-ES+A256KW"), Some("enc-1"))
+    );
+    assert!(enc.get("d").is_none(), "public members only");
+    let inner = s.id_token("alice", Some("n-1"));
+    let r = s.exchange(1, &encrypt(inner.as_bytes(), &enc, json!({}))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id_token"].as_str(), Some(inner.as_str()));
+    assert_eq!(v["access_token"], "at-1");
+    // A refresh response's encrypted ID token is decrypted the same way.
+    let inner = s.id_token("alice", None);
+    s.answer(
+        json!({"access_token": "at-2", "token_type": "Bearer", "id_token": encrypt(inner.as_bytes(), &enc, json!({}))}),
+    );
+    let r = egress::handle(
+        &s.state,
+        common::egress_post(
+            "/token",
+            Some("legacy-app:s"),
+            "grant_type=refresh_token&refresh_token=rt-1",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id_token"].as_str(), Some(inner.as_str()));
+}
+
+#[tokio::test]
+async fn every_jwe_refusal_names_its_check() {
+    let s = stack(ONE_KEY).await;
+    let enc = s.enc_jwk();
+    let good = s.id_token("alice", Some("n-1"));
+    // Encrypted to a kid we do not have.
+    let t = encrypt(good.as_bytes(), &enc, json!({"kid": "someone-else"}));
+    refused_as(&s.exchange(1, &t).await, "jwe_key");
+    // Encrypted to another key under our kid (the AS has a stale or wrong key).
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let other = {
+        use aws_lc_rs::signature::KeyPair;
+        let p = pair.public_key().as_ref().to_vec();
+        json!({"kid": "enc-1", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])})
+    };
+    refused_as(
+        &s.exchange(2, &encrypt(good.as_bytes(), &other, json!({}))).await,
+        "jwe_decrypt",
+    );
+    // Forbidden algorithms and header members, refused before any key is used.
+    refused_as(
+        &s.exchange(3, &encrypt(good.as_bytes(), &enc, json!({"alg": "RSA1_5"})))
+            .await,
+        "jwe_alg",
+    );
+    refused_as(
+        &s.exchange(4, &encrypt(good.as_bytes(), &enc, json!({"zip": "DEF"})))
+            .await,
+        "jwe_alg",
+    );
+    // A flipped tag bit.
+    let t = encrypt(good.as_bytes(), &enc, json!({}));
+    let (head, tag) = t.rsplit_once('.').unwrap();
+    let mut tag = B64.decode(tag).unwrap();
+    tag[0] ^= 1;
+    refused_as(
+        &s.exchange(5, &format!("{head}.{}", B64.encode(tag))).await,
+        "jwe_decrypt",
+    );
+    // The plaintext is not a JWS (the nested token must be signed).
+    refused_as(
+        &s.exchange(6, &encrypt(b"{\"sub\":\"alice\"}", &enc, json!({}))).await,
+        "jwe_inner",
+    );
+    // An unsigned inner JWT (alg none) fails the ID token alg check.
+    let none = format!(
+        "{}.{}.",
+        B64.encode(r#"{"alg":"none"}"#),
+        good.split('.').nth(1).unwrap()
+    );
+    refused_as(&s.exchange(7, &encrypt(none.as_bytes(), &enc, json!({}))).await, "alg");
+    // A correctly encrypted inner JWS for another login: the usual checks apply.
+    let stale = s.id_token("alice", Some("n-other"));
+    refused_as(
+        &s.exchange(8, &encrypt(stale.as_bytes(), &enc, json!({}))).await,
+        "nonce",
+    );
+    let metrics = String::from_utf8(s.state.metrics.render()).unwrap();
+    assert!(metrics.contains(
+        r#"par_sidecar_token_response_checks_total{as="default",grant="authorization_code",outcome="jwe_decrypt"} 2"#
+    ), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_alg_the_as_metadata_does_not_list_is_refused() {
+    let s = stack(ONE_KEY).await;
+    s.double.metadata_overrides.lock().unwrap().insert(
+        "id_token_encryption_alg_values_supported".into(),
+        json!(["ECDH-ES", "RSA-OAEP-256"]),
+    );
+    for c in &s.state.registry.clients {
+        assert!(par_sidecar::ops::background::refresh_once(&s.state, c).await);
+    }
+    let enc = s.enc_jwk();
+    let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    refused_as(&s.exchange(1, &t).await, "jwe_alg");
+    s.double.metadata_overrides.lock().unwrap().insert(
+        "id_token_encryption_alg_values_supported".into(),
+        json!(["ECDH-ES+A256KW"]),
+    );
+    for c in &s.state.registry.clients {
+        assert!(par_sidecar::ops::background::refresh_once(&s.state, c).await);
+    }
+    let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    assert_eq!(s.exchange(2, &t).await.status, 200);
+}
+
+#[tokio::test]
+async fn without_an_encryption_key_a_jwe_is_malformed_as_before() {
+    let s = stack("").await;
+    assert!(s.state.public_jwks()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["use"] != "enc"));
+    // A well-formed JWE to some key; with no key configured it is never decrypted.
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let to = {
+        use aws_lc_rs::signature::KeyPair;
+        let p = pair.public_key().as_ref().to_vec();
+        json!({"kid": "x", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])})
+    };
+    let t = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &to, json!({}));
+    refused_as(&s.exchange(1, &t).await, "malformed");
+}
+
+#[tokio::test]
+async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() {
+    // No explicit kid: the thumbprint names each key, so the rotation changes the kid.
+    let s = stack("  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW }").await;
+    let old = s.enc_jwk();
+    let pki = s.state.settings.authorization_servers[0].client.encryption_keys[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let new = s.enc_jwk();
+    assert_ne!(new["kid"], old["kid"]);
+    let published = s.state.public_jwks();
+    assert!(!published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == old["kid"]));
+    // The AS still encrypts to its cached copy of the old key: accepted in the grace period.
+    let inner = s.id_token("alice", Some("n-1"));
+    assert_eq!(
+        s.exchange(1, &encrypt(inner.as_bytes(), &old, json!({}))).await.status,
+        200
+    );
+    assert_eq!(
+        s.exchange(2, &encrypt(inner.as_bytes(), &new, json!({}))).await.status,
+        200
+    );
+}
+
+impl Stack {
+    /// The AS's userinfo endpoint answers `body` as `application/jwt`.
+    async fn userinfo(&self, body: &str) -> EgressResponse {
+        let ep = format!("{}/userinfo", self.double.issuer);
+        self.double
+            .metadata_overrides
+            .lock()
+            .unwrap()
+            .insert("userinfo_endpoint".into(), json!(ep));
+        for c in &self.state.registry.clients {
+            assert!(par_sidecar::ops::background::refresh_once(&self.state, c).await);
+        }
+        self.double.replies.lock().unwrap().insert(
+            "/userinfo".into(),
+            (
+                200,
+                vec![("content-type".into(), "application/jwt".into())],
+                body.into(),
+            ),
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer at-1".parse().unwrap());
+        let req = par_sidecar::egress::EgressRequest {
+            method: http::Method::GET,
+            path: "/userinfo".into(),
+            query: None,
+            headers,
+            body: bytes::Bytes::new(),
+        };
+        egress::handle(&self.state, req).await
+    }
+
+    fn signed(&self, claims: Value) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some("as-1".into());
+        jsonwebtoken::encode(&h, &claims, &self.key).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_jwt_userinfo_reaches_the_app_as_verified_json_claims() {
+    let s = stack(ONE_KEY).await;
+    let claims = json!({"sub": "alice", "iss": s.double.issuer, "aud": "legacy-app", "name": "Alice"});
+    let r = s.userinfo(&s.signed(claims.clone())).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let ct = r
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(ct, Some("application/json"));
+    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), claims);
+    // Signed then encrypted to our key (Myinfo): the same claims.
+    let enc = s.enc_jwk();
+    let r = s
+        .userinfo(&encrypt(s.signed(claims.clone()).as_bytes(), &enc, json!({})))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), claims);
+}
+
+#[tokio::test]
+async fn every_userinfo_jwt_refusal_names_its_check() {
+    let s = stack(ONE_KEY).await;
+    let iss = s.double.issuer.clone();
+    let refused = |r: &EgressResponse, check: &str| {
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (r.status, v["error"].as_str()),
+            (502, Some("invalid_token_response")),
+            "{v}"
+        );
+        assert!(
+            v["error_description"].as_str().unwrap().contains(&format!("`{check}`")),
+            "{v}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("alice"),
+            "no claim reaches the app"
+        );
+    };
+    refused(
+        &s.userinfo(&s.signed(json!({"sub": "alice", "iss": "https://evil.example"})))
+            .await,
+        "userinfo_iss",
+    );
+    refused(
+        &s.userinfo(&s.signed(json!({"sub": "alice", "iss": iss, "aud": "other"})))
+            .await,
+        "userinfo_aud",
+    );
+    // Signed by a key the AS does not publish, under the AS's kid.
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let forged_key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("as-1".into());
+    let forged = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &forged_key).unwrap();
+    refused(&s.userinfo(&forged).await, "userinfo_signature");
+    let none = format!(
+        "{}.{}.",
+        B64.encode(r#"{"alg":"none"}"#),
+        B64.encode(r#"{"sub":"alice"}"#)
+    );
+    refused(&s.userinfo(&none).await, "userinfo_malformed");
+    refused(&s.userinfo("not a jwt").await, "userinfo_malformed");
+    let enc = s.enc_jwk();
+    let t = encrypt(
+        s.signed(json!({"sub": "alice"})).as_bytes(),
+        &enc,
+        json!({"kid": "nobody"}),
+    );
+    refused(&s.userinfo(&t).await, "jwe_key");
+    // Encrypted but not signed inside: refused (a nested JWT must be signed).
+    refused(
+        &s.userinfo(&encrypt(br#"{"sub":"alice"}"#, &enc, json!({}))).await,
+        "userinfo_malformed",
+    );
+}
