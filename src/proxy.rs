@@ -79,6 +79,72 @@ impl PublicProxy {
         .map_err(|e| e.to_string())
     }
 
+    /// A refusal at the request phase: counted, logged with its interaction id and `why`,
+    /// answered with the error page naming `code`.
+    async fn refuse(&self, session: &mut Session, code: FailureCode, why: &str, msg: &'static str) -> Result<bool> {
+        let id = crate::protocol::InteractionId::new();
+        self.state
+            .metrics
+            .browser_errors
+            .with_label_values(&[code.as_str()])
+            .inc();
+        let path = session.req_header().uri.path();
+        tracing::warn!(interaction_id = %id, path, detail = why, "{msg}");
+        write_error_page(session, &BrowserError::new(code, id)).await;
+        Ok(true)
+    }
+
+    /// A checked callback goes to the app: the rebuilt query (or, for `form_post`, a POST
+    /// body prepared for `upstream_request_filter` and `request_body_filter`).
+    async fn hand_over(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        path: &str,
+        has_body: bool,
+        outcome: CallbackOutcome,
+    ) -> Result<bool> {
+        let CallbackOutcome::Forward {
+            query,
+            clear_cookie,
+            interaction_id,
+            code,
+            as_name,
+            form_post,
+        } = outcome
+        else {
+            return Ok(false);
+        };
+        ctx.clear_cookie = clear_cookie;
+        ctx.callback_checked = Some(interaction_id);
+        ctx.checked_code = code.map(|c| (c, as_name.clone()));
+        let new_uri = match form_post {
+            // A request that brought a body of its own is not what the AS's redirect sends.
+            Some(_) if has_body => {
+                self.withdraw_code(ctx, "a form_post delivery for a request with a body");
+                let mut err = BrowserError::new(FailureCode::CallbackMalformed, interaction_id);
+                err.as_name = Some(as_name);
+                ctx.callback_checked = None;
+                write_error_page(session, &err).await;
+                return Ok(true);
+            }
+            Some(form) => {
+                ctx.form_post_body = Some(Bytes::from(form));
+                if query.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{query}")
+                }
+            }
+            None => format!("{path}?{query}"),
+        };
+        let new_uri = new_uri
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
+        session.req_header_mut().set_uri(new_uri);
+        Ok(false)
+    }
+
     /// Withdraws the code of a checked callback the app did not take (see `checked_code`).
     fn withdraw_code(&self, ctx: &mut RequestCtx, why: &str) {
         if let Some((code, as_name)) = ctx.checked_code.take() {
@@ -275,29 +341,15 @@ impl ProxyHttp for PublicProxy {
         }
         let on_callback = callback::on_callback_path(&self.state, session.req_header().uri.path());
         if let (Some(name), true) = (cookie_param, on_callback) {
-            let id = crate::protocol::InteractionId::new();
-            self.state
-                .metrics
-                .browser_errors
-                .with_label_values(&[FailureCode::CallbackMalformed.as_str()])
-                .inc();
-            tracing::warn!(interaction_id = %id, cookie = name, "a cookie named like a response parameter on a callback path refused");
-            write_error_page(session, &BrowserError::new(FailureCode::CallbackMalformed, id)).await;
-            return Ok(true);
+            let why = format!("cookie `{name}`");
+            let msg = "a cookie named like a response parameter on a callback path refused";
+            return self.refuse(session, FailureCode::CallbackMalformed, &why, msg).await;
         }
         if has_body && on_callback {
             if let Err(why) = self.read_callback_body(session).await {
-                let id = crate::protocol::InteractionId::new();
-                self.state
-                    .metrics
-                    .browser_errors
-                    .with_label_values(&[FailureCode::CallbackBodyRefused.as_str()])
-                    .inc();
-                let path = session.req_header().uri.path();
-                tracing::warn!(interaction_id = %id, path, detail = %why, "request body to a callback path refused");
                 session.set_keepalive(None);
-                write_error_page(session, &BrowserError::new(FailureCode::CallbackBodyRefused, id)).await;
-                return Ok(true);
+                let msg = "request body to a callback path refused";
+                return self.refuse(session, FailureCode::CallbackBodyRefused, &why, msg).await;
             }
         }
         if !callback::candidate(&self.state, on_callback, scan) {
@@ -316,46 +368,7 @@ impl ProxyHttp for PublicProxy {
             .collect();
         match callback::check(&self.state, &path, uri.query(), &cookies).await {
             CallbackOutcome::NotCallback => Ok(false),
-            CallbackOutcome::Forward {
-                query,
-                clear_cookie,
-                interaction_id,
-                code,
-                as_name,
-                form_post,
-            } => {
-                ctx.clear_cookie = clear_cookie;
-                ctx.callback_checked = Some(interaction_id);
-                ctx.checked_code = code.map(|c| (c, as_name));
-                let new_uri = match form_post {
-                    // The app asked for form_post: it gets the checked response as the POST it
-                    // expects (upstream_request_filter, request_body_filter). A request that
-                    // brought a body of its own is not what the AS's redirect sends.
-                    Some(_) if has_body => {
-                        let as_name = ctx.checked_code.as_ref().map(|(_, a)| a.clone());
-                        self.withdraw_code(ctx, "a form_post delivery for a request with a body");
-                        let mut err = BrowserError::new(FailureCode::CallbackMalformed, interaction_id);
-                        err.as_name = as_name;
-                        ctx.callback_checked = None;
-                        write_error_page(session, &err).await;
-                        return Ok(true);
-                    }
-                    Some(form) => {
-                        ctx.form_post_body = Some(Bytes::from(form));
-                        if query.is_empty() {
-                            path.clone()
-                        } else {
-                            format!("{path}?{query}")
-                        }
-                    }
-                    None => format!("{path}?{query}"),
-                };
-                let new_uri = new_uri
-                    .parse::<http::Uri>()
-                    .map_err(|e| Error::because(InternalError, "rebuilding the callback URI", e))?;
-                session.req_header_mut().set_uri(new_uri);
-                Ok(false)
-            }
+            outcome @ CallbackOutcome::Forward { .. } => self.hand_over(session, ctx, &path, has_body, outcome).await,
             CallbackOutcome::Reject {
                 code,
                 interaction_id,
