@@ -14,8 +14,8 @@ use crate::config::Settings;
 use crate::front::login_limit::LoginLimiter;
 use crate::front::prefilter::{normalize_path, path_routes_to_any};
 use crate::front::sealed_state::StateSealer;
+use crate::metrics::Metrics;
 use crate::ops::client_connections::ClientConnections;
-use crate::ops::metrics::Metrics;
 
 pub struct SidecarState {
     pub settings: Settings,

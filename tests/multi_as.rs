@@ -11,9 +11,9 @@ use common::AsDouble;
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
 use par_sidecar::egress;
-use par_sidecar::front::authorize::AuthorizeEndpoint;
 use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::protocol::authorize::AuthorizeEndpoint;
 use par_sidecar::state::{CodeRecord, SidecarState};
 
 fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::as_client::jose::SigningKey;
 use crate::as_client::request_object::{client_assertion_claims, now_secs};
 use crate::config::AsSettings;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::protocol::{ClientId, IssuerUrl};
 
 /// One signed assertion waiting to be used.

@@ -15,7 +15,7 @@ use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::Alg;
 use crate::as_client::mtls_alias::{self, EndpointChoice};
 use crate::config::{AsSettings, AuthMethod};
-use crate::front::authorize::AuthorizeEndpoint;
+use crate::protocol::authorize::AuthorizeEndpoint;
 use crate::protocol::IssuerUrl;
 
 #[derive(Debug, Error)]

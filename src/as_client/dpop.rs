@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use crate::as_client::jose::{s256, Alg, KeyError, SigningKey};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// RFC 9449 §4.2 explicit typing.
 pub const DPOP_TYP: &str = "dpop+jwt";

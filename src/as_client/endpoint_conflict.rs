@@ -17,7 +17,7 @@
 //! Deterministic at start-up (rule 1 and 3 do not depend on which document loaded first),
 //! so every replica attributes the same way.
 
-use crate::front::authorize::AuthorizeEndpoint;
+use crate::protocol::authorize::AuthorizeEndpoint;
 
 /// One configured AS and its current authorize endpoint (None: no metadata loaded).
 pub struct Claim<'a> {

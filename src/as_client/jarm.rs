@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::as_client::http_client::{AsHttp, AsRequest};
 use crate::as_client::jose::{select_verification_key, KeySelectError};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Error)]
 pub enum JarmError {

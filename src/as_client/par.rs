@@ -15,8 +15,8 @@ use crate::as_client::jose::{Alg, SigningKey};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
 use crate::config::{AsSettings, AuthMethod};
-use crate::front::authorize::AuthorizeRedirect;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::protocol::authorize::AuthorizeRedirect;
 use crate::protocol::InteractionId;
 
 #[derive(Debug, Error)]

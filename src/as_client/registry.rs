@@ -18,7 +18,7 @@ use crate::as_client::http_client::{AsHttp, ReqwestAs};
 use crate::as_client::jarm::AsJwks;
 use crate::as_client::keys::{KeyLoadError, KeySet};
 use crate::config::AsSettings;
-use crate::front::authorize::{norm_host, AuthorizeEndpoint, Candidate};
+use crate::protocol::authorize::{norm_host, AuthorizeEndpoint, Candidate};
 
 /// Bounds concurrent PARs at one AS (their retry sleeps included).
 const MAX_CONCURRENT_LOGINS: usize = 128;

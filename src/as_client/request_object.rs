@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::front::authorize::AuthorizeRedirect;
+use crate::protocol::authorize::AuthorizeRedirect;
 use crate::protocol::{random_uuid, ClientId, IssuerUrl};
 
 /// JAR §4 media type, recommended explicit typing (JAR §10.8).

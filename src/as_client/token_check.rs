@@ -17,7 +17,7 @@ use crate::as_client::jwe::{self, JweError};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::state::{CodeRecord, RefreshSubjects, SidecarState};
 
 /// Which grant produced the response: what the ID token must match.

@@ -38,7 +38,7 @@ fn authorize_host(h: &str) -> Result<String, String> {
     if u.port().is_some() || u.path() != "/" {
         return Err(bad());
     }
-    u.host_str().map(crate::front::authorize::norm_host).ok_or_else(bad)
+    u.host_str().map(crate::protocol::authorize::norm_host).ok_or_else(bad)
 }
 
 pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, ConfigError> {

@@ -16,7 +16,7 @@
 use url::Url;
 
 use crate::errors::FailureCode;
-use crate::front::authorize::norm_host;
+use crate::protocol::authorize::norm_host;
 
 /// What the request that produced an upstream redirect said about itself. Borrowed from
 /// the request header: built for every 3xx, read only for an authorize redirect.

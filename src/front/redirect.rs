@@ -13,11 +13,12 @@ use crate::as_client::par::{self, ParContext};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::errors::{BrowserError, FailureCode};
-use crate::front::authorize::{browser_target, detect_among, AuthorizeError, AuthorizeRedirect, Detection};
+use crate::front::authorize::{browser_target, detect_among, AuthorizeError, Detection};
 use crate::front::browser_binding;
 use crate::front::login_guard::{self, RedirectContext};
 use crate::front::pkce::{self, PkceAction};
 use crate::front::sealed_state::TransactionState;
+use crate::protocol::authorize::AuthorizeRedirect;
 use crate::protocol::{redact, InteractionId};
 use crate::state::SidecarState;
 

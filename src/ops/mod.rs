@@ -14,7 +14,6 @@ pub mod connections;
 pub mod header_limit;
 #[cfg(feature = "server")]
 pub mod memory;
-pub mod metrics;
 #[cfg(feature = "server")]
 pub mod reload;
 #[cfg(feature = "server")]

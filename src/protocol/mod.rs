@@ -1,6 +1,8 @@
 //! Newtypes for protocol values, so an issuer is never confused with an endpoint URL and a
 //! client id never with a free-form string.
 
+pub mod authorize;
+
 use std::fmt;
 
 use url::Url;
