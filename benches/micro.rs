@@ -7,10 +7,11 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use par_sidecar::as_client::jose::{Alg, SigningKey};
+use par_sidecar::as_client::jose::SigningKey;
 use par_sidecar::front::authorize::{detect, Detection};
 use par_sidecar::front::sealed_state::{StateSealer, TransactionState};
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
+use par_sidecar::protocol::jose::Alg;
 use par_sidecar::protocol::ClientId;
 
 fn median_us(runs: usize, iters: u32, mut f: impl FnMut()) -> f64 {

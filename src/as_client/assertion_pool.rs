@@ -193,7 +193,7 @@ impl AssertionPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::as_client::jose::Alg;
+    use crate::protocol::jose::Alg;
     use std::collections::HashSet;
 
     fn settings(size: usize, max_age: u64) -> AsSettings {

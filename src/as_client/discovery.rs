@@ -12,10 +12,10 @@ use thiserror::Error;
 use url::Url;
 
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
-use crate::as_client::jose::Alg;
 use crate::as_client::mtls_alias::{self, EndpointChoice};
 use crate::config::{AsSettings, AuthMethod};
 use crate::protocol::authorize::AuthorizeEndpoint;
+use crate::protocol::jose::Alg;
 use crate::protocol::IssuerUrl;
 
 #[derive(Debug, Error)]
@@ -358,7 +358,7 @@ client:
         let mut s = as_settings();
         s.client.dpop = Some(crate::config::DpopSettings {
             key_path: None,
-            alg: crate::as_client::jose::Alg::ES256,
+            alg: crate::protocol::jose::Alg::ES256,
             token_type_to_app: crate::config::TokenTypeToApp::Bearer,
         });
         let listed = |s: &AsSettings, algs: serde_json::Value| {

@@ -9,8 +9,9 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use crate::as_client::jose::{s256, Alg, KeyError, SigningKey};
+use crate::as_client::jose::{s256, KeyError, SigningKey};
 use crate::metrics::Metrics;
+use crate::protocol::jose::Alg;
 
 /// RFC 9449 §4.2 explicit typing.
 pub const DPOP_TYP: &str = "dpop+jwt";

@@ -11,41 +11,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-/// The JWS algorithms FAPI 2.0 allows (CR-1). Never `none`, never HMAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
-    PS256,
-    ES256,
-    EdDSA,
-}
-
-impl Alg {
-    pub fn parse(s: &str) -> Option<Alg> {
-        match s {
-            "PS256" => Some(Alg::PS256),
-            "ES256" => Some(Alg::ES256),
-            "EdDSA" | "Ed25519" => Some(Alg::EdDSA),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Alg::PS256 => "PS256",
-            Alg::ES256 => "ES256",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    /// Names under which an AS may advertise this algorithm (node lists both `EdDSA` and
-    /// the fully specified `Ed25519`).
-    pub fn advertised_as(self, name: &str) -> bool {
-        match self {
-            Alg::EdDSA => name == "EdDSA" || name == "Ed25519",
-            other => name == other.as_str(),
-        }
-    }
-}
+use crate::protocol::jose::Alg;
 
 #[derive(Debug, Error)]
 pub enum KeyError {

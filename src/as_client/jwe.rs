@@ -23,56 +23,10 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::as_client::jose::{jwk_thumbprint, KeyError};
+use crate::protocol::jose::KeyAlg;
 
 /// Largest compact JWE accepted (an ID token is a few KiB; this bounds decoding work).
 pub const MAX_JWE_LEN: usize = 256 * 1024;
-
-/// Key management algorithms (`alg`) the sidecar decrypts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyAlg {
-    EcdhEs,
-    EcdhEsA128Kw,
-    EcdhEsA192Kw,
-    EcdhEsA256Kw,
-    RsaOaep256,
-}
-
-impl KeyAlg {
-    pub fn parse(s: &str) -> Option<KeyAlg> {
-        Some(match s {
-            "ECDH-ES" => KeyAlg::EcdhEs,
-            "ECDH-ES+A128KW" => KeyAlg::EcdhEsA128Kw,
-            "ECDH-ES+A192KW" => KeyAlg::EcdhEsA192Kw,
-            "ECDH-ES+A256KW" => KeyAlg::EcdhEsA256Kw,
-            "RSA-OAEP-256" => KeyAlg::RsaOaep256,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyAlg::EcdhEs => "ECDH-ES",
-            KeyAlg::EcdhEsA128Kw => "ECDH-ES+A128KW",
-            KeyAlg::EcdhEsA192Kw => "ECDH-ES+A192KW",
-            KeyAlg::EcdhEsA256Kw => "ECDH-ES+A256KW",
-            KeyAlg::RsaOaep256 => "RSA-OAEP-256",
-        }
-    }
-
-    pub fn is_ec(self) -> bool {
-        !matches!(self, KeyAlg::RsaOaep256)
-    }
-
-    /// AES key wrap key length in bytes, for the `+AxxxKW` variants.
-    fn kw_len(self) -> Option<usize> {
-        match self {
-            KeyAlg::EcdhEsA128Kw => Some(16),
-            KeyAlg::EcdhEsA192Kw => Some(24),
-            KeyAlg::EcdhEsA256Kw => Some(32),
-            _ => None,
-        }
-    }
-}
 
 /// Content encryption algorithms (`enc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

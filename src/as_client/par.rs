@@ -11,12 +11,13 @@ use thiserror::Error;
 use crate::as_client::assertion_pool::AssertionPool;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
-use crate::as_client::jose::{Alg, SigningKey};
+use crate::as_client::jose::SigningKey;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
 use crate::config::{AsSettings, AuthMethod};
 use crate::metrics::Metrics;
 use crate::protocol::authorize::AuthorizeRedirect;
+use crate::protocol::jose::Alg;
 use crate::protocol::InteractionId;
 
 #[derive(Debug, Error)]

@@ -20,8 +20,8 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
-use crate::as_client::jose::Alg;
 use crate::egress::app_auth::{AppSecret, DEFAULT_GRANT_TYPES};
+use crate::protocol::jose::Alg;
 use crate::protocol::{ClientId, IssuerUrl};
 
 #[derive(Debug, Error)]
@@ -165,7 +165,7 @@ pub struct ClientSettings {
 #[derive(Debug, Clone)]
 pub struct EncryptionKeyRef {
     pub path: PathBuf,
-    pub alg: crate::as_client::jwe::KeyAlg,
+    pub alg: crate::protocol::jose::KeyAlg,
     pub kid: Option<String>,
 }
 

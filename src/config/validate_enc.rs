@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{file, ConfigError, EncryptionKeyRef};
-use crate::as_client::jwe::KeyAlg;
+use crate::protocol::jose::KeyAlg;
 
 const ALGS: &str = "ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A192KW, ECDH-ES+A256KW, RSA-OAEP-256";
 
@@ -55,9 +55,9 @@ pub(super) fn encryption_keys(
 mod tests {
     use std::path::Path;
 
-    use crate::as_client::jwe::KeyAlg;
     use crate::config::tests::MINIMAL;
     use crate::config::Settings;
+    use crate::protocol::jose::KeyAlg;
 
     fn with(client_lines: &str) -> Result<Settings, String> {
         let yaml = MINIMAL.replace("  transport: {", &format!("{client_lines}\n  transport: {{"));

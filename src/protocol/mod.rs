@@ -2,6 +2,7 @@
 //! client id never with a free-form string.
 
 pub mod authorize;
+pub mod jose;
 
 use std::fmt;
 
