@@ -4,7 +4,8 @@
 //! grants pass.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use par_sidecar::egress::app_auth::{app_credentials, check_app_secret, check_grant_type, AppSecret};
+use par_sidecar::config::app_secret::AppSecret;
+use par_sidecar::egress::app_auth::{app_credentials, check_app_secret, check_grant_type};
 use par_sidecar::egress::parse_form;
 
 fuzz_target!(|data: &[u8]| {

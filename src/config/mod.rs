@@ -3,6 +3,7 @@
 //! Every error names the file and, where YAML can tell, the line, column and key, so
 //! `check-config` output points straight at the problem.
 
+pub mod app_secret;
 mod env;
 pub mod file;
 #[cfg(test)]
@@ -10,6 +11,7 @@ pub(crate) mod tests;
 mod validate;
 mod validate_conn;
 mod validate_enc;
+mod validate_login;
 
 pub use env::expand_env;
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
-use crate::egress::app_auth::{AppSecret, DEFAULT_GRANT_TYPES};
+use crate::config::app_secret::{AppSecret, DEFAULT_GRANT_TYPES};
 use crate::protocol::jose::Alg;
 use crate::protocol::{ClientId, IssuerUrl};
 
@@ -218,7 +220,7 @@ pub struct Settings {
     /// `par.login_paths`: only redirects answering these request paths start a login.
     pub login_paths: Vec<String>,
     /// `par.redirect_uri_origins`: where a pushed redirect_uri may be (else the request's origin).
-    pub redirect_uri_origins: Vec<crate::front::login_guard::ConfiguredOrigin>,
+    pub redirect_uri_origins: Vec<crate::protocol::origin::ConfiguredOrigin>,
     pub max_location_bytes: usize,
     pub login_starts_per_second: u32,
     pub login_starts_per_client_per_minute: u32,

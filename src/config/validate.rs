@@ -376,7 +376,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         state_binding,
         par_required: f.par.required.unwrap_or(true),
         require_https_redirect_uri: f.par.require_https_redirect_uri.unwrap_or(true),
-        login_paths: crate::front::login_guard::login_paths(f.par.login_paths.unwrap_or_default())
+        login_paths: super::validate_login::login_paths(f.par.login_paths.unwrap_or_default())
             .map_err(|m| invalid("par.login_paths", m))?,
         redirect_uri_origins: f
             .par
@@ -384,8 +384,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
             .unwrap_or_default()
             .iter()
             .map(|o| {
-                crate::front::login_guard::ConfiguredOrigin::parse(o)
-                    .map_err(|m| invalid("par.redirect_uri_origins", m))
+                crate::protocol::origin::ConfiguredOrigin::parse(o).map_err(|m| invalid("par.redirect_uri_origins", m))
             })
             .collect::<Result<_, _>>()?,
         max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
@@ -677,7 +676,7 @@ fn validate_client(
         allowed_authorize_parameters: match &c.allowed_authorize_parameters {
             None => None,
             Some(names) => Some(
-                crate::front::login_guard::authorize_parameter_names(names)
+                super::validate_login::authorize_parameter_names(names)
                     .map_err(|m| invalid(&ck("allowed_authorize_parameters"), m))?,
             ),
         },

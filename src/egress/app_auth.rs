@@ -8,56 +8,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-/// SHA-256 of the app's client secret. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppSecret([u8; 32]);
-
-impl std::fmt::Debug for AppSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppSecret(..)")
-    }
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-impl AppSecret {
-    /// From 64 hex digits (either case).
-    pub fn from_sha256_hex(hex: &str) -> Result<AppSecret, String> {
-        let hex = hex.trim();
-        let b = hex.as_bytes();
-        if b.len() != 64 || !b.iter().all(u8::is_ascii_hexdigit) {
-            return Err("must be 64 hex digits (the SHA-256 of the app's client secret)".into());
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in b.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
-            out[i] = u8::from_str_radix(s, 16).map_err(|e| e.to_string())?;
-        }
-        Ok(AppSecret(out))
-    }
-
-    /// From a file's content; one trailing newline (`\n` or `\r\n`) is not part of it.
-    pub fn from_file_content(content: &[u8]) -> Result<AppSecret, String> {
-        let s = content
-            .strip_suffix(b"\n")
-            .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
-            .unwrap_or(content);
-        if s.is_empty() {
-            return Err("the file is empty".into());
-        }
-        Ok(AppSecret(sha256(s)))
-    }
-
-    /// Constant-time comparison of the presented secret's digest with ours.
-    pub fn verify(&self, presented: &[u8]) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(&sha256(presented), &self.0).is_ok()
-    }
-}
+use crate::config::app_secret::AppSecret;
 
 /// How the app identified itself on a client-authenticated route.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -153,9 +104,6 @@ pub fn unauthenticated_egress_warning(egress_listener: bool, secret: Option<&App
     )
 }
 
-/// The grant types forwarded when `egress.allowed_grant_types` is not set.
-pub const DEFAULT_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
-
 /// The token route's allowlist: the form's `grant_type` must be one of `allowed`.
 pub fn check_grant_type(form: &[(String, String)], allowed: &[String]) -> Result<(), String> {
     match form.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.as_str()) {
@@ -189,6 +137,7 @@ pub fn check_client_credentials(form: &[(String, String)], app_authenticated: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::app_secret::DEFAULT_GRANT_TYPES;
 
     fn basic(s: &str) -> Vec<u8> {
         format!("Basic {}", STANDARD.encode(s)).into_bytes()

@@ -16,7 +16,7 @@
 use url::Url;
 
 use crate::errors::FailureCode;
-use crate::protocol::authorize::norm_host;
+use crate::protocol::origin::{canonical_host, ConfiguredOrigin};
 
 /// What the request that produced an upstream redirect said about itself. Borrowed from
 /// the request header: built for every 3xx, read only for an authorize redirect.
@@ -72,73 +72,6 @@ impl<'a> RedirectContext<'a> {
             path: "/login",
             query: None,
         }
-    }
-}
-
-/// An origin named in `par.redirect_uri_origins`: scheme, host, port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfiguredOrigin {
-    scheme: String,
-    host: url::Host<String>,
-    port: u16,
-}
-
-impl ConfiguredOrigin {
-    /// `https://app.example.com` or `https://app.example.com:8443`: nothing else (no path,
-    /// query, userinfo), so the list reads as what it is.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let u = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-        if !matches!(u.scheme(), "https" | "http")
-            || !u.username().is_empty()
-            || u.password().is_some()
-            || u.path() != "/"
-            || u.query().is_some()
-            || u.fragment().is_some()
-        {
-            return Err(format!("`{s}` is not an origin like https://app.example.com[:port]"));
-        }
-        Self::of(&u).ok_or_else(|| format!("`{s}` has no host"))
-    }
-
-    fn of(u: &Url) -> Option<Self> {
-        Some(ConfiguredOrigin {
-            scheme: u.scheme().to_string(),
-            host: canonical_host(u.host()?.to_owned()),
-            port: u.port_or_known_default()?,
-        })
-    }
-}
-
-/// `par.login_paths`: absolute paths, as the app routes them.
-pub fn login_paths(paths: Vec<String>) -> Result<Vec<String>, String> {
-    match paths
-        .iter()
-        .find(|p| !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(|c| c.is_control()))
-    {
-        Some(bad) => Err(format!("`{bad}` is not an absolute path without query (e.g. /login)")),
-        None => Ok(paths),
-    }
-}
-
-/// Parameter names: visible ASCII, no `=`/`&`; the PAR/JAR plumbing the sidecar owns
-/// cannot be allowed (the parser refuses it anyway).
-pub fn authorize_parameter_names(names: &[String]) -> Result<Vec<String>, String> {
-    for n in names {
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'&') {
-            return Err(format!("`{n}` is not a parameter name"));
-        }
-        if matches!(n.as_str(), "request" | "request_uri" | "client_assertion") {
-            return Err(format!("`{n}` is set by the sidecar, never by the app"));
-        }
-    }
-    Ok(names.to_vec())
-}
-
-/// Domains compared without a trailing dot and in lower case (the url crate lower-cases).
-fn canonical_host(h: url::Host<String>) -> url::Host<String> {
-    match h {
-        url::Host::Domain(d) => url::Host::Domain(norm_host(&d)),
-        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod jose;
+pub mod origin;
 
 use std::fmt;
 
