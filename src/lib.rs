@@ -10,6 +10,7 @@ pub mod config;
 pub mod egress;
 pub mod errors;
 pub mod front;
+pub mod handoff;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

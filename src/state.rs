@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::front::login_limit::LoginLimiter;
 use crate::front::prefilter::{normalize_path, path_routes_to_any};
 use crate::front::sealed_state::StateSealer;
+use crate::handoff::{refresh_subjects, CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::ops::client_connections::ClientConnections;
 
@@ -37,35 +38,6 @@ pub struct SidecarState {
     /// refresh token -> the `sub` it was issued for (hashes only; bounded, TTL): a refresh
     /// response's ID token must name the same user (OIDC Core §12.2).
     pub refresh_subjects: RefreshSubjects,
-}
-
-/// What the sidecar remembers between the callback and the app's token call.
-#[derive(Debug, Clone)]
-pub struct CodeRecord {
-    /// The AS the login started at: the token call goes there and nowhere else.
-    pub as_index: usize,
-    pub verifier: Option<String>,
-    pub redirect_uri: Option<String>,
-    /// The OpenID `nonce` pushed in the request object: the ID token must carry it.
-    pub nonce: Option<String>,
-    /// `max_age` the app asked for: the ID token's `auth_time` must honour it.
-    pub max_age: Option<u64>,
-    /// ID token claim values requested in `claims`: the ID token must carry them.
-    pub claim_values: Option<crate::as_client::claim_values::RequestedValues>,
-}
-
-/// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for (the
-/// refresh `sub` check, `as_client::token_check`). Hashes only: no token or user id is kept
-/// in the clear.
-pub type RefreshSubjects = TtlMap<(usize, [u8; 32]), [u8; 32]>;
-
-/// Refresh tokens outlive this map (a day, 20,000 of them, about 2.5 MB): one evicted,
-/// expired or from before a restart is not checked (the AS's own binding still holds).
-pub(crate) const REFRESH_SUBJECTS: usize = 20_000;
-const REFRESH_SUBJECT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-pub fn refresh_subjects() -> RefreshSubjects {
-    TtlMap::new(REFRESH_SUBJECTS, REFRESH_SUBJECT_TTL)
 }
 
 const MAX_CODES: usize = 10_000;

@@ -19,7 +19,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::as_client::jwe::concat_kdf;
 use par_sidecar::egress::{self, EgressResponse};
-use par_sidecar::state::{CodeRecord, SidecarState};
+use par_sidecar::handoff::CodeRecord;
+use par_sidecar::state::SidecarState;
 use serde_json::{json, Value};
 
 struct Stack {

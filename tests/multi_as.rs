@@ -13,8 +13,9 @@ use par_sidecar::config::Settings;
 use par_sidecar::egress;
 use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::handoff::CodeRecord;
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
-use par_sidecar::state::{CodeRecord, SidecarState};
+use par_sidecar::state::SidecarState;
 
 fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {
     format!(

@@ -11,7 +11,8 @@ use common::{settings_yaml, AsDouble};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::egress::{self, EgressResponse};
-use par_sidecar::state::{CodeRecord, SidecarState};
+use par_sidecar::handoff::CodeRecord;
+use par_sidecar::state::SidecarState;
 use serde_json::json;
 
 struct Stack {

@@ -7,12 +7,9 @@
 //! The values travel from the login start to the token call inside the sealed state, which
 //! rides in the authorize URL: they are bounded here so a large `claims` cannot bloat it.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
-/// Claim name -> the value the ID token must carry.
-pub type RequestedValues = BTreeMap<String, Value>;
+use crate::handoff::RequestedValues;
 
 /// At most this many claims with a `value`; more make the `claims` parameter refused.
 pub const MAX_CLAIMS: usize = 8;

@@ -17,8 +17,9 @@ use crate::as_client::jwe::{self, JweError};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
+use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
-use crate::state::{CodeRecord, RefreshSubjects, SidecarState};
+use crate::state::SidecarState;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -427,7 +428,7 @@ pub fn revoke_in_background(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{refresh_subjects, REFRESH_SUBJECTS};
+    use crate::handoff::{refresh_subjects, REFRESH_SUBJECTS};
 
     fn shape(v: Value) -> Result<(), &'static str> {
         check_shape(v.as_object().unwrap(), false).map_err(|e| e.label())

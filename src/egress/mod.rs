@@ -24,8 +24,9 @@ use crate::as_client::http_client::AsRequest;
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
+use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
-use crate::state::{CodeRecord, SidecarState};
+use crate::state::SidecarState;
 use answer::{answer, Call};
 use route::{ambiguous, route, Route, Target};
 

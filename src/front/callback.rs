@@ -12,8 +12,9 @@ use crate::front::authorize::parse_query;
 use crate::front::browser_binding;
 use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
+use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
-use crate::state::{CodeRecord, SidecarState};
+use crate::state::SidecarState;
 
 #[derive(Debug)]
 pub enum CallbackOutcome {

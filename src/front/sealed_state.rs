@@ -79,7 +79,7 @@ pub struct TransactionState {
     /// ID token claim values the app requested in `claims` (bounded, `claim_values`): the
     /// ID token must carry them.
     #[serde(rename = "c", skip_serializing_if = "Option::is_none", default)]
-    pub claim_values: Option<crate::as_client::claim_values::RequestedValues>,
+    pub claim_values: Option<crate::handoff::RequestedValues>,
 }
 
 pub struct StateSealer {
