@@ -16,4 +16,4 @@ pub mod ops;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod proxy;
-pub mod state;
+pub mod sidecar;

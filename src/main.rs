@@ -9,7 +9,7 @@ use par_sidecar::as_client::discovery;
 use par_sidecar::as_client::keys::{union_jwks, KeySet};
 use par_sidecar::as_client::registry::build_http;
 use par_sidecar::config::Settings;
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
 #[derive(Parser)]
 #[command(
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(settings.log_json, &settings.log_level);
-            let state = match SidecarState::load(settings) {
+            let state = match Sidecar::load(settings) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot load key material");

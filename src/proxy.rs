@@ -15,16 +15,16 @@ use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
 use crate::front::redirect::{decide_for, is_redirect, RedirectDecision};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 pub struct PublicProxy {
-    pub state: Arc<SidecarState>,
+    pub state: Arc<Sidecar>,
     /// Resolved once: `HttpPeer::new` would resolve the address on every request.
     upstream: HttpPeer,
 }
 
 impl PublicProxy {
-    pub fn new(state: Arc<SidecarState>) -> Self {
+    pub fn new(state: Arc<Sidecar>) -> Self {
         let upstream = HttpPeer::new(state.settings.upstream, false, String::new());
         PublicProxy { state, upstream }
     }

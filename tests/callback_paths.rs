@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use par_sidecar::as_client::request_object::now_secs;
 use par_sidecar::front::callback::{check, is_candidate, CallbackOutcome};
 use par_sidecar::front::sealed_state::TransactionState;
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
 /// Counts allocations made by the current thread (the hot-path test below).
 struct Counting;
@@ -42,12 +42,12 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCS.with(|c| c.get()) - before
 }
 
-async fn state_with(pki: &Path, double: &AsDouble, extra: &str) -> Arc<SidecarState> {
+async fn state_with(pki: &Path, double: &AsDouble, extra: &str) -> Arc<Sidecar> {
     let yaml = settings_yaml(pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", extra);
     common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await
 }
 
-fn sealed(state: &SidecarState, nonce: &str, jarm: bool) -> String {
+fn sealed(state: &Sidecar, nonce: &str, jarm: bool) -> String {
     state.sealer.seal(&TransactionState {
         app_state: Some("app-state".into()),
         verifier: None,

@@ -14,12 +14,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::egress::{self, EgressResponse};
 use par_sidecar::front::callback::{check, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 use serde_json::json;
 
 struct Stack {
     double: AsDouble,
-    state: Arc<SidecarState>,
+    state: Arc<Sidecar>,
     key: EncodingKey,
 }
 

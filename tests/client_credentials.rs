@@ -10,7 +10,7 @@ use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
 use par_sidecar::egress::{self, EgressResponse};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 use serde_json::json;
 
 /// SHA-256 of `the-apps-old-secret`.
@@ -27,7 +27,7 @@ fn yaml(pki: &std::path::Path, double: &AsDouble, egress: &str) -> String {
     )
 }
 
-async fn stack(egress: &str) -> (AsDouble, Arc<SidecarState>) {
+async fn stack(egress: &str) -> (AsDouble, Arc<Sidecar>) {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let state = common::loaded_state(&yaml(&pki, &double, egress), &pki.join("s.yaml")).await;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::egress::{self, EgressRequest, EgressResponse};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
 /// SHA-256 of `the-apps-old-secret`.
 const APP_SECRET_SHA256: &str = "3279f62d86936899598326365387d1930a4827f1dc8f2efc64b3fe286fdfcf1a";
 
-async fn stack(extra: &str) -> (AsDouble, Arc<SidecarState>) {
+async fn stack(extra: &str) -> (AsDouble, Arc<Sidecar>) {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let extra = extra.replace("{issuer}", &double.issuer);
@@ -47,12 +47,12 @@ fn error_of(r: &EgressResponse) -> String {
     v["error"].as_str().unwrap_or("").to_string()
 }
 
-fn metrics(state: &SidecarState) -> String {
+fn metrics(state: &Sidecar) -> String {
     String::from_utf8(state.metrics.render()).unwrap()
 }
 
 /// Nothing was signed: no client assertion was made for a refused request.
-fn nothing_signed(state: &SidecarState) -> bool {
+fn nothing_signed(state: &Sidecar) -> bool {
     !metrics(state).contains("par_sidecar_signing_duration_seconds_count")
 }
 

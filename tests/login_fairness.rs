@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use par_sidecar::front::login_guard::RedirectContext;
 use par_sidecar::front::login_limit::client_ip;
 use par_sidecar::front::redirect::{decide_for, RedirectDecision};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
 fn app_redirect(issuer: &str) -> String {
     format!(
@@ -23,7 +23,7 @@ fn app_redirect(issuer: &str) -> String {
     )
 }
 
-async fn sidecar(per_second: u32) -> (AsDouble, Arc<SidecarState>) {
+async fn sidecar(per_second: u32) -> (AsDouble, Arc<Sidecar>) {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let extra = format!("limits: {{ login_starts_per_second: {per_second} }}");
@@ -42,7 +42,7 @@ async fn sidecar(per_second: u32) -> (AsDouble, Arc<SidecarState>) {
 /// 16 tasks flood login starts from `flooder` while `user` starts a login every 250 ms;
 /// returns how many of the user's 6 login starts were pushed, and the flood's counts.
 async fn flood_while_user_logs_in(
-    state: &Arc<SidecarState>,
+    state: &Arc<Sidecar>,
     issuer: &str,
     flooder: IpAddr,
     user: IpAddr,

@@ -31,7 +31,7 @@ fn list_aliases(double: &AsDouble) {
     );
 }
 
-async fn login_start(double: &AsDouble, yaml: &str) -> (std::sync::Arc<par_sidecar::state::SidecarState>, String) {
+async fn login_start(double: &AsDouble, yaml: &str) -> (std::sync::Arc<par_sidecar::sidecar::Sidecar>, String) {
     let pki = common::pki();
     let state = common::loaded_state(yaml, &pki.join("sidecar.yaml")).await;
     let RedirectDecision::Rewrite { .. } = decide(&state, app_redirect(&double.issuer).as_bytes()).await else {

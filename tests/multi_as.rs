@@ -15,7 +15,7 @@ use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::redirect::{decide, RedirectDecision};
 use par_sidecar::handoff::CodeRecord;
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
 fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {
     format!(
@@ -39,7 +39,7 @@ timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
     )
 }
 
-async fn two_banks(id_a: &str, id_b: &str) -> (AsDouble, AsDouble, Arc<SidecarState>) {
+async fn two_banks(id_a: &str, id_b: &str) -> (AsDouble, AsDouble, Arc<Sidecar>) {
     let pki = common::pki();
     let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let b = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
@@ -224,11 +224,11 @@ async fn a_hub_endpoint_with_distinct_client_ids_is_fine() {
 
 /// A state whose two banks (same client_id) loaded their first documents with `endpoint` as
 /// the authorize endpoint: neither owns it and neither moved onto it.
-async fn both_first_loaded_at(endpoint: &AuthorizeEndpoint) -> (AsDouble, AsDouble, Arc<SidecarState>) {
+async fn both_first_loaded_at(endpoint: &AuthorizeEndpoint) -> (AsDouble, AsDouble, Arc<Sidecar>) {
     let (a, b, loaded) = two_banks("tpp", "tpp").await;
     let pki = common::pki();
     let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, "tpp", "tpp");
-    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     for (fresh, old) in state.registry.clients.iter().zip(&loaded.registry.clients) {
         let mut md = (*old.discovery.get().unwrap()).clone();
         md.authorization_endpoint = endpoint.clone();
@@ -262,12 +262,12 @@ async fn an_endpoint_nobody_owns_named_by_two_first_loads_makes_both_not_ready()
     assert!(a.seen().is_empty() && b.seen().is_empty());
 }
 
-fn metrics(state: &SidecarState) -> String {
+fn metrics(state: &Sidecar) -> String {
     String::from_utf8(state.metrics.render()).unwrap()
 }
 
 /// Bank A keeps its endpoint and its logins; bank B, whose document names it, is refused.
-async fn assert_a_kept_b_refused(a: &AsDouble, state: &Arc<SidecarState>, pars_before: usize) {
+async fn assert_a_kept_b_refused(a: &AsDouble, state: &Arc<Sidecar>, pars_before: usize) {
     let (ca, cb) = (&state.registry.clients[0], &state.registry.clients[1]);
     assert!(ca.is_ready(), "{:?}", ca.not_ready_reason());
     assert!(!cb.is_ready());
@@ -311,7 +311,7 @@ async fn a_bank_whose_discovery_names_another_banks_endpoint_is_refused_alone() 
             format!("{}/authorize", a.issuer).into(),
         );
         let yaml = two_banks_yaml(&pki, &a.issuer, &b.issuer, "tpp", "tpp");
-        let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+        let state = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
         let (ca, cb) = (&state.registry.clients[0], &state.registry.clients[1]);
         let refresh = par_sidecar::ops::background::refresh_once;
         if b_first {
@@ -422,7 +422,7 @@ async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
         r#"name: bank-b, issuer: "https://auth.bank-b.example", authorize_hosts: [bank-b.example],"#,
     );
     assert!(yaml.contains("authorize_hosts"));
-    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     for loc in [
         "https://auth.bank-a.example/authorize?client_id=tpp-a&response_type=code",
         "https://bank-b.example/oauth/authorize?client_id=tpp-b&response_type=code",
@@ -456,8 +456,7 @@ async fn a_not_ready_banks_client_id_on_an_unknown_host_is_held_back() {
     let pki = common::pki();
     let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
-    let state =
-        SidecarState::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = Sidecar::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     assert!(par_sidecar::ops::background::refresh_once(&state, &state.registry.clients[0]).await);
     let RedirectDecision::Fail(e) = decide(&state, login_at("https://auth.bank-b.example", "tpp-b").as_bytes()).await
     else {
@@ -476,8 +475,7 @@ async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
     let pki = common::pki();
     let a = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
-    let state =
-        SidecarState::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = Sidecar::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     let record = CodeRecord {
         as_index: 1,
         verifier: None,

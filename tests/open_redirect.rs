@@ -11,14 +11,14 @@ use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::front::login_guard::RedirectContext;
 use par_sidecar::front::redirect::{decide_for, RedirectDecision};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
-async fn state_with(double: &Double, extra: &str) -> Arc<SidecarState> {
+async fn state_with(double: &Double, extra: &str) -> Arc<Sidecar> {
     state_with_client(double, "", extra).await
 }
 
 /// `client_extra`: lines added to the `client` block.
-async fn state_with_client(double: &Double, client_extra: &str, extra: &str) -> Arc<SidecarState> {
+async fn state_with_client(double: &Double, client_extra: &str, extra: &str) -> Arc<Sidecar> {
     let pki = &double.pki;
     let yaml = settings_yaml(pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", extra).replace(
         "  auth_method: private_key_jwt\n",
@@ -58,7 +58,7 @@ fn authorize(issuer: &str, redirect_uri: &str, extra: &str) -> String {
 const PAYMENT: &str = "&authorization_details=%5B%7B%22type%22%3A%22payment%22%2C%22creditor%22%3A%22ATTACKER-IBAN%22%2C%22amount%22%3A%229999.00%22%7D%5D";
 
 /// Runs the decision for `location` as the answer to `GET {target}` with `headers`.
-async fn answer(state: &Arc<SidecarState>, target: &str, headers: &[(&str, &str)], location: &str) -> RedirectDecision {
+async fn answer(state: &Arc<Sidecar>, target: &str, headers: &[(&str, &str)], location: &str) -> RedirectDecision {
     let uri: http::Uri = target.parse().unwrap();
     let mut h = http::HeaderMap::new();
     for (k, v) in headers {
@@ -76,7 +76,7 @@ fn refused_with(d: RedirectDecision, code: &str) {
     }
 }
 
-fn assert_counted(state: &SidecarState, code: &str, n: u32) {
+fn assert_counted(state: &Sidecar, code: &str, n: u32) {
     let m = String::from_utf8(state.metrics.render()).unwrap();
     let sample = format!("par_sidecar_errors_total{{code=\"{code}\"}} {n}");
     assert!(m.contains(&sample), "{sample} not in:\n{m}");

@@ -11,9 +11,9 @@ use common::{settings_yaml, AsDouble, Fault};
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
 use par_sidecar::front::redirect::{decide, RedirectDecision};
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 
-async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<SidecarState> {
+async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<Sidecar> {
     let yaml = settings_yaml(pki, &double.issuer, key, alg, auth, extra);
     common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await
 }
@@ -294,7 +294,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")
         .replace("transport.crt", "rogue.crt")
         .replace("transport.key", "rogue.key");
-    let rogue = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let rogue = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     rogue.registry.set_metadata(rogue.first_as(), (*md).clone());
     let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
         panic!()
@@ -308,7 +308,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     // The AS's server certificate does not chain to the configured CA.
     let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "")
         .replace("ca.crt", "rogue-ca.crt");
-    let untrusting = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let untrusting = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     untrusting.registry.set_metadata(untrusting.first_as(), (*md).clone());
     let RedirectDecision::Fail(e) = decide(&untrusting, loc.as_bytes()).await else {
         panic!()
@@ -358,7 +358,7 @@ async fn discovery_rejects_an_issuer_mismatch() {
             double.issuer
         ),
     );
-    let state = SidecarState::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
+    let state = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     let http = state.first_as().http.load();
     let err = par_sidecar::as_client::discovery::fetch(http.as_ref().as_ref(), &state.first_as().settings)
         .await

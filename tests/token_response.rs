@@ -12,12 +12,12 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::egress::{self, EgressResponse};
 use par_sidecar::handoff::CodeRecord;
-use par_sidecar::state::SidecarState;
+use par_sidecar::sidecar::Sidecar;
 use serde_json::json;
 
 struct Stack {
     double: AsDouble,
-    state: Arc<SidecarState>,
+    state: Arc<Sidecar>,
     key: EncodingKey,
 }
 

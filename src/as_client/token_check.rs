@@ -19,7 +19,7 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,7 @@ fn check_shape(doc: &serde_json::Map<String, Value>, expect_dpop: bool) -> Resul
 /// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
 /// also returns the tokens it carried so the caller can have them revoked.
 pub async fn check(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
@@ -250,7 +250,7 @@ fn openid_login(rec: &CodeRecord, doc: &serde_json::Map<String, Value>) -> bool 
 /// Verifies the ID token with the AS's JWKS (refetched once should the AS have replaced a
 /// key under the same kid) and returns its `sub`.
 async fn verified_sub(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,

@@ -10,7 +10,7 @@ use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::jose::select_verification_key;
 use crate::as_client::jwe::{self, JweError};
 use crate::as_client::registry::AsClient;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// The failed check: a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn is_jwt(headers: &http::HeaderMap) -> bool {
 
 /// The verified claims of a JWT userinfo response, serialized as JSON.
 pub async fn claims_json(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     md: &ProviderMetadata,
     body: &[u8],

@@ -14,11 +14,11 @@ use crate::as_client::par::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::{self, Grant};
 use crate::as_client::userinfo_jwt;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// One egress call that reached the AS (or failed to), for [`answer`].
 pub(super) struct Call<'a> {
-    pub(super) state: &'a SidecarState,
+    pub(super) state: &'a Sidecar,
     pub(super) client: &'a Arc<AsClient>,
     pub(super) md: &'a ProviderMetadata,
     pub(super) route: Route,
@@ -99,7 +99,7 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
 /// An AS route answered 3xx. Never passed on: many HTTP clients follow a `Location` and
 /// re-send the body (a refresh token, the app's secret) to wherever it points, and an AS has
 /// no business redirecting a back-channel call. The `Location` is not logged either.
-fn as_redirect(state: &SidecarState, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
+fn as_redirect(state: &Sidecar, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
     state
         .metrics
         .egress_requests
@@ -118,7 +118,7 @@ fn as_redirect(state: &SidecarState, name: &str, label: &str, iid: &str, status:
 /// Runs the token-response checks; on failure the app gets an OAuth error without any of
 /// the tokens, and the tokens are revoked at the AS in the background.
 async fn check_token_response(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &Arc<AsClient>,
     md: &ProviderMetadata,
     grant: Grant<'_>,

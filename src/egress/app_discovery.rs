@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::{oauth_error, EgressRequest, EgressResponse};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// Fields of the AS's document the app must not act on: the sidecar does these for it.
 pub const REMOVED: &[&str] = &[
@@ -87,7 +87,7 @@ fn parse(path: &str) -> Option<Ask<'_>> {
 }
 
 /// The app-facing discovery document or JWKS, when `req` asks for one; `None` otherwise.
-pub(super) async fn serve(state: &SidecarState, req: &EgressRequest) -> Option<EgressResponse> {
+pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<EgressResponse> {
     let ask = parse(&req.path)?;
     if req.method != http::Method::GET && req.method != http::Method::HEAD {
         return Some(oauth_error(
@@ -186,7 +186,7 @@ pub(super) async fn serve(state: &SidecarState, req: &EgressRequest) -> Option<E
 
 /// The origin the app reached this listener at (its `Host`, when it is a plain authority),
 /// else the configured egress address.
-fn egress_base(state: &SidecarState, headers: &http::HeaderMap) -> String {
+fn egress_base(state: &Sidecar, headers: &http::HeaderMap) -> String {
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())

@@ -15,7 +15,7 @@ use crate::as_client::http_client::{AsHttp, AsRequest, AsResponse, TransportErro
 use crate::as_client::jose::SigningKey;
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// How long tokens bound to a rotated-away DPoP key are still served with it (as long as
 /// the previous transport certificate is kept for certificate-bound tokens).
@@ -66,7 +66,7 @@ pub(super) fn prepare(client: &AsClient, r: Route, headers: &mut Vec<(String, St
     })
 }
 
-fn signing_failed(state: &SidecarState, name: &str, route: &str) -> EgressResponse {
+fn signing_failed(state: &Sidecar, name: &str, route: &str) -> EgressResponse {
     state
         .metrics
         .dpop_errors
@@ -77,7 +77,7 @@ fn signing_failed(state: &SidecarState, name: &str, route: &str) -> EgressRespon
 
 /// Signs a proof for this attempt (with the origin's latest nonce) and sets the header.
 async fn add_proof(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     d: &DpopCall,
     key: &Arc<SigningKey>,
@@ -102,7 +102,7 @@ async fn add_proof(
 }
 
 /// Counts a DPoP refusal by the server (bounded reasons, see README).
-fn count_refusal(state: &SidecarState, name: &str, route: &str, resp: &AsResponse) {
+fn count_refusal(state: &Sidecar, name: &str, route: &str, resp: &AsResponse) {
     if resp.status != 400 && resp.status != 401 {
         return;
     }
@@ -120,7 +120,7 @@ fn count_refusal(state: &SidecarState, name: &str, route: &str, resp: &AsRespons
 /// Sends one egress call; with DPoP, signs a proof per attempt and answers one nonce
 /// challenge. `Err` is a response for the app when a proof or assertion could not be signed.
 pub(super) async fn send(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     dpop: Option<&DpopCall>,
     http: &dyn AsHttp,
@@ -146,7 +146,7 @@ pub(super) async fn send(
 }
 
 async fn send_with_key(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     d: &DpopCall,
     key: &Arc<SigningKey>,

@@ -8,10 +8,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::egress::{handle, EgressRequest};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 pub struct EgressApp {
-    pub state: Arc<SidecarState>,
+    pub state: Arc<Sidecar>,
 }
 
 fn simple(status: u16, msg: &str) -> Response<Vec<u8>> {

@@ -26,7 +26,7 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 use answer::{answer, Call};
 use route::{ambiguous, route, Route, Target};
 
@@ -114,7 +114,7 @@ fn target_url(md: &ProviderMetadata, r: Route, resource: Option<Url>, query: Opt
 
 /// A refusal before any AS call: metric, log line, OAuth error.
 fn refuse(
-    state: &SidecarState,
+    state: &Sidecar,
     as_name: &str,
     label: &str,
     iid: &str,
@@ -135,7 +135,7 @@ fn refuse(
     resp
 }
 
-pub async fn handle(state: &SidecarState, req: EgressRequest) -> EgressResponse {
+pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     if let Some(resp) = app_discovery::serve(state, &req).await {
         return resp;
     }
@@ -387,7 +387,7 @@ type ClientForm<'a> = (Vec<(String, String)>, Option<TakenCode<'a>>);
 /// AS (not ready, overloaded, signing failed), so the app's retry still works; consumed once
 /// the request is sent, so a replayed token call never reaches the AS (TOK-5).
 struct TakenCode<'a> {
-    state: &'a SidecarState,
+    state: &'a Sidecar,
     code: Option<String>,
     record: CodeRecord,
 }
@@ -410,7 +410,7 @@ impl Drop for TakenCode<'_> {
 /// names the right client, strips its credentials (CA-1/TOK-1), checks the grant type
 /// against the allowlist and, for an authorization_code grant, takes the code record
 /// (once: a replayed token call never reaches the AS, TOK-5). All before any signing.
-fn parse_client_form<'a>(state: &'a SidecarState, r: Route, req: &EgressRequest) -> Result<ClientForm<'a>, Refusal> {
+fn parse_client_form<'a>(state: &'a Sidecar, r: Route, req: &EgressRequest) -> Result<ClientForm<'a>, Refusal> {
     let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
     let creds = app_auth::app_credentials(
         req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
@@ -479,7 +479,7 @@ fn parse_client_form<'a>(state: &'a SidecarState, r: Route, req: &EgressRequest)
 
 /// CA-1/TOK-3: exactly one client authentication, this AS's; PKCE verifier added.
 async fn add_client_auth(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     form: &mut Vec<(String, String)>,
     record: Option<&CodeRecord>,

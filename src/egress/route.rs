@@ -3,7 +3,7 @@
 //! code), or a resource prefix bound to an AS. Never guessed.
 
 use super::{oauth_error, EgressResponse};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// Where an egress request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ fn as_route(rest: &str) -> Option<Route> {
 }
 
 /// `/as/<name>/<endpoint>`, the unprefixed AS routes, or a resource prefix.
-pub(super) fn route(state: &SidecarState, path: &str) -> Result<(Route, Target), EgressResponse> {
+pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, Target), EgressResponse> {
     if let Some(rest) = path.strip_prefix("/as/") {
         let name = rest.split('/').next().unwrap_or("");
         let Some(i) = state.settings.as_index(name) else {
@@ -100,7 +100,7 @@ pub(super) fn route(state: &SidecarState, path: &str) -> Result<(Route, Target),
 }
 
 /// The refusal for an unprefixed call that cannot be attributed to one AS: never guessed.
-pub(super) fn ambiguous(state: &SidecarState, label: &str) -> EgressResponse {
+pub(super) fn ambiguous(state: &Sidecar, label: &str) -> EgressResponse {
     let routes: Vec<String> = state
         .registry
         .clients

@@ -14,7 +14,7 @@ use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, Quer
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
 use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 #[derive(Debug)]
 pub enum CallbackOutcome {
@@ -53,7 +53,7 @@ const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", 
 /// Whether the app could route this path to its redirect_uri handler (or every path is
 /// treated so: `callback.check_all_paths`). Normalises the path: call it only for requests
 /// that carry a response-shaped parameter or a body.
-pub fn on_callback_path(state: &SidecarState, path: &str) -> bool {
+pub fn on_callback_path(state: &Sidecar, path: &str) -> bool {
     state.settings.check_all_paths || state.is_callback_path(path)
 }
 
@@ -68,7 +68,7 @@ pub fn looks_like_response(query: &str) -> bool {
 /// for some AS (any path, for the same reason), or any response parameter on a path the app
 /// could route to its callback handler. Anything else on a callback path (`/callback?logout`,
 /// no query at all) is the app's business.
-pub fn candidate(state: &SidecarState, on_callback: bool, scan: QueryScan) -> bool {
+pub fn candidate(state: &Sidecar, on_callback: bool, scan: QueryScan) -> bool {
     let jarm = scan.jarm_param && state.jarm_configured();
     scan.sealed_state || jarm || (scan.response_param || scan.jarm_param) && on_callback
 }
@@ -93,7 +93,7 @@ fn jarm_carries_sealed_state(query: &str) -> bool {
 }
 
 /// [`candidate`] for a path and query (tests and tools; the proxy scans once itself).
-pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bool {
+pub fn is_candidate(state: &Sidecar, path: &str, query: Option<&str>) -> bool {
     let Some(scan) = query.map(scan_query).filter(QueryScan::any) else {
         return false;
     };
@@ -102,7 +102,7 @@ pub fn is_candidate(state: &SidecarState, path: &str, query: Option<&str>) -> bo
 
 /// Checks an authorization response before the app sees it, when [`candidate`] says the
 /// request carries one.
-pub async fn check(state: &SidecarState, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
+pub async fn check(state: &Sidecar, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
     let Some(q) = query else {
         return CallbackOutcome::NotCallback;
     };
@@ -180,7 +180,7 @@ fn unverified_claims(jwt: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// RFC 9207 §2.4: `iss` must be the issuer of the AS the login started at, byte for byte.
 /// Another configured AS's issuer is the mix-up attack and gets its own code.
-fn check_iss(state: &SidecarState, client: &AsClient, iss: &str) -> Result<(), Rejection> {
+fn check_iss(state: &Sidecar, client: &AsClient, iss: &str) -> Result<(), Rejection> {
     if iss == client.settings.issuer.as_str() {
         return Ok(());
     }
@@ -203,7 +203,7 @@ fn check_iss(state: &SidecarState, client: &AsClient, iss: &str) -> Result<(), R
 }
 
 async fn check_inner(
-    state: &SidecarState,
+    state: &Sidecar,
     q: &str,
     cookies: &[&[u8]],
     as_name: &mut Option<String>,

@@ -20,7 +20,7 @@ use crate::front::pkce::{self, PkceAction};
 use crate::front::sealed_state::TransactionState;
 use crate::protocol::authorize::AuthorizeRedirect;
 use crate::protocol::{redact, InteractionId};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 #[derive(Debug)]
 pub enum RedirectDecision {
@@ -45,7 +45,7 @@ pub fn is_redirect(status: u16) -> bool {
 /// [`decide_for`] for a redirect answering `GET /login` on `https://app.example`
 /// ([`RedirectContext::app_login`]), without a client address (per-client login limits do
 /// not apply): for callers without a request, such as integration tests.
-pub async fn decide(state: &Arc<SidecarState>, location: &[u8]) -> RedirectDecision {
+pub async fn decide(state: &Arc<Sidecar>, location: &[u8]) -> RedirectDecision {
     decide_for(state, location, &RedirectContext::app_login(), None).await
 }
 
@@ -54,7 +54,7 @@ pub async fn decide(state: &Arc<SidecarState>, location: &[u8]) -> RedirectDecis
 /// the app answered (origin, path, query: see [`login_guard`]); `client_ip` is the
 /// browser's address, for the per-client login-start limit.
 pub async fn decide_for(
-    state: &Arc<SidecarState>,
+    state: &Arc<Sidecar>,
     location: &[u8],
     cx: &RedirectContext<'_>,
     client_ip: Option<std::net::IpAddr>,
@@ -177,7 +177,7 @@ pub async fn decide_for(
 /// and `started` are taken before the hop to the AS client runtime, so the deadline, the
 /// latency metric and the logs include any queueing there.
 async fn push_at(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     metadata: std::sync::Arc<crate::as_client::discovery::ProviderMetadata>,
     redirect: AuthorizeRedirect,
@@ -271,7 +271,7 @@ async fn push_at(
 
 /// An AS without usable metadata on whose issuer or authorize host the Location lands (as a
 /// browser reads it), if any. Only parsed when some AS is without usable metadata.
-fn pending_for<'a>(state: &'a SidecarState, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
+fn pending_for<'a>(state: &'a Sidecar, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
     if !state.registry.has_pending() {
         return None;
     }
@@ -298,7 +298,7 @@ fn pending_for<'a>(state: &'a SidecarState, location: &[u8]) -> Option<&'a std::
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
 /// and the app's `state` replaced by a sealed one carrying what the callback needs.
 fn prepare(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     mut redirect: AuthorizeRedirect,
 ) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
@@ -384,7 +384,7 @@ fn prepare(
 /// path. Returns the failure code and what the log line names (a parameter or a part, never
 /// a value).
 fn screen(
-    state: &SidecarState,
+    state: &Sidecar,
     client: &AsClient,
     cx: &RedirectContext<'_>,
     location: &[u8],
@@ -439,7 +439,7 @@ pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
     }
 }
 
-fn fail(state: &SidecarState, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
+fn fail(state: &Sidecar, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
     state.metrics.redirects.with_label_values(&["failed"]).inc();
     state.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
     let err = BrowserError::new(code, id);

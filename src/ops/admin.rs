@@ -8,10 +8,10 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 pub struct AdminApp {
-    pub state: Arc<SidecarState>,
+    pub state: Arc<Sidecar>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -25,7 +25,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 /// Routes one admin request; separate from the trait so it is testable without a socket.
-pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+pub fn route(state: &Sidecar, method: &http::Method, path: &str) -> Response<Vec<u8>> {
     if method != http::Method::GET && method != http::Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -48,7 +48,7 @@ pub fn route(state: &SidecarState, method: &http::Method, path: &str) -> Respons
 
 /// 200 while at least one AS can serve logins (one bank down must not take the pod out of
 /// service for every other bank); the body lists each AS's state for humans.
-fn readyz(state: &SidecarState) -> Response<Vec<u8>> {
+fn readyz(state: &Sidecar) -> Response<Vec<u8>> {
     use std::fmt::Write;
     let ready = state.is_ready();
     let mut body = String::from(if ready {

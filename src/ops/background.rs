@@ -14,17 +14,17 @@ use tracing::{info, warn};
 use crate::as_client::discovery::{fetch, next_delay};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// Discovery fetches in flight at once across all ASs.
 const MAX_CONCURRENT_FETCHES: usize = 8;
 
 pub struct DiscoveryRefresher {
-    pub state: Arc<SidecarState>,
+    pub state: Arc<Sidecar>,
 }
 
 /// One load attempt for one AS; returns whether it succeeded.
-pub async fn refresh_once(state: &SidecarState, client: &AsClient) -> bool {
+pub async fn refresh_once(state: &Sidecar, client: &AsClient) -> bool {
     let name = client.name();
     let http = client.http.load();
     match fetch(http.as_ref().as_ref(), &client.settings).await {
@@ -88,7 +88,7 @@ pub async fn refresh_once(state: &SidecarState, client: &AsClient) -> bool {
     }
 }
 
-async fn refresh_loop(state: Arc<SidecarState>, client: Arc<AsClient>, first_loads: Arc<Semaphore>) {
+async fn refresh_loop(state: Arc<Sidecar>, client: Arc<AsClient>, first_loads: Arc<Semaphore>) {
     {
         let _permit = first_loads.acquire().await;
         refresh_once(&state, &client).await;

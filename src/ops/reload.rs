@@ -16,11 +16,11 @@ use tracing::{error, info};
 
 use crate::as_client::keys::KeySet;
 use crate::as_client::registry::{build_http, AsClient, PreviousClient};
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// SHA-256 over the contents of every key and certificate file of every AS (missing files
 /// hash empty).
-pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
+pub fn material_fingerprint(state: &Sidecar) -> Vec<u8> {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for c in &state.registry.clients {
         let s = &c.settings;
@@ -45,7 +45,7 @@ pub fn material_fingerprint(state: &SidecarState) -> Vec<u8> {
 
 /// Reloads every AS's material. Returns whether all of it is in use (a broken file for one
 /// AS keeps that AS's current material and does not stop the others from reloading).
-pub fn reload(state: &SidecarState, trigger: &str) -> bool {
+pub fn reload(state: &Sidecar, trigger: &str) -> bool {
     let mut all = true;
     for c in &state.registry.clients {
         all &= reload_client(state, c, trigger);
@@ -54,7 +54,7 @@ pub fn reload(state: &SidecarState, trigger: &str) -> bool {
     all
 }
 
-fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool {
+fn reload_client(state: &Sidecar, client: &AsClient, trigger: &str) -> bool {
     let name = client.name();
     let old = client.keys.load_full();
     let keys = match KeySet::load_keeping(&client.settings.client, Some(&old)) {
@@ -128,7 +128,7 @@ fn reload_client(state: &SidecarState, client: &AsClient, trigger: &str) -> bool
 }
 
 pub struct KeyWatcher {
-    pub state: Arc<SidecarState>,
+    pub state: Arc<Sidecar>,
     pub interval: Duration,
 }
 

@@ -16,10 +16,10 @@ use crate::ops::connections::{ConnectionGuard, GuardLimits, GuardMetrics};
 use crate::ops::memory::AllocatorTrimmer;
 use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
-use crate::state::SidecarState;
+use crate::sidecar::Sidecar;
 
 /// Runs until SIGTERM/SIGINT; pingora drains in-flight requests for the grace period.
-pub fn run(state: Arc<SidecarState>, threads: usize) -> ! {
+pub fn run(state: Arc<Sidecar>, threads: usize) -> ! {
     let s = &state.settings;
     crate::as_client::as_runtime::configure(threads);
     let conf = ServerConf {
@@ -117,7 +117,7 @@ fn limits(s: &crate::config::Settings, listener: &'static str, max_connections: 
 }
 
 /// The admin and egress listeners' counters (labelled; the public ones keep their names).
-fn side_metrics(state: &SidecarState, listener: &str) -> GuardMetrics {
+fn side_metrics(state: &Sidecar, listener: &str) -> GuardMetrics {
     let m = &state.metrics;
     GuardMetrics {
         refused: m.listener_connections_refused.with_label_values(&[listener]),

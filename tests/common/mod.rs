@@ -411,9 +411,9 @@ timeouts: {{ par_total_ms: 1500, connect_ms: 500 }}
 
 /// Sidecar state from a YAML config with every AS's metadata loaded the way the background
 /// refresher loads it (metrics and the host index included).
-pub async fn loaded_state(yaml: &str, config_path: &Path) -> Arc<par_sidecar::state::SidecarState> {
+pub async fn loaded_state(yaml: &str, config_path: &Path) -> Arc<par_sidecar::sidecar::Sidecar> {
     let settings = par_sidecar::config::Settings::from_yaml(yaml, config_path).unwrap();
-    let state = par_sidecar::state::SidecarState::load(settings).unwrap();
+    let state = par_sidecar::sidecar::Sidecar::load(settings).unwrap();
     for c in &state.registry.clients {
         assert!(
             par_sidecar::ops::background::refresh_once(&state, c).await,

@@ -1,5 +1,6 @@
-//! Shared, read-mostly state: settings, the AS registry (per-AS keys, clients, metadata),
-//! and what crosses requests (sealed-state key, code map, replay cache). Per-AS material is
+//! The composition root: one `Sidecar` holds the settings, the AS registry (per-AS keys,
+//! clients, metadata) and what crosses requests (sealed-state key, code map, replay cache).
+//! Named so it is not mistaken for OAuth `state` or the sealed transaction. Per-AS material is
 //! held in `ArcSwap` snapshots so a reload swaps it whole while in-flight requests finish
 //! with what they started with.
 
@@ -18,7 +19,7 @@ use crate::handoff::{refresh_subjects, CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::ops::client_connections::ClientConnections;
 
-pub struct SidecarState {
+pub struct Sidecar {
     pub settings: Settings,
     pub registry: AsRegistry,
     pub metrics: Arc<Metrics>,
@@ -44,9 +45,9 @@ const MAX_CODES: usize = 10_000;
 const MAX_REPLAY: usize = 50_000;
 const MAX_LEARNED_PATHS: usize = 16;
 
-impl SidecarState {
+impl Sidecar {
     /// Loads every AS's keys and builds its mTLS client. Fails on any unusable file.
-    pub fn load(settings: Settings) -> Result<Arc<SidecarState>, KeyLoadError> {
+    pub fn load(settings: Settings) -> Result<Arc<Sidecar>, KeyLoadError> {
         let mut clients = Vec::with_capacity(settings.authorization_servers.len());
         for (i, a) in settings.authorization_servers.iter().enumerate() {
             clients.push(load_client(i, a.clone())?);
@@ -56,7 +57,7 @@ impl SidecarState {
     }
 
     /// Assembles state from per-AS clients (tests inject fake AS clients here).
-    pub fn with_clients(settings: Settings, clients: Vec<AsClient>, sealer: StateSealer) -> Arc<SidecarState> {
+    pub fn with_clients(settings: Settings, clients: Vec<AsClient>, sealer: StateSealer) -> Arc<Sidecar> {
         let metrics = Arc::new(Metrics::new());
         for c in &clients {
             metrics.register_as(c.name());
@@ -65,7 +66,7 @@ impl SidecarState {
             }
         }
         let registry = AsRegistry::new(clients);
-        let state = Arc::new(SidecarState {
+        let state = Arc::new(Sidecar {
             callback_paths: ArcSwap::from_pointee(settings.callback_paths.iter().map(|p| normalize_path(p)).collect()),
             sealer,
             codes: TtlMap::new(MAX_CODES, settings.code_ttl),
