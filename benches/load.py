@@ -725,7 +725,7 @@ def bare_report(b):
         "",
         "The same origin behind `par-sidecar run --threads 1` (ES256 config, one AS) and behind "
         "`examples/bare_pingora.rs`: a pingora `ProxyHttp` that only forwards, with the ServerConf knobs "
-        "of `src/ops/server.rs` (threads 1, `work_stealing: false`, upstream keepalive pool 1024, no read "
+        "of `src/server.rs` (threads 1, `work_stealing: false`, upstream keepalive pool 1024, no read "
         "buffer, grace 0 / 5 s, glibc malloc). Both started once, 1 s warm-up each, then "
         f"{ROUNDS} interleaved round(s) of wrk -t1 for {DURATION} s at {' and '.join(f'-c{c}' for c in BARE_CONNS)}; "
         "medians. CPU: utime+stime of the whole proxy process over the run, per request. Ratios are "

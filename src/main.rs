@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             if state.settings.callback_paths.is_empty() {
                 tracing::warn!("callback.paths is not set: callback paths are learned from pushed redirect_uris, lost at every restart and different per replica; set them");
             }
-            par_sidecar::ops::server::run(state, threads.max(1))
+            par_sidecar::server::run(state, threads.max(1))
         }
         Command::CheckConfig { config, offline } => check_config(&config, offline),
         Command::Jwks { config } => {

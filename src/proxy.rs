@@ -206,7 +206,7 @@ pub struct RequestCtx {
     callback_checked: Option<crate::protocol::InteractionId>,
     /// Behind an ingress: this request's slot under `limits.max_connections_per_client`,
     /// given back when the request ends.
-    client_slot: Option<crate::ops::client_connections::ClientSlot>,
+    client_slot: Option<crate::conn::client_connections::ClientSlot>,
     /// Set when the forwarded client already holds its share: answered 429 and closed.
     over_client_cap: bool,
     /// The code a checked callback handed to the app, and its AS: withdrawn from the code
@@ -267,7 +267,7 @@ impl ProxyHttp for PublicProxy {
     /// first-request deadline (`timeouts.first_request_headers_ms`) and, behind an ingress,
     /// counts the request against its client's share (`limits.max_connections_per_client`).
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        crate::ops::connections::mark_headers_read();
+        crate::conn::connections::mark_headers_read();
         let clients = &self.state.client_connections;
         if let (Some(h), true) = (self.state.settings.client_address_header.as_deref(), clients.enabled()) {
             // No (or no parseable) header: not the ingress's request; the global cap applies.
@@ -283,7 +283,7 @@ impl ProxyHttp for PublicProxy {
     /// pingora's last phase of every request (served, answered by a filter, or failed): the
     /// connection is idle again, so its next request gets its own header deadline and size cap.
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, _ctx: &mut RequestCtx) {
-        crate::ops::connections::mark_request_done();
+        crate::conn::connections::mark_request_done();
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {

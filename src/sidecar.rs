@@ -12,12 +12,12 @@ use crate::as_client::keys::KeyLoadError;
 use crate::as_client::registry::{load_client, AsClient, AsRegistry};
 use crate::bounded::TtlMap;
 use crate::config::Settings;
+use crate::conn::client_connections::ClientConnections;
 use crate::front::login_limit::LoginLimiter;
 use crate::front::prefilter::{normalize_path, path_routes_to_any};
 use crate::front::sealed_state::StateSealer;
 use crate::handoff::{refresh_subjects, CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
-use crate::ops::client_connections::ClientConnections;
 
 pub struct Sidecar {
     pub settings: Settings,

@@ -258,7 +258,7 @@ pub struct Settings {
     pub clock_skew: u64,
     /// Open public-listener connections allowed; 0 means no limit.
     pub max_connections: usize,
-    /// 0: no per-client cap (see `ops::client_connections`).
+    /// 0: no per-client cap (see `conn::client_connections`).
     pub max_connections_per_client: u32,
     /// Total deadline for a new connection's first request headers.
     pub first_request_headers_timeout: Duration,
@@ -268,7 +268,7 @@ pub struct Settings {
     pub connection_read_buffer: usize,
     /// Period of the free-heap check that returns memory after a burst; zero: never.
     pub memory_trim_interval: Duration,
-    /// Header size cap, fair sharing and the admin/egress caps (`ops::connections`).
+    /// Header size cap, fair sharing and the admin/egress caps (`conn::connections`).
     pub connection_bounds: ConnectionBounds,
 }
 

@@ -30,9 +30,9 @@ impl ServeHttp for EgressApp {
     /// Brackets the request for the connection guard (header deadline and size cap between
     /// requests only; a slow AS call is bounded by the AS timeouts instead).
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        crate::ops::connections::mark_headers_read();
+        crate::conn::connections::mark_headers_read();
         let resp = self.serve(session).await;
-        crate::ops::connections::mark_request_done();
+        crate::conn::connections::mark_request_done();
         resp
     }
 }

@@ -81,10 +81,10 @@ impl ServeHttp for AdminApp {
     /// Brackets the request for the connection guard: its header deadline and size cap apply
     /// between requests only. The response is written right after this returns.
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        crate::ops::connections::mark_headers_read();
+        crate::conn::connections::mark_headers_read();
         let req = session.req_header();
         let resp = route(&self.state, &req.method, req.uri.path());
-        crate::ops::connections::mark_request_done();
+        crate::conn::connections::mark_request_done();
         resp
     }
 }

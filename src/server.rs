@@ -9,10 +9,10 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::conn::connections::{ConnectionGuard, GuardLimits, GuardMetrics};
 use crate::egress::listener::EgressApp;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::DiscoveryRefresher;
-use crate::ops::connections::{ConnectionGuard, GuardLimits, GuardMetrics};
 use crate::ops::memory::AllocatorTrimmer;
 use crate::ops::reload::KeyWatcher;
 use crate::proxy::PublicProxy;
