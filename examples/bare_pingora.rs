@@ -5,7 +5,7 @@
 //! Usage: `bare_pingora LISTEN UPSTREAM [THREADS]`, e.g.
 //! `bare_pingora 127.0.0.1:8080 127.0.0.1:9000 1`.
 //!
-//! The server knobs are the ones `src/ops/server.rs` gives the sidecar (keep them in step):
+//! The server knobs are the ones `src/server.rs` gives the sidecar (keep them in step):
 //! `threads`, `work_stealing: false`, `upstream_keepalive_pool_size` (the sidecar's default
 //! 1024), the grace periods of the benchmark's sidecar config (`grace_period_seconds: 0`,
 //! shutdown timeout 5 s), the public listener's read buffer (the default 0: none) and the
