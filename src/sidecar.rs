@@ -85,6 +85,16 @@ impl Sidecar {
         state
     }
 
+    /// What the AS client's token-response checks read from here.
+    pub fn check_env(&self) -> crate::as_client::token_check::CheckEnv<'_> {
+        crate::as_client::token_check::CheckEnv {
+            metrics: &self.metrics,
+            fetch_timeout: self.settings.discovery_timeout,
+            clock_skew: self.settings.clock_skew,
+            refresh_subjects: &self.refresh_subjects,
+        }
+    }
+
     /// The first (in a single-AS config: the only) AS.
     pub fn first_as(&self) -> &Arc<AsClient> {
         &self.registry.clients[0]

@@ -19,7 +19,6 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
-use crate::sidecar::Sidecar;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -137,11 +136,22 @@ fn check_shape(doc: &serde_json::Map<String, Value>, expect_dpop: bool) -> Resul
     Ok(())
 }
 
+/// What a token-response check reads from the sidecar beyond the AS client: lent by the
+/// composition root (`Sidecar::check_env`), so this plane never imports it.
+pub struct CheckEnv<'a> {
+    pub metrics: &'a Metrics,
+    /// Bound on a JWKS fetch made during the check.
+    pub fetch_timeout: std::time::Duration,
+    /// Clock skew allowed on `exp`/`iat`/`nbf`/`auth_time`, seconds.
+    pub clock_skew: u64,
+    pub refresh_subjects: &'a RefreshSubjects,
+}
+
 /// Checks one 200 token response. On success, returns the body the app must get instead
 /// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
 /// also returns the tokens it carried so the caller can have them revoked.
 pub async fn check(
-    state: &Sidecar,
+    env: &CheckEnv<'_>,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
@@ -174,7 +184,7 @@ pub async fn check(
                 Ok(inner) => inner,
                 Err(e) => return fail(e),
             };
-            match verified_sub(state, client, md, grant, inner.as_deref().unwrap_or(s)).await {
+            match verified_sub(env, client, md, grant, inner.as_deref().unwrap_or(s)).await {
                 Ok(sub) => Some(sub),
                 Err(e) => return fail(e),
             }
@@ -187,7 +197,7 @@ pub async fn check(
         }
     };
     match track_subject(
-        &state.refresh_subjects,
+        env.refresh_subjects,
         client.index,
         grant,
         text("refresh_token"),
@@ -250,7 +260,7 @@ fn openid_login(rec: &CodeRecord, doc: &serde_json::Map<String, Value>) -> bool 
 /// Verifies the ID token with the AS's JWKS (refetched once should the AS have replaced a
 /// key under the same kid) and returns its `sub`.
 async fn verified_sub(
-    state: &Sidecar,
+    env: &CheckEnv<'_>,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
@@ -264,8 +274,8 @@ async fn verified_sub(
             kid.as_deref(),
             http.as_ref().as_ref(),
             md.jwks_uri.as_ref(),
-            state.settings.discovery_timeout,
-            &state.metrics,
+            env.fetch_timeout,
+            env.metrics,
         )
         .await
         .map_err(|e| TokenResponseError::Jwks(e.to_string()))?;
@@ -279,7 +289,7 @@ async fn verified_sub(
         advertised_algs: md.id_token_signing_alg_values_supported.as_deref(),
         nonce,
         max_age,
-        skew: state.settings.clock_skew,
+        skew: env.clock_skew,
         now: now_secs(),
     };
     let claims = match id_token::validate(jwt, &jwks, &expect) {
@@ -293,8 +303,8 @@ async fn verified_sub(
                     &jwks,
                     http.as_ref().as_ref(),
                     md.jwks_uri.as_ref(),
-                    state.settings.discovery_timeout,
-                    &state.metrics,
+                    env.fetch_timeout,
+                    env.metrics,
                 )
                 .await;
             match fresh.map(|set| id_token::validate(jwt, &set, &expect)) {

@@ -10,7 +10,7 @@ use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::jose::select_verification_key;
 use crate::as_client::jwe::{self, JweError};
 use crate::as_client::registry::AsClient;
-use crate::sidecar::Sidecar;
+use crate::as_client::token_check::CheckEnv;
 
 /// The failed check: a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub fn is_jwt(headers: &http::HeaderMap) -> bool {
 
 /// The verified claims of a JWT userinfo response, serialized as JSON.
 pub async fn claims_json(
-    state: &Sidecar,
+    env: &CheckEnv<'_>,
     client: &AsClient,
     md: &ProviderMetadata,
     body: &[u8],
@@ -83,17 +83,11 @@ pub async fn claims_json(
         }
     }
     let http = client.http.load();
-    let timeout = state.settings.discovery_timeout;
+    let timeout = env.fetch_timeout;
     let kid = header.kid.as_deref();
     let jwks = client
         .jwks
-        .key_set(
-            kid,
-            http.as_ref().as_ref(),
-            md.jwks_uri.as_ref(),
-            timeout,
-            &state.metrics,
-        )
+        .key_set(kid, http.as_ref().as_ref(), md.jwks_uri.as_ref(), timeout, env.metrics)
         .await
         .map_err(|_| UserinfoCheck::Key)?;
     let jwk = select_verification_key(&jwks, kid, header.alg).map_err(|_| UserinfoCheck::Key)?;

@@ -127,7 +127,7 @@ async fn check_token_response(
 ) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
     let checks = &state.metrics.token_checks;
-    match token_check::check(state, client, md, grant, body).await {
+    match token_check::check(&state.check_env(), client, md, grant, body).await {
         Ok(replaced) => {
             checks.with_label_values(&[name, grant.label(), "valid"]).inc();
             Ok(replaced)
@@ -154,7 +154,7 @@ async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse 
     let (state, client, iid) = (c.state, c.client, c.iid);
     let name = client.name();
     let checks = &state.metrics.token_checks;
-    match userinfo_jwt::claims_json(state, client, c.md, &resp.body).await {
+    match userinfo_jwt::claims_json(&state.check_env(), client, c.md, &resp.body).await {
         Ok(json) => {
             checks.with_label_values(&[name, "userinfo", "valid"]).inc();
             resp.body = json.into();
