@@ -25,6 +25,9 @@ pub struct CodeRecord {
     pub claim_values: Option<RequestedValues>,
 }
 
+/// code -> its record, taken once by the token call.
+pub type Codes = TtlMap<String, CodeRecord>;
+
 /// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for (the
 /// refresh `sub` check, `as_client::token_check`). Hashes only: no token or user id is kept
 /// in the clear.

@@ -339,7 +339,7 @@ impl ProxyHttp for PublicProxy {
         if !scan.any() && !has_body && cookie_param.is_none() {
             return Ok(false);
         }
-        let on_callback = callback::on_callback_path(&self.state, session.req_header().uri.path());
+        let on_callback = callback::on_callback_path(&self.state.front, session.req_header().uri.path());
         if let (Some(name), true) = (cookie_param, on_callback) {
             let why = format!("cookie `{name}`");
             let msg = "a cookie named like a response parameter on a callback path refused";
@@ -352,7 +352,7 @@ impl ProxyHttp for PublicProxy {
                 return self.refuse(session, FailureCode::CallbackBodyRefused, &why, msg).await;
             }
         }
-        if !callback::candidate(&self.state, on_callback, scan) {
+        if !callback::candidate(&self.state.front, on_callback, scan) {
             return Ok(false);
         }
         let uri = &session.req_header().uri;
@@ -366,7 +366,7 @@ impl ProxyHttp for PublicProxy {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        match callback::check(&self.state, &path, uri.query(), &cookies).await {
+        match callback::check(&self.state.front, &path, uri.query(), &cookies).await {
             CallbackOutcome::NotCallback => Ok(false),
             outcome @ CallbackOutcome::Forward { .. } => self.hand_over(session, ctx, &path, has_body, outcome).await,
             CallbackOutcome::Reject {
@@ -461,7 +461,7 @@ impl ProxyHttp for PublicProxy {
         let req = session.req_header();
         let trust_forwarded = self.state.settings.client_address_header.is_some();
         let cx = RedirectContext::from_request(&req.uri, &req.headers, trust_forwarded);
-        match decide_for(&self.state, &location, &cx, client_ip).await {
+        match decide_for(&self.state.front, &location, &cx, client_ip).await {
             RedirectDecision::PassThrough => Ok(()),
             RedirectDecision::Rewrite {
                 location,

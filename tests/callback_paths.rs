@@ -48,7 +48,7 @@ async fn state_with(pki: &Path, double: &AsDouble, extra: &str) -> Arc<Sidecar> 
 }
 
 fn sealed(state: &Sidecar, nonce: &str, jarm: bool) -> String {
-    state.sealer.seal(&TransactionState {
+    state.front.sealer.seal(&TransactionState {
         app_state: Some("app-state".into()),
         verifier: None,
         redirect_uri: Some("https://app.example/cb".into()),
@@ -95,8 +95,8 @@ async fn the_apps_own_pages_at_a_callback_path_pass_through() {
         Some("tenant=x&next=%2Fhome"),
         Some("codes=1&states=2&responses=3"),
     ] {
-        assert!(!is_candidate(&state, "/cb", q), "{q:?}");
-        assert!(is_not_callback(&check(&state, "/cb", q, &[]).await), "{q:?}");
+        assert!(!is_candidate(&state.front, "/cb", q), "{q:?}");
+        assert!(is_not_callback(&check(&state.front, "/cb", q, &[]).await), "{q:?}");
     }
     // Authorization-response parameters, however their names are encoded, are checked.
     for q in [
@@ -115,27 +115,27 @@ async fn the_apps_own_pages_at_a_callback_path_pass_through() {
         // own JARM-aware library could read it.
         "response=yes",
     ] {
-        assert!(is_candidate(&state, "/cb", Some(q)), "{q}");
-        assert!(!is_not_callback(&check(&state, "/cb", Some(q), &[]).await), "{q}");
+        assert!(is_candidate(&state.front, "/cb", Some(q)), "{q}");
+        assert!(!is_not_callback(&check(&state.front, "/cb", Some(q), &[]).await), "{q}");
     }
     // Every path spelling a framework routes to `/cb` is a callback path (issue 18 H1).
     for p in [
         "/%63b", "/%2563b", "//cb", "/x/../cb", "/./cb", "/CB", "/cb.json", "/cb;a=b", "/cb%2F", "/%2Fcb", "\\cb",
     ] {
-        assert!(is_candidate(&state, p, Some("code=x")), "{p}");
-        let CallbackOutcome::Reject { code, .. } = check(&state, p, Some("code=x"), &[]).await else {
+        assert!(is_candidate(&state.front, p, Some("code=x")), "{p}");
+        let CallbackOutcome::Reject { code, .. } = check(&state.front, p, Some("code=x"), &[]).await else {
             panic!("{p}: an unchecked code reached the app")
         };
         assert_eq!(code.as_str(), "state_missing", "{p}");
     }
     for p in ["/cbx", "/cb/x", "/other", "/"] {
-        assert!(!is_candidate(&state, p, Some("code=x")), "{p}");
+        assert!(!is_candidate(&state.front, p, Some("code=x")), "{p}");
     }
     // Other paths: untouched unless they carry a sealed state (in any encoding).
-    assert!(!is_candidate(&state, "/other", Some("code=1&state=2")));
+    assert!(!is_candidate(&state.front, "/other", Some("code=1&state=2")));
     let s = sealed(&state, "n-enc", false);
     let encoded_prefix = format!("%73tate={}", s.replacen("ps1.", "ps1%2E", 1));
-    assert!(is_candidate(&state, "/other", Some(&encoded_prefix)));
+    assert!(is_candidate(&state.front, "/other", Some(&encoded_prefix)));
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn the_hot_path_does_not_allocate() {
         "the counter counts"
     );
     // Warm up (first loads of lazily initialised things).
-    let _ = is_candidate(&state, "/cb", Some("login"));
+    let _ = is_candidate(&state.front, "/cb", Some("login"));
     for (path, q) in [
         ("/", None),
         ("/assets/app.js", Some("v=3")),
@@ -158,7 +158,7 @@ async fn the_hot_path_does_not_allocate() {
         ("/other", Some("code=1&state=x&response=y")),
         ("/OTHER/", Some("code=1")),
     ] {
-        let n = allocations(|| assert!(!is_candidate(&state, path, q)));
+        let n = allocations(|| assert!(!is_candidate(&state.front, path, q)));
         assert_eq!(n, 0, "{path} {q:?}");
     }
 }
@@ -168,11 +168,15 @@ async fn without_jarm_configured_a_response_parameter_is_ignored() {
     let pki = common::pki();
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let state = state_with(&pki, &double, "callback: { paths: [\"/cb\"], cookie_secure: false }").await;
-    assert!(!state.jarm_configured());
+    assert!(!state.front.jarm_configured());
     let s = sealed(&state, "n-nojarm", false);
     let jwt = unsigned_jwt(serde_json::json!({"state": s, "iss": double.issuer, "aud": "legacy-app"}));
     // Not a candidate off a callback path while no AS uses JARM.
-    assert!(!is_candidate(&state, "/elsewhere", Some(&format!("response={jwt}"))));
+    assert!(!is_candidate(
+        &state.front,
+        "/elsewhere",
+        Some(&format!("response={jwt}"))
+    ));
     // Next to a plain response, `response` is not JARM: no JWKS, the plain checks apply.
     let q = format!(
         "code=c-1&state={}&iss={}&response={}",
@@ -180,7 +184,7 @@ async fn without_jarm_configured_a_response_parameter_is_ignored() {
         enc(&double.issuer),
         enc(&jwt)
     );
-    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), &[]).await else {
+    let CallbackOutcome::Forward { query, .. } = check(&state.front, "/cb", Some(&q), &[]).await else {
         panic!("a plain response with a stray `response` parameter must be checked as plain")
     };
     assert!(
@@ -211,14 +215,14 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
     .replace("client_id: legacy-app", "client_id: legacy-app\n  response_mode: jwt");
     // A fresh process: no learned callback path, as after a restart.
     let state = common::loaded_state(&yaml, &pki.join("sidecar.yaml")).await;
-    assert!(state.jarm_configured());
-    assert!(!state.is_callback_path("/cb"));
+    assert!(state.front.jarm_configured());
+    assert!(!state.front.is_callback_path("/cb"));
 
     let s = sealed(&state, "n-jarm", true);
     let jwt = unsigned_jwt(serde_json::json!({"state": s, "iss": double.issuer, "aud": "legacy-app", "code": "c"}));
     let q = format!("response={}", enc(&jwt));
-    assert!(is_candidate(&state, "/cb", Some(&q)));
-    match check(&state, "/cb", Some(&q), &[]).await {
+    assert!(is_candidate(&state.front, "/cb", Some(&q)));
+    match check(&state.front, "/cb", Some(&q), &[]).await {
         // The double publishes no jwks_uri: the response can never be verified.
         CallbackOutcome::Reject { code, .. } => {
             assert!(["jwks_unavailable", "jarm_invalid"].contains(&code.as_str()), "{code}")
@@ -227,16 +231,19 @@ async fn with_jarm_configured_a_jarm_response_is_checked_on_any_path() {
     }
     // Off a callback path, a `response` that carries no sealed state is the app's own.
     for q in ["response=yes", "response=a.b.c"] {
-        assert!(is_not_callback(&check(&state, "/survey", Some(q), &[]).await), "{q}");
+        assert!(
+            is_not_callback(&check(&state.front, "/survey", Some(q), &[]).await),
+            "{q}"
+        );
     }
     let foreign = unsigned_jwt(serde_json::json!({"state": "the-apps-state"}));
     let q = format!("response={}", enc(&foreign));
-    assert!(is_not_callback(&check(&state, "/survey", Some(&q), &[]).await));
+    assert!(is_not_callback(&check(&state.front, "/survey", Some(&q), &[]).await));
     // A sealed state that did not ask for JARM: refused before any JWKS fetch.
     let plain = sealed(&state, "n-plain", false);
     let jwt = unsigned_jwt(serde_json::json!({"state": plain, "iss": double.issuer, "aud": "legacy-app"}));
     let q = format!("response={}", enc(&jwt));
-    let CallbackOutcome::Reject { code, .. } = check(&state, "/elsewhere", Some(&q), &[]).await else {
+    let CallbackOutcome::Reject { code, .. } = check(&state.front, "/elsewhere", Some(&q), &[]).await else {
         panic!()
     };
     assert_eq!(code.as_str(), "jarm_invalid");
@@ -253,12 +260,12 @@ async fn check_all_paths_applies_the_callback_rule_everywhere() {
     )
     .await;
     for p in ["/anything", "/api/v1/Return", "/"] {
-        assert!(is_candidate(&state, p, Some("%20code=x")), "{p}");
-        let CallbackOutcome::Reject { code, .. } = check(&state, p, Some("code=x"), &[]).await else {
+        assert!(is_candidate(&state.front, p, Some("%20code=x")), "{p}");
+        let CallbackOutcome::Reject { code, .. } = check(&state.front, p, Some("code=x"), &[]).await else {
             panic!("{p}: forwarded unchecked")
         };
         assert_eq!(code.as_str(), "state_missing");
     }
     // Requests without response parameters still pass everywhere.
-    assert!(!is_candidate(&state, "/anything", Some("q=1")));
+    assert!(!is_candidate(&state.front, "/anything", Some("q=1")));
 }

@@ -69,7 +69,7 @@ impl Stack {
              &code_challenge_method=S256&claims={}",
             enc(&claims.to_string())
         );
-        let RedirectDecision::Rewrite { set_cookie, .. } = decide(&self.state, redirect.as_bytes()).await else {
+        let RedirectDecision::Rewrite { set_cookie, .. } = decide(&self.state.front, redirect.as_bytes()).await else {
             panic!("not rewritten; AS saw {:?}", self.double.calls());
         };
         let pushed = self.double.seen().last().unwrap().request_claims.clone();
@@ -78,7 +78,7 @@ impl Stack {
         let cookie = set_cookie.map(|c| c.split(';').next().unwrap().to_string());
         let cookies: Vec<&[u8]> = cookie.iter().map(|c| c.as_bytes()).collect();
         let q = format!("code={code}&state={}&iss={}", enc(&sealed), enc(issuer));
-        let CallbackOutcome::Forward { .. } = check(&self.state, "/cb", Some(&q), &cookies).await else {
+        let CallbackOutcome::Forward { .. } = check(&self.state.front, "/cb", Some(&q), &cookies).await else {
             panic!("callback not forwarded")
         };
     }
@@ -170,7 +170,7 @@ async fn more_requested_values_than_the_sealed_state_carries_are_refused_before_
         s.double.issuer,
         enc(&json!({ "id_token": many }).to_string())
     );
-    let RedirectDecision::Fail(e) = decide(&s.state, redirect.as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&s.state.front, redirect.as_bytes()).await else {
         panic!("not refused")
     };
     assert_eq!(e.code.as_str(), "malformed_authorize_redirect");

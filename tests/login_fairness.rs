@@ -55,7 +55,14 @@ async fn flood_while_user_logs_in(
         let loc = app_redirect(issuer);
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                match decide_for(&state, loc.as_bytes(), &RedirectContext::app_login(), Some(flooder)).await {
+                match decide_for(
+                    &state.front,
+                    loc.as_bytes(),
+                    &RedirectContext::app_login(),
+                    Some(flooder),
+                )
+                .await
+                {
                     RedirectDecision::Rewrite { .. } => pushed.fetch_add(1, Ordering::Relaxed),
                     RedirectDecision::Fail(e) => {
                         assert_eq!(e.code.as_str(), "too_many_logins");
@@ -72,7 +79,7 @@ async fn flood_while_user_logs_in(
     let mut ok = 0;
     for _ in 0..6 {
         match decide_for(
-            state,
+            &state.front,
             app_redirect(issuer).as_bytes(),
             &RedirectContext::app_login(),
             Some(user),

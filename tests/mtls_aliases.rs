@@ -34,7 +34,7 @@ fn list_aliases(double: &AsDouble) {
 async fn login_start(double: &AsDouble, yaml: &str) -> (std::sync::Arc<par_sidecar::sidecar::Sidecar>, String) {
     let pki = common::pki();
     let state = common::loaded_state(yaml, &pki.join("sidecar.yaml")).await;
-    let RedirectDecision::Rewrite { .. } = decide(&state, app_redirect(&double.issuer).as_bytes()).await else {
+    let RedirectDecision::Rewrite { .. } = decide(&state.front, app_redirect(&double.issuer).as_bytes()).await else {
         panic!("not rewritten; AS saw {:?}", double.calls());
     };
     let ready = par_sidecar::ops::admin::route(&state, &http::Method::GET, "/readyz");

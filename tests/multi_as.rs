@@ -64,7 +64,8 @@ fn cookie_pair(set_cookie: &str) -> String {
 async fn each_login_is_pushed_to_its_own_as_with_its_client() {
     let (a, b, state) = two_banks("tpp-a", "tpp-b").await;
     for (double, other, id) in [(&a, &b, "tpp-a"), (&b, &a, "tpp-b")] {
-        let RedirectDecision::Rewrite { location, .. } = decide(&state, login_at(&double.issuer, id).as_bytes()).await
+        let RedirectDecision::Rewrite { location, .. } =
+            decide(&state.front, login_at(&double.issuer, id).as_bytes()).await
         else {
             panic!("not rewritten")
         };
@@ -80,7 +81,7 @@ async fn each_login_is_pushed_to_its_own_as_with_its_client() {
     }
     assert_eq!((a.seen().len(), b.seen().len()), (1, 1));
     // Bank A's client_id sent to bank B's endpoint: refused, nothing pushed anywhere.
-    let RedirectDecision::Fail(e) = decide(&state, login_at(&b.issuer, "tpp-a").as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&state.front, login_at(&b.issuer, "tpp-a").as_bytes()).await else {
         panic!("a mixed-up redirect must fail closed")
     };
     assert_eq!(
@@ -102,7 +103,8 @@ async fn each_login_is_pushed_to_its_own_as_with_its_client() {
 #[tokio::test]
 async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
     let (a, b, state) = two_banks("tpp-a", "tpp-b").await;
-    let RedirectDecision::Rewrite { set_cookie, .. } = decide(&state, login_at(&a.issuer, "tpp-a").as_bytes()).await
+    let RedirectDecision::Rewrite { set_cookie, .. } =
+        decide(&state.front, login_at(&a.issuer, "tpp-a").as_bytes()).await
     else {
         panic!()
     };
@@ -118,7 +120,7 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
     let outcome = |q: String| {
         let state = state.clone();
         let cookie = cookie.clone();
-        async move { callback::check(&state, "/cb", Some(&q), &[cookie.as_bytes()]).await }
+        async move { callback::check(&state.front, "/cb", Some(&q), &[cookie.as_bytes()]).await }
     };
     // Bank B's issuer (and code) with bank A's state: refused as the mix-up, by name.
     match outcome(q(&b.issuer, "code-from-b")).await {
@@ -217,7 +219,7 @@ async fn a_hub_endpoint_with_distinct_client_ids_is_fine() {
     md_b.authorization_endpoint = md_a.authorization_endpoint.clone();
     state.registry.set_metadata(&state.registry.clients[1], md_b.clone());
     assert!(state.registry.clients.iter().all(|c| c.is_ready()));
-    let RedirectDecision::Rewrite { .. } = decide(&state, login_at(&a.issuer, "tpp-b").as_bytes()).await else {
+    let RedirectDecision::Rewrite { .. } = decide(&state.front, login_at(&a.issuer, "tpp-b").as_bytes()).await else {
         panic!("the hub login for bank B must be pushed")
     };
 }
@@ -243,7 +245,7 @@ async fn an_endpoint_nobody_owns_named_by_two_first_loads_makes_both_not_ready()
     let (a, b, state) = both_first_loaded_at(&hub).await;
     assert!(!state.is_ready());
     let RedirectDecision::Fail(e) = decide(
-        &state,
+        &state.front,
         b"https://hub.example/authorize?client_id=tpp&response_type=code",
     )
     .await
@@ -279,7 +281,8 @@ async fn assert_a_kept_b_refused(a: &AsDouble, state: &Arc<Sidecar>, pars_before
         "{body}"
     );
     for _ in 0..2 {
-        let RedirectDecision::Rewrite { location, .. } = decide(state, login_at(&a.issuer, "tpp").as_bytes()).await
+        let RedirectDecision::Rewrite { location, .. } =
+            decide(&state.front, login_at(&a.issuer, "tpp").as_bytes()).await
         else {
             panic!("bank A's login must be pushed")
         };
@@ -342,7 +345,7 @@ async fn a_refresh_never_moves_a_bank_onto_another_banks_endpoint() {
     assert!(refresh(&state, cb).await);
     assert!(ca.is_ready() && cb.is_ready());
     assert!(matches!(
-        decide(&state, login_at(&b.issuer, "tpp").as_bytes()).await,
+        decide(&state.front, login_at(&b.issuer, "tpp").as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
     assert_eq!(b.seen().len(), 1);
@@ -366,7 +369,7 @@ async fn a_refresh_never_moves_a_bank_onto_another_banks_endpoint() {
         cb.not_ready_reason()
     );
     let RedirectDecision::Rewrite { location, .. } = decide(
-        &state,
+        &state.front,
         format!("{hub}?response_type=code&client_id=tpp&state=s").as_bytes(),
     )
     .await
@@ -397,12 +400,12 @@ async fn without_usable_metadata_the_last_authorize_host_is_held_back_too() {
         "https://BANK.example./elsewhere",
         "\\\\bank.example/oauth/authorize?client_id=x",
     ] {
-        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+        let RedirectDecision::Fail(e) = decide(&state.front, loc.as_bytes()).await else {
             panic!("{loc}: must be held back")
         };
         assert_eq!((e.status, e.code.as_str()), (503, "not_ready"), "{loc}");
     }
-    let RedirectDecision::PassThrough = decide(&state, b"https://elsewhere.example/").await else {
+    let RedirectDecision::PassThrough = decide(&state.front, b"https://elsewhere.example/").await else {
         panic!("other hosts are the app's business")
     };
 }
@@ -428,7 +431,7 @@ async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
         "https://bank-b.example/oauth/authorize?client_id=tpp-b&response_type=code",
         "/\\bank-b.example/oauth/authorize?client_id=tpp-b&response_type=code",
     ] {
-        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+        let RedirectDecision::Fail(e) = decide(&state.front, loc.as_bytes()).await else {
             panic!("{loc}: must be held back")
         };
         assert_eq!((e.status, e.code.as_str()), (503, "not_ready"), "{loc}");
@@ -439,13 +442,14 @@ async fn configured_authorize_hosts_are_held_back_before_the_first_load() {
     }
     // Bank A's authorize host is unknown until its metadata loads (only its issuer host is),
     // but its client_id says whose login it is: held back too, never forwarded plain.
-    let RedirectDecision::Fail(e) = decide(&state, b"https://bank-a.example/authorize?client_id=tpp-a").await else {
+    let RedirectDecision::Fail(e) = decide(&state.front, b"https://bank-a.example/authorize?client_id=tpp-a").await
+    else {
         panic!("bank A's client_id on an unknown host must be held back")
     };
     assert_eq!((e.code.as_str(), e.as_name.as_deref()), ("not_ready", Some("bank-a")));
     // Another app's client there passes.
     assert!(matches!(
-        decide(&state, b"https://bank-a.example/authorize?client_id=someone-else").await,
+        decide(&state.front, b"https://bank-a.example/authorize?client_id=someone-else").await,
         RedirectDecision::PassThrough
     ));
 }
@@ -458,14 +462,22 @@ async fn a_not_ready_banks_client_id_on_an_unknown_host_is_held_back() {
     let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
     let state = Sidecar::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     assert!(par_sidecar::ops::background::refresh_once(&state, &state.registry.clients[0]).await);
-    let RedirectDecision::Fail(e) = decide(&state, login_at("https://auth.bank-b.example", "tpp-b").as_bytes()).await
+    let RedirectDecision::Fail(e) = decide(
+        &state.front,
+        login_at("https://auth.bank-b.example", "tpp-b").as_bytes(),
+    )
+    .await
     else {
         panic!("bank B's login must not be forwarded unpushed")
     };
     assert_eq!((e.code.as_str(), e.as_name.as_deref()), ("not_ready", Some("bank-b")));
     // Someone else's client there is not ours.
     assert!(matches!(
-        decide(&state, login_at("https://auth.bank-b.example", "other-app").as_bytes()).await,
+        decide(
+            &state.front,
+            login_at("https://auth.bank-b.example", "other-app").as_bytes()
+        )
+        .await,
         RedirectDecision::PassThrough
     ));
 }

@@ -66,7 +66,7 @@ async fn answer(state: &Arc<Sidecar>, target: &str, headers: &[(&str, &str)], lo
     }
     let trust = state.settings.client_address_header.is_some();
     let cx = RedirectContext::from_request(&uri, &h, trust);
-    decide_for(state, location.as_bytes(), &cx, None).await
+    decide_for(&state.front, location.as_bytes(), &cx, None).await
 }
 
 fn refused_with(d: RedirectDecision, code: &str) {

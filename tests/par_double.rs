@@ -51,7 +51,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
             location,
             interaction_id,
             set_cookie,
-        } = decide(&state, app_redirect(&double.issuer).as_bytes()).await
+        } = decide(&state.front, app_redirect(&double.issuer).as_bytes()).await
         else {
             panic!("{alg}: not rewritten; AS saw {:?}", double.seen());
         };
@@ -97,6 +97,7 @@ async fn par_is_signed_authenticated_and_sent_over_mtls_for_every_alg() {
         // The app's state travels sealed inside the sidecar's state.
         let sealed = ro["state"].as_str().unwrap();
         let tx = state
+            .front
             .sealer
             .open(sealed, par_sidecar::as_client::request_object::now_secs(), 600)
             .unwrap();
@@ -125,7 +126,7 @@ async fn tls_client_auth_sends_no_assertion() {
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
     let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "tls_client_auth", "").await;
     assert!(matches!(
-        decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+        decide(&state.front, app_redirect(&double.issuer).as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
     let p = &double.seen()[0];
@@ -164,7 +165,7 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     ];
     for (fault, code) in cases {
         double.set_fault(fault.clone());
-        match decide(&state, loc.as_bytes()).await {
+        match decide(&state.front, loc.as_bytes()).await {
             RedirectDecision::Fail(e) => {
                 assert_eq!(e.code, code, "{fault:?}");
                 assert_eq!(e.status, 502);
@@ -173,7 +174,10 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
         }
         double.set_fault(Fault::None);
         assert!(
-            matches!(decide(&state, loc.as_bytes()).await, RedirectDecision::Rewrite { .. }),
+            matches!(
+                decide(&state.front, loc.as_bytes()).await,
+                RedirectDecision::Rewrite { .. }
+            ),
             "{fault:?}: the next login must succeed"
         );
     }
@@ -182,7 +186,10 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
         double.attempts.lock().unwrap().clear();
         double.set_fault(flaky.clone());
         assert!(
-            matches!(decide(&state, loc.as_bytes()).await, RedirectDecision::Rewrite { .. }),
+            matches!(
+                decide(&state.front, loc.as_bytes()).await,
+                RedirectDecision::Rewrite { .. }
+            ),
             "{flaky:?}"
         );
         let jtis: Vec<String> = double
@@ -200,7 +207,7 @@ async fn as_faults_fail_closed_with_a_code_and_the_next_login_works() {
     double.attempts.lock().unwrap().clear();
     double.set_fault(Fault::Status(400, r#"{"error":"invalid_request"}"#));
     assert!(matches!(
-        decide(&state, loc.as_bytes()).await,
+        decide(&state.front, loc.as_bytes()).await,
         RedirectDecision::Fail(_)
     ));
     assert_eq!(double.attempts.lock().unwrap().len(), 1);
@@ -234,7 +241,7 @@ async fn retry_after_is_honoured_within_the_deadline_and_never_overflows() {
         double.attempts.lock().unwrap().clear();
         double.set_fault(Fault::RetryAfter(1, huge));
         let started = std::time::Instant::now();
-        match decide(&state, loc.as_bytes()).await {
+        match decide(&state.front, loc.as_bytes()).await {
             RedirectDecision::Fail(e) => assert_eq!((e.code.as_str(), e.status), ("as_rate_limited", 502), "{huge}"),
             other => panic!("{huge}: expected as_rate_limited, got {other:?}"),
         }
@@ -246,7 +253,7 @@ async fn retry_after_is_honoured_within_the_deadline_and_never_overflows() {
         );
         double.set_fault(Fault::None);
         assert!(matches!(
-            decide(&state, loc.as_bytes()).await,
+            decide(&state.front, loc.as_bytes()).await,
             RedirectDecision::Rewrite { .. }
         ));
     }
@@ -255,7 +262,7 @@ async fn retry_after_is_honoured_within_the_deadline_and_never_overflows() {
     double.set_fault(Fault::RetryAfter(1, "1"));
     let started = std::time::Instant::now();
     assert!(matches!(
-        decide(&state, loc.as_bytes()).await,
+        decide(&state.front, loc.as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -285,7 +292,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
     let mut dead = (*md).clone();
     dead.par_endpoint = format!("https://127.0.0.1:{closed}/par").parse().unwrap();
     good.registry.set_metadata(good.first_as(), dead);
-    let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&good.front, loc.as_bytes()).await else {
         panic!()
     };
     assert_eq!(e.code, "as_unavailable");
@@ -296,7 +303,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         .replace("transport.key", "rogue.key");
     let rogue = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     rogue.registry.set_metadata(rogue.first_as(), (*md).clone());
-    let RedirectDecision::Fail(e) = decide(&rogue, loc.as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&rogue.front, loc.as_bytes()).await else {
         panic!()
     };
     assert!(
@@ -310,7 +317,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         .replace("ca.crt", "rogue-ca.crt");
     let untrusting = Sidecar::load(Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     untrusting.registry.set_metadata(untrusting.first_as(), (*md).clone());
-    let RedirectDecision::Fail(e) = decide(&untrusting, loc.as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&untrusting.front, loc.as_bytes()).await else {
         panic!()
     };
     assert_eq!(e.code, "as_tls_failure");
@@ -322,7 +329,7 @@ async fn unreachable_as_and_bad_certificates_fail_closed() {
         let mut md_wrong = (*md).clone();
         md_wrong.par_endpoint = format!("https://127.0.0.1:{}/par", wrong.addr.port()).parse().unwrap();
         good.registry.set_metadata(good.first_as(), md_wrong);
-        let RedirectDecision::Fail(e) = decide(&good, loc.as_bytes()).await else {
+        let RedirectDecision::Fail(e) = decide(&good.front, loc.as_bytes()).await else {
             panic!()
         };
         assert_eq!(e.code, "as_tls_failure", "{cert}");
@@ -365,12 +372,12 @@ async fn discovery_rejects_an_issuer_mismatch() {
         .unwrap_err();
     assert_eq!(err.label(), "issuer_mismatch", "a trailing slash counts (DISC-2)");
     // Not ready, so nothing is rewritten and redirects naming the AS are held back.
-    let RedirectDecision::Fail(e) = decide(&state, app_redirect(&double.issuer).as_bytes()).await else {
+    let RedirectDecision::Fail(e) = decide(&state.front, app_redirect(&double.issuer).as_bytes()).await else {
         panic!()
     };
     assert_eq!(e.code, "not_ready");
     assert!(matches!(
-        decide(&state, b"/elsewhere").await,
+        decide(&state.front, b"/elsewhere").await,
         RedirectDecision::PassThrough
     ));
 }
@@ -390,7 +397,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         "callback: { paths: [\"/cb\"] }",
     )
     .await;
-    let sealed = state.sealer.seal(&TransactionState {
+    let sealed = state.front.sealer.seal(&TransactionState {
         app_state: Some("app state/ü".into()),
         verifier: Some("v".repeat(43)),
         redirect_uri: Some("https://app.example/cb?tenant=x".into()),
@@ -406,7 +413,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
     });
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let q = format!("tenant=x&code=abc&state={}&iss={}", enc(&sealed), enc(&double.issuer));
-    let CallbackOutcome::Forward { query, .. } = check(&state, "/cb", Some(&q), &[]).await else {
+    let CallbackOutcome::Forward { query, .. } = check(&state.front, "/cb", Some(&q), &[]).await else {
         panic!("not forwarded")
     };
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
@@ -418,13 +425,13 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
         state.codes.take(&"abc".to_string()).unwrap().verifier,
         Some("v".repeat(43))
     );
-    let CallbackOutcome::Reject { code, .. } = check(&state, "/cb", Some(&q), &[]).await else {
+    let CallbackOutcome::Reject { code, .. } = check(&state.front, "/cb", Some(&q), &[]).await else {
         panic!()
     };
     assert_eq!(code, "callback_replayed");
     // Unrelated paths are never touched.
     assert!(matches!(
-        check(&state, "/other", Some("code=1&state=2"), &[]).await,
+        check(&state.front, "/other", Some("code=1&state=2"), &[]).await,
         CallbackOutcome::NotCallback
     ));
 }
@@ -436,7 +443,7 @@ async fn form_post_is_pushed_as_the_query_mode_and_jarm_modes_need_jarm() {
     let state = state_for(&pki, &double, "sign-es256.pem", "ES256", "private_key_jwt", "").await;
     // form_post: the AS answers in the query (checked at the callback); the app gets a POST.
     let loc = format!("{}&response_mode=form_post", app_redirect(&double.issuer));
-    let RedirectDecision::Rewrite { .. } = decide(&state, loc.as_bytes()).await else {
+    let RedirectDecision::Rewrite { .. } = decide(&state.front, loc.as_bytes()).await else {
         panic!("form_post must be pushed")
     };
     let p = &double.seen()[0];
@@ -444,6 +451,7 @@ async fn form_post_is_pushed_as_the_query_mode_and_jarm_modes_need_jarm() {
     assert!(!p.form.contains_key("response_mode"));
     let sealed = p.request_claims["state"].as_str().unwrap().to_string();
     let tx = state
+        .front
         .sealer
         .open(&sealed, par_sidecar::as_client::request_object::now_secs(), 600)
         .unwrap();
@@ -452,7 +460,7 @@ async fn form_post_is_pushed_as_the_query_mode_and_jarm_modes_need_jarm() {
     // treat `response` as JARM there, so it is refused here rather than lost there.
     for mode in ["jwt", "query.jwt", "form_post.jwt"] {
         let loc = format!("{}&response_mode={mode}", app_redirect(&double.issuer));
-        let RedirectDecision::Fail(e) = decide(&state, loc.as_bytes()).await else {
+        let RedirectDecision::Fail(e) = decide(&state.front, loc.as_bytes()).await else {
             panic!("{mode}")
         };
         assert_eq!(e.code, "unsupported_response_mode");
@@ -474,7 +482,7 @@ async fn par_without_jar_sends_form_parameters_when_configured() {
     )
     .await;
     assert!(matches!(
-        decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+        decide(&state.front, app_redirect(&double.issuer).as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
     let p = &double.seen()[0];
@@ -522,7 +530,7 @@ async fn pooled_assertions_are_verified_used_once_and_dropped_on_key_reload() {
         };
         for _ in 0..6 {
             assert!(matches!(
-                decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+                decide(&state.front, app_redirect(&double.issuer).as_bytes()).await,
                 RedirectDecision::Rewrite { .. }
             ));
             pool_full().await;
@@ -531,7 +539,7 @@ async fn pooled_assertions_are_verified_used_once_and_dropped_on_key_reload() {
         let keys = par_sidecar::as_client::keys::KeySet::load(&client.settings.client).unwrap();
         client.keys.store(Arc::new(keys));
         assert!(matches!(
-            decide(&state, app_redirect(&double.issuer).as_bytes()).await,
+            decide(&state.front, app_redirect(&double.issuer).as_bytes()).await,
             RedirectDecision::Rewrite { .. }
         ));
         let seen = double.seen();

@@ -24,7 +24,7 @@ async fn time_queued_for_the_as_client_runtime_counts_against_par_total_ms() {
         double.issuer
     );
     assert!(matches!(
-        decide(&state, loc.as_bytes()).await,
+        decide(&state.front, loc.as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
 
@@ -34,7 +34,7 @@ async fn time_queued_for_the_as_client_runtime_counts_against_par_total_ms() {
     }));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t0 = Instant::now();
-    match decide(&state, loc.as_bytes()).await {
+    match decide(&state.front, loc.as_bytes()).await {
         RedirectDecision::Fail(e) => assert_eq!(e.code, "as_timeout"),
         other => panic!("a login queued past its deadline must fail closed, got {other:?}"),
     }
@@ -44,7 +44,7 @@ async fn time_queued_for_the_as_client_runtime_counts_against_par_total_ms() {
 
     // The runtime is free again: logins work.
     assert!(matches!(
-        decide(&state, loc.as_bytes()).await,
+        decide(&state.front, loc.as_bytes()).await,
         RedirectDecision::Rewrite { .. }
     ));
 }

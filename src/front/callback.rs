@@ -10,11 +10,11 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::front::authorize::parse_query;
 use crate::front::browser_binding;
+use crate::front::plane::Front;
 use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
 use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
-use crate::sidecar::Sidecar;
 
 #[derive(Debug)]
 pub enum CallbackOutcome {
@@ -53,8 +53,8 @@ const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", 
 /// Whether the app could route this path to its redirect_uri handler (or every path is
 /// treated so: `callback.check_all_paths`). Normalises the path: call it only for requests
 /// that carry a response-shaped parameter or a body.
-pub fn on_callback_path(state: &Sidecar, path: &str) -> bool {
-    state.settings.check_all_paths || state.is_callback_path(path)
+pub fn on_callback_path(front: &Front, path: &str) -> bool {
+    front.settings.check_all_paths || front.is_callback_path(path)
 }
 
 /// Whether a query carries authorization-response parameters (`code`, `error`, `state`,
@@ -68,8 +68,8 @@ pub fn looks_like_response(query: &str) -> bool {
 /// for some AS (any path, for the same reason), or any response parameter on a path the app
 /// could route to its callback handler. Anything else on a callback path (`/callback?logout`,
 /// no query at all) is the app's business.
-pub fn candidate(state: &Sidecar, on_callback: bool, scan: QueryScan) -> bool {
-    let jarm = scan.jarm_param && state.jarm_configured();
+pub fn candidate(front: &Front, on_callback: bool, scan: QueryScan) -> bool {
+    let jarm = scan.jarm_param && front.jarm_configured();
     scan.sealed_state || jarm || (scan.response_param || scan.jarm_param) && on_callback
 }
 
@@ -93,22 +93,22 @@ fn jarm_carries_sealed_state(query: &str) -> bool {
 }
 
 /// [`candidate`] for a path and query (tests and tools; the proxy scans once itself).
-pub fn is_candidate(state: &Sidecar, path: &str, query: Option<&str>) -> bool {
+pub fn is_candidate(front: &Front, path: &str, query: Option<&str>) -> bool {
     let Some(scan) = query.map(scan_query).filter(QueryScan::any) else {
         return false;
     };
-    candidate(state, on_callback_path(state, path), scan)
+    candidate(front, on_callback_path(front, path), scan)
 }
 
 /// Checks an authorization response before the app sees it, when [`candidate`] says the
 /// request carries one.
-pub async fn check(state: &Sidecar, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
+pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[u8]]) -> CallbackOutcome {
     let Some(q) = query else {
         return CallbackOutcome::NotCallback;
     };
     let sc = scan_query(q);
-    let on_callback = sc.any() && on_callback_path(state, path);
-    if !candidate(state, on_callback, sc) {
+    let on_callback = sc.any() && on_callback_path(front, path);
+    if !candidate(front, on_callback, sc) {
         return CallbackOutcome::NotCallback;
     }
     if !sc.sealed_state && !on_callback && !jarm_carries_sealed_state(q) {
@@ -116,7 +116,7 @@ pub async fn check(state: &Sidecar, path: &str, query: Option<&str>, cookies: &[
     }
     let id = InteractionId::new();
     let mut as_name: Option<String> = None;
-    match check_inner(state, q, cookies, &mut as_name).await {
+    match check_inner(front, q, cookies, &mut as_name).await {
         Ok(Checked {
             query,
             outcome,
@@ -125,7 +125,7 @@ pub async fn check(state: &Sidecar, path: &str, query: Option<&str>, cookies: &[
             form_post,
         }) => {
             let name = as_name.as_deref().unwrap_or("");
-            state.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
+            front.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
             CallbackOutcome::Forward {
                 query,
@@ -138,12 +138,12 @@ pub async fn check(state: &Sidecar, path: &str, query: Option<&str>, cookies: &[
         }
         Err((code, detail)) => {
             let name = as_name.as_deref().unwrap_or("");
-            state
+            front
                 .metrics
                 .callback_checks
                 .with_label_values(&[name, code.as_str()])
                 .inc();
-            state.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+            front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
             warn!(interaction_id = %id, r#as = name, outcome = code.as_str(), detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,
@@ -180,11 +180,11 @@ fn unverified_claims(jwt: &str) -> Option<serde_json::Map<String, Value>> {
 
 /// RFC 9207 §2.4: `iss` must be the issuer of the AS the login started at, byte for byte.
 /// Another configured AS's issuer is the mix-up attack and gets its own code.
-fn check_iss(state: &Sidecar, client: &AsClient, iss: &str) -> Result<(), Rejection> {
+fn check_iss(front: &Front, client: &AsClient, iss: &str) -> Result<(), Rejection> {
     if iss == client.settings.issuer.as_str() {
         return Ok(());
     }
-    let other = state
+    let other = front
         .registry
         .clients
         .iter()
@@ -203,12 +203,12 @@ fn check_iss(state: &Sidecar, client: &AsClient, iss: &str) -> Result<(), Reject
 }
 
 async fn check_inner(
-    state: &Sidecar,
+    front: &Front,
     q: &str,
     cookies: &[&[u8]],
     as_name: &mut Option<String>,
 ) -> Result<Checked, Rejection> {
-    let s = &state.settings;
+    let s = &front.settings;
     let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
     // A response parameter spelt another way (`Code=`, `%20code=`, `code[]=`, or behind a
     // `;` that some stacks split on) is what an attacker adds to smuggle a second value past
@@ -237,7 +237,7 @@ async fn check_inner(
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // `response` is JARM only while some AS is configured for it; otherwise it is just one
     // of the app's parameters and never makes the sidecar fetch a JWKS.
-    let jarm_configured = state.jarm_configured();
+    let jarm_configured = front.jarm_configured();
     let jarm_jwt = if jarm_configured { get("response") } else { None };
 
     // 1. The sealed state names the AS the login started at; everything after is checked
@@ -251,11 +251,11 @@ async fn check_inner(
             ))?,
         None => get("state").ok_or((FailureCode::StateMissing, "no state in the response".to_string()))?,
     };
-    let tx = state
+    let tx = front
         .sealer
         .open(&sealed, now_secs(), s.state_max_age.as_secs())
         .map_err(|e| (e.failure(), e.to_string()))?;
-    let client = state.registry.for_state(tx.as_name.as_deref()).ok_or((
+    let client = front.registry.for_state(tx.as_name.as_deref()).ok_or((
         FailureCode::StateForeign,
         "the state names an AS that is not configured".to_string(),
     ))?;
@@ -279,13 +279,13 @@ async fn check_inner(
         Some(jwt) => {
             // An outer iss next to JARM must agree with the inner one (CB-7).
             if let Some(outer) = get("iss") {
-                check_iss(state, client, &outer)?;
+                check_iss(front, client, &outer)?;
             }
             // The inner iss first, so a mix-up is named as such rather than as a bad JWT.
             if let Some(inner) =
                 unverified_claims(&jwt).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
             {
-                check_iss(state, client, &inner)?;
+                check_iss(front, client, &inner)?;
             }
             let http = client.http.load();
             let claims = client
@@ -297,7 +297,7 @@ async fn check_inner(
                     issuer,
                     client_id,
                     s.discovery_timeout,
-                    &state.metrics,
+                    &front.metrics,
                 )
                 .await
                 .map_err(|e| (e.failure(), e.to_string()))?;
@@ -319,7 +319,7 @@ async fn check_inner(
         }
         None => {
             match get("iss") {
-                Some(iss) => check_iss(state, client, &iss)?,
+                Some(iss) => check_iss(front, client, &iss)?,
                 None if s.require_iss || md.iss_parameter_supported => {
                     return Err((FailureCode::IssMissing, "response without iss".into()))
                 }
@@ -348,7 +348,7 @@ async fn check_inner(
             ));
         }
     }
-    if !state.replay.insert_new(tx.nonce.clone(), ()) {
+    if !front.replay.insert_new(tx.nonce.clone(), ()) {
         return Err((
             FailureCode::CallbackReplayed,
             "this authorization response was already used".into(),
@@ -371,7 +371,7 @@ async fn check_inner(
         if param("error").is_some() {
             return Err((FailureCode::CallbackMalformed, "both code and error".into()));
         }
-        let fresh = state.codes.insert_new(
+        let fresh = front.codes.insert_new(
             code.clone(),
             CodeRecord {
                 as_index: client.index,

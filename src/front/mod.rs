@@ -7,6 +7,7 @@ pub mod callback;
 pub mod login_guard;
 pub mod login_limit;
 pub mod pkce;
+pub mod plane;
 pub mod prefilter;
 pub mod redirect;
 pub mod sealed_state;

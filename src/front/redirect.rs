@@ -17,10 +17,10 @@ use crate::front::authorize::{browser_target, detect_among, AuthorizeError, Dete
 use crate::front::browser_binding;
 use crate::front::login_guard::{self, RedirectContext};
 use crate::front::pkce::{self, PkceAction};
+use crate::front::plane::Front;
 use crate::front::sealed_state::TransactionState;
 use crate::protocol::authorize::AuthorizeRedirect;
 use crate::protocol::{redact, InteractionId};
-use crate::sidecar::Sidecar;
 
 #[derive(Debug)]
 pub enum RedirectDecision {
@@ -45,8 +45,8 @@ pub fn is_redirect(status: u16) -> bool {
 /// [`decide_for`] for a redirect answering `GET /login` on `https://app.example`
 /// ([`RedirectContext::app_login`]), without a client address (per-client login limits do
 /// not apply): for callers without a request, such as integration tests.
-pub async fn decide(state: &Arc<Sidecar>, location: &[u8]) -> RedirectDecision {
-    decide_for(state, location, &RedirectContext::app_login(), None).await
+pub async fn decide(front: &Arc<Front>, location: &[u8]) -> RedirectDecision {
+    decide_for(front, location, &RedirectContext::app_login(), None).await
 }
 
 /// Classifies the app's `Location` and, if it is an authorize redirect to one of the
@@ -54,18 +54,18 @@ pub async fn decide(state: &Arc<Sidecar>, location: &[u8]) -> RedirectDecision {
 /// the app answered (origin, path, query: see [`login_guard`]); `client_ip` is the
 /// browser's address, for the per-client login-start limit.
 pub async fn decide_for(
-    state: &Arc<Sidecar>,
+    front: &Arc<Front>,
     location: &[u8],
     cx: &RedirectContext<'_>,
     client_ip: Option<std::net::IpAddr>,
 ) -> RedirectDecision {
-    let m = &state.metrics;
-    let index = state.registry.index();
+    let m = &front.metrics;
+    let index = front.registry.index();
     let (as_index, detection) = detect_among(
         location,
         &|h| index.candidates(h),
         &|c| index.is_client(c),
-        state.settings.max_location_bytes,
+        front.settings.max_location_bytes,
     );
     drop(index);
     if matches!(
@@ -75,15 +75,15 @@ pub async fn decide_for(
         // Without an AS's metadata we cannot tell its redirects from others. A Location on
         // its issuer's host, or on the host of the last authorize endpoint it had (or one
         // configured in `authorize_hosts`), is held back; everything else is the app's business.
-        if let Some(c) = pending_for(state, location) {
-            if state.settings.par_required {
+        if let Some(c) = pending_for(front, location) {
+            if front.settings.par_required {
                 let id = InteractionId::new();
                 warn!(interaction_id = %id, r#as = c.name(), reason = c.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
-                return fail(state, FailureCode::NotReady, id, Some(c.name()));
+                return fail(front, FailureCode::NotReady, id, Some(c.name()));
             }
         }
     }
-    let client = as_index.and_then(|i| state.registry.get(i));
+    let client = as_index.and_then(|i| front.registry.get(i));
     let as_name = client.map(|c| c.name());
     let redirect = match detection {
         Detection::NotOurs => {
@@ -93,13 +93,13 @@ pub async fn decide_for(
         Detection::Rejected(e) => {
             let id = InteractionId::new();
             warn!(interaction_id = %id, r#as = as_name.unwrap_or(""), error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, e.failure(), id, as_name);
+            return fail(front, e.failure(), id, as_name);
         }
         Detection::Ours(r) => r,
     };
     let Some(client) = client else {
         return fail(
-            state,
+            front,
             FailureCode::AuthorizeRedirectRejected,
             InteractionId::new(),
             None,
@@ -109,28 +109,28 @@ pub async fn decide_for(
     let Some(metadata) = client.metadata() else {
         let id = InteractionId::new();
         warn!(interaction_id = %id, r#as = name, reason = client.not_ready_reason().unwrap_or_default(), "authorize redirect held back: AS not ready");
-        return fail(state, FailureCode::NotReady, id, Some(name));
+        return fail(front, FailureCode::NotReady, id, Some(name));
     };
     // Refused before any budget is taken or anything signed: an open redirect costs nothing.
-    if let Err((code, detail)) = screen(state, client, cx, location, &redirect) {
+    if let Err((code, detail)) = screen(front, client, cx, location, &redirect) {
         let id = InteractionId::new();
         let path: String = cx.path.chars().take(200).collect();
         warn!(interaction_id = %id, r#as = name, code = code.as_str(), detail, path, "refused the app's authorize redirect: not the app's own login");
-        return fail(state, code, id, Some(name));
+        return fail(front, code, id, Some(name));
     }
     // A login start costs a PAR: limited globally and per client before any signing.
-    if let Err(limit) = state.login_limiter.check(client_ip, Instant::now()) {
+    if let Err(limit) = front.login_limiter.check(client_ip, Instant::now()) {
         let id = InteractionId::new();
         m.login_rate_limited.with_label_values(&[name, limit.label()]).inc();
         warn!(interaction_id = %id, r#as = name, scope = limit.label(), "login start refused by the rate limit");
-        return fail(state, FailureCode::TooManyLogins, id, Some(name));
+        return fail(front, FailureCode::TooManyLogins, id, Some(name));
     }
-    let (redirect, set_cookie) = match prepare(state, client, redirect) {
+    let (redirect, set_cookie) = match prepare(front, client, redirect) {
         Ok(r) => r,
         Err(e) => {
             let id = InteractionId::new();
             warn!(interaction_id = %id, r#as = name, error = %e, code = e.code(), "refused the app's authorize redirect");
-            return fail(state, e.failure(), id, Some(name));
+            return fail(front, e.failure(), id, Some(name));
         }
     };
 
@@ -142,12 +142,12 @@ pub async fn decide_for(
     let interaction_id = InteractionId::new();
     let started = Instant::now();
     let par_timeout = client.settings.par_timeout;
-    let (task_state, task_client) = (state.clone(), client.clone());
+    let (task_front, task_client) = (front.clone(), client.clone());
     let pushed = tokio::time::timeout(
         par_timeout + std::time::Duration::from_secs(1),
         crate::as_client::as_runtime::run(async move {
             push_at(
-                &task_state,
+                &task_front,
                 &task_client,
                 metadata,
                 redirect,
@@ -163,11 +163,11 @@ pub async fn decide_for(
         Ok(Some(decision)) => decision,
         Ok(None) => {
             error!(interaction_id = %interaction_id, r#as = name, "login start failed inside the sidecar");
-            fail(state, FailureCode::Internal, interaction_id, Some(name))
+            fail(front, FailureCode::Internal, interaction_id, Some(name))
         }
         Err(_) => {
             warn!(interaction_id = %interaction_id, r#as = name, "login start not finished within par_timeout: the AS client runtime is overloaded");
-            fail(state, FailureCode::AsTimeout, interaction_id, Some(name))
+            fail(front, FailureCode::AsTimeout, interaction_id, Some(name))
         }
     }
 }
@@ -177,7 +177,7 @@ pub async fn decide_for(
 /// and `started` are taken before the hop to the AS client runtime, so the deadline, the
 /// latency metric and the logs include any queueing there.
 async fn push_at(
-    state: &Sidecar,
+    front: &Front,
     client: &AsClient,
     metadata: std::sync::Arc<crate::as_client::discovery::ProviderMetadata>,
     redirect: AuthorizeRedirect,
@@ -185,7 +185,7 @@ async fn push_at(
     interaction_id: InteractionId,
     started: Instant,
 ) -> RedirectDecision {
-    let m = &state.metrics;
+    let m = &front.metrics;
     let name = client.name();
     let keys = client.keys.load();
     let http = client.http.load();
@@ -259,26 +259,26 @@ async fn push_at(
                 error = %e,
                 "PAR failed"
             );
-            if !state.settings.par_required {
+            if !front.settings.par_required {
                 warn!(interaction_id = %interaction_id, "par.required is false: forwarding the app's plain redirect");
                 m.redirect_passed.inc();
                 return RedirectDecision::PassThrough;
             }
-            fail(state, e.failure(), interaction_id, Some(name))
+            fail(front, e.failure(), interaction_id, Some(name))
         }
     }
 }
 
 /// An AS without usable metadata on whose issuer or authorize host the Location lands (as a
 /// browser reads it), if any. Only parsed when some AS is without usable metadata.
-fn pending_for<'a>(state: &'a Sidecar, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
-    if !state.registry.has_pending() {
+fn pending_for<'a>(front: &'a Front, location: &[u8]) -> Option<&'a std::sync::Arc<AsClient>> {
+    if !front.registry.has_pending() {
         return None;
     }
     let text = String::from_utf8_lossy(location);
     let target = browser_target(text.trim())?;
     let u = target.url();
-    if let Some(c) = state.registry.pending_on(u.host_str()?, u.port_or_known_default()) {
+    if let Some(c) = front.registry.pending_on(u.host_str()?, u.port_or_known_default()) {
         return Some(c);
     }
     // On another host (an authorize endpoint off the issuer's host, not yet known): a
@@ -288,7 +288,7 @@ fn pending_for<'a>(state: &'a Sidecar, location: &[u8]) -> Option<&'a std::sync:
         .filter(|(k, _)| k == "client_id")
         .map(|(_, v)| v.into_owned())
         .collect();
-    state
+    front
         .registry
         .clients
         .iter()
@@ -298,7 +298,7 @@ fn pending_for<'a>(state: &'a Sidecar, location: &[u8]) -> Option<&'a std::sync:
 /// Applies the sidecar's policy to what will be pushed: PKCE S256, JARM when configured,
 /// and the app's `state` replaced by a sealed one carrying what the callback needs.
 fn prepare(
-    state: &Sidecar,
+    front: &Front,
     client: &AsClient,
     mut redirect: AuthorizeRedirect,
 ) -> Result<(AuthorizeRedirect, Option<String>), AuthorizeError> {
@@ -330,7 +330,7 @@ fn prepare(
         }
     }
     let pkce = pkce::apply(&mut redirect)?;
-    state.metrics.pkce.with_label_values(&[pkce.label()]).inc();
+    front.metrics.pkce.with_label_values(&[pkce.label()]).inc();
     let jarm = jarm_configured;
     if jarm {
         redirect
@@ -343,17 +343,17 @@ fn prepare(
         .and_then(|u| url::Url::parse(u).ok())
         .map(|u| u.path().to_string())
     {
-        state.learn_callback_path(&path);
+        front.learn_callback_path(&path);
     }
     // Requested ID token claim values ride in the sealed state to the token call; over the
     // bounds they could not be carried, so the parameter is refused rather than unchecked.
     let claim_values = crate::as_client::claim_values::requested(redirect.params.get("claims"))
         .map_err(|_| AuthorizeError::BadJson("claims".into()))?;
     let nonce = random_token();
-    let binding = state
+    let binding = front
         .settings
         .browser_binding
-        .then(|| browser_binding::new_binding(&nonce, state.settings.cookie_secure));
+        .then(|| browser_binding::new_binding(&nonce, front.settings.cookie_secure));
     let tx = TransactionState {
         app_state: redirect.get_str("state").map(str::to_string),
         verifier: match pkce {
@@ -373,9 +373,9 @@ fn prepare(
     };
     redirect
         .params
-        .insert("state".into(), Value::String(state.sealer.seal(&tx)));
+        .insert("state".into(), Value::String(front.sealer.seal(&tx)));
     let cookie = binding
-        .map(|b| browser_binding::set_cookie(&b, state.settings.state_max_age.as_secs(), state.settings.cookie_secure));
+        .map(|b| browser_binding::set_cookie(&b, front.settings.state_max_age.as_secs(), front.settings.cookie_secure));
     Ok((redirect, cookie))
 }
 
@@ -384,7 +384,7 @@ fn prepare(
 /// path. Returns the failure code and what the log line names (a parameter or a part, never
 /// a value).
 fn screen(
-    state: &Sidecar,
+    front: &Front,
     client: &AsClient,
     cx: &RedirectContext<'_>,
     location: &[u8],
@@ -405,19 +405,19 @@ fn screen(
         return Err((FailureCode::MalformedAuthorizeRedirect, "query".to_string()));
     };
     pairs.retain(|(k, _)| redirect.params.contains_key(k));
-    let configured_paths = !state.settings.callback_paths.is_empty();
-    let is_callback = |p: &str| state.is_callback_path(p);
+    let configured_paths = !front.settings.callback_paths.is_empty();
+    let is_callback = |p: &str| front.is_callback_path(p);
     let policy = login_guard::Policy {
-        login_paths: &state.settings.login_paths,
+        login_paths: &front.settings.login_paths,
         allowed_parameters: client.settings.client.allowed_authorize_parameters.as_deref(),
-        redirect_uri_origins: &state.settings.redirect_uri_origins,
+        redirect_uri_origins: &front.settings.redirect_uri_origins,
         is_callback_path: configured_paths.then_some(&is_callback as &dyn Fn(&str) -> bool),
     };
     login_guard::screen(cx, loc, &pairs, &policy).map_err(refused)?;
     let Some(uri) = redirect.get_str("redirect_uri") else {
         return Ok(());
     };
-    if state.settings.require_https_redirect_uri {
+    if front.settings.require_https_redirect_uri {
         check_redirect_uri(uri).map_err(|e| (e.failure(), "redirect_uri".to_string()))?;
     }
     login_guard::check_redirect_uri(cx, uri, &policy).map_err(refused)
@@ -439,9 +439,9 @@ pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
     }
 }
 
-fn fail(state: &Sidecar, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
-    state.metrics.redirects.with_label_values(&["failed"]).inc();
-    state.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+fn fail(front: &Front, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
+    front.metrics.redirects.with_label_values(&["failed"]).inc();
+    front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
     let err = BrowserError::new(code, id);
     RedirectDecision::Fail(match as_name {
         Some(n) => err.at(n),
