@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use par_sidecar::as_client::jose::SigningKey;
-use par_sidecar::front::authorize::{detect, Detection};
+use par_sidecar::front::location::{detect, Detection};
 use par_sidecar::front::sealed_state::{StateSealer, TransactionState};
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
 use par_sidecar::protocol::jose::Alg;

@@ -14,7 +14,7 @@ use crate::front::browser_binding;
 use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
-use crate::front::redirect::{decide_for, is_redirect, RedirectDecision};
+use crate::front::login_start::{decide_for, is_redirect, RedirectDecision};
 use crate::sidecar::Sidecar;
 
 pub struct PublicProxy {

@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::egress::{self, EgressResponse};
 use par_sidecar::front::callback::{check, CallbackOutcome};
-use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::front::login_start::{decide, RedirectDecision};
 use par_sidecar::sidecar::Sidecar;
 use serde_json::json;
 

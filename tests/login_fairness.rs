@@ -13,7 +13,7 @@ use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::front::login_guard::RedirectContext;
 use par_sidecar::front::login_limit::client_ip;
-use par_sidecar::front::redirect::{decide_for, RedirectDecision};
+use par_sidecar::front::login_start::{decide_for, RedirectDecision};
 use par_sidecar::sidecar::Sidecar;
 
 fn app_redirect(issuer: &str) -> String {

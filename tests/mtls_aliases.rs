@@ -7,7 +7,7 @@ mod common;
 
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
-use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::front::login_start::{decide, RedirectDecision};
 
 fn app_redirect(issuer: &str) -> String {
     format!(

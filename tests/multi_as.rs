@@ -12,7 +12,7 @@ use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
 use par_sidecar::egress;
 use par_sidecar::front::callback::{self, CallbackOutcome};
-use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::front::login_start::{decide, RedirectDecision};
 use par_sidecar::handoff::CodeRecord;
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
 use par_sidecar::sidecar::Sidecar;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::front::login_guard::RedirectContext;
-use par_sidecar::front::redirect::{decide_for, RedirectDecision};
+use par_sidecar::front::login_start::{decide_for, RedirectDecision};
 use par_sidecar::sidecar::Sidecar;
 
 async fn state_with(double: &Double, extra: &str) -> Arc<Sidecar> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{settings_yaml, AsDouble, Fault};
 use jsonwebtoken::Algorithm;
 use par_sidecar::config::Settings;
-use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::front::login_start::{decide, RedirectDecision};
 use par_sidecar::sidecar::Sidecar;
 
 async fn state_for(pki: &Path, double: &AsDouble, key: &str, alg: &str, auth: &str, extra: &str) -> Arc<Sidecar> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::Algorithm;
 use par_sidecar::as_client::as_runtime;
-use par_sidecar::front::redirect::{decide, RedirectDecision};
+use par_sidecar::front::login_start::{decide, RedirectDecision};
 
 #[tokio::test]
 async fn time_queued_for_the_as_client_runtime_counts_against_par_total_ms() {

@@ -2,7 +2,7 @@
 //! it accepts is clean (no control characters, no forbidden parameters, our client).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use par_sidecar::front::authorize::{detect, Detection};
+use par_sidecar::front::location::{detect, Detection};
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
 use par_sidecar::protocol::ClientId;
 

@@ -2,7 +2,7 @@
 //! opener never panic, and the opener never accepts what it did not seal.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use par_sidecar::front::authorize::parse_query;
+use par_sidecar::front::location::parse_query;
 use par_sidecar::front::sealed_state::StateSealer;
 
 fuzz_target!(|data: &[u8]| {

@@ -28,7 +28,7 @@ use crate::handoff::CodeRecord;
 use crate::protocol::{redact, InteractionId};
 use crate::sidecar::Sidecar;
 use answer::{answer, Call};
-use route::{ambiguous, route, Route, Target};
+use route::{ambiguous, route, AsTarget, Route};
 
 #[derive(Debug, Clone)]
 pub struct EgressRequest {
@@ -177,8 +177,8 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
             Ok(x) => x,
             Err(refusal) => {
                 let name = match target {
-                    Target::As(i) => state.registry.get(i).map(|c| c.name()).unwrap_or(""),
-                    Target::ByCode => "",
+                    AsTarget::As(i) => state.registry.get(i).map(|c| c.name()).unwrap_or(""),
+                    AsTarget::ByCode => "",
                 };
                 return refuse(state, name, label, &iid, refusal);
             }
@@ -187,7 +187,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
         code_record = rec;
     }
     let as_index = match (target, code_record.as_mut()) {
-        (Target::As(i), Some(taken)) if taken.record.as_index != i => {
+        (AsTarget::As(i), Some(taken)) if taken.record.as_index != i => {
             // Burnt, not put back: a code presented at the wrong AS is suspect.
             taken.consume();
             let rec = &taken.record;
@@ -207,9 +207,9 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
                 ),
             );
         }
-        (Target::As(i), _) => i,
-        (Target::ByCode, Some(taken)) => taken.record.as_index,
-        (Target::ByCode, None) => {
+        (AsTarget::As(i), _) => i,
+        (AsTarget::ByCode, Some(taken)) => taken.record.as_index,
+        (AsTarget::ByCode, None) => {
             m.egress_requests.with_label_values(&["", label, "ambiguous", ""]).inc();
             warn!(interaction_id = %iid, route = label, "unprefixed egress call in a multi-AS config refused");
             return ambiguous(state, label);

@@ -34,7 +34,7 @@ impl Route {
 
 /// Which AS an egress request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Target {
+pub(super) enum AsTarget {
     As(usize),
     /// Unprefixed route in a multi-AS config: only an authorization_code grant can be
     /// attributed (by the code the sidecar saw at the callback).
@@ -52,7 +52,7 @@ fn as_route(rest: &str) -> Option<Route> {
 }
 
 /// `/as/<name>/<endpoint>`, the unprefixed AS routes, or a resource prefix.
-pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, Target), EgressResponse> {
+pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, AsTarget), EgressResponse> {
     if let Some(rest) = path.strip_prefix("/as/") {
         let name = rest.split('/').next().unwrap_or("");
         let Some(i) = state.settings.as_index(name) else {
@@ -63,7 +63,7 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, Target), Egre
             ));
         };
         return match as_route(&rest[name.len()..]) {
-            Some(r) => Ok((r, Target::As(i))),
+            Some(r) => Ok((r, AsTarget::As(i))),
             None => Err(oauth_error(
                 404,
                 "not_found",
@@ -75,9 +75,9 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, Target), Egre
         return Ok((
             r,
             if state.settings.multi_as {
-                Target::ByCode
+                AsTarget::ByCode
             } else {
-                Target::As(0)
+                AsTarget::As(0)
             },
         ));
     }
@@ -89,7 +89,7 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, Target), Egre
     {
         Some(i) => Ok((
             Route::Resource(i),
-            Target::As(state.settings.resources[i].authorization_server),
+            AsTarget::As(state.settings.resources[i].authorization_server),
         )),
         None => Err(oauth_error(
             404,

@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::front::authorize::parse_query;
 use crate::front::browser_binding;
+use crate::front::location::parse_query;
 use crate::front::plane::Front;
 use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
 use crate::front::sealed_state::PREFIX as SEALED_PREFIX;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::as_client::jose::{random_token, s256};
-use crate::front::authorize::AuthorizeError;
+use crate::front::location::AuthorizeError;
 use crate::protocol::authorize::AuthorizeRedirect;
 
 /// What the sidecar did to the app's PKCE, for the callback and the metrics.

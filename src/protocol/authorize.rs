@@ -1,6 +1,6 @@
 //! The authorize-request model both planes speak: the AS's authorization endpoint as
 //! compared, the app's parsed authorize redirect, and what a redirect must match to be
-//! pushed to an AS. Detection (is this Location ours?) stays in `front::authorize`.
+//! pushed to an AS. Detection (is this Location ours?) stays in `front::location`.
 
 use serde_json::{Map, Value};
 use url::Url;

@@ -17,7 +17,7 @@ const POLICY: Policy<'static> = Policy {
 };
 
 fn pairs(q: &str) -> Vec<(String, String)> {
-    crate::front::authorize::parse_query(q).unwrap()
+    crate::front::location::parse_query(q).unwrap()
 }
 
 const LOGIN: &str = "response_type=code&client_id=legacy-app&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb\

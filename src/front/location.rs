@@ -131,7 +131,7 @@ pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max
 
 /// Where a browser sends the user for one `Location` value.
 #[derive(Debug)]
-pub enum Target {
+pub enum BrowserTarget {
     /// An absolute URL. `authority`: the scheme is followed by two slashes (`/` or `\`), so
     /// the host does not depend on the scheme of the app's own page (`https:as.example/x` is
     /// a path on the app when the app is on https, a host when it is on http).
@@ -141,10 +141,10 @@ pub enum Target {
     SchemeRelative(Url),
 }
 
-impl Target {
+impl BrowserTarget {
     pub fn url(&self) -> &Url {
         match self {
-            Target::Absolute { url, .. } | Target::SchemeRelative(url) => url,
+            BrowserTarget::Absolute { url, .. } | BrowserTarget::SchemeRelative(url) => url,
         }
     }
 }
@@ -164,11 +164,11 @@ fn two_slashes(mut it: impl Iterator<Item = char>) -> bool {
 /// Parses a `Location` the way a browser does (the `url` crate implements the WHATWG URL
 /// standard). `None` for a reference on the app's own host (a path) or an unparseable value
 /// (the browser would not follow it either).
-pub fn browser_target(loc: &str) -> Option<Target> {
+pub fn browser_target(loc: &str) -> Option<BrowserTarget> {
     match Url::parse(loc) {
         Ok(url) => {
             let authority = two_slashes(significant(loc).skip_while(|c| *c != ':').skip(1));
-            Some(Target::Absolute { url, authority })
+            Some(BrowserTarget::Absolute { url, authority })
         }
         Err(url::ParseError::RelativeUrlWithoutBase) if two_slashes(significant(loc)) => {
             static BASE: std::sync::LazyLock<Url> =
@@ -177,7 +177,7 @@ pub fn browser_target(loc: &str) -> Option<Target> {
                 .base_url(Some(&BASE))
                 .parse(loc)
                 .ok()
-                .map(Target::SchemeRelative)
+                .map(BrowserTarget::SchemeRelative)
         }
         Err(_) => None,
     }
@@ -242,8 +242,8 @@ pub fn detect_among<'a>(
         .as_index;
     let refuse = |e| (Some(hint), Detection::Rejected(e));
     let authority = match target {
-        Target::SchemeRelative(_) => return refuse(AuthorizeError::Relative),
-        Target::Absolute { authority, .. } => authority,
+        BrowserTarget::SchemeRelative(_) => return refuse(AuthorizeError::Relative),
+        BrowserTarget::Absolute { authority, .. } => authority,
     };
     // Control characters inside the value: the browser would drop or escape them; an app
     // does not send them. Refuse rather than guess what was meant.

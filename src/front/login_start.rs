@@ -13,8 +13,8 @@ use crate::as_client::par::{self, ParContext};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::errors::{BrowserError, FailureCode};
-use crate::front::authorize::{browser_target, detect_among, AuthorizeError, Detection};
 use crate::front::browser_binding;
+use crate::front::location::{browser_target, detect_among, AuthorizeError, Detection};
 use crate::front::login_guard::{self, RedirectContext};
 use crate::front::pkce::{self, PkceAction};
 use crate::front::plane::Front;
@@ -399,7 +399,7 @@ fn screen(
         .trim_matches([' ', '\t']);
     // Cannot fail after the detection accepted it; if it did, nothing would be screened.
     let Some(mut pairs) = browser_target(loc)
-        .and_then(|t| t.url().query().map(|q| crate::front::authorize::parse_query(q).ok()))
+        .and_then(|t| t.url().query().map(|q| crate::front::location::parse_query(q).ok()))
         .flatten()
     else {
         return Err((FailureCode::MalformedAuthorizeRedirect, "query".to_string()));

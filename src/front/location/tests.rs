@@ -332,7 +332,7 @@ mod prop {
             tail in "[a-z=&;%0-9]{0,12}",
         ) {
             let loc = format!("{prefix}{host}{path}?{tail}&client_id=legacy-app");
-            if let Some(Target::Absolute { .. } | Target::SchemeRelative(_)) = browser_target(&loc) {
+            if let Some(BrowserTarget::Absolute { .. } | BrowserTarget::SchemeRelative(_)) = browser_target(&loc) {
                 let on_host = browser_target(&loc).and_then(|t| t.url().host_str().map(norm_host)).as_deref() == Some("as.example.com");
                 prop_assume!(on_host);
                 prop_assert_ne!(detect(loc.as_bytes(), &ep(), &cid(), 4096), Detection::NotOurs, "{}", loc);
