@@ -60,7 +60,12 @@ try {
     ['par_sidecar_egress_requests_total', { route: 'token', outcome: 'success' }],
     ['par_sidecar_egress_requests_total', { route: 'userinfo', outcome: 'success' }],
     ['par_sidecar_token_response_checks_total', { grant: 'authorization_code', outcome: 'valid' }],
-  ]) console.log(`      ${`${name}${JSON.stringify(labels)}`.padEnd(76)} ${metricValue(m, name, labels)}`);
+  ]) {
+    // The series as Prometheus exposes it: `name{as="default",outcome="success"} 1`.
+    const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    const line = m.split('\n').find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+    console.log(`      ${line ?? `${name}{${want.join(',')}} ${metricValue(m, name, labels)}`}`);
+  }
   if (sub !== 'alice') throw new Error('demo login did not complete');
   console.log('\nDemo complete: the unmodified app logged in through a strict FAPI 2.0 AS.');
 } finally {
