@@ -23,12 +23,15 @@ thread_local! {
     static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches no memory it hands out.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
         let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller upholds `alloc`'s contract; passed on as is.
         unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: `p` came from `System.alloc` above with this layout.
         unsafe { std::alloc::System.dealloc(p, l) }
     }
 }
