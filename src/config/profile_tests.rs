@@ -432,3 +432,26 @@ fn readme_shows_the_table_the_code_applies() {
         "README \"Profiles\" must contain exactly this table (regenerate it):\n{table}"
     );
 }
+
+#[test]
+fn check_config_lines_say_profile_defaults_and_the_missing_app_secret() {
+    let pkj = "  auth_method: private_key_jwt\n";
+    let s = cfg("cbuae", "PS256", "", "").unwrap();
+    assert_eq!(
+        s.profiles[0].describe(),
+        "cbuae (defaults applied: client.auth_method=private_key_jwt, client.sender_constraint=mtls)"
+    );
+    assert_eq!(
+        s.profiles[0].client_credentials_warning(false),
+        None,
+        "cbuae uses no client_credentials"
+    );
+    let s = cfg("uk-openbanking", "PS256", pkj, "").unwrap();
+    assert_eq!(s.profiles[0].describe(), "uk-openbanking (no defaults applied)");
+    let w = s.profiles[0].client_credentials_warning(false).unwrap();
+    assert!(
+        w.contains("egress.app_client_secret_sha256") && w.contains("uk-openbanking"),
+        "{w}"
+    );
+    assert_eq!(s.profiles[0].client_credentials_warning(true), None);
+}
