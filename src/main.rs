@@ -199,6 +199,21 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         println!("  discovery:       {}", a.discovery_url);
         println!("  client_id:       {}", a.client.client_id);
         println!("  auth method:     {}", a.client.auth_method.as_str());
+        if let Some(p) = settings
+            .as_index(a.name.as_str())
+            .and_then(|i| settings.profiles.get(i))
+        {
+            println!("  profile:         {}", p.describe());
+            if let Some(w) = p.client_credentials_warning(settings.app_secret.is_some()) {
+                println!("  warning:         {w}");
+            }
+        }
+        let body = if a.request_object {
+            "signed request object (JAR)"
+        } else {
+            "plain parameters (JAR when the AS metadata says require_signed_request_object)"
+        };
+        println!("  PAR body:        {body}");
         for (i, k) in keys.signing.iter().enumerate() {
             let role = if i == 0 { "signs" } else { "published" };
             println!("  signing key {i}:   {} kid={} ({role})", k.alg().as_str(), k.kid());

@@ -33,6 +33,9 @@ pub struct FileConfig {
     pub egress: EgressFile,
     #[serde(default)]
     pub reload: ReloadFile,
+    /// Ecosystem profile of every AS (README "Profiles"); `authorization_servers[].profile`
+    /// overrides it. Unset: `fapi2-message-signing`.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +65,8 @@ pub struct AuthorizationServerFile {
     pub authorize_hosts: Option<Vec<String>>,
     /// Per-AS overrides of any `client` key.
     pub client: Option<ClientFile>,
+    /// This AS's ecosystem profile, over the top-level `profile`.
+    pub profile: Option<String>,
 }
 
 /// Every key optional: the shared block and the per-AS overrides share this shape; the

@@ -6,6 +6,7 @@
 pub mod app_secret;
 mod env;
 pub mod file;
+pub mod profile;
 #[cfg(test)]
 pub(crate) mod tests;
 mod validate;
@@ -209,6 +210,8 @@ pub struct Settings {
     pub upstream: SocketAddr,
     /// At least one; a single-AS config is one entry named `default`.
     pub authorization_servers: Vec<AsSettings>,
+    /// Per AS, same order: its ecosystem profile and the defaults it filled (check-config).
+    pub profiles: Vec<profile::Applied>,
     /// True for the `authorization_servers` form: unprefixed egress routes are then refused
     /// unless the code names the AS.
     pub multi_as: bool,

@@ -160,6 +160,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
     };
     let multi_as = f.authorization_servers.is_some();
     let mut authorization_servers: Vec<AsSettings> = Vec::with_capacity(entries.len());
+    let mut profiles = Vec::with_capacity(entries.len());
     for e in &entries {
         let k = |sub: &str| format!("{}.{sub}", e.key);
         // Where a client key is reported: the per-AS block in the multi form.
@@ -188,7 +189,20 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         if discovery_url.scheme() != "https" {
             return Err(invalid(&k("discovery_url"), "must be https (TLS-1)".into()));
         }
-        let par_alias = match e.file.par_endpoint.as_deref().unwrap_or("auto") {
+        // The profile fills unset keys and refuses contradictions before they are read.
+        let p = super::profile::for_as(
+            f.profile.as_deref(),
+            e.file,
+            &e.client,
+            f.par.request_object,
+            e.name,
+            &ck,
+            &k,
+        )
+        .map_err(|r| invalid(&r.key, r.message))?;
+        let (client_file, par_endpoint, request_object) = (p.client, p.par_endpoint, p.request_object);
+        profiles.push(p.applied);
+        let par_alias = match par_endpoint.as_deref().unwrap_or("auto") {
             "auto" => AliasPolicy::Auto,
             "mtls_alias" | "always" => AliasPolicy::Always,
             "top_level" | "never" => AliasPolicy::Never,
@@ -206,7 +220,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
             .flatten()
             .map(|h| authorize_host(h).map_err(|m| invalid(&k("authorize_hosts"), m)))
             .collect::<Result<Vec<_>, _>>()?;
-        let client = validate_client(&e.client, &ck, &invalid, &resolve, &secs)?;
+        let client = validate_client(&client_file, &ck, &invalid, &resolve, &secs)?;
         authorization_servers.push(AsSettings {
             name,
             issuer,
@@ -222,7 +236,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
             par_alias,
             authorize_hosts,
             client,
-            request_object: knobs.request_object,
+            request_object: request_object.unwrap_or(knobs.request_object),
             connect_timeout: knobs.connect_timeout,
             par_timeout: knobs.par_timeout,
             discovery_timeout: knobs.discovery_timeout,
@@ -293,7 +307,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
             authorization_server,
         });
     }
-    let allowed_grant_types = match &f.egress.allowed_grant_types {
+    let mut allowed_grant_types = match &f.egress.allowed_grant_types {
         None => DEFAULT_GRANT_TYPES.iter().map(|s| s.to_string()).collect(),
         Some(list) => {
             if list.is_empty() {
@@ -339,6 +353,10 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         }
         (None, None) => None,
     };
+    if f.egress.allowed_grant_types.is_none() {
+        allowed_grant_types =
+            super::profile::default_grant_types(&mut profiles, DEFAULT_GRANT_TYPES, app_secret.is_some());
+    }
     // client_credentials mints TPP tokens without a user (UK, Brazil and KSA consent
     // creation): only for an app that proves itself to the egress, so that nothing else on
     // loopback (an SSRF in the app) can obtain them with the sidecar's client authentication.
@@ -372,6 +390,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         admin_addr,
         upstream,
         authorization_servers,
+        profiles,
         multi_as,
         state_binding,
         par_required: f.par.required.unwrap_or(true),

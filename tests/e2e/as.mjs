@@ -175,13 +175,15 @@ const provider = new Provider(cfg.issuer, {
   features: {
     fapi: { enabled: true, profile: '2.0' },
     pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: true },
-    requestObjects: { enabled: true, requireSignedRequestObject: true },
+    // cfg.plainPar: the AS takes plain PAR parameters (Singpass); otherwise JAR only.
+    requestObjects: { enabled: true, requireSignedRequestObject: !cfg.plainPar },
     jwtResponseModes: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
     userinfo: { enabled: true },
     devInteractions: { enabled: true },
     ...(cfg.encryption ? { encryption: { enabled: true } } : {}),
+    ...(cfg.clientCredentials ? { clientCredentials: { enabled: true } } : {}),
     // cfg.jwtUserinfo: userinfo as a JWT for clients registered with userinfo_signed_response_alg.
     ...(cfg.jwtUserinfo ? { jwtUserinfo: { enabled: true } } : {}),
     // cfg.dpop: DPoP-bound tokens for clients registered with dpop_bound_access_tokens;
@@ -237,6 +239,9 @@ provider.use(async (ctx, next) => {
       request_alg: decodeJwtHeader(body.request)?.alg,
       request_claims: decodeJwtPayload(body.request),
       assertion_kid: decodeJwtHeader(body.client_assertion)?.kid,
+      assertion_alg: decodeJwtHeader(body.client_assertion)?.alg,
+      // Which parameters came as form fields (a JAR PAR sends client_id, request, assertion).
+      form_params: Object.keys(body).sort(),
       assertion_jti: decodeJwtPayload(body.client_assertion)?.jti,
       assertion_iss: decodeJwtPayload(body.client_assertion)?.iss,
       assertion_aud: decodeJwtPayload(body.client_assertion)?.aud,

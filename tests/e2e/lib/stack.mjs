@@ -245,7 +245,8 @@ export async function startStack(opts = {}) {
     // possession mechanism can be made required at a time"): with DPoP the token is bound to
     // the DPoP key, while the connection keeps presenting the client certificate.
     overrides: {
-      ...(opts.dpop ? { dpop_bound_access_tokens: true, tls_client_certificate_bound_access_tokens: false } : {}),
+      // opts.asDpop: DPoP at the AS only (the sidecar's DPoP comes from elsewhere, e.g. a profile).
+      ...(opts.dpop || opts.asDpop ? { dpop_bound_access_tokens: true, tls_client_certificate_bound_access_tokens: false } : {}),
       ...(opts.encryptIdToken ? {
         id_token_encrypted_response_alg: opts.encryptIdToken.alg,
         id_token_encrypted_response_enc: opts.encryptIdToken.enc,
@@ -264,7 +265,9 @@ export async function startStack(opts = {}) {
     clients: [client],
     parDelayMs: opts.parDelayMs,
     requireTokenRedirectUri: opts.asRequireTokenRedirectUri,
-    dpop: opts.dpop ? { nonce: !!opts.dpop.nonce } : undefined,
+    dpop: opts.dpop || opts.asDpop ? { nonce: !!(opts.dpop || opts.asDpop).nonce } : undefined,
+    clientCredentials: opts.asClientCredentials,
+    plainPar: opts.asPlainPar,
     encryption: opts.encryptIdToken ? { alg: opts.encryptIdToken.alg, enc: opts.encryptIdToken.enc } : undefined,
     jwtUserinfo: !!opts.encryptIdToken?.userinfo,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
