@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::bounded::TtlMap;
+use crate::protocol::secret::Secret;
 
 /// Claim name -> the value the ID token must carry (`as_client::claim_values`).
 pub type RequestedValues = BTreeMap<String, Value>;
@@ -15,10 +16,10 @@ pub type RequestedValues = BTreeMap<String, Value>;
 pub struct CodeRecord {
     /// The AS the login started at: the token call goes there and nowhere else.
     pub as_index: usize,
-    pub verifier: Option<String>,
+    pub verifier: Option<Secret>,
     pub redirect_uri: Option<String>,
     /// The OpenID `nonce` pushed in the request object: the ID token must carry it.
-    pub nonce: Option<String>,
+    pub nonce: Option<Secret>,
     /// `max_age` the app asked for: the ID token's `auth_time` must honour it.
     pub max_age: Option<u64>,
     /// ID token claim values requested in `claims`: the ID token must carry them.

@@ -163,7 +163,7 @@ impl Stack {
                 as_index: 0,
                 verifier: None,
                 redirect_uri: None,
-                nonce: nonce.map(str::to_string),
+                nonce: nonce.map(Into::into),
                 max_age: None,
                 claim_values: None,
             },

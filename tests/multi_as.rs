@@ -150,7 +150,7 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
     let rec = state.codes.take(&"code-from-a".to_string()).unwrap();
     assert_eq!(rec.as_index, 0);
     assert_eq!(
-        rec.nonce.as_deref(),
+        rec.nonce.as_ref().map(|n| n.expose()),
         Some("n-1"),
         "the pushed nonce is kept for the ID token check"
     );

@@ -399,7 +399,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
     .await;
     let sealed = state.front.sealer.seal(&TransactionState {
         app_state: Some("app state/ü".into()),
-        verifier: Some("v".repeat(43)),
+        verifier: Some("v".repeat(43).into()),
         redirect_uri: Some("https://app.example/cb?tenant=x".into()),
         issued_at: par_sidecar::as_client::request_object::now_secs(),
         nonce: "nonce-1".into(),
@@ -423,7 +423,7 @@ async fn callback_restores_state_keeps_redirect_uri_query_and_refuses_replay() {
     assert_eq!(get("state"), Some("app state/ü"), "the app's own state is restored");
     assert_eq!(
         state.codes.take(&"abc".to_string()).unwrap().verifier,
-        Some("v".repeat(43))
+        Some("v".repeat(43).into())
     );
     let CallbackOutcome::Reject { code, .. } = check(&state.front, "/cb", Some(&q), &[]).await else {
         panic!()

@@ -19,6 +19,7 @@ use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
+use crate::protocol::secret::Secret;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -280,7 +281,7 @@ async fn verified_sub(
         .await
         .map_err(|e| TokenResponseError::Jwks(e.to_string()))?;
     let (nonce, max_age) = match grant {
-        Grant::Code(rec) => (rec.nonce.as_deref(), rec.max_age),
+        Grant::Code(rec) => (rec.nonce.as_ref().map(Secret::expose), rec.max_age),
         _ => (None, None),
     };
     let expect = IdTokenExpectations {
@@ -475,7 +476,7 @@ mod tests {
             as_index: 0,
             verifier: None,
             redirect_uri: None,
-            nonce: nonce.map(str::to_string),
+            nonce: nonce.map(Secret::new),
             max_age: None,
             claim_values: None,
         }

@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::protocol::secret::Secret;
+
 /// A userinfo or resource call with its access token where it belongs.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Lifted {
@@ -15,7 +17,7 @@ pub struct Lifted {
     /// The body to send (a form body without `access_token`).
     pub body: Bytes,
     /// The token taken from the query or body, to send as `Authorization: Bearer`.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 fn is_form(content_type: Option<&[u8]>) -> bool {
@@ -84,7 +86,7 @@ pub fn lift(
         (1, false) if !tokens[0].is_empty() => Ok(Lifted {
             query,
             body: out_body,
-            token: tokens.pop(),
+            token: tokens.pop().map(Secret::new),
         }),
         (1, false) => Err("an empty access_token parameter".into()),
         _ => Err("more than one access token in the request (RFC 6750 §2: use exactly one method)".into()),
@@ -100,19 +102,19 @@ mod tests {
     #[test]
     fn a_query_token_moves_to_the_header() {
         let l = lift(Some("access_token=abc%2Bd&schema=openid"), false, None, &Bytes::new()).unwrap();
-        assert_eq!(l.token.as_deref(), Some("abc+d"));
+        assert_eq!(l.token.as_ref().map(Secret::expose), Some("abc+d"));
         assert_eq!(l.query.as_deref(), Some("schema=openid"));
         let l = lift(Some("access_token=abc"), false, None, &Bytes::new()).unwrap();
-        assert_eq!((l.query, l.token.as_deref()), (None, Some("abc")));
+        assert_eq!((l.query, l.token.as_ref().map(Secret::expose)), (None, Some("abc")));
         // Encoded names are the same parameter.
         let l = lift(Some("access%5Ftoken=abc"), false, None, &Bytes::new()).unwrap();
-        assert_eq!(l.token.as_deref(), Some("abc"));
+        assert_eq!(l.token.as_ref().map(Secret::expose), Some("abc"));
     }
 
     #[test]
     fn a_form_body_token_moves_to_the_header() {
         let l = lift(None, false, FORM, &Bytes::from_static(b"access_token=t1&x=1")).unwrap();
-        assert_eq!(l.token.as_deref(), Some("t1"));
+        assert_eq!(l.token.as_ref().map(Secret::expose), Some("t1"));
         assert_eq!(&l.body[..], b"x=1");
         // Not a form: the body is the app's own (a resource API's JSON), untouched.
         let json = Bytes::from_static(br#"{"access_token":"x"}"#);

@@ -25,6 +25,7 @@ use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::handoff::CodeRecord;
+use crate::protocol::secret::Secret;
 use crate::protocol::{redact, InteractionId};
 use crate::sidecar::Sidecar;
 use answer::{answer, Call};
@@ -279,7 +280,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
         if !lifted_body.is_empty() {
             body = Some(lifted_body.clone());
         }
-        if let Some(token) = lifted.as_ref().and_then(|l| l.token.as_deref()) {
+        if let Some(token) = lifted.as_ref().and_then(|l| l.token.as_ref().map(Secret::expose)) {
             if body.is_none() {
                 // Nothing left of a form body: no content type for an empty body.
                 headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
@@ -487,7 +488,7 @@ async fn add_client_auth(
     if let Some(rec) = record {
         if let Some(v) = &rec.verifier {
             form.retain(|(k, _)| k != "code_verifier");
-            form.push(("code_verifier".into(), v.clone()));
+            form.push(("code_verifier".into(), v.expose().to_string()));
         }
         settle_redirect_uri(form, rec.redirect_uri.as_deref())?;
     }

@@ -20,6 +20,7 @@ use crate::front::pkce::{self, PkceAction};
 use crate::front::plane::Front;
 use crate::front::sealed_state::TransactionState;
 use crate::protocol::authorize::AuthorizeRedirect;
+use crate::protocol::secret::Secret;
 use crate::protocol::{redact, InteractionId};
 
 #[derive(Debug)]
@@ -357,7 +358,7 @@ fn prepare(
     let tx = TransactionState {
         app_state: redirect.get_str("state").map(str::to_string),
         verifier: match pkce {
-            PkceAction::Injected(v) => Some(v),
+            PkceAction::Injected(v) => Some(Secret::new(v)),
             _ => None,
         },
         redirect_uri,
@@ -366,7 +367,7 @@ fn prepare(
         jarm,
         binding: binding.as_ref().map(|b| b.hash.clone()),
         as_name: Some(client.name().to_string()),
-        oidc_nonce: redirect.get_str("nonce").map(str::to_string),
+        oidc_nonce: redirect.get_str("nonce").map(Secret::new),
         max_age: redirect.params.get("max_age").and_then(Value::as_u64),
         form_post,
         claim_values,

@@ -3,6 +3,7 @@
 //! timestamp and a nonce. Replicas sharing the key need no shared store.
 
 use crate::errors::FailureCode;
+use crate::protocol::secret::Secret;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine;
@@ -46,7 +47,7 @@ pub struct TransactionState {
     pub app_state: Option<String>,
     /// The PKCE verifier the sidecar injected.
     #[serde(rename = "v", skip_serializing_if = "Option::is_none", default)]
-    pub verifier: Option<String>,
+    pub verifier: Option<Secret>,
     /// `redirect_uri` as pushed, byte for byte.
     #[serde(rename = "r", skip_serializing_if = "Option::is_none", default)]
     pub redirect_uri: Option<String>,
@@ -68,7 +69,7 @@ pub struct TransactionState {
     pub as_name: Option<String>,
     /// The OpenID `nonce` pushed in the request object (the ID token must carry it).
     #[serde(rename = "o", skip_serializing_if = "Option::is_none", default)]
-    pub oidc_nonce: Option<String>,
+    pub oidc_nonce: Option<Secret>,
     /// `max_age` the app asked for (the ID token's `auth_time` must honour it).
     #[serde(rename = "m", skip_serializing_if = "Option::is_none", default)]
     pub max_age: Option<u64>,
@@ -175,7 +176,7 @@ mod tests {
     fn t() -> TransactionState {
         TransactionState {
             app_state: Some("app-state-ü".into()),
-            verifier: Some("v".repeat(43)),
+            verifier: Some(Secret::new("v".repeat(43))),
             redirect_uri: Some("https://app/cb".into()),
             issued_at: 1000,
             nonce: "n1".into(),
