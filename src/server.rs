@@ -9,7 +9,8 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::conn::connections::{ConnectionGuard, GuardLimits, GuardMetrics};
+use crate::conn::connections::{ConnectionGuard, GuardLimits};
+use crate::conn::guard_core::GuardMetrics;
 use crate::egress::listener::EgressApp;
 use crate::ops::admin::AdminApp;
 use crate::ops::background::DiscoveryRefresher;

@@ -28,7 +28,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::conn_registry::{CloseReason, ConnState};
-use super::connections::GuardCore;
+use super::guard_core::GuardCore;
 use crate::errors::{BrowserError, FailureCode};
 use crate::protocol::InteractionId;
 

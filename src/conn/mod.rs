@@ -7,4 +7,6 @@ pub mod conn_registry;
 #[cfg(feature = "server")]
 pub mod connections;
 #[cfg(feature = "server")]
+pub mod guard_core;
+#[cfg(feature = "server")]
 pub mod header_limit;
