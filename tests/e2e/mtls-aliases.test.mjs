@@ -5,20 +5,9 @@
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Browser } from './lib/browser.mjs';
-import { startStack, get } from './lib/stack.mjs';
+import { startStack, get, aliasesOnSecondPort } from './lib/stack.mjs';
 
-const aliases = ({ asPort2 }) => {
-  const at = (p) => `https://localhost:${asPort2}${p}`;
-  return {
-    mtls_endpoint_aliases: {
-      pushed_authorization_request_endpoint: at('/request'),
-      token_endpoint: at('/token'),
-      userinfo_endpoint: at('/me'),
-      introspection_endpoint: at('/token/introspection'),
-      revocation_endpoint: at('/token/revocation'),
-    },
-  };
-};
+const aliases = aliasesOnSecondPort;
 
 describe('mTLS endpoint aliases on another port, private_key_jwt', () => {
   let s;

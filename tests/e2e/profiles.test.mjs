@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { Browser } from './lib/browser.mjs';
-import { startStack, BIN } from './lib/stack.mjs';
+import { startStack, BIN, aliasesOnSecondPort } from './lib/stack.mjs';
 
 async function fullLogin(s, user) {
   const b = new Browser({ ca: s.ca });
@@ -29,18 +29,7 @@ function checkVariant(s, edit) {
   return { status: r.status, out: r.stdout + r.stderr };
 }
 
-const aliases = ({ asPort2 }) => {
-  const at = (p) => `https://localhost:${asPort2}${p}`;
-  return {
-    mtls_endpoint_aliases: {
-      pushed_authorization_request_endpoint: at('/request'),
-      token_endpoint: at('/token'),
-      userinfo_endpoint: at('/me'),
-      introspection_endpoint: at('/token/introspection'),
-      revocation_endpoint: at('/token/revocation'),
-    },
-  };
-};
+const aliases = aliasesOnSecondPort;
 
 describe('profile: cbuae', () => {
   let s;

@@ -517,3 +517,17 @@ export function metricValue(text, name, labels = {}) {
   }
   return total;
 }
+
+/** `rewriteMetadata` for an AS whose mTLS endpoint aliases (RFC 8705 §5) are on its second port. */
+export const aliasesOnSecondPort = ({ asPort2 }) => {
+  const at = (p) => `https://localhost:${asPort2}${p}`;
+  return {
+    mtls_endpoint_aliases: {
+      pushed_authorization_request_endpoint: at('/request'),
+      token_endpoint: at('/token'),
+      userinfo_endpoint: at('/me'),
+      introspection_endpoint: at('/token/introspection'),
+      revocation_endpoint: at('/token/revocation'),
+    },
+  };
+};
