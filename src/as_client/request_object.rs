@@ -21,7 +21,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// Every authorization parameter the app sent, plus `iss`, `aud` (the issuer, as a string),
-/// `client_id`, `iat`, `nbf` = `iat`, `exp`, `jti` (JAR-1, §6.2 of the checklist).
+/// `client_id`, `iat`, `nbf` = `iat`, `exp`, `jti` (JAR-1, RFC 9101 §4).
 pub fn request_object_claims(
     redirect: &AuthorizeRedirect,
     client_id: &ClientId,

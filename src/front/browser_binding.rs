@@ -1,5 +1,5 @@
 //! Binds each authorization request to the browser that started it (FAPI 2.0 §5.3.3.1,
-//! checklist AZ-5/PKCE-4): the rewritten redirect sets a per-transaction cookie whose hash
+//! AZ-5, PKCE-4): the rewritten redirect sets a per-transaction cookie whose hash
 //! is sealed into `state`; the callback must come from a browser holding it. An
 //! authorization response replayed into another browser (login CSRF) is refused even when
 //! the legacy app does not check its own `state`.

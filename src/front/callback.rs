@@ -1,5 +1,5 @@
 //! The request phase on the app's redirect_uri: check the authorization response before the
-//! app sees it (CB-1..10). JARM is verified, RFC 9207 `iss` compared, the sealed `state`
+//! app sees it (CB-1..7, CB-9, CB-10). JARM is verified, RFC 9207 `iss` compared, the sealed `state`
 //! opened and replay-checked; the app then gets plain `code` and its own `state`.
 
 use crate::errors::FailureCode;
@@ -44,10 +44,11 @@ pub enum CallbackOutcome {
     },
 }
 
-/// Response parameters handed to the app, in this order (CB-10).
 /// Longest authorization code accepted (they are opaque tokens of tens of bytes).
 const MAX_CODE_LEN: usize = 1024;
 
+/// The authorization-response parameters: taken out of the app's own query and handed on
+/// only after the checks (CB-10).
 const HANDED_TO_APP: &[&str] = &["code", "state", "error", "error_description", "error_uri", "iss"];
 
 /// Whether the app could route this path to its redirect_uri handler (or every path is

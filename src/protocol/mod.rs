@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod jose;
 pub mod origin;
+pub mod requirements;
 pub mod secret;
 
 use std::fmt;
