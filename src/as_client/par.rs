@@ -9,15 +9,16 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::as_client::assertion_pool::AssertionPool;
+use crate::as_client::client_auth::{next_assertion, NextAssertion};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::SigningKey;
-use crate::as_client::registry::AsClient;
+use crate::as_client::oauth_error::{sanitize_error_code, OAuthError};
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
+use crate::as_client::signing::{sign_all, JwtToSign};
 use crate::config::{AsSettings, AuthMethod};
 use crate::metrics::Metrics;
 use crate::protocol::authorize::AuthorizeRedirect;
-use crate::protocol::jose::Alg;
 use crate::protocol::InteractionId;
 
 #[derive(Debug, Error)]
@@ -99,173 +100,6 @@ pub struct PushedRequest {
 struct ParSuccess {
     request_uri: Option<serde_json::Value>,
     expires_in: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct OAuthError {
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-/// Restricts an AS-provided error code to a safe label: `[a-z_]{1,40}` or `unknown`.
-pub fn sanitize_error_code(s: &str) -> String {
-    if KNOWN_ERROR_CODES.contains(&s) {
-        s.to_string()
-    } else if !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        // Well-formed but not registered: one label, so an AS cannot grow the series count.
-        "other".into()
-    } else {
-        "unknown".into()
-    }
-}
-
-/// The OAuth error codes an AS may send (RFC 6749 §4.1.2.1/§5.2, RFC 6750, RFC 7009,
-/// RFC 9101, RFC 9126, RFC 9449, OIDC Core §3.1.2.6): the only ones that become labels.
-const KNOWN_ERROR_CODES: &[&str] = &[
-    "invalid_request",
-    "invalid_client",
-    "invalid_grant",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "invalid_scope",
-    "access_denied",
-    "unsupported_response_type",
-    "server_error",
-    "temporarily_unavailable",
-    "invalid_token",
-    "insufficient_scope",
-    "unsupported_token_type",
-    "invalid_request_uri",
-    "invalid_request_object",
-    "request_not_supported",
-    "request_uri_not_supported",
-    "invalid_redirect_uri",
-    "invalid_authorization_details",
-    "invalid_dpop_proof",
-    "use_dpop_nonce",
-    "interaction_required",
-    "login_required",
-    "consent_required",
-    "account_selection_required",
-    "registration_not_supported",
-    "slow_down",
-];
-
-/// One JWT to sign: its `typ` header, the metric `purpose` label, its claims.
-struct JwtToSign {
-    key: Arc<SigningKey>,
-    typ: Option<&'static str>,
-    purpose: &'static str,
-    claims: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Signs JWTs (each with its own key), timing each. RSA signing (~0.3 ms each) runs on the
-/// low-priority signing threads so it never stalls or starves the proxy; EC and Ed25519
-/// (~15 us) sign inline.
-async fn sign_all(jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<String>, ParError> {
-    let slow = jwts.iter().any(|j| j.key.alg() == Alg::PS256);
-    let work = move || -> Result<Vec<String>, ParError> {
-        jwts.into_iter()
-            .map(|j| {
-                let t = Instant::now();
-                let jwt = j.key.sign_jwt(j.typ, &j.claims).map_err(|_| ParError::Signing)?;
-                metrics
-                    .signing_duration
-                    .with_label_values(&[j.key.alg().as_str(), j.purpose])
-                    .observe(t.elapsed().as_secs_f64());
-                Ok(jwt)
-            })
-            .collect()
-    };
-    if slow {
-        super::signing_pool::run(work).await.ok_or(ParError::Signing)?
-    } else {
-        work()
-    }
-}
-
-/// Where one call's client assertion comes from.
-enum NextAssertion {
-    /// Pre-signed, taken from the pool (used once).
-    Pooled(String),
-    /// To sign now, with the rest of the call's JWTs.
-    Sign(JwtToSign),
-}
-
-/// The one place a `private_key_jwt` assertion is chosen for a back-channel call (PAR,
-/// token, revocation, DPoP nonce retries): a fresh pooled one signed with `key` when there
-/// is one, else new claims to sign inline. Either way a new `jti` (CA-2), and the pool's
-/// background refill is started (never waited for).
-fn next_assertion(
-    pool: &Arc<AssertionPool>,
-    key: Arc<SigningKey>,
-    metrics: &Arc<Metrics>,
-    as_name: &str,
-) -> NextAssertion {
-    let (pooled, discarded) = pool.take(&key);
-    if discarded.stale > 0 {
-        metrics
-            .assertion_pool_discarded
-            .with_label_values(&[as_name, "stale"])
-            .inc_by(discarded.stale as u64);
-    }
-    if discarded.rotated > 0 {
-        metrics
-            .assertion_pool_discarded
-            .with_label_values(&[as_name, "rotated"])
-            .inc_by(discarded.rotated as u64);
-    }
-    pool.refill_in_background(key.clone(), metrics.clone());
-    match pooled {
-        Some(jwt) => {
-            metrics.client_assertions.with_label_values(&[as_name, "pooled"]).inc();
-            NextAssertion::Pooled(jwt)
-        }
-        None => {
-            metrics.client_assertions.with_label_values(&[as_name, "inline"]).inc();
-            NextAssertion::Sign(JwtToSign {
-                key,
-                typ: None,
-                purpose: "client_assertion",
-                claims: pool.claims(now_secs()),
-            })
-        }
-    }
-}
-
-/// A fresh `private_key_jwt` assertion (new `jti`) for one back-channel call, or `None`
-/// for `tls_client_auth`.
-pub async fn fresh_client_assertion(
-    client: &AsClient,
-    key: Arc<SigningKey>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<String>, ParError> {
-    let c = &client.settings.client;
-    if c.auth_method != AuthMethod::PrivateKeyJwt {
-        return Ok(None);
-    }
-    match next_assertion(&client.assertions, key, &metrics, client.name()) {
-        NextAssertion::Pooled(jwt) => Ok(Some(jwt)),
-        NextAssertion::Sign(jwt) => Ok(sign_all(vec![jwt], metrics).await?.pop()),
-    }
-}
-
-/// The client authentication form parameters for one back-channel call to this AS: its
-/// client_id and, for private_key_jwt, a fresh assertion (CA-1: exactly one mechanism).
-pub async fn client_auth_form(
-    client: &AsClient,
-    key: Arc<SigningKey>,
-    metrics: Arc<Metrics>,
-) -> Result<Vec<(String, String)>, ParError> {
-    let mut form = vec![(
-        "client_id".to_string(),
-        client.settings.client.client_id.as_str().to_string(),
-    )];
-    if let Some(a) = fresh_client_assertion(client, key, metrics).await? {
-        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
-        form.push(("client_assertion".into(), a));
-    }
-    Ok(form)
 }
 
 /// Everything the PAR call needs, borrowed from the running state.
@@ -642,15 +476,6 @@ mod tests {
                 .finish();
             assert_eq!(encode_form(&pairs), want, "{pairs:?}");
         }
-    }
-
-    #[test]
-    fn hostile_error_codes_do_not_become_labels() {
-        assert_eq!(sanitize_error_code("invalid_client"), "invalid_client");
-        assert_eq!(sanitize_error_code("made_up_by_the_as"), "other");
-        assert_eq!(sanitize_error_code("Bad\"Label}"), "unknown");
-        assert_eq!(sanitize_error_code(&"a".repeat(100)), "unknown");
-        assert_eq!(sanitize_error_code(""), "unknown");
     }
 
     #[test]

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::as_client::client_auth::client_auth_form;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
 use crate::as_client::jwe::{self, JweError};
-use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};

@@ -10,7 +10,7 @@ use super::route::Route;
 use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
-use crate::as_client::par::sanitize_error_code;
+use crate::as_client::oauth_error::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::{self, Grant};
 use crate::as_client::userinfo_jwt;

@@ -10,10 +10,10 @@ use tracing::warn;
 
 use super::route::Route;
 use super::{oauth_error, EgressResponse};
+use crate::as_client::client_auth::client_auth_form;
 use crate::as_client::dpop::{self, sign_proof};
 use crate::as_client::http_client::{AsHttp, AsRequest, AsResponse, TransportError};
 use crate::as_client::jose::SigningKey;
-use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::sidecar::Sidecar;
 

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use tracing::{info, warn};
 use url::Url;
 
+use crate::as_client::client_auth::client_auth_form;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
-use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::handoff::CodeRecord;
