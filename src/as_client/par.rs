@@ -15,7 +15,7 @@ use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::SigningKey;
 use crate::as_client::oauth_error::{sanitize_error_code, OAuthError};
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
-use crate::as_client::signing::{sign_all, JwtToSign};
+use crate::as_client::signing::{sign_all, JwtToSign, SigningFailed};
 use crate::config::{AsSettings, AuthMethod};
 use crate::metrics::Metrics;
 use crate::protocol::authorize::AuthorizeRedirect;
@@ -83,6 +83,12 @@ impl ParError {
                 | ParError::ServerError { .. }
                 | ParError::RateLimited { .. }
         )
+    }
+}
+
+impl From<SigningFailed> for ParError {
+    fn from(_: SigningFailed) -> Self {
+        ParError::Signing
     }
 }
 

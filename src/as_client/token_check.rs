@@ -10,7 +10,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::as_client::client_auth::client_auth_form;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
@@ -399,8 +398,7 @@ pub fn revoke_in_background(
                 warn!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, "could not revoke a token from a refused token response: too many calls to the AS");
                 continue;
             };
-            let key = client.keys.load().active().clone();
-            let outcome = match client_auth_form(&client, key, metrics.clone()).await {
+            let outcome = match client.client_auth(&metrics).await {
                 Err(_) => "signing_failed",
                 Ok(mut form) => {
                     form.push(("token".into(), token));

@@ -10,7 +10,6 @@ use tracing::warn;
 
 use super::route::Route;
 use super::{oauth_error, EgressResponse};
-use crate::as_client::client_auth::client_auth_form;
 use crate::as_client::dpop::{self, sign_proof};
 use crate::as_client::http_client::{AsHttp, AsRequest, AsResponse, TransportError};
 use crate::as_client::jose::SigningKey;
@@ -185,12 +184,10 @@ async fn send_with_key(
     // The rejected attempt's assertion jti may be recorded by the AS: sign a new one.
     if let Some(form) = call.form.as_mut() {
         if form.iter().any(|(k, _)| k == "client_assertion") {
-            form.retain(|(k, _)| !matches!(k.as_str(), "client_assertion" | "client_assertion_type" | "client_id"));
-            let key = client.keys.load().active().clone();
-            let auth = client_auth_form(client, key, state.metrics.clone())
+            client
+                .authenticate_form(form, &state.metrics)
                 .await
                 .map_err(|_| signing_failed(state, name, d.route))?;
-            form.extend(auth);
         }
     }
     add_proof(state, client, d, key, &mut call).await?;
