@@ -14,6 +14,7 @@ use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::SigningKey;
 use crate::as_client::oauth_error::{sanitize_error_code, OAuthError};
+use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
 use crate::as_client::signing::{sign_all, JwtToSign, SigningFailed};
 use crate::config::{AsSettings, AuthMethod};
@@ -100,6 +101,8 @@ pub struct PushedRequest {
     pub as_status: u16,
     /// `x-fapi-interaction-id` the AS echoed, if any.
     pub echoed_interaction_id: Option<String>,
+    /// The `kid` of the key that signed the client assertion (for the log line).
+    pub kid: String,
 }
 
 #[derive(Deserialize)]
@@ -108,23 +111,51 @@ struct ParSuccess {
     expires_in: Option<serde_json::Value>,
 }
 
-/// Everything the PAR call needs, borrowed from the running state.
-pub struct ParContext<'a> {
-    pub settings: &'a AsSettings,
-    pub metadata: &'a ProviderMetadata,
+/// Everything one PAR needs, borrowed from the client for the length of the call.
+struct ParContext<'a> {
+    settings: &'a AsSettings,
+    metadata: &'a ProviderMetadata,
     /// Signs the client assertion.
-    pub key: Arc<SigningKey>,
+    key: Arc<SigningKey>,
     /// Signs the request object (the same key unless one per purpose is configured).
-    pub request_object_key: Arc<SigningKey>,
-    pub http: &'a dyn AsHttp,
-    pub metrics: Arc<Metrics>,
+    request_object_key: Arc<SigningKey>,
+    http: &'a dyn AsHttp,
+    metrics: Arc<Metrics>,
     /// Bounds concurrent calls to the AS.
-    pub permits: &'a tokio::sync::Semaphore,
+    permits: &'a tokio::sync::Semaphore,
     /// Pre-signed client assertions of this AS.
-    pub assertions: &'a Arc<AssertionPool>,
+    assertions: &'a Arc<AssertionPool>,
     /// The DPoP key's RFC 7638 thumbprint when tokens are DPoP-bound: binds the code to the
     /// key (RFC 9449 §10, DP-5).
-    pub dpop_jkt: Option<String>,
+    dpop_jkt: Option<String>,
+}
+
+impl AsClient {
+    /// Pushes one authorization request to this AS's PAR endpoint within `deadline` (the
+    /// browser request's budget), with one snapshot of its keys and HTTP client.
+    pub async fn push_par(
+        &self,
+        metadata: &ProviderMetadata,
+        metrics: &Arc<Metrics>,
+        redirect: &AuthorizeRedirect,
+        interaction_id: InteractionId,
+        deadline: Duration,
+    ) -> Result<PushedRequest, ParError> {
+        let keys = self.keys.load();
+        let http = self.http.load();
+        let cx = ParContext {
+            settings: &self.settings,
+            metadata,
+            key: keys.active().clone(),
+            request_object_key: keys.request_object_key().clone(),
+            http: http.as_ref().as_ref(),
+            metrics: metrics.clone(),
+            permits: &self.login_permits,
+            assertions: &self.assertions,
+            dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
+        };
+        push(&cx, redirect, interaction_id, deadline).await
+    }
 }
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -141,7 +172,7 @@ fn backoff(attempt: u32) -> Duration {
 /// Pushes one authorization request within `deadline` (the browser request's budget).
 /// Connect errors, 5xx and 429 are retried with backoff; every attempt is signed afresh, so
 /// no assertion `jti` is ever sent twice (CA-2).
-pub async fn push(
+async fn push(
     cx: &ParContext<'_>,
     redirect: &AuthorizeRedirect,
     interaction_id: InteractionId,
@@ -205,6 +236,47 @@ async fn push_once(
     if timeout.is_zero() {
         return Err(ParError::Transport(TransportError::Timeout));
     }
+    let form = par_form(cx, redirect).await?;
+    let resp = cx
+        .http
+        .send(AsRequest {
+            method: http::Method::POST,
+            url: cx.metadata.par_endpoint.clone(),
+            headers: vec![
+                ("accept".into(), "application/json".into()),
+                ("x-fapi-interaction-id".into(), interaction_id.to_string()),
+                ("content-type".into(), FORM_CONTENT_TYPE.into()),
+            ],
+            // Encoded here rather than with `form`: the same bytes and content type as
+            // reqwest's `.form()` writes, without its byte-by-byte pass over the two JWTs.
+            form: None,
+            body: Some(bytes::Bytes::from(encode_form(&form))),
+            timeout,
+        })
+        .await
+        .map_err(ParError::Transport)?;
+
+    let echoed_interaction_id = resp
+        .headers
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
+    if resp.status == 429 {
+        let retry_after = retry_after(&resp.headers);
+        return Err(ParError::RateLimited { retry_after });
+    }
+    parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
+        request_uri,
+        expires_in,
+        as_status: resp.status,
+        echoed_interaction_id,
+        kid: cx.key.kid().to_string(),
+    })
+}
+
+/// One attempt's form: client_id, the signed request object (or, without JAR, the
+/// parameters themselves) and a fresh client assertion.
+async fn par_form(cx: &ParContext<'_>, redirect: &AuthorizeRedirect) -> Result<Vec<(String, String)>, ParError> {
     let s = cx.settings;
     let c = &s.client;
     let now = now_secs();
@@ -263,40 +335,7 @@ async fn push_once(
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));
     }
-    let resp = cx
-        .http
-        .send(AsRequest {
-            method: http::Method::POST,
-            url: cx.metadata.par_endpoint.clone(),
-            headers: vec![
-                ("accept".into(), "application/json".into()),
-                ("x-fapi-interaction-id".into(), interaction_id.to_string()),
-                ("content-type".into(), FORM_CONTENT_TYPE.into()),
-            ],
-            // Encoded here rather than with `form`: the same bytes and content type as
-            // reqwest's `.form()` writes, without its byte-by-byte pass over the two JWTs.
-            form: None,
-            body: Some(bytes::Bytes::from(encode_form(&form))),
-            timeout,
-        })
-        .await
-        .map_err(ParError::Transport)?;
-
-    let echoed_interaction_id = resp
-        .headers
-        .get("x-fapi-interaction-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect());
-    if resp.status == 429 {
-        let retry_after = retry_after(&resp.headers);
-        return Err(ParError::RateLimited { retry_after });
-    }
-    parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
-        request_uri,
-        expires_in,
-        as_status: resp.status,
-        echoed_interaction_id,
-    })
+    Ok(form)
 }
 
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";

@@ -41,7 +41,7 @@ pub struct AsClient {
     pub previous_http: ArcSwapOption<PreviousClient>,
     pub discovery: DiscoveryCache,
     pub jwks: AsJwks,
-    pub login_permits: Semaphore,
+    pub(super) login_permits: Semaphore,
     pub egress_permits: Semaphore,
     /// The latest DPoP nonce per origin (this AS and its resource servers).
     pub dpop_nonces: NonceCache,
