@@ -20,6 +20,7 @@ pub mod oauth_error;
 pub mod par;
 pub mod registry;
 pub mod request_object;
+pub mod send;
 pub mod signing;
 pub mod signing_pool;
 pub mod token_check;

@@ -44,7 +44,7 @@ pub struct AsClient {
     pub(super) login_permits: Semaphore,
     pub egress_permits: Semaphore,
     /// The latest DPoP nonce per origin (this AS and its resource servers).
-    pub dpop_nonces: NonceCache,
+    pub(super) dpop_nonces: NonceCache,
     /// Pre-signed client assertions for the active signing key (`client.assertion_pool`).
     pub assertions: Arc<AssertionPool>,
     /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
