@@ -31,6 +31,10 @@ pub struct PreviousClient {
     pub retired_at: std::time::Instant,
 }
 
+/// One configured AS and what the sidecar holds for it. Callers use its operations rather
+/// than assembling its parts: [`AsClient::push_par`] (`par`), [`AsClient::client_auth`] and
+/// [`AsClient::authenticate_form`] (`client_auth`), [`AsClient::send`] with DPoP (`send`),
+/// [`AsClient::check_token_response`] and [`AsClient::revoke_in_background`] (`token_check`).
 pub struct AsClient {
     pub index: usize,
     pub settings: AsSettings,

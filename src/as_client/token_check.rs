@@ -147,16 +147,45 @@ pub struct CheckEnv<'a> {
     pub refresh_subjects: &'a RefreshSubjects,
 }
 
-/// Checks one 200 token response. On success, returns the body the app must get instead
-/// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
-/// also returns the tokens it carried so the caller can have them revoked.
-pub async fn check(
+/// A refused token response: the failed check, and the tokens it carried (to revoke).
+pub type Refused = (TokenResponseError, Vec<(String, &'static str)>);
+
+impl AsClient {
+    /// Checks one 200 token response of this AS. On success, returns the body the app must
+    /// get instead when it differs (an encrypted ID token replaced by its verified inner
+    /// JWS). On failure, also returns the tokens it carried, for
+    /// [`AsClient::revoke_in_background`].
+    pub async fn check_token_response(
+        &self,
+        env: &CheckEnv<'_>,
+        md: &ProviderMetadata,
+        grant: Grant<'_>,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, Refused> {
+        check(env, self, md, grant, body).await
+    }
+
+    /// Revokes the tokens of a refused response at this AS (RFC 7009), in the background:
+    /// the app already has its error; failures are logged and counted, never retried.
+    pub fn revoke_in_background(
+        self: &Arc<Self>,
+        md: &ProviderMetadata,
+        metrics: Arc<Metrics>,
+        tokens: Vec<(String, &'static str)>,
+        interaction_id: String,
+    ) {
+        revoke_in_background(self.clone(), md, metrics, tokens, interaction_id)
+    }
+}
+
+/// [`AsClient::check_token_response`].
+async fn check(
     env: &CheckEnv<'_>,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
     body: &[u8],
-) -> Result<Option<Vec<u8>>, (TokenResponseError, Vec<(String, &'static str)>)> {
+) -> Result<Option<Vec<u8>>, Refused> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return Err((TokenResponseError::NotJson, Vec::new()));
     };
@@ -374,9 +403,8 @@ fn track_subject(
     Ok(())
 }
 
-/// Revokes the tokens of a refused response at the AS (RFC 7009), in the background: the
-/// app already has its error; failures are logged and counted, never retried.
-pub fn revoke_in_background(
+/// [`AsClient::revoke_in_background`].
+fn revoke_in_background(
     client: Arc<AsClient>,
     md: &ProviderMetadata,
     metrics: Arc<Metrics>,
