@@ -19,6 +19,7 @@ use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::protocol::secret::Secret;
+use crate::protocol::AsIndex;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -380,7 +381,7 @@ fn sha256(s: &str) -> [u8; 32] {
 /// one). A refresh token it never saw (restart, evicted) cannot be checked and passes.
 fn track_subject(
     subjects: &RefreshSubjects,
-    as_index: usize,
+    as_index: AsIndex,
     grant: Grant<'_>,
     issued_refresh_token: Option<&str>,
     sub: Option<&str>,
@@ -499,7 +500,7 @@ mod tests {
 
     fn record(nonce: Option<&str>) -> CodeRecord {
         CodeRecord {
-            as_index: 0,
+            as_index: AsIndex::new(0),
             verifier: None,
             redirect_uri: None,
             nonce: nonce.map(Secret::new),
@@ -526,28 +527,41 @@ mod tests {
         let m = refresh_subjects();
         let rec = record(Some("n"));
         // The code response issued rt-1 for u1.
-        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-1"), Some("u1")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some("rt-1"), Some("u1")).is_ok());
         // Another AS's refresh token of the same value is another entry.
-        assert!(track_subject(&m, 1, Grant::Refresh(Some("rt-1")), None, Some("u9")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(1), Grant::Refresh(Some("rt-1")), None, Some("u9")).is_ok());
         // Same sub, rotated to rt-2: the subject moves with it.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-1")), Some("rt-2"), Some("u1")).is_ok());
+        assert!(track_subject(
+            &m,
+            AsIndex::new(0),
+            Grant::Refresh(Some("rt-1")),
+            Some("rt-2"),
+            Some("u1")
+        )
+        .is_ok());
         // No ID token in this refresh response: rt-2 keeps u1, now as rt-3.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-2")), Some("rt-3"), None).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-2")), Some("rt-3"), None).is_ok());
         // rt-3 answered with another user's ID token: refused.
         assert!(matches!(
-            track_subject(&m, 0, Grant::Refresh(Some("rt-3")), Some("rt-4"), Some("u2")),
+            track_subject(
+                &m,
+                AsIndex::new(0),
+                Grant::Refresh(Some("rt-3")),
+                Some("rt-4"),
+                Some("u2")
+            ),
             Err(TokenResponseError::SubMismatch)
         ));
         // A non-rotating AS: the presented token keeps its subject.
-        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-x"), Some("u5")).is_ok());
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u5")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some("rt-x"), Some("u5")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-x")), None, Some("u5")).is_ok());
         assert!(matches!(
-            track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u6")),
+            track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-x")), None, Some("u6")),
             Err(TokenResponseError::SubMismatch)
         ));
         // A refresh token never seen (before a restart): nothing to compare.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("unknown")), None, Some("u7")).is_ok());
-        assert!(track_subject(&m, 0, Grant::Other, Some("rt-o"), Some("u8")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("unknown")), None, Some("u7")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Other, Some("rt-o"), Some("u8")).is_ok());
     }
 
     #[test]
@@ -556,7 +570,7 @@ mod tests {
         let rec = record(None);
         for i in 0..REFRESH_SUBJECTS + 100 {
             let rt = format!("rt-{i}");
-            track_subject(&m, 0, Grant::Code(&rec), Some(&rt), Some("u")).unwrap();
+            track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some(&rt), Some("u")).unwrap();
         }
         assert!(m.len() <= REFRESH_SUBJECTS);
     }

@@ -158,7 +158,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
             Err(desc) => {
                 let name = state
                     .registry
-                    .get(rr.authorization_server)
+                    .get(crate::protocol::AsIndex::new(rr.authorization_server))
                     .map(|c| c.name())
                     .unwrap_or("");
                 return refuse(state, name, label, &iid, (400, "invalid_request", "bad_path", desc));
