@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::bounded::TtlMap;
 use crate::protocol::secret::Secret;
+use crate::protocol::AsIndex;
 
 /// Claim name -> the value the ID token must carry (`as_client::claim_values`).
 pub type RequestedValues = BTreeMap<String, Value>;
@@ -15,7 +16,7 @@ pub type RequestedValues = BTreeMap<String, Value>;
 #[derive(Debug, Clone)]
 pub struct CodeRecord {
     /// The AS the login started at: the token call goes there and nowhere else.
-    pub as_index: usize,
+    pub as_index: AsIndex,
     pub verifier: Option<Secret>,
     pub redirect_uri: Option<String>,
     /// The OpenID `nonce` pushed in the request object: the ID token must carry it.
@@ -32,7 +33,7 @@ pub type Codes = TtlMap<String, CodeRecord>;
 /// (AS index, SHA-256 of a refresh token) -> SHA-256 of the `sub` it was issued for (the
 /// refresh `sub` check, `as_client::token_check`). Hashes only: no token or user id is kept
 /// in the clear.
-pub type RefreshSubjects = TtlMap<(usize, [u8; 32]), [u8; 32]>;
+pub type RefreshSubjects = TtlMap<(AsIndex, [u8; 32]), [u8; 32]>;
 
 /// Refresh tokens outlive this map (a day, 20,000 of them, about 2.5 MB): one evicted,
 /// expired or from before a restart is not checked (the AS's own binding still holds).

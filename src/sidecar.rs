@@ -38,7 +38,7 @@ impl Sidecar {
     pub fn load(settings: Settings) -> Result<Arc<Sidecar>, KeyLoadError> {
         let mut clients = Vec::with_capacity(settings.authorization_servers.len());
         for (i, a) in settings.authorization_servers.iter().enumerate() {
-            clients.push(load_client(i, a.clone())?);
+            clients.push(load_client(crate::protocol::AsIndex::new(i), a.clone())?);
         }
         let sealer = load_sealer(&settings)?;
         Ok(Self::with_clients(settings, clients, sealer))

@@ -15,6 +15,7 @@ use par_sidecar::front::callback::{self, CallbackOutcome};
 use par_sidecar::front::login_start::{decide, RedirectDecision};
 use par_sidecar::handoff::CodeRecord;
 use par_sidecar::protocol::authorize::AuthorizeEndpoint;
+use par_sidecar::protocol::AsIndex;
 use par_sidecar::sidecar::Sidecar;
 
 fn two_banks_yaml(pki: &Path, a: &str, b: &str, id_a: &str, id_b: &str) -> String {
@@ -148,7 +149,7 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
         "{query}"
     );
     let rec = state.codes.take(&"code-from-a".to_string()).unwrap();
-    assert_eq!(rec.as_index, 0);
+    assert_eq!(rec.as_index, AsIndex::new(0));
     assert_eq!(
         rec.nonce.as_ref().map(|n| n.expose()),
         Some("n-1"),
@@ -165,7 +166,7 @@ async fn a_response_claiming_the_other_banks_issuer_is_the_mix_up_attack() {
 async fn egress_never_sends_a_code_to_another_as_and_never_guesses() {
     let (_a, _b, state) = two_banks("tpp-a", "tpp-b").await;
     let record = |as_index| CodeRecord {
-        as_index,
+        as_index: AsIndex::new(as_index),
         verifier: None,
         redirect_uri: None,
         nonce: None,
@@ -489,7 +490,7 @@ async fn a_code_refused_before_reaching_the_as_is_kept_for_the_apps_retry() {
     let yaml = two_banks_yaml(&pki, &a.issuer, "https://127.0.0.1:9/down", "tpp-a", "tpp-b");
     let state = Sidecar::load(par_sidecar::config::Settings::from_yaml(&yaml, &pki.join("s.yaml")).unwrap()).unwrap();
     let record = CodeRecord {
-        as_index: 1,
+        as_index: AsIndex::new(1),
         verifier: None,
         redirect_uri: None,
         nonce: None,

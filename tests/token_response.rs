@@ -74,7 +74,7 @@ impl Stack {
         self.state.codes.insert_new(
             code.into(),
             CodeRecord {
-                as_index: 0,
+                as_index: par_sidecar::protocol::AsIndex::new(0),
                 verifier: None,
                 redirect_uri: None,
                 nonce: nonce.map(Into::into),

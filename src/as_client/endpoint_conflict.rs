@@ -18,10 +18,11 @@
 //! so every replica attributes the same way.
 
 use crate::protocol::authorize::AuthorizeEndpoint;
+use crate::protocol::AsIndex;
 
 /// One configured AS and its current authorize endpoint (None: no metadata loaded).
 pub struct Claim<'a> {
-    pub as_index: usize,
+    pub as_index: AsIndex,
     pub name: &'a str,
     pub endpoint: Option<&'a AuthorizeEndpoint>,
     pub client_id: &'a str,
@@ -31,7 +32,7 @@ pub struct Claim<'a> {
 
 /// Whether the AS (by index) owns an endpoint: on its issuer host and port or on one of its
 /// `authorize_hosts`; known from the configuration alone.
-pub type Owns<'a> = &'a dyn Fn(usize, &AuthorizeEndpoint) -> bool;
+pub type Owns<'a> = &'a dyn Fn(AsIndex, &AuthorizeEndpoint) -> bool;
 
 /// The outcome for one claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub enum Verdict {
     /// No conflict, or this AS keeps the endpoint.
     Clear,
     /// Refused; `winner` is the AS that keeps the endpoint (None: nobody does).
-    Refused { winner: Option<usize>, reason: String },
+    Refused { winner: Option<AsIndex>, reason: String },
 }
 
 /// The verdict for every claim, in order. Quadratic in the number of ASs, and run only
@@ -110,7 +111,7 @@ mod tests {
 
     fn claim<'a>(i: usize, name: &'a str, e: Option<&'a AuthorizeEndpoint>, id: &'a str, moved: bool) -> Claim<'a> {
         Claim {
-            as_index: i,
+            as_index: AsIndex::new(i),
             name,
             endpoint: e,
             client_id: id,
@@ -121,13 +122,16 @@ mod tests {
     fn winner(v: &Verdict) -> Option<usize> {
         match v {
             Verdict::Clear => None,
-            Verdict::Refused { winner, .. } => *winner,
+            Verdict::Refused { winner, .. } => winner.map(AsIndex::get),
         }
     }
 
     /// Bank A (index 0) owns auth.bank-a.example, bank C (2) auth.bank-c.example.
-    fn owns(i: usize, e: &AuthorizeEndpoint) -> bool {
-        matches!((i, e.host()), (0, "auth.bank-a.example") | (2, "auth.bank-c.example"))
+    fn owns(i: AsIndex, e: &AuthorizeEndpoint) -> bool {
+        matches!(
+            (i.get(), e.host()),
+            (0, "auth.bank-a.example") | (2, "auth.bank-c.example")
+        )
     }
 
     #[test]
@@ -210,7 +214,7 @@ mod tests {
             );
         }
         // Two owners (one issuer host for two tenants) and nobody moved: the same.
-        let both = |_: usize, _: &AuthorizeEndpoint| true;
+        let both = |_: AsIndex, _: &AuthorizeEndpoint| true;
         let v = resolve(
             &[
                 claim(0, "bank-a", Some(&hub), "tpp", false),

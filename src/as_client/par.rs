@@ -9,15 +9,17 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::as_client::assertion_pool::AssertionPool;
+use crate::as_client::client_auth::{next_assertion, NextAssertion};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest, TransportError};
 use crate::as_client::jose::SigningKey;
+use crate::as_client::oauth_error::{sanitize_error_code, OAuthError};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::{now_secs, request_object_claims, CLIENT_ASSERTION_TYPE, REQUEST_OBJECT_TYP};
+use crate::as_client::signing::{sign_all, JwtToSign, SigningFailed};
 use crate::config::{AsSettings, AuthMethod};
 use crate::metrics::Metrics;
 use crate::protocol::authorize::AuthorizeRedirect;
-use crate::protocol::jose::Alg;
 use crate::protocol::InteractionId;
 
 #[derive(Debug, Error)]
@@ -85,6 +87,12 @@ impl ParError {
     }
 }
 
+impl From<SigningFailed> for ParError {
+    fn from(_: SigningFailed) -> Self {
+        ParError::Signing
+    }
+}
+
 /// What the AS gave back for one pushed request.
 #[derive(Debug, Clone)]
 pub struct PushedRequest {
@@ -93,6 +101,8 @@ pub struct PushedRequest {
     pub as_status: u16,
     /// `x-fapi-interaction-id` the AS echoed, if any.
     pub echoed_interaction_id: Option<String>,
+    /// The `kid` of the key that signed the client assertion (for the log line).
+    pub kid: String,
 }
 
 #[derive(Deserialize)]
@@ -101,190 +111,51 @@ struct ParSuccess {
     expires_in: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct OAuthError {
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-/// Restricts an AS-provided error code to a safe label: `[a-z_]{1,40}` or `unknown`.
-pub fn sanitize_error_code(s: &str) -> String {
-    if KNOWN_ERROR_CODES.contains(&s) {
-        s.to_string()
-    } else if !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        // Well-formed but not registered: one label, so an AS cannot grow the series count.
-        "other".into()
-    } else {
-        "unknown".into()
-    }
-}
-
-/// The OAuth error codes an AS may send (RFC 6749 §4.1.2.1/§5.2, RFC 6750, RFC 7009,
-/// RFC 9101, RFC 9126, RFC 9449, OIDC Core §3.1.2.6): the only ones that become labels.
-const KNOWN_ERROR_CODES: &[&str] = &[
-    "invalid_request",
-    "invalid_client",
-    "invalid_grant",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "invalid_scope",
-    "access_denied",
-    "unsupported_response_type",
-    "server_error",
-    "temporarily_unavailable",
-    "invalid_token",
-    "insufficient_scope",
-    "unsupported_token_type",
-    "invalid_request_uri",
-    "invalid_request_object",
-    "request_not_supported",
-    "request_uri_not_supported",
-    "invalid_redirect_uri",
-    "invalid_authorization_details",
-    "invalid_dpop_proof",
-    "use_dpop_nonce",
-    "interaction_required",
-    "login_required",
-    "consent_required",
-    "account_selection_required",
-    "registration_not_supported",
-    "slow_down",
-];
-
-/// One JWT to sign: its `typ` header, the metric `purpose` label, its claims.
-struct JwtToSign {
-    key: Arc<SigningKey>,
-    typ: Option<&'static str>,
-    purpose: &'static str,
-    claims: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Signs JWTs (each with its own key), timing each. RSA signing (~0.3 ms each) runs on the
-/// low-priority signing threads so it never stalls or starves the proxy; EC and Ed25519
-/// (~15 us) sign inline.
-async fn sign_all(jwts: Vec<JwtToSign>, metrics: Arc<Metrics>) -> Result<Vec<String>, ParError> {
-    let slow = jwts.iter().any(|j| j.key.alg() == Alg::PS256);
-    let work = move || -> Result<Vec<String>, ParError> {
-        jwts.into_iter()
-            .map(|j| {
-                let t = Instant::now();
-                let jwt = j.key.sign_jwt(j.typ, &j.claims).map_err(|_| ParError::Signing)?;
-                metrics
-                    .signing_duration
-                    .with_label_values(&[j.key.alg().as_str(), j.purpose])
-                    .observe(t.elapsed().as_secs_f64());
-                Ok(jwt)
-            })
-            .collect()
-    };
-    if slow {
-        super::signing_pool::run(work).await.ok_or(ParError::Signing)?
-    } else {
-        work()
-    }
-}
-
-/// Where one call's client assertion comes from.
-enum NextAssertion {
-    /// Pre-signed, taken from the pool (used once).
-    Pooled(String),
-    /// To sign now, with the rest of the call's JWTs.
-    Sign(JwtToSign),
-}
-
-/// The one place a `private_key_jwt` assertion is chosen for a back-channel call (PAR,
-/// token, revocation, DPoP nonce retries): a fresh pooled one signed with `key` when there
-/// is one, else new claims to sign inline. Either way a new `jti` (CA-2), and the pool's
-/// background refill is started (never waited for).
-fn next_assertion(
-    pool: &Arc<AssertionPool>,
-    key: Arc<SigningKey>,
-    metrics: &Arc<Metrics>,
-    as_name: &str,
-) -> NextAssertion {
-    let (pooled, discarded) = pool.take(&key);
-    if discarded.stale > 0 {
-        metrics
-            .assertion_pool_discarded
-            .with_label_values(&[as_name, "stale"])
-            .inc_by(discarded.stale as u64);
-    }
-    if discarded.rotated > 0 {
-        metrics
-            .assertion_pool_discarded
-            .with_label_values(&[as_name, "rotated"])
-            .inc_by(discarded.rotated as u64);
-    }
-    pool.refill_in_background(key.clone(), metrics.clone());
-    match pooled {
-        Some(jwt) => {
-            metrics.client_assertions.with_label_values(&[as_name, "pooled"]).inc();
-            NextAssertion::Pooled(jwt)
-        }
-        None => {
-            metrics.client_assertions.with_label_values(&[as_name, "inline"]).inc();
-            NextAssertion::Sign(JwtToSign {
-                key,
-                typ: None,
-                purpose: "client_assertion",
-                claims: pool.claims(now_secs()),
-            })
-        }
-    }
-}
-
-/// A fresh `private_key_jwt` assertion (new `jti`) for one back-channel call, or `None`
-/// for `tls_client_auth`.
-pub async fn fresh_client_assertion(
-    client: &AsClient,
-    key: Arc<SigningKey>,
-    metrics: Arc<Metrics>,
-) -> Result<Option<String>, ParError> {
-    let c = &client.settings.client;
-    if c.auth_method != AuthMethod::PrivateKeyJwt {
-        return Ok(None);
-    }
-    match next_assertion(&client.assertions, key, &metrics, client.name()) {
-        NextAssertion::Pooled(jwt) => Ok(Some(jwt)),
-        NextAssertion::Sign(jwt) => Ok(sign_all(vec![jwt], metrics).await?.pop()),
-    }
-}
-
-/// The client authentication form parameters for one back-channel call to this AS: its
-/// client_id and, for private_key_jwt, a fresh assertion (CA-1: exactly one mechanism).
-pub async fn client_auth_form(
-    client: &AsClient,
-    key: Arc<SigningKey>,
-    metrics: Arc<Metrics>,
-) -> Result<Vec<(String, String)>, ParError> {
-    let mut form = vec![(
-        "client_id".to_string(),
-        client.settings.client.client_id.as_str().to_string(),
-    )];
-    if let Some(a) = fresh_client_assertion(client, key, metrics).await? {
-        form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
-        form.push(("client_assertion".into(), a));
-    }
-    Ok(form)
-}
-
-/// Everything the PAR call needs, borrowed from the running state.
-pub struct ParContext<'a> {
-    pub settings: &'a AsSettings,
-    pub metadata: &'a ProviderMetadata,
+/// Everything one PAR needs, borrowed from the client for the length of the call.
+struct ParContext<'a> {
+    settings: &'a AsSettings,
+    metadata: &'a ProviderMetadata,
     /// Signs the client assertion.
-    pub key: Arc<SigningKey>,
+    key: Arc<SigningKey>,
     /// Signs the request object (the same key unless one per purpose is configured).
-    pub request_object_key: Arc<SigningKey>,
-    pub http: &'a dyn AsHttp,
-    pub metrics: Arc<Metrics>,
+    request_object_key: Arc<SigningKey>,
+    http: &'a dyn AsHttp,
+    metrics: Arc<Metrics>,
     /// Bounds concurrent calls to the AS.
-    pub permits: &'a tokio::sync::Semaphore,
+    permits: &'a tokio::sync::Semaphore,
     /// Pre-signed client assertions of this AS.
-    pub assertions: &'a Arc<AssertionPool>,
+    assertions: &'a Arc<AssertionPool>,
     /// The DPoP key's RFC 7638 thumbprint when tokens are DPoP-bound: binds the code to the
     /// key (RFC 9449 §10, DP-5).
-    pub dpop_jkt: Option<String>,
+    dpop_jkt: Option<String>,
+}
+
+impl AsClient {
+    /// Pushes one authorization request to this AS's PAR endpoint within `deadline` (the
+    /// browser request's budget), with one snapshot of its keys and HTTP client.
+    pub async fn push_par(
+        &self,
+        metadata: &ProviderMetadata,
+        metrics: &Arc<Metrics>,
+        redirect: &AuthorizeRedirect,
+        interaction_id: InteractionId,
+        deadline: Duration,
+    ) -> Result<PushedRequest, ParError> {
+        let keys = self.keys.load();
+        let http = self.http.load();
+        let cx = ParContext {
+            settings: &self.settings,
+            metadata,
+            key: keys.active().clone(),
+            request_object_key: keys.request_object_key().clone(),
+            http: http.as_ref().as_ref(),
+            metrics: metrics.clone(),
+            permits: &self.login_permits,
+            assertions: &self.assertions,
+            dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
+        };
+        push(&cx, redirect, interaction_id, deadline).await
+    }
 }
 
 const MAX_ATTEMPTS: u32 = 3;
@@ -301,7 +172,7 @@ fn backoff(attempt: u32) -> Duration {
 /// Pushes one authorization request within `deadline` (the browser request's budget).
 /// Connect errors, 5xx and 429 are retried with backoff; every attempt is signed afresh, so
 /// no assertion `jti` is ever sent twice (CA-2).
-pub async fn push(
+async fn push(
     cx: &ParContext<'_>,
     redirect: &AuthorizeRedirect,
     interaction_id: InteractionId,
@@ -365,6 +236,47 @@ async fn push_once(
     if timeout.is_zero() {
         return Err(ParError::Transport(TransportError::Timeout));
     }
+    let form = par_form(cx, redirect).await?;
+    let resp = cx
+        .http
+        .send(AsRequest {
+            method: http::Method::POST,
+            url: cx.metadata.par_endpoint.clone(),
+            headers: vec![
+                ("accept".into(), "application/json".into()),
+                ("x-fapi-interaction-id".into(), interaction_id.to_string()),
+                ("content-type".into(), FORM_CONTENT_TYPE.into()),
+            ],
+            // Encoded here rather than with `form`: the same bytes and content type as
+            // reqwest's `.form()` writes, without its byte-by-byte pass over the two JWTs.
+            form: None,
+            body: Some(bytes::Bytes::from(encode_form(&form))),
+            timeout,
+        })
+        .await
+        .map_err(ParError::Transport)?;
+
+    let echoed_interaction_id = resp
+        .headers
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
+    if resp.status == 429 {
+        let retry_after = retry_after(&resp.headers);
+        return Err(ParError::RateLimited { retry_after });
+    }
+    parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
+        request_uri,
+        expires_in,
+        as_status: resp.status,
+        echoed_interaction_id,
+        kid: cx.key.kid().to_string(),
+    })
+}
+
+/// One attempt's form: client_id, the signed request object (or, without JAR, the
+/// parameters themselves) and a fresh client assertion.
+async fn par_form(cx: &ParContext<'_>, redirect: &AuthorizeRedirect) -> Result<Vec<(String, String)>, ParError> {
     let s = cx.settings;
     let c = &s.client;
     let now = now_secs();
@@ -423,40 +335,7 @@ async fn push_once(
         form.push(("client_assertion_type".into(), CLIENT_ASSERTION_TYPE.into()));
         form.push(("client_assertion".into(), a));
     }
-    let resp = cx
-        .http
-        .send(AsRequest {
-            method: http::Method::POST,
-            url: cx.metadata.par_endpoint.clone(),
-            headers: vec![
-                ("accept".into(), "application/json".into()),
-                ("x-fapi-interaction-id".into(), interaction_id.to_string()),
-                ("content-type".into(), FORM_CONTENT_TYPE.into()),
-            ],
-            // Encoded here rather than with `form`: the same bytes and content type as
-            // reqwest's `.form()` writes, without its byte-by-byte pass over the two JWTs.
-            form: None,
-            body: Some(bytes::Bytes::from(encode_form(&form))),
-            timeout,
-        })
-        .await
-        .map_err(ParError::Transport)?;
-
-    let echoed_interaction_id = resp
-        .headers
-        .get("x-fapi-interaction-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect());
-    if resp.status == 429 {
-        let retry_after = retry_after(&resp.headers);
-        return Err(ParError::RateLimited { retry_after });
-    }
-    parse_response(resp.status, &resp.body).map(|(request_uri, expires_in)| PushedRequest {
-        request_uri,
-        expires_in,
-        as_status: resp.status,
-        echoed_interaction_id,
-    })
+    Ok(form)
 }
 
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
@@ -642,15 +521,6 @@ mod tests {
                 .finish();
             assert_eq!(encode_form(&pairs), want, "{pairs:?}");
         }
-    }
-
-    #[test]
-    fn hostile_error_codes_do_not_become_labels() {
-        assert_eq!(sanitize_error_code("invalid_client"), "invalid_client");
-        assert_eq!(sanitize_error_code("made_up_by_the_as"), "other");
-        assert_eq!(sanitize_error_code("Bad\"Label}"), "unknown");
-        assert_eq!(sanitize_error_code(&"a".repeat(100)), "unknown");
-        assert_eq!(sanitize_error_code(""), "unknown");
     }
 
     #[test]

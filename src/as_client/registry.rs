@@ -19,6 +19,7 @@ use crate::as_client::jarm::AsJwks;
 use crate::as_client::keys::{KeyLoadError, KeySet};
 use crate::config::AsSettings;
 use crate::protocol::authorize::{norm_host, AuthorizeEndpoint, Candidate};
+use crate::protocol::AsIndex;
 
 /// Bounds concurrent PARs at one AS (their retry sleeps included).
 const MAX_CONCURRENT_LOGINS: usize = 128;
@@ -31,8 +32,12 @@ pub struct PreviousClient {
     pub retired_at: std::time::Instant,
 }
 
+/// One configured AS and what the sidecar holds for it. Callers use its operations rather
+/// than assembling its parts: [`AsClient::push_par`] (`par`), [`AsClient::client_auth`] and
+/// [`AsClient::authenticate_form`] (`client_auth`), [`AsClient::send`] with DPoP (`send`),
+/// [`AsClient::check_token_response`] and [`AsClient::revoke_in_background`] (`token_check`).
 pub struct AsClient {
-    pub index: usize,
+    pub index: AsIndex,
     pub settings: AsSettings,
     pub keys: ArcSwap<KeySet>,
     pub http: ArcSwap<Box<dyn AsHttp>>,
@@ -41,10 +46,10 @@ pub struct AsClient {
     pub previous_http: ArcSwapOption<PreviousClient>,
     pub discovery: DiscoveryCache,
     pub jwks: AsJwks,
-    pub login_permits: Semaphore,
+    pub(super) login_permits: Semaphore,
     pub egress_permits: Semaphore,
     /// The latest DPoP nonce per origin (this AS and its resource servers).
-    pub dpop_nonces: NonceCache,
+    pub(super) dpop_nonces: NonceCache,
     /// Pre-signed client assertions for the active signing key (`client.assertion_pool`).
     pub assertions: Arc<AssertionPool>,
     /// Why this AS is not usable, for `/readyz` and logs (None while it is fine).
@@ -62,7 +67,7 @@ pub struct AsClient {
 }
 
 impl AsClient {
-    pub fn new(index: usize, settings: AsSettings, keys: KeySet, http: Box<dyn AsHttp>) -> AsClient {
+    pub fn new(index: AsIndex, settings: AsSettings, keys: KeySet, http: Box<dyn AsHttp>) -> AsClient {
         AsClient {
             index,
             jwks: AsJwks::new(settings.name.as_str()),
@@ -162,7 +167,7 @@ pub struct HostIndex {
     loaded: HashMap<String, Vec<Candidate>>,
     /// (port, AS index) of ASs without usable metadata, by issuer host and by the host of
     /// their last known (or configured) authorize endpoint.
-    pending: HashMap<String, Vec<(u16, usize)>>,
+    pending: HashMap<String, Vec<(u16, AsIndex)>>,
     /// The client_id of every configured AS, loaded or not.
     client_ids: HashSet<String>,
 }
@@ -186,7 +191,7 @@ pub struct AsRegistry {
     /// two overlapping rebuilds (first loads run concurrently) could otherwise store a stale
     /// view last and leave a ready AS out of the index.
     rebuilding: std::sync::Mutex<()>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<String, AsIndex>,
 }
 
 impl AsRegistry {
@@ -203,12 +208,12 @@ impl AsRegistry {
         r
     }
 
-    pub fn get(&self, index: usize) -> Option<&Arc<AsClient>> {
-        self.clients.get(index)
+    pub fn get(&self, index: AsIndex) -> Option<&Arc<AsClient>> {
+        self.clients.get(index.get())
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<AsClient>> {
-        self.by_name.get(name).and_then(|i| self.clients.get(*i))
+        self.by_name.get(name).and_then(|i| self.get(*i))
     }
 
     /// The AS a sealed state names; states sealed before the multi-AS upgrade name none and
@@ -274,7 +279,7 @@ impl AsRegistry {
         let idx = self.index.load();
         let list = idx.pending.get(&norm_host(host))?;
         let pick = list.iter().find(|(p, _)| Some(*p) == port).or(list.first())?;
-        self.clients.get(pick.1)
+        self.get(pick.1)
     }
 
     /// The endpoint-conflict verdict for each AS, in registry order.
@@ -290,7 +295,7 @@ impl AsRegistry {
                 moved_onto: c.moved_onto.load(Ordering::Relaxed),
             })
             .collect();
-        endpoint_conflict::resolve(&claims, &|i, ep| self.clients[i].owns(ep))
+        endpoint_conflict::resolve(&claims, &|i, ep| self.get(i).is_some_and(|c| c.owns(ep)))
     }
 
     /// Rebuilds the host index and the endpoint conflicts from the current metadata. Called
@@ -313,7 +318,7 @@ impl AsRegistry {
         let verdicts = self.verdicts(&all);
         // ASs refused in favour of another: out of the detection index (their redirects
         // are the winner's), and not holding back the winner's endpoint either.
-        let mut losers: HashMap<usize, (String, u16)> = HashMap::new();
+        let mut losers: HashMap<AsIndex, (String, u16)> = HashMap::new();
         for (c, verdict) in self.clients.iter().zip(verdicts) {
             match verdict {
                 Verdict::Clear => {
@@ -355,7 +360,7 @@ impl AsRegistry {
 }
 
 /// Loads one AS's keys and builds its mTLS client.
-pub fn load_client(index: usize, settings: AsSettings) -> Result<AsClient, KeyLoadError> {
+pub fn load_client(index: AsIndex, settings: AsSettings) -> Result<AsClient, KeyLoadError> {
     let keys = KeySet::load(&settings.client)?;
     if keys.dpop_generated {
         // Tokens are bound to this key: another replica (or this one after a restart) cannot

@@ -14,12 +14,12 @@ use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
 use crate::as_client::jwe::{self, JweError};
-use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::protocol::secret::Secret;
+use crate::protocol::AsIndex;
 
 /// Which grant produced the response: what the ID token must match.
 #[derive(Debug, Clone, Copy)]
@@ -148,16 +148,45 @@ pub struct CheckEnv<'a> {
     pub refresh_subjects: &'a RefreshSubjects,
 }
 
-/// Checks one 200 token response. On success, returns the body the app must get instead
-/// when it differs (an encrypted ID token replaced by its verified inner JWS). On failure,
-/// also returns the tokens it carried so the caller can have them revoked.
-pub async fn check(
+/// A refused token response: the failed check, and the tokens it carried (to revoke).
+pub type Refused = (TokenResponseError, Vec<(String, &'static str)>);
+
+impl AsClient {
+    /// Checks one 200 token response of this AS. On success, returns the body the app must
+    /// get instead when it differs (an encrypted ID token replaced by its verified inner
+    /// JWS). On failure, also returns the tokens it carried, for
+    /// [`AsClient::revoke_in_background`].
+    pub async fn check_token_response(
+        &self,
+        env: &CheckEnv<'_>,
+        md: &ProviderMetadata,
+        grant: Grant<'_>,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, Refused> {
+        check(env, self, md, grant, body).await
+    }
+
+    /// Revokes the tokens of a refused response at this AS (RFC 7009), in the background:
+    /// the app already has its error; failures are logged and counted, never retried.
+    pub fn revoke_in_background(
+        self: &Arc<Self>,
+        md: &ProviderMetadata,
+        metrics: Arc<Metrics>,
+        tokens: Vec<(String, &'static str)>,
+        interaction_id: String,
+    ) {
+        revoke_in_background(self.clone(), md, metrics, tokens, interaction_id)
+    }
+}
+
+/// [`AsClient::check_token_response`].
+async fn check(
     env: &CheckEnv<'_>,
     client: &AsClient,
     md: &ProviderMetadata,
     grant: Grant<'_>,
     body: &[u8],
-) -> Result<Option<Vec<u8>>, (TokenResponseError, Vec<(String, &'static str)>)> {
+) -> Result<Option<Vec<u8>>, Refused> {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return Err((TokenResponseError::NotJson, Vec::new()));
     };
@@ -352,7 +381,7 @@ fn sha256(s: &str) -> [u8; 32] {
 /// one). A refresh token it never saw (restart, evicted) cannot be checked and passes.
 fn track_subject(
     subjects: &RefreshSubjects,
-    as_index: usize,
+    as_index: AsIndex,
     grant: Grant<'_>,
     issued_refresh_token: Option<&str>,
     sub: Option<&str>,
@@ -375,9 +404,8 @@ fn track_subject(
     Ok(())
 }
 
-/// Revokes the tokens of a refused response at the AS (RFC 7009), in the background: the
-/// app already has its error; failures are logged and counted, never retried.
-pub fn revoke_in_background(
+/// [`AsClient::revoke_in_background`].
+fn revoke_in_background(
     client: Arc<AsClient>,
     md: &ProviderMetadata,
     metrics: Arc<Metrics>,
@@ -399,8 +427,7 @@ pub fn revoke_in_background(
                 warn!(interaction_id = %interaction_id, r#as = client.name(), token_type_hint = hint, "could not revoke a token from a refused token response: too many calls to the AS");
                 continue;
             };
-            let key = client.keys.load().active().clone();
-            let outcome = match client_auth_form(&client, key, metrics.clone()).await {
+            let outcome = match client.client_auth(&metrics).await {
                 Err(_) => "signing_failed",
                 Ok(mut form) => {
                     form.push(("token".into(), token));
@@ -473,7 +500,7 @@ mod tests {
 
     fn record(nonce: Option<&str>) -> CodeRecord {
         CodeRecord {
-            as_index: 0,
+            as_index: AsIndex::new(0),
             verifier: None,
             redirect_uri: None,
             nonce: nonce.map(Secret::new),
@@ -500,28 +527,41 @@ mod tests {
         let m = refresh_subjects();
         let rec = record(Some("n"));
         // The code response issued rt-1 for u1.
-        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-1"), Some("u1")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some("rt-1"), Some("u1")).is_ok());
         // Another AS's refresh token of the same value is another entry.
-        assert!(track_subject(&m, 1, Grant::Refresh(Some("rt-1")), None, Some("u9")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(1), Grant::Refresh(Some("rt-1")), None, Some("u9")).is_ok());
         // Same sub, rotated to rt-2: the subject moves with it.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-1")), Some("rt-2"), Some("u1")).is_ok());
+        assert!(track_subject(
+            &m,
+            AsIndex::new(0),
+            Grant::Refresh(Some("rt-1")),
+            Some("rt-2"),
+            Some("u1")
+        )
+        .is_ok());
         // No ID token in this refresh response: rt-2 keeps u1, now as rt-3.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-2")), Some("rt-3"), None).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-2")), Some("rt-3"), None).is_ok());
         // rt-3 answered with another user's ID token: refused.
         assert!(matches!(
-            track_subject(&m, 0, Grant::Refresh(Some("rt-3")), Some("rt-4"), Some("u2")),
+            track_subject(
+                &m,
+                AsIndex::new(0),
+                Grant::Refresh(Some("rt-3")),
+                Some("rt-4"),
+                Some("u2")
+            ),
             Err(TokenResponseError::SubMismatch)
         ));
         // A non-rotating AS: the presented token keeps its subject.
-        assert!(track_subject(&m, 0, Grant::Code(&rec), Some("rt-x"), Some("u5")).is_ok());
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u5")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some("rt-x"), Some("u5")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-x")), None, Some("u5")).is_ok());
         assert!(matches!(
-            track_subject(&m, 0, Grant::Refresh(Some("rt-x")), None, Some("u6")),
+            track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("rt-x")), None, Some("u6")),
             Err(TokenResponseError::SubMismatch)
         ));
         // A refresh token never seen (before a restart): nothing to compare.
-        assert!(track_subject(&m, 0, Grant::Refresh(Some("unknown")), None, Some("u7")).is_ok());
-        assert!(track_subject(&m, 0, Grant::Other, Some("rt-o"), Some("u8")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Refresh(Some("unknown")), None, Some("u7")).is_ok());
+        assert!(track_subject(&m, AsIndex::new(0), Grant::Other, Some("rt-o"), Some("u8")).is_ok());
     }
 
     #[test]
@@ -530,7 +570,7 @@ mod tests {
         let rec = record(None);
         for i in 0..REFRESH_SUBJECTS + 100 {
             let rt = format!("rt-{i}");
-            track_subject(&m, 0, Grant::Code(&rec), Some(&rt), Some("u")).unwrap();
+            track_subject(&m, AsIndex::new(0), Grant::Code(&rec), Some(&rt), Some("u")).unwrap();
         }
         assert!(m.len() <= REFRESH_SUBJECTS);
     }

@@ -10,9 +10,9 @@ use super::route::Route;
 use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
-use crate::as_client::par::sanitize_error_code;
+use crate::as_client::oauth_error::sanitize_error_code;
 use crate::as_client::registry::AsClient;
-use crate::as_client::token_check::{self, Grant};
+use crate::as_client::token_check::Grant;
 use crate::as_client::userinfo_jwt;
 use crate::sidecar::Sidecar;
 
@@ -127,7 +127,7 @@ async fn check_token_response(
 ) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
     let checks = &state.metrics.token_checks;
-    match token_check::check(&state.check_env(), client, md, grant, body).await {
+    match client.check_token_response(&state.check_env(), md, grant, body).await {
         Ok(replaced) => {
             checks.with_label_values(&[name, grant.label(), "valid"]).inc();
             Ok(replaced)
@@ -135,7 +135,7 @@ async fn check_token_response(
         Err((e, issued)) => {
             checks.with_label_values(&[name, grant.label(), e.label()]).inc();
             warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
-            token_check::revoke_in_background(client.clone(), md, state.metrics.clone(), issued, iid.to_string());
+            client.revoke_in_background(md, state.metrics.clone(), issued, iid.to_string());
             Err(oauth_error(
                 502,
                 "invalid_token_response",

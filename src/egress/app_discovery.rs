@@ -103,7 +103,10 @@ pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<Egress
     let route = if jwks { "jwks" } else { "discovery" };
     let client =
         match name {
-            Some(n) => state.settings.as_index(n).and_then(|i| state.registry.get(i)),
+            Some(n) => state
+                .settings
+                .as_index(n)
+                .and_then(|i| state.registry.get(crate::protocol::AsIndex::new(i))),
             None if !state.settings.multi_as => Some(state.first_as()),
             None => return Some(oauth_error(
                 404,

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use tracing::{info, warn};
 use url::Url;
 
+use crate::as_client::client_auth;
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
-use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::handoff::CodeRecord;
@@ -158,7 +158,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
             Err(desc) => {
                 let name = state
                     .registry
-                    .get(rr.authorization_server)
+                    .get(crate::protocol::AsIndex::new(rr.authorization_server))
                     .map(|c| c.name())
                     .unwrap_or("");
                 return refuse(state, name, label, &iid, (400, "invalid_request", "bad_path", desc));
@@ -421,12 +421,7 @@ fn parse_client_form<'a>(state: &'a Sidecar, r: Route, req: &EgressRequest) -> R
         app_auth::check_app_secret(secret, &creds).map_err(|(outcome, desc)| (401, "invalid_client", outcome, desc))?;
     }
     let app_id = creds.client_id.as_deref();
-    form.retain(|(k, _)| {
-        !matches!(
-            k.as_str(),
-            "client_secret" | "client_assertion" | "client_assertion_type" | "client_id"
-        )
-    });
+    client_auth::strip_credentials(&mut form);
     // The app may know each bank's client_id or only one: any configured one is accepted
     // (the AS-specific one is what goes out), anything else is not ours to act for.
     if let Some(id) = app_id {
@@ -492,8 +487,8 @@ async fn add_client_auth(
         }
         settle_redirect_uri(form, rec.redirect_uri.as_deref())?;
     }
-    let key = client.keys.load().active().clone();
-    let auth = client_auth_form(client, key, state.metrics.clone())
+    let auth = client
+        .client_auth(&state.metrics)
         .await
         .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
     form.extend(auth);

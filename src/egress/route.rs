@@ -3,6 +3,7 @@
 //! code), or a resource prefix bound to an AS. Never guessed.
 
 use super::{oauth_error, EgressResponse};
+use crate::protocol::AsIndex;
 use crate::sidecar::Sidecar;
 
 /// Where an egress request goes.
@@ -35,7 +36,7 @@ impl Route {
 /// Which AS an egress request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AsTarget {
-    As(usize),
+    As(AsIndex),
     /// Unprefixed route in a multi-AS config: only an authorization_code grant can be
     /// attributed (by the code the sidecar saw at the callback).
     ByCode,
@@ -55,7 +56,7 @@ fn as_route(rest: &str) -> Option<Route> {
 pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, AsTarget), EgressResponse> {
     if let Some(rest) = path.strip_prefix("/as/") {
         let name = rest.split('/').next().unwrap_or("");
-        let Some(i) = state.settings.as_index(name) else {
+        let Some(i) = state.settings.as_index(name).map(AsIndex::new) else {
             return Err(oauth_error(
                 404,
                 "not_found",
@@ -77,7 +78,7 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, AsTarget), Eg
             if state.settings.multi_as {
                 AsTarget::ByCode
             } else {
-                AsTarget::As(0)
+                AsTarget::As(AsIndex::new(0))
             },
         ));
     }
@@ -89,7 +90,7 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, AsTarget), Eg
     {
         Some(i) => Ok((
             Route::Resource(i),
-            AsTarget::As(state.settings.resources[i].authorization_server),
+            AsTarget::As(AsIndex::new(state.settings.resources[i].authorization_server)),
         )),
         None => Err(oauth_error(
             404,

@@ -14,7 +14,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::protocol::authorize::{norm_host, norm_path, AuthorizeEndpoint, AuthorizeRedirect, Candidate};
-use crate::protocol::ClientId;
+use crate::protocol::{AsIndex, ClientId};
 
 /// Why an authorize redirect aimed at our AS could not be turned into a PAR. Each variant
 /// has a stable code for the error page and metrics.
@@ -120,7 +120,7 @@ pub enum Detection {
 /// Classifies one upstream `Location` value against one AS (single-AS callers and tests).
 pub fn detect(location: &[u8], ep: &AuthorizeEndpoint, client_id: &ClientId, max_len: usize) -> Detection {
     let only = [Candidate {
-        as_index: 0,
+        as_index: AsIndex::new(0),
         endpoint: ep.clone(),
         client_id: client_id.clone(),
         end_session: None,
@@ -211,7 +211,7 @@ pub fn detect_among<'a>(
     lookup: &dyn Fn(&str) -> Option<&'a [Candidate]>,
     is_client: &dyn Fn(&str) -> bool,
     max_len: usize,
-) -> (Option<usize>, Detection) {
+) -> (Option<AsIndex>, Detection) {
     let on_host = |u: &Url| u.host_str().map(norm_host).and_then(|h| lookup(&h));
     let Ok(loc) = std::str::from_utf8(location) else {
         // Not UTF-8: it cannot be a URL we recognise; if it names an AS host, refuse.

@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use serde_json::Value;
 
 use crate::as_client::jose::random_token;
-use crate::as_client::par::{self, ParContext};
+use crate::as_client::par;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::errors::{BrowserError, FailureCode};
@@ -188,21 +188,8 @@ async fn push_at(
 ) -> RedirectDecision {
     let m = &front.metrics;
     let name = client.name();
-    let keys = client.keys.load();
-    let http = client.http.load();
-    let cx = ParContext {
-        settings: &client.settings,
-        metadata: &metadata,
-        key: keys.active().clone(),
-        request_object_key: keys.request_object_key().clone(),
-        http: http.as_ref().as_ref(),
-        metrics: m.clone(),
-        permits: &client.login_permits,
-        assertions: &client.assertions,
-        dpop_jkt: keys.dpop.as_ref().map(|k| k.thumbprint()),
-    };
     let left = client.settings.par_timeout.saturating_sub(started.elapsed());
-    let result = par::push(&cx, &redirect, interaction_id, left).await;
+    let result = client.push_par(&metadata, m, &redirect, interaction_id, left).await;
     let elapsed = started.elapsed();
     match result {
         Ok(pushed) => {
@@ -224,7 +211,7 @@ async fn push_at(
                 latency_ms = elapsed.as_millis() as u64,
                 expires_in = pushed.expires_in,
                 request_uri = %redact(&pushed.request_uri),
-                kid = keys.active().kid(),
+                kid = pushed.kid.as_str(),
                 "PAR accepted; redirect rewritten"
             );
             RedirectDecision::Rewrite {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::protocol::ClientId;
+use crate::protocol::{AsIndex, ClientId};
 
 /// The discovered authorization endpoint, pre-split for cheap matching.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ impl AuthorizeRedirect {
 #[derive(Debug, Clone)]
 pub struct Candidate {
     /// Index of the AS in the registry.
-    pub as_index: usize,
+    pub as_index: AsIndex,
     pub endpoint: AuthorizeEndpoint,
     pub client_id: ClientId,
     /// The AS's `end_session_endpoint` (OIDC RP-Initiated Logout), where the app's own

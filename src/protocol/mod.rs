@@ -1,6 +1,7 @@
 //! Newtypes for protocol values, so an issuer is never confused with an endpoint URL and a
 //! client id never with a free-form string.
 
+pub mod as_index;
 pub mod authorize;
 pub mod jose;
 pub mod origin;
@@ -8,6 +9,8 @@ pub mod requirements;
 pub mod secret;
 
 use std::fmt;
+
+pub use as_index::AsIndex;
 
 use url::Url;
 

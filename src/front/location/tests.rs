@@ -355,7 +355,7 @@ mod prop {
 /// told apart by client_id.
 fn banks() -> Vec<Candidate> {
     let c = |i, url: &str, id: &str| Candidate {
-        as_index: i,
+        as_index: AsIndex::new(i),
         endpoint: AuthorizeEndpoint::new(Url::parse(url).unwrap()),
         client_id: ClientId::new(id).unwrap(),
         end_session: (i == 0).then(|| AuthorizeEndpoint::new(Url::parse("https://banks.example:8443/logout").unwrap())),
@@ -378,7 +378,8 @@ fn detect_banks(loc: &str) -> (Option<usize>, Detection) {
         }
     };
     let is_client = |c: &str| all.iter().any(|x| x.client_id.as_str() == c);
-    detect_among(loc.as_bytes(), &by_host, &is_client, 4096)
+    let (i, d) = detect_among(loc.as_bytes(), &by_host, &is_client, 4096);
+    (i.map(AsIndex::get), d)
 }
 
 #[test]
