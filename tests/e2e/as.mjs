@@ -170,6 +170,8 @@ const provider = new Provider(cfg.issuer, {
       idTokenEncryptionEncValues: [cfg.encryption.enc],
       userinfoEncryptionAlgValues: [cfg.encryption.alg],
       userinfoEncryptionEncValues: [cfg.encryption.enc],
+      authorizationEncryptionAlgValues: [cfg.encryption.alg],
+      authorizationEncryptionEncValues: [cfg.encryption.enc],
     } : {}),
   },
   features: {

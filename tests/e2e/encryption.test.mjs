@@ -112,3 +112,51 @@ describe('userinfo as a signed JWT', () => {
     assert.equal(me.body_parts, 3);
   });
 });
+
+// JARM §2.3: the AS signs the authorization response, then encrypts it to the client's key.
+describe('encrypted JARM response (signed, then ECDH-ES+A256KW / A256GCM)', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none', responseMode: 'jwt', encryptIdToken: { ...ENC, jarm: true } }); });
+  after(async () => { await s?.stop(); });
+
+  test('decrypted, verified with the AS JWKS, and the app gets code and state', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`, 'erin');
+    const response = new URL(cb).searchParams.get('response');
+    assert.equal(response.split('.').length, 5, 'the AS really encrypted the JARM response');
+    const header = JSON.parse(Buffer.from(response.split('.')[0], 'base64url'));
+    assert.deepEqual([header.alg, header.enc], [ENC.alg, ENC.enc]);
+    // Tampered ciphertext: refused as jarm_invalid (jwe_decrypt), the app never sees a code.
+    const parts = response.split('.');
+    const ct = Buffer.from(parts[3], 'base64url');
+    ct[0] ^= 1;
+    parts[3] = ct.toString('base64url');
+    const bad = new URL(cb);
+    bad.searchParams.set('response', parts.join('.'));
+    const r = await b.request(bad.toString(), { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 400, r.body);
+    assert.equal(JSON.parse(r.body).error, 'jarm_invalid');
+    assert.match(s.sidecar.log(), /encrypted response JWT refused \(jwe_decrypt\)/);
+    // The genuine one logs in.
+    const page = await b.navigate(cb);
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">erin<\/p>/);
+    assert.doesNotMatch(s.sidecar.log(), new RegExp(parts[1].slice(0, 40)), 'never the JWE in the logs');
+  });
+});
+
+describe('encrypted JARM response to a key the sidecar does not hold', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', pkce: 'none', responseMode: 'jwt', encryptIdToken: { ...ENC, jarm: true, wrongKey: true } }); });
+  after(async () => { await s?.stop(); });
+
+  test('refused as jarm_invalid naming jwe_decrypt', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`);
+    const r = await b.request(cb, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 400, r.body);
+    assert.equal(JSON.parse(r.body).error, 'jarm_invalid');
+    assert.match(s.sidecar.log(), /\(jwe_decrypt\)/);
+    assert.equal(metricValue(await s.metrics(), 'par_sidecar_callback_checks_total', { outcome: 'jarm_invalid' }), 1);
+  });
+});

@@ -192,7 +192,8 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *         encryptIdToken: { alg, enc, wrongKey } (the AS encrypts ID tokens to the sidecar's EC
  *           P-256 encryption key, made with openssl; wrongKey: registered under the same kid is
  *           another key's public part, so the AS encrypts to a key the sidecar does not hold;
- *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted) }
+ *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted;
+ *           jarm: with responseMode 'jwt', the JARM response encrypted too) }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -251,6 +252,11 @@ export async function startStack(opts = {}) {
         id_token_encrypted_response_alg: opts.encryptIdToken.alg,
         id_token_encrypted_response_enc: opts.encryptIdToken.enc,
         ...(opts.encryptIdToken.userinfo ? { userinfo_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256' } : {}),
+        // jarm: the JARM response is signed, then encrypted the same way (JARM §2.3).
+        ...(opts.encryptIdToken.jarm ? {
+          authorization_encrypted_response_alg: opts.encryptIdToken.alg,
+          authorization_encrypted_response_enc: opts.encryptIdToken.enc,
+        } : {}),
         ...(opts.encryptIdToken.userinfo === 'encrypted' ? {
           userinfo_encrypted_response_alg: opts.encryptIdToken.alg,
           userinfo_encrypted_response_enc: opts.encryptIdToken.enc,
