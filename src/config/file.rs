@@ -129,7 +129,7 @@ pub struct DpopFile {
 #[serde(deny_unknown_fields)]
 pub struct DpopKeyFile {
     pub path: Option<String>,
-    /// PS256, ES256 or EdDSA; required with `path`, ES256 when generated.
+    /// PS256, ES256, ES384, ES512 or EdDSA; required with `path`, ES256 when generated.
     pub alg: Option<String>,
 }
 

@@ -571,7 +571,7 @@ fn validate_client(
         let alg = Alg::parse(&k.alg).ok_or_else(|| {
             invalid(
                 &ck(&format!("signing_keys[{i}].alg")),
-                format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+                format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
             )
         })?;
         signing_keys.push(SigningKeyRef {
@@ -586,7 +586,7 @@ fn validate_client(
             alg: Alg::parse(&k.alg).ok_or_else(|| {
                 invalid(
                     &ck("request_object_signing_key.alg"),
-                    format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+                    format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
                 )
             })?,
             kid: k.kid.clone(),
@@ -711,12 +711,16 @@ fn validate_dpop(
 ) -> Result<DpopSettings, ConfigError> {
     let key = d.key.clone().unwrap_or(file::DpopKeyFile { path: None, alg: None });
     let alg = match (&key.alg, &key.path) {
-        (Some(a), _) => Alg::parse(a)
-            .ok_or_else(|| invalid(&ck("dpop.key.alg"), format!("`{a}` is not one of PS256, ES256, EdDSA")))?,
+        (Some(a), _) => Alg::parse(a).ok_or_else(|| {
+            invalid(
+                &ck("dpop.key.alg"),
+                format!("`{a}` is not one of PS256, ES256, ES384, ES512, EdDSA"),
+            )
+        })?,
         (None, Some(_)) => {
             return Err(invalid(
                 &ck("dpop.key.alg"),
-                "required with `path`: PS256, ES256 or EdDSA".into(),
+                "required with `path`: PS256, ES256, ES384, ES512 or EdDSA".into(),
             ))
         }
         (None, None) => Alg::ES256,
