@@ -368,6 +368,22 @@ async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() 
     );
 }
 
+/// `id_token_handover: original`: the app gets the JWE as the AS sent it, but only after
+/// the sidecar decrypted and verified it (a bad one is still refused).
+#[tokio::test]
+async fn id_token_handover_original_hands_the_checked_jwe_to_the_app() {
+    let s = stack(&format!("{ONE_KEY}\n  id_token_handover: original")).await;
+    let enc = s.enc_jwk();
+    let jwe = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    let r = s.exchange(1, &jwe).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id_token"].as_str(), Some(jwe.as_str()));
+    // Still decrypted and verified first: a wrong nonce inside is refused.
+    let bad = encrypt(s.id_token("alice", Some("other")).as_bytes(), &enc, json!({}));
+    refused_as(&s.exchange(2, &bad).await, "nonce");
+}
+
 impl Stack {
     /// The AS's userinfo endpoint answers `body` as `application/jwt`.
     async fn userinfo(&self, body: &str) -> EgressResponse {

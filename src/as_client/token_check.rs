@@ -18,6 +18,7 @@ use crate::as_client::jws::{JwksFetch, JwsError};
 use crate::as_client::par::client_auth_form;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
+use crate::config::IdTokenHandover;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::protocol::secret::Secret;
@@ -205,6 +206,8 @@ pub async fn check(
         text("refresh_token"),
         sub.as_deref(),
     ) {
+        // `original`: the app decrypts the JWE itself; it was checked all the same.
+        Ok(()) if client.settings.client.id_token_handover == IdTokenHandover::Original => Ok(None),
         Ok(()) => Ok(inner.map(|jws| with_id_token(doc, jws))),
         Err(e) => fail(e),
     }

@@ -104,6 +104,9 @@ pub struct ClientFile {
     /// `encryption_keys` for a rotation overlap. Replaced as a whole per AS, like signing keys.
     pub encryption_key: Option<EncryptionKeyFile>,
     pub encryption_keys: Option<Vec<EncryptionKeyFile>>,
+    /// `verified_jws` (default: the app gets the decrypted, verified inner JWS) or
+    /// `original` (the JWE as the AS sent it, after the same checks).
+    pub id_token_handover: Option<String>,
 }
 
 /// A private key for JWE decryption: `alg` is the JWE key management algorithm.
@@ -201,6 +204,10 @@ impl ClientFile {
             } else {
                 self.encryption_keys.clone()
             },
+            id_token_handover: over
+                .id_token_handover
+                .clone()
+                .or_else(|| self.id_token_handover.clone()),
         }
     }
 }

@@ -700,6 +700,7 @@ fn validate_client(
             ),
         },
         encryption_keys: super::validate_enc::encryption_keys(c, ck, invalid, resolve)?,
+        id_token_handover: super::validate_enc::id_token_handover(c, ck, invalid)?,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{file, ConfigError, EncryptionKeyRef};
+use super::{file, ConfigError, EncryptionKeyRef, IdTokenHandover};
 use crate::protocol::jose::KeyAlg;
 
 const ALGS: &str = "ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A192KW, ECDH-ES+A256KW, RSA-OAEP-256";
@@ -51,6 +51,22 @@ pub(super) fn encryption_keys(
     Ok(out)
 }
 
+/// `verified_jws` (default) or `original`.
+pub(super) fn id_token_handover(
+    c: &file::ClientFile,
+    ck: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<IdTokenHandover, ConfigError> {
+    match c.id_token_handover.as_deref() {
+        None | Some("verified_jws") => Ok(IdTokenHandover::VerifiedJws),
+        Some("original") => Ok(IdTokenHandover::Original),
+        Some(other) => Err(invalid(
+            &ck("id_token_handover"),
+            format!("`{other}` is not one of verified_jws, original"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -68,6 +84,26 @@ mod tests {
     fn no_encryption_key_by_default() {
         let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
         assert!(s.authorization_servers[0].client.encryption_keys.is_empty());
+    }
+
+    #[test]
+    fn id_token_handover_defaults_to_the_verified_jws() {
+        use crate::config::IdTokenHandover;
+        let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert_eq!(
+            s.authorization_servers[0].client.id_token_handover,
+            IdTokenHandover::VerifiedJws
+        );
+        let s = with("  id_token_handover: original").unwrap();
+        assert_eq!(
+            s.authorization_servers[0].client.id_token_handover,
+            IdTokenHandover::Original
+        );
+        let err = with("  id_token_handover: jwe").unwrap_err();
+        assert!(
+            err.contains("id_token_handover") && err.contains("verified_jws, original"),
+            "{err}"
+        );
     }
 
     #[test]
