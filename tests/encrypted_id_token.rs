@@ -368,6 +368,44 @@ async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() 
     );
 }
 
+/// README "Rotating keys": the Secret's key file is replaced twice (A, then B, then C); an
+/// AS still encrypting to A (its cached copy of our JWKS) keeps working through both
+/// reloads, and only C is published.
+#[tokio::test]
+async fn a_key_rotated_out_twice_still_decrypts_within_its_grace_period() {
+    let s = stack("  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW }").await;
+    let pki = s.state.settings.authorization_servers[0].client.encryption_keys[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let a = s.enc_jwk();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let b = s.enc_jwk();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let c = s.enc_jwk();
+    assert!(a["kid"] != b["kid"] && b["kid"] != c["kid"]);
+    let published = s.state.public_jwks();
+    let kids: Vec<&Value> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert!(kids.contains(&&c["kid"]) && !kids.contains(&&a["kid"]) && !kids.contains(&&b["kid"]));
+    let inner = s.id_token("alice", Some("n-1"));
+    for (n, to) in [(1, &a), (2, &b), (3, &c)] {
+        let r = s.exchange(n, &encrypt(inner.as_bytes(), to, json!({}))).await;
+        assert_eq!(r.status, 200, "key {n}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // An unrelated reload (nothing changed) keeps the grace keys.
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let r = s.exchange(4, &encrypt(inner.as_bytes(), &a, json!({}))).await;
+    assert_eq!(r.status, 200);
+}
+
 /// `id_token_handover: original`: the app gets the JWE as the AS sent it, but only after
 /// the sidecar decrypted and verified it (a bad one is still refused).
 #[tokio::test]
