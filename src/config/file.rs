@@ -36,6 +36,9 @@ pub struct FileConfig {
     /// Ecosystem profile of every AS (README "Profiles"); `authorization_servers[].profile`
     /// overrides it. Unset: `fapi2-message-signing`.
     pub profile: Option<String>,
+    /// Serve the client JWKS (public keys) on the public listener at this path, for ASs that
+    /// fetch a hosted client JWKS. Off when absent.
+    pub public_jwks_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

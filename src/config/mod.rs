@@ -286,6 +286,8 @@ pub struct Settings {
     pub memory_trim_interval: Duration,
     /// Header size cap, fair sharing and the admin/egress caps (`conn::connections`).
     pub connection_bounds: ConnectionBounds,
+    /// `public_jwks_path`: GET/HEAD there on the public listener answers the client JWKS.
+    pub public_jwks_path: Option<String>,
 }
 
 /// What bounds every connection beyond the public cap (issue 18 item 2): validated from

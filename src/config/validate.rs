@@ -383,6 +383,8 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         .client_id
         .clone()
         .unwrap_or_else(|| authorization_servers[0].client.client_id.as_str().to_string());
+    let public_jwks_path =
+        super::validate_enc::public_jwks_path(f.public_jwks_path.as_deref(), &f.callback.paths, &invalid)?;
 
     Ok(Settings {
         source: path.to_path_buf(),
@@ -485,6 +487,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
                 ))
             }
         },
+        public_jwks_path,
         connection_bounds: super::validate_conn::connection_bounds(
             [
                 f.limits.max_request_header_bytes,

@@ -219,6 +219,9 @@ const provider = new Provider(cfg.issuer, {
   claims: { openid: ['sub'], email: ['email'] },
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.test` }) }),
   ...(cfg.discovery ? { discovery: cfg.discovery } : {}),
+  // cfg.loopbackFetch: the client's jwks_uri is on 127.0.0.1 (the sidecar's hosted JWKS);
+  // oidc-provider's SSRF guard refuses loopback addresses, so the test AS drops it.
+  ...(cfg.loopbackFetch ? { fetch: (url, options) => { delete options.dispatcher; return globalThis.fetch(url, options); } } : {}),
   // cfg.requireTokenRedirectUri: a token call without redirect_uri is refused even though the
   // client registered one (oidc-provider fills it in by default; stricter ASs do not).
   ...(cfg.requireTokenRedirectUri ? { allowOmittingSingleRegisteredRedirectUri: false } : {}),

@@ -160,3 +160,39 @@ describe('encrypted JARM response to a key the sidecar does not hold', () => {
     assert.equal(metricValue(await s.metrics(), 'par_sidecar_callback_checks_total', { outcome: 'jarm_invalid' }), 1);
   });
 });
+
+// public_jwks_path: the AS knows the client only by a jwks_uri on the sidecar's public
+// listener (Singpass-style hosted JWKS): it verifies the client assertion and request object
+// and encrypts the ID token with keys fetched from there.
+describe('hosted client JWKS on the public listener', () => {
+  let s;
+  before(async () => { s = await startStack({ alg: 'ES256', encryptIdToken: ENC, hostedJwks: true }); });
+  after(async () => { await s?.stop(); });
+
+  test('the AS fetches it and the login works end to end', async () => {
+    const page = await fullLogin(s, 'frank');
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">frank<\/p>/);
+    const tok = (await s.events()).filter((e) => e.path === '/token' && e.status === 200).pop();
+    assert.equal(tok.id_token_parts, 5, 'encrypted to a key from the hosted JWKS');
+  });
+
+  test('GET serves the admin JWKS with Cache-Control; public members only; nothing else is taken', async () => {
+    const r = await fetch(`${s.publicBase}/.well-known/jwks.json`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/jwk-set+json');
+    assert.equal(r.headers.get('cache-control'), 'public, max-age=300');
+    const hosted = await r.json();
+    const admin = await (await fetch(`http://127.0.0.1:${s.adminPort}/jwks.json`)).json();
+    assert.deepEqual(hosted, admin);
+    assert.ok(hosted.keys.some((k) => k.use === 'enc') && hosted.keys.some((k) => k.use === 'sig'));
+    for (const k of hosted.keys) for (const m of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.equal(k[m], undefined);
+    const head = await fetch(`${s.publicBase}/.well-known/jwks.json`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    // Another method, or a neighbouring path, is the app's as before.
+    for (const [method, p] of [['POST', '/.well-known/jwks.json'], ['GET', '/.well-known/jwks.json/x'], ['GET', '/jwks.json']]) {
+      const other = await fetch(`${s.publicBase}${p}`, { method });
+      assert.notEqual(other.headers.get('content-type'), 'application/jwk-set+json', `${method} ${p}`);
+    }
+  });
+});
