@@ -159,11 +159,12 @@ const provider = new Provider(cfg.issuer, {
   jwks: { keys: asKeys },
   clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
   enabledJWA: {
-    clientAuthSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
-    requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
+    // cfg.ecP384P521: client keys on P-384 / P-521 too (Singpass and Corppass accept them).
+    clientAuthSigningAlgValues: ['PS256', 'ES256', 'EdDSA', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
+    requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
     idTokenSigningAlgValues: ['PS256', 'ES256'],
     authorizationSigningAlgValues: ['PS256', 'ES256'],
-    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256'],
+    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
     // cfg.encryption { alg, enc }: the one ID token encryption the AS offers (Singpass-like).
     ...(cfg.encryption ? {
       idTokenEncryptionAlgValues: [cfg.encryption.alg],

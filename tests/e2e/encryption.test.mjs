@@ -5,6 +5,9 @@
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Browser } from './lib/browser.mjs';
 import { startStack, metricValue, BIN } from './lib/stack.mjs';
 
@@ -194,5 +197,42 @@ describe('hosted client JWKS on the public listener', () => {
       const other = await fetch(`${s.publicBase}${p}`, { method });
       assert.notEqual(other.headers.get('content-type'), 'application/jwk-set+json', `${method} ${p}`);
     }
+  });
+});
+
+// Singpass-like whole: a P-384 signing key (ES384 client assertion and request object), a
+// P-521 DPoP key (ES512 proofs), PAR, an encrypted ID token and an encrypted userinfo JWT.
+describe('Singpass-like login with P-384 and P-521 client keys', () => {
+  let s;
+  before(async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ps-ec-'));
+    const sign = path.join(dir, 'sign-p384.pem');
+    execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', sign], { stdio: 'pipe' });
+    fs.chmodSync(sign, 0o600);
+    s = await startStack({
+      alg: 'ES256',
+      signingKeys: [{ path: sign, alg: 'ES384' }],
+      ecP384P521: true,
+      dpop: { alg: 'ES512' },
+      encryptIdToken: { ...ENC, userinfo: 'encrypted' },
+      clientOverrides: { token_endpoint_auth_signing_alg: 'ES384', request_object_signing_alg: 'ES384' },
+    });
+  });
+  after(async () => { await s?.stop(); });
+
+  test('the AS verifies ES384 and ES512 and the app logs in', async () => {
+    const page = await fullLogin(s, 'grace');
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<p id="sub">grace<\/p>/);
+    const ev = await s.events();
+    const par = ev.filter((e) => e.path === '/request' && e.status === 201).pop();
+    assert.deepEqual([par.request_alg, par.request_kid === par.assertion_kid], ['ES384', true]);
+    const tok = ev.filter((e) => e.path === '/token' && e.status === 200).pop();
+    assert.equal(tok.dpop_proof_header.alg, 'ES512');
+    assert.equal(tok.dpop_proof_header.jwk.crv, 'P-521');
+    assert.equal(tok.id_token_parts, 5);
+    const jwks = JSON.parse(execFileSync(BIN, ['jwks', '--config', s.sidecarConfig], { encoding: 'utf8' }));
+    const sig = jwks.keys.find((k) => k.use === 'sig');
+    assert.deepEqual([sig.alg, sig.crv], ['ES384', 'P-384']);
   });
 });

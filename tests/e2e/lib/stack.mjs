@@ -194,7 +194,8 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *           another key's public part, so the AS encrypts to a key the sidecar does not hold;
  *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted;
  *           jarm: with responseMode 'jwt', the JARM response encrypted too),
- *         hostedJwks (public_jwks_path on the sidecar; the AS registers it as the client's jwks_uri) }
+ *         hostedJwks (public_jwks_path on the sidecar; the AS registers it as the client's jwks_uri),
+ *         ecP384P521 (the AS also accepts ES384/ES512 client assertions, request objects, DPoP proofs) }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -282,6 +283,7 @@ export async function startStack(opts = {}) {
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
     topLevelNoCert: opts.asTopLevelNoCert,
     loopbackFetch: !!opts.hostedJwks,
+    ecP384P521: !!opts.ecP384P521,
   });
   const procs = [];
   try {
