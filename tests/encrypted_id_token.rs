@@ -520,6 +520,12 @@ async fn every_userinfo_jwt_refusal_names_its_check() {
     h.kid = Some("as-1".into());
     let forged = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &forged_key).unwrap();
     refused(&s.userinfo(&forged).await, "userinfo_signature");
+    // The crit rule of ID tokens and JARM (one JWS path): a genuine signature, refused.
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("as-1".into());
+    h.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &s.key).unwrap();
+    refused(&s.userinfo(&crit).await, "userinfo_crit");
     let none = format!(
         "{}.{}.",
         B64.encode(r#"{"alg":"none"}"#),
