@@ -642,9 +642,10 @@ fn validate_client(
         300,
     )?;
     // On by default only where a signature is slow enough to be worth taking off the login's
-    // path: RSA (PS256, ~400 us here). An ES256/EdDSA signature (~15-25 us) costs less than
-    // handing work to another thread (measured: benches/results/separate-runs.md).
-    let default_pool = if signing_keys[0].alg == Alg::PS256 {
+    // path: RSA (PS256, ~400 us here), ES384/ES512 (P-384/P-521, as slow or slower). An
+    // ES256/EdDSA signature (~15-25 us) costs less than handing work to another thread
+    // (measured: benches/results/separate-runs.md).
+    let default_pool = if signing_keys[0].alg.signs_slowly() {
         DEFAULT_ASSERTION_POOL
     } else {
         0
