@@ -62,7 +62,7 @@ fn main() {
         let ours = SigningKey::from_der(der.secret_der(), alg, Some("k1".into())).unwrap();
         let enc = match alg {
             Alg::PS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
-            Alg::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
+            Alg::ES256 | Alg::ES384 | Alg::ES512 => jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap(),
             Alg::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap(),
         };
         let mut header = jsonwebtoken::Header::new(jalg);

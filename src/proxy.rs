@@ -17,6 +17,8 @@ use crate::front::login_limit::client_ip;
 use crate::front::login_start::{decide_for, is_redirect, RedirectDecision};
 use crate::sidecar::Sidecar;
 
+mod hosted_jwks;
+
 pub struct PublicProxy {
     pub state: Arc<Sidecar>,
     /// Resolved once: `HttpPeer::new` would resolve the address on every request.
@@ -306,6 +308,10 @@ impl ProxyHttp for PublicProxy {
             tracing::warn!(interaction_id = %id, "client address over limits.max_connections_per_client");
             session.set_keepalive(None);
             write_error_page(session, &BrowserError::new(FailureCode::TooManyConnections, id)).await;
+            return Ok(true);
+        }
+        // `public_jwks_path` (off: one None check): the client JWKS, nothing else.
+        if self.state.settings.public_jwks_path.is_some() && hosted_jwks::serve(&self.state, session).await {
             return Ok(true);
         }
         // An h2c upgrade would turn the connection into a tunnel the checks never see.

@@ -5,19 +5,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
-use aws_lc_rs::key_wrap::{KeyEncryptionKey, KeyWrap, AES_256};
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use common::jwe::{encrypt, write_ec_key};
 use common::{settings_yaml, AsDouble};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use par_sidecar::as_client::jwe::concat_kdf;
 use par_sidecar::egress::{self, EgressResponse};
 use par_sidecar::handoff::CodeRecord;
 use par_sidecar::sidecar::Sidecar;
@@ -27,25 +23,6 @@ struct Stack {
     double: AsDouble,
     state: Arc<Sidecar>,
     key: EncodingKey,
-}
-
-fn write_ec_key(dir: &Path, name: &str) {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let b = STANDARD.encode(der.as_ref());
-    let lines: Vec<&str> = b
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    let pem = format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        lines.join("\n")
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, pem).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// `client_keys`: YAML lines added to the client block (the encryption keys), or "".
@@ -80,47 +57,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// What the AS does: ECDH-ES+A256KW / A256GCM to the recipient's public JWK (RFC 7518 §4.6).
-fn encrypt(plaintext: &[u8], to: &Value, header_extra: Value) -> String {
-    let eph = PrivateKey::generate(&ECDH_P256).unwrap();
-    let epk = eph.compute_public_key().unwrap();
-    let p = epk.as_ref();
-    let mut point = vec![4u8];
-    point.extend(B64.decode(to["x"].as_str().unwrap()).unwrap());
-    point.extend(B64.decode(to["y"].as_str().unwrap()).unwrap());
-    let z = agreement::agree(&eph, UnparsedPublicKey::new(&ECDH_P256, &point), (), |z| Ok(z.to_vec())).unwrap();
-    let kek = concat_kdf(&z, "ECDH-ES+A256KW", b"", b"", 32);
-    let mut cek = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut cek).unwrap();
-    let mut wrapped = [0u8; 40];
-    KeyEncryptionKey::new(&AES_256, &kek)
-        .unwrap()
-        .wrap(&cek, &mut wrapped)
-        .unwrap();
-    let mut header = json!({
-        "alg": "ECDH-ES+A256KW", "enc": "A256GCM", "kid": to["kid"], "cty": "JWT",
-        "epk": {"kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..])}
-    });
-    for (k, v) in header_extra.as_object().unwrap() {
-        header[k] = v.clone();
-    }
-    let h64 = B64.encode(header.to_string());
-    let mut iv = [0u8; 12];
-    aws_lc_rs::rand::fill(&mut iv).unwrap();
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &cek).unwrap());
-    let mut buf = plaintext.to_vec();
-    let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(h64.as_bytes()), &mut buf)
-        .unwrap();
-    format!(
-        "{h64}.{}.{}.{}.{}",
-        B64.encode(wrapped),
-        B64.encode(iv),
-        B64.encode(&buf),
-        B64.encode(tag.as_ref())
-    )
 }
 
 impl Stack {
@@ -368,6 +304,60 @@ async fn a_rotated_encryption_key_keeps_decrypting_but_is_no_longer_published() 
     );
 }
 
+/// README "Rotating keys": the Secret's key file is replaced twice (A, then B, then C); an
+/// AS still encrypting to A (its cached copy of our JWKS) keeps working through both
+/// reloads, and only C is published.
+#[tokio::test]
+async fn a_key_rotated_out_twice_still_decrypts_within_its_grace_period() {
+    let s = stack("  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW }").await;
+    let pki = s.state.settings.authorization_servers[0].client.encryption_keys[0]
+        .path
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let a = s.enc_jwk();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let b = s.enc_jwk();
+    write_ec_key(&pki, "enc.pem");
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let c = s.enc_jwk();
+    assert!(a["kid"] != b["kid"] && b["kid"] != c["kid"]);
+    let published = s.state.public_jwks();
+    let kids: Vec<&Value> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert!(kids.contains(&&c["kid"]) && !kids.contains(&&a["kid"]) && !kids.contains(&&b["kid"]));
+    let inner = s.id_token("alice", Some("n-1"));
+    for (n, to) in [(1, &a), (2, &b), (3, &c)] {
+        let r = s.exchange(n, &encrypt(inner.as_bytes(), to, json!({}))).await;
+        assert_eq!(r.status, 200, "key {n}: {}", String::from_utf8_lossy(&r.body));
+    }
+    // An unrelated reload (nothing changed) keeps the grace keys.
+    assert!(par_sidecar::ops::reload::reload(&s.state, "test"));
+    let r = s.exchange(4, &encrypt(inner.as_bytes(), &a, json!({}))).await;
+    assert_eq!(r.status, 200);
+}
+
+/// `id_token_handover: original`: the app gets the JWE as the AS sent it, but only after
+/// the sidecar decrypted and verified it (a bad one is still refused).
+#[tokio::test]
+async fn id_token_handover_original_hands_the_checked_jwe_to_the_app() {
+    let s = stack(&format!("{ONE_KEY}\n  id_token_handover: original")).await;
+    let enc = s.enc_jwk();
+    let jwe = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &enc, json!({}));
+    let r = s.exchange(1, &jwe).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id_token"].as_str(), Some(jwe.as_str()));
+    // Still decrypted and verified first: a wrong nonce inside is refused.
+    let bad = encrypt(s.id_token("alice", Some("other")).as_bytes(), &enc, json!({}));
+    refused_as(&s.exchange(2, &bad).await, "nonce");
+}
+
 impl Stack {
     /// The AS's userinfo endpoint answers `body` as `application/jwt`.
     async fn userinfo(&self, body: &str) -> EgressResponse {
@@ -466,6 +456,12 @@ async fn every_userinfo_jwt_refusal_names_its_check() {
     h.kid = Some("as-1".into());
     let forged = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &forged_key).unwrap();
     refused(&s.userinfo(&forged).await, "userinfo_signature");
+    // The crit rule of ID tokens and JARM (one JWS path): a genuine signature, refused.
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("as-1".into());
+    h.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(&h, &json!({"sub": "alice"}), &s.key).unwrap();
+    refused(&s.userinfo(&crit).await, "userinfo_crit");
     let none = format!(
         "{}.{}.",
         B64.encode(r#"{"alg":"none"}"#),

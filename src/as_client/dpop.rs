@@ -11,7 +11,6 @@ use url::Url;
 
 use crate::as_client::jose::{s256, KeyError, SigningKey};
 use crate::metrics::Metrics;
-use crate::protocol::jose::Alg;
 
 /// RFC 9449 §4.2 explicit typing.
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -83,7 +82,7 @@ pub async fn sign_proof(
     );
     let header = proof_header(key);
     let started = Instant::now();
-    let proof = if key.alg() == Alg::PS256 {
+    let proof = if key.alg().signs_slowly() {
         let k = key.clone();
         crate::as_client::signing_pool::run(move || k.sign_with_header(&header, &claims))
             .await
@@ -285,6 +284,7 @@ pub fn app_access_token(authorization: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::jose::Alg;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
 

@@ -8,12 +8,10 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Map, Value};
 
-use crate::as_client::jose::{select_verification_key, KeySelectError};
+use crate::as_client::jws::{self, numeric, short, Clock, JwsError};
 
 /// Clock skew tolerated on `exp`, `iat` and `auth_time` unless configured (config caps it at 300).
 pub const DEFAULT_SKEW: u64 = 60;
@@ -99,127 +97,48 @@ fn fail<T>(check: IdTokenCheck, detail: impl Into<String>) -> Result<T, IdTokenE
     })
 }
 
-/// Token-supplied text as it may appear in a detail: at most 64 chars, escaped (no log injection).
-fn short(s: &str) -> String {
-    format!("{:?}", s.chars().take(64).collect::<String>())
-}
-
-fn parts(jwt: &str) -> Result<(&str, &str), IdTokenError> {
-    let mut it = jwt.split('.');
-    match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(h), Some(p), Some(_), None) => Ok((h, p)),
-        _ => fail(IdTokenCheck::Malformed, "not a compact JWS of three parts"),
-    }
-}
-
-fn header(jwt: &str) -> Result<Map<String, Value>, IdTokenError> {
-    let (h, _) = parts(jwt)?;
-    let bytes = URL_SAFE_NO_PAD.decode(h);
-    match bytes.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-        Some(Value::Object(m)) => Ok(m),
-        _ => fail(IdTokenCheck::Malformed, "header is not base64url JSON object"),
-    }
-}
-
-fn kid_of(header: &Map<String, Value>) -> Result<Option<String>, IdTokenError> {
-    match header.get("kid") {
-        None => Ok(None),
-        Some(Value::String(k)) => Ok(Some(k.clone())),
-        Some(_) => fail(IdTokenCheck::Malformed, "header kid is not a string"),
-    }
-}
-
 /// The header `kid`, read without verification, so the caller can refetch the JWKS first.
 pub fn header_kid(jwt: &str) -> Result<Option<String>, IdTokenError> {
-    kid_of(&header(jwt)?)
-}
-
-/// FAPI 2.0 algorithms only: never `none`, HMAC (a client secret would verify) or RSA PKCS#1 v1.5.
-fn fapi_alg(name: &str) -> Option<Algorithm> {
-    match name {
-        "PS256" => Some(Algorithm::PS256),
-        "ES256" => Some(Algorithm::ES256),
-        "EdDSA" => Some(Algorithm::EdDSA),
-        _ => None,
+    let mut it = jwt.split('.');
+    let (Some(h), Some(_), Some(_), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return fail(IdTokenCheck::Malformed, "not a compact JWS of three parts");
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok());
+    match header.as_ref().map(|m| m.get("kid")) {
+        Some(None) => Ok(None),
+        Some(Some(Value::String(k))) => Ok(Some(k.clone())),
+        Some(Some(_)) => fail(IdTokenCheck::Malformed, "header kid is not a string"),
+        None => fail(IdTokenCheck::Malformed, "header is not base64url JSON object"),
     }
 }
 
-/// The shared selection ([`select_verification_key`]), its refusal as this module's check.
-fn select<'k>(jwks: &'k JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<&'k Jwk, IdTokenError> {
-    match select_verification_key(jwks, kid, alg) {
-        Ok(j) => Ok(j),
-        Err(KeySelectError::NoKid { fitting: 0 }) => {
-            fail(IdTokenCheck::UnknownKid, format!("no kid and no AS key for {alg:?}"))
-        }
-        Err(KeySelectError::NoKid { .. }) => fail(
-            IdTokenCheck::UnknownKid,
-            format!("no kid and several AS keys for {alg:?}"),
-        ),
-        Err(KeySelectError::UnknownKid) => fail(
-            IdTokenCheck::UnknownKid,
-            format!("no AS key with kid {}", short(kid.unwrap_or(""))),
-        ),
-        Err(KeySelectError::WrongKey) => fail(
-            IdTokenCheck::Alg,
-            format!("AS key {} is not a {alg:?} signing key", short(kid.unwrap_or(""))),
-        ),
+/// A refusal of the shared JWS path ([`jws::verify_with`]) as this module's check.
+pub fn refused(e: JwsError) -> IdTokenError {
+    let check = match &e {
+        JwsError::Malformed(_) => IdTokenCheck::Malformed,
+        JwsError::Alg(_) => IdTokenCheck::Alg,
+        JwsError::Crit => IdTokenCheck::Crit,
+        JwsError::UnknownKid(_) => IdTokenCheck::UnknownKid,
+        JwsError::Signature(_) | JwsError::Jwks(_) => IdTokenCheck::Signature,
+    };
+    IdTokenError {
+        check,
+        detail: e.to_string(),
     }
 }
 
 /// Verifies the signature and every claim rule; returns the claims for the caller's own use.
 pub fn validate(jwt: &str, jwks: &JwkSet, x: &IdTokenExpectations) -> Result<Map<String, Value>, IdTokenError> {
-    let header = header(jwt)?;
-    let Some(Value::String(alg_name)) = header.get("alg") else {
-        return fail(IdTokenCheck::Alg, "header has no string alg");
-    };
-    let Some(alg) = fapi_alg(alg_name) else {
-        return fail(
-            IdTokenCheck::Alg,
-            format!("alg {} is not PS256, ES256 or EdDSA", short(alg_name)),
-        );
-    };
-    if x.advertised_algs.is_some_and(|adv| !adv.iter().any(|a| a == alg_name)) {
-        return fail(IdTokenCheck::Alg, format!("alg {alg_name} is not advertised by the AS"));
-    }
-    if header.contains_key("crit") {
-        return fail(IdTokenCheck::Crit, "crit header present; no extensions are understood");
-    }
-    let kid = kid_of(&header)?;
-    let jwk = select(jwks, kid.as_deref(), alg)?;
-    let key = match DecodingKey::from_jwk(jwk) {
-        Ok(k) => k,
-        Err(e) => return fail(IdTokenCheck::Signature, format!("AS key unusable: {e}")),
-    };
-    // Built-in claim checks off: each claim rule below maps to exactly one IdTokenCheck.
-    let mut v = Validation::new(alg);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    v.leeway = 0;
-    let claims = match jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &v) {
-        Ok(d) => d.claims,
-        Err(e) => {
-            let check = match e.kind() {
-                ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
-                    IdTokenCheck::Malformed
-                }
-                _ => IdTokenCheck::Signature,
-            };
-            return fail(check, e.to_string());
-        }
-    };
+    let claims = jws::verify_with(jwt, jwks, x.advertised_algs).map_err(refused)?;
     check_claims(&claims, x)?;
     Ok(claims)
 }
 
-/// NumericDate: a non-negative JSON number (fractions truncated); anything else is absent.
-fn numeric(c: &Map<String, Value>, name: &str) -> Option<u64> {
-    let n = c.get(name)?.as_number()?;
-    n.as_u64()
-        .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
-}
-
-fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), IdTokenError> {
+/// The ID token's own claim rules (OIDC Core §3.1.3.7), after the shared JWS path.
+pub fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), IdTokenError> {
     use IdTokenCheck as C;
     match c.get("iss") {
         Some(Value::String(i)) if i == x.issuer => {}
@@ -256,13 +175,17 @@ fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), I
     let Some(exp) = numeric(c, "exp") else {
         return fail(C::Exp, "exp missing or not a number");
     };
-    if exp.saturating_add(x.skew) <= x.now {
+    let clock = Clock {
+        now: x.now,
+        skew: x.skew,
+    };
+    if clock.expired(exp) {
         return fail(C::Exp, format!("expired: exp {exp}, now {}, skew {}", x.now, x.skew));
     }
     let Some(iat) = numeric(c, "iat") else {
         return fail(C::Iat, "iat missing or not a number");
     };
-    if iat > x.now.saturating_add(x.skew) {
+    if clock.in_future(iat) {
         return fail(
             C::Iat,
             format!("issued in the future: iat {iat}, now {}, skew {}", x.now, x.skew),
@@ -273,7 +196,7 @@ fn check_claims(c: &Map<String, Value>, x: &IdTokenExpectations) -> Result<(), I
         let Some(nbf) = numeric(c, "nbf") else {
             return fail(C::Nbf, "nbf is not a number");
         };
-        if nbf > x.now.saturating_add(x.skew) {
+        if clock.in_future(nbf) {
             return fail(
                 C::Nbf,
                 format!("not valid yet: nbf {nbf}, now {}, skew {}", x.now, x.skew),

@@ -1,40 +1,58 @@
-//! JARM (JWT Secured Authorization Response Mode) verification against the AS JWKS, which
-//! is fetched, cached, refreshed on an unknown `kid` and rate-limited (CB-2, CB-3).
+//! JARM (JWT Secured Authorization Response Mode) responses, signed or signed then encrypted
+//! (JARM §2.3): decrypted with the client's encryption keys, verified on the shared JWS path
+//! ([`crate::as_client::jws`]) with the AS's JWKS, then the JARM claim rules (CB-2, CB-3).
+//! The AS's JWKS cache, [`AsJwks`], lives here too: fetched, cached, refreshed on an unknown
+//! `kid` and rate-limited; ID tokens and userinfo JWTs use it alike.
 
-use crate::errors::FailureCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use thiserror::Error;
 use url::Url;
 
+use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{AsHttp, AsRequest};
-use crate::as_client::jose::{select_verification_key, KeySelectError};
+use crate::as_client::jwe::{self, JweError};
+use crate::as_client::jws::{self, Clock, JwksFetch, JwsError};
+use crate::as_client::registry::AsClient;
+use crate::errors::FailureCode;
 use crate::metrics::Metrics;
 
-#[derive(Debug, Error)]
+/// Why a JARM response was refused; [`JarmError::check`] names the one rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JarmError {
-    #[error("response JWT is malformed: {0}")]
-    Malformed(String),
-    #[error("response JWT alg {0:?} is not allowed")]
-    Alg(String),
-    #[error("no AS key for kid {0:?}")]
-    UnknownKey(Option<String>),
-    #[error("AS JWKS unavailable: {0}")]
-    Jwks(String),
-    #[error("response JWT rejected: {0}")]
-    Invalid(String),
+    /// The shared JWS path refused it (shape, alg, `crit`, key, signature, JWKS).
+    Jws(JwsError),
+    /// `iss`, `aud` or `exp` broke the JARM claim rules (JARM §4.4): the claim and why.
+    Claim(&'static str, String),
+    /// An encrypted response that does not decrypt with this client's keys, or whose
+    /// `alg`/`enc` the AS's metadata rules out.
+    Jwe(JweError),
+    /// The decrypted response is not a signed JWT (JARM §2.3: signed, then encrypted).
+    JweInner,
 }
+
+impl std::fmt::Display for JarmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let check = self.check();
+        match self {
+            JarmError::Jws(e) => write!(f, "response JWT refused ({check}): {e}"),
+            JarmError::Claim(_, d) => write!(f, "response JWT refused ({check}): {d}"),
+            JarmError::Jwe(_) => write!(f, "encrypted response JWT refused ({check})"),
+            JarmError::JweInner => write!(f, "encrypted response JWT refused ({check}): not a signed JWT inside"),
+        }
+    }
+}
+
+impl std::error::Error for JarmError {}
 
 impl JarmError {
     /// The browser-facing failure this error becomes.
     pub fn failure(&self) -> FailureCode {
         match self {
-            JarmError::Jwks(_) => FailureCode::JwksUnavailable,
+            JarmError::Jws(JwsError::Jwks(_)) => FailureCode::JwksUnavailable,
             _ => FailureCode::JarmInvalid,
         }
     }
@@ -43,11 +61,25 @@ impl JarmError {
     pub fn code(&self) -> &'static str {
         self.failure().as_str()
     }
+
+    /// The rule the response broke, as the log detail names it (bounded).
+    pub fn check(&self) -> &'static str {
+        match self {
+            JarmError::Jws(JwsError::Malformed(_)) => "malformed",
+            JarmError::Jws(JwsError::Alg(_)) => "alg",
+            JarmError::Jws(JwsError::Crit) => "crit",
+            JarmError::Jws(JwsError::UnknownKid(_)) => "unknown_kid",
+            JarmError::Jws(JwsError::Signature(_)) => "signature",
+            JarmError::Jws(JwsError::Jwks(_)) => "jwks_unavailable",
+            JarmError::Claim(name, _) => name,
+            JarmError::Jwe(e) => e.check(),
+            JarmError::JweInner => "jwe_inner",
+        }
+    }
 }
 
-/// FAPI 2.0 algorithms only (CR-1): never `none` (unparseable here) or HMAC.
-fn allowed(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA)
+fn jwks_err(detail: impl Into<String>) -> JarmError {
+    JarmError::Jws(JwsError::Jwks(detail.into()))
 }
 
 /// One AS's JWKS. Fetches are rate-limited whether or not a set was ever loaded, so no
@@ -106,11 +138,11 @@ impl AsJwks {
             let resp = http
                 .send(AsRequest::get(uri.clone(), timeout))
                 .await
-                .map_err(|e| JarmError::Jwks(e.to_string()))?;
+                .map_err(|e| jwks_err(e.to_string()))?;
             if resp.status != 200 {
-                return Err(JarmError::Jwks(format!("HTTP {}", resp.status)));
+                return Err(jwks_err(format!("HTTP {}", resp.status)));
             }
-            serde_json::from_slice::<JwkSet>(&resp.body).map_err(|e| JarmError::Jwks(e.to_string()))
+            serde_json::from_slice::<JwkSet>(&resp.body).map_err(|e| jwks_err(e.to_string()))
         }
         .await;
         self.attempts.fetch_add(1, Ordering::AcqRel);
@@ -144,15 +176,13 @@ impl AsJwks {
         timeout: Duration,
         metrics: &Metrics,
     ) -> Result<std::sync::Arc<JwkSet>, JarmError> {
-        let uri = jwks_uri.ok_or_else(|| JarmError::Jwks("the AS publishes no jwks_uri".into()))?;
+        let uri = jwks_uri.ok_or_else(|| jwks_err("the AS publishes no jwks_uri"))?;
         let known = |set: &JwkSet| kid.is_none_or(|k| set.find(k).is_some());
         match self.current.load_full() {
             Some(set) if known(&set) => Ok(set),
             _ => {
                 self.refresh(http, uri, timeout, metrics).await?;
-                self.current
-                    .load_full()
-                    .ok_or_else(|| JarmError::Jwks("no AS key set loaded".into()))
+                self.current.load_full().ok_or_else(|| jwks_err("no AS key set loaded"))
             }
         }
     }
@@ -173,391 +203,162 @@ impl AsJwks {
         (!std::sync::Arc::ptr_eq(seen, &now)).then_some(now)
     }
 
-    /// The key for this JWS by the rule ID tokens use too ([`select_verification_key`]).
-    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, JarmError> {
-        let set = self
-            .current
-            .load_full()
-            .ok_or_else(|| JarmError::UnknownKey(kid.map(str::to_string)))?;
-        let jwk = select_verification_key(&set, kid, alg).map_err(|e| match e {
-            KeySelectError::WrongKey => JarmError::Alg(format!("{alg:?} with AS key {kid:?}")),
-            KeySelectError::NoKid { .. } | KeySelectError::UnknownKid => JarmError::UnknownKey(kid.map(str::to_string)),
-        })?;
-        DecodingKey::from_jwk(jwk).map_err(|e| JarmError::Invalid(format!("AS key unusable: {e}")))
-    }
-
-    /// Verifies a JARM response and returns its claims (`code`, `state`, `error`, ...).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn verify(
+    /// Verifies a signed JARM response on the shared JWS path, then the JARM claim rules;
+    /// returns its claims (`code`, `state`, `error`, ...).
+    pub async fn verify_jarm(
         &self,
-        token: &str,
-        http: &dyn AsHttp,
-        jwks_uri: Option<&Url>,
-        issuer: &str,
-        client_id: &str,
-        timeout: Duration,
-        metrics: &Metrics,
+        jws: &str,
+        x: &JarmExpect<'_>,
+        fetch: &JwksFetch<'_>,
     ) -> Result<Map<String, Value>, JarmError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| JarmError::Malformed(e.to_string()))?;
-        if !allowed(header.alg) {
-            return Err(JarmError::Alg(format!("{:?}", header.alg)));
+        let claims = self
+            .verify_jws(jws, x.advertised, fetch)
+            .await
+            .map_err(JarmError::Jws)?;
+        check_claims(&claims, x)?;
+        Ok(claims)
+    }
+}
+
+/// What a JARM response must match.
+#[derive(Debug, Clone, Copy)]
+pub struct JarmExpect<'a> {
+    /// Compared byte for byte.
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    /// `authorization_signing_alg_values_supported`; `None` when the AS does not list it.
+    pub advertised: Option<&'a [String]>,
+    pub clock: Clock,
+}
+
+/// JARM §4.4: `iss` the issuer, `aud` naming the client, `exp` present and not past (the
+/// configured clock skew, as for ID tokens).
+fn check_claims(c: &Map<String, Value>, x: &JarmExpect) -> Result<(), JarmError> {
+    let claim = |name, why: &str| Err(JarmError::Claim(name, why.to_string()));
+    match c.get("iss") {
+        Some(Value::String(i)) if i == x.issuer => {}
+        Some(Value::String(i)) => return claim("iss", &format!("iss {} is not the AS issuer", jws::short(i))),
+        _ => return claim("iss", "iss missing or not a string"),
+    }
+    let names_client = match c.get("aud") {
+        Some(Value::String(a)) => a == x.client_id,
+        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(x.client_id)),
+        _ => false,
+    };
+    if !names_client {
+        return claim("aud", "aud missing or not naming the client_id");
+    }
+    match jws::numeric(c, "exp") {
+        None => claim("exp", "exp missing or not a number"),
+        Some(exp) if x.clock.expired(exp) => claim(
+            "exp",
+            &format!("expired: exp {exp}, now {}, skew {}", x.clock.now, x.clock.skew),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A `response` parameter opened to its signed JWT: as it arrived, or decrypted.
+#[derive(Debug)]
+pub struct JarmResponse {
+    /// The signed JWT (the inner one of an encrypted response); its unverified `state`
+    /// names the AS to verify it with.
+    pub jws: String,
+    encrypted: Option<Encryption>,
+}
+
+#[derive(Debug)]
+struct Encryption {
+    alg: &'static str,
+    enc: &'static str,
+    /// The public JWK of the key that decrypted it.
+    key: Value,
+}
+
+/// Opens a `response` parameter. A JWE is decrypted with the encryption keys of every AS
+/// configured for JARM: which AS it comes from is only known from the `state` inside;
+/// [`verify`] then requires the key to be that AS's own.
+pub fn open(response: &str, clients: &[Arc<AsClient>]) -> Result<JarmResponse, JarmError> {
+    if !jwe::is_compact_jwe(response) {
+        return Ok(JarmResponse {
+            jws: response.to_string(),
+            encrypted: None,
+        });
+    }
+    let keys = jarm_decryption_keys(clients);
+    if keys.is_empty() {
+        return Err(JarmError::Jwe(JweError::Key));
+    }
+    let (alg, enc) = jwe::peek_algs(response).map_err(JarmError::Jwe)?;
+    let (plain, key) = jwe::decrypt_with_key(response, &keys).map_err(JarmError::Jwe)?;
+    let key = key.public_jwk().clone();
+    let jws = jwe::nested_jws(plain).ok_or(JarmError::JweInner)?;
+    Ok(JarmResponse {
+        jws,
+        encrypted: Some(Encryption {
+            alg: alg.as_str(),
+            enc: enc.as_str(),
+            key,
+        }),
+    })
+}
+
+fn jarm_decryption_keys(clients: &[Arc<AsClient>]) -> Vec<Arc<jwe::DecryptionKey>> {
+    clients
+        .iter()
+        .filter(|c| c.settings.client.jarm)
+        .flat_map(|c| c.keys.load().decryption_keys())
+        .collect()
+}
+
+/// Off a callback path: a JWE `response` is ours to check only when its header names one
+/// of our JARM clients' encryption keys (no decryption: any request may carry one).
+pub fn encrypted_to_us(response: &str, clients: &[Arc<AsClient>]) -> bool {
+    jwe::is_compact_jwe(response) && jwe::names_a_key(response, &jarm_decryption_keys(clients))
+}
+
+/// Verifies an opened JARM response for `client` (the AS its sealed state names): an
+/// encrypted one must have been encrypted to this client's key with an `alg`/`enc` the
+/// AS's metadata lists (`authorization_encryption_{alg,enc}_values_supported`, when
+/// listed); then the signed JWT as [`AsJwks::verify_jarm`] checks it.
+pub async fn verify(
+    client: &AsClient,
+    md: &ProviderMetadata,
+    response: &JarmResponse,
+    clock_skew: u64,
+    timeout: Duration,
+    metrics: &Metrics,
+) -> Result<Map<String, Value>, JarmError> {
+    if let Some(e) = &response.encrypted {
+        let own = client.keys.load().decryption_keys();
+        if !own.iter().any(|k| *k.public_jwk() == e.key) {
+            return Err(JarmError::Jwe(JweError::Key));
         }
-        let uri = jwks_uri.ok_or_else(|| JarmError::Jwks("the AS publishes no jwks_uri".into()))?;
-        let cached = self.current.load_full();
-        let (key, cached) = match (self.find(header.kid.as_deref(), header.alg), cached) {
-            (Ok(k), Some(set)) => (k, Some(set)),
-            _ => {
-                self.refresh(http, uri, timeout, metrics).await?;
-                (self.find(header.kid.as_deref(), header.alg)?, None)
-            }
+        let listed = |member: &str, value: &str| {
+            jws::advertised(&md.document, member).is_none_or(|l| l.iter().any(|v| v == value))
         };
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(&[issuer]);
-        v.set_audience(&[client_id]);
-        v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        v.leeway = 60;
-        let decode = |key: &DecodingKey| jsonwebtoken::decode::<Map<String, Value>>(token, key, &v);
-        match decode(&key) {
-            Ok(data) => Ok(data.claims),
-            // Verified with a cached key: once more after a refetch, should the AS have
-            // replaced the key under the same kid.
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) && cached.is_some() => {
-                let seen = cached.expect("checked");
-                if self
-                    .refetched_since(&seen, http, Some(uri), timeout, metrics)
-                    .await
-                    .is_some()
-                {
-                    if let Ok(k) = self.find(header.kid.as_deref(), header.alg) {
-                        return decode(&k)
-                            .map(|d| d.claims)
-                            .map_err(|e| JarmError::Invalid(e.to_string()));
-                    }
-                }
-                Err(JarmError::Invalid(e.to_string()))
-            }
-            Err(e) => Err(JarmError::Invalid(e.to_string())),
+        if !listed("authorization_encryption_alg_values_supported", e.alg)
+            || !listed("authorization_encryption_enc_values_supported", e.enc)
+        {
+            return Err(JarmError::Jwe(JweError::Alg));
         }
     }
+    let advertised = jws::advertised(&md.document, "authorization_signing_alg_values_supported");
+    let x = JarmExpect {
+        issuer: client.settings.issuer.as_str(),
+        client_id: client.settings.client.client_id.as_str(),
+        advertised: advertised.as_deref(),
+        clock: Clock::with_skew(clock_skew),
+    };
+    let http = client.http.load();
+    let fetch = JwksFetch {
+        http: http.as_ref().as_ref(),
+        jwks_uri: md.jwks_uri.as_ref(),
+        timeout,
+        metrics,
+    };
+    client.jwks.verify_jarm(&response.jws, &x, &fetch).await
 }
 
 #[cfg(test)]
-mod tests {
-    //! The conformance suite's JARM client cases, against a JWKS from a fake AS.
-
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, OnceLock};
-
-    use async_trait::async_trait;
-    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
-    use jsonwebtoken::jwk::Jwk;
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    use serde_json::json;
-
-    use super::*;
-    use crate::as_client::http_client::{AsResponse, TransportError};
-    use crate::as_client::request_object::now_secs;
-
-    const ISS: &str = "https://as.example.com";
-    const CLIENT: &str = "legacy-app";
-
-    struct Keys {
-        /// The AS's key, published in its JWKS under kid `as-1`.
-        good: EncodingKey,
-        /// Someone else's key of the same type.
-        other: EncodingKey,
-        jwks: JwkSet,
-    }
-
-    fn keys() -> &'static Keys {
-        static K: OnceLock<Keys> = OnceLock::new();
-        K.get_or_init(|| {
-            let gen = || {
-                let k = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-                EncodingKey::from_ec_der(k.to_pkcs8v1().unwrap().as_ref())
-            };
-            let good = gen();
-            let mut jwk = Jwk::from_encoding_key(&good, Algorithm::ES256).unwrap();
-            jwk.common.key_id = Some("as-1".into());
-            Keys {
-                good,
-                other: gen(),
-                jwks: JwkSet { keys: vec![jwk] },
-            }
-        })
-    }
-
-    /// Serves the JWKS and counts the fetches.
-    #[derive(Default)]
-    struct FakeAs {
-        fetches: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl AsHttp for FakeAs {
-        async fn send(&self, req: AsRequest) -> Result<AsResponse, TransportError> {
-            assert_eq!(req.url.as_str(), "https://as.example.com/jwks");
-            self.fetches.fetch_add(1, Ordering::SeqCst);
-            // A slow AS: concurrent callers arrive while the first fetch is in flight.
-            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-            Ok(AsResponse {
-                status: 200,
-                headers: http::HeaderMap::new(),
-                body: serde_json::to_vec(&keys().jwks).unwrap().into(),
-            })
-        }
-    }
-
-    fn claims() -> Value {
-        json!({"iss": ISS, "aud": CLIENT, "exp": now_secs() + 300, "state": "ps1.x", "code": "c-1"})
-    }
-
-    fn with(edit: impl FnOnce(&mut Map<String, Value>)) -> Value {
-        let mut c = claims();
-        edit(c.as_object_mut().unwrap());
-        c
-    }
-
-    fn sign_with(key: &EncodingKey, kid: &str, claims: &Value) -> String {
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some(kid.into());
-        encode(&h, claims, key).unwrap()
-    }
-
-    fn sign(claims: &Value) -> String {
-        sign_with(&keys().good, "as-1", claims)
-    }
-
-    async fn verify_with(jwks: &AsJwks, fake: &dyn AsHttp, token: &str) -> Result<Map<String, Value>, JarmError> {
-        let uri = Url::parse("https://as.example.com/jwks").unwrap();
-        jwks.verify(
-            token,
-            fake,
-            Some(&uri),
-            ISS,
-            CLIENT,
-            Duration::from_secs(1),
-            &Metrics::new(),
-        )
-        .await
-    }
-
-    async fn verify(token: &str) -> Result<Map<String, Value>, JarmError> {
-        verify_with(&AsJwks::new("bank"), &FakeAs::default(), token).await
-    }
-
-    #[tokio::test]
-    async fn a_good_response_is_accepted() {
-        let c = verify(&sign(&claims())).await.unwrap();
-        assert_eq!((c["code"].as_str(), c["state"].as_str()), (Some("c-1"), Some("ps1.x")));
-        // An aud array holding the client is fine too.
-        let arr = with(|c| {
-            c.insert("aud".into(), json!([CLIENT, "someone-else"]));
-        });
-        assert!(verify(&sign(&arr)).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn each_claim_fault_is_refused() {
-        let cases: Vec<(&str, Value)> = vec![
-            ("without iss", with(|c| drop(c.remove("iss")))),
-            (
-                "another iss",
-                with(|c| drop(c.insert("iss".into(), json!("https://evil.example.com")))),
-            ),
-            (
-                "iss with a trailing slash",
-                with(|c| drop(c.insert("iss".into(), json!("https://as.example.com/")))),
-            ),
-            ("without aud", with(|c| drop(c.remove("aud")))),
-            (
-                "another aud",
-                with(|c| drop(c.insert("aud".into(), json!("another-client")))),
-            ),
-            ("without exp", with(|c| drop(c.remove("exp")))),
-            (
-                "expired beyond the leeway",
-                with(|c| drop(c.insert("exp".into(), json!(now_secs() - 120)))),
-            ),
-        ];
-        for (name, claims) in cases {
-            let r = verify(&sign(&claims)).await;
-            assert!(matches!(r, Err(JarmError::Invalid(_))), "{name}: {r:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn bad_signatures_and_algs_are_refused() {
-        // Another key under the AS's kid.
-        let r = verify(&sign_with(&keys().other, "as-1", &claims())).await;
-        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
-        // A tampered payload.
-        let good = sign(&claims());
-        let parts: Vec<&str> = good.split('.').collect();
-        let forged = B64.encode(with(|c| drop(c.insert("code".into(), json!("c-2")))).to_string());
-        let r = verify(&format!("{}.{forged}.{}", parts[0], parts[2])).await;
-        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
-        // alg none, with and without a signature.
-        let none = B64.encode(br#"{"alg":"none","kid":"as-1"}"#);
-        for t in [
-            format!("{none}.{}.", parts[1]),
-            format!("{none}.{}.{}", parts[1], parts[2]),
-        ] {
-            let r = verify(&t).await;
-            assert!(matches!(r, Err(JarmError::Malformed(_) | JarmError::Alg(_))), "{r:?}");
-        }
-        // HMAC with the public key as a secret, and RS256: not FAPI 2.0 algorithms.
-        for alg in [Algorithm::HS256, Algorithm::RS256] {
-            let h = B64.encode(format!(r#"{{"alg":"{alg:?}","kid":"as-1"}}"#));
-            let r = verify(&format!("{h}.{}.{}", parts[1], parts[2])).await;
-            assert!(matches!(r, Err(JarmError::Alg(_))), "{alg:?}: {r:?}");
-        }
-        // ES256 claimed, a kid the AS never published.
-        let r = verify(&sign_with(&keys().good, "unknown", &claims())).await;
-        assert!(matches!(r, Err(JarmError::UnknownKey(_))), "{r:?}");
-    }
-
-    /// Serves one fixed JWKS.
-    struct Serves(JwkSet);
-
-    #[async_trait]
-    impl AsHttp for Serves {
-        async fn send(&self, _req: AsRequest) -> Result<AsResponse, TransportError> {
-            Ok(AsResponse {
-                status: 200,
-                headers: http::HeaderMap::new(),
-                body: serde_json::to_vec(&self.0).unwrap().into(),
-            })
-        }
-    }
-
-    /// JARM selects keys by the ID token's rule (one function): an AS publishing an
-    /// encryption key and its signing key under one kid is verified with the signing key,
-    /// a P-384 key is no ES256 key, and a JWK whose own `alg` differs is not used.
-    #[tokio::test]
-    async fn jarm_and_id_tokens_select_keys_alike() {
-        let good = keys().jwks.keys[0].clone();
-        let mut enc = Jwk::from_encoding_key(&keys().other, Algorithm::ES256).unwrap();
-        enc.common.key_id = Some("as-1".into());
-        enc.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Encryption);
-        let shared_kid = JwkSet {
-            keys: vec![enc, good.clone()],
-        };
-        let r = verify_with(&AsJwks::new("bank"), &Serves(shared_kid), &sign(&claims())).await;
-        assert!(r.is_ok(), "{r:?}");
-        let mut p384 = good.clone();
-        if let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p) = &mut p384.algorithm {
-            p.curve = jsonwebtoken::jwk::EllipticCurve::P384;
-        }
-        let mut wrong_alg = good;
-        wrong_alg.common.key_algorithm = Some(jsonwebtoken::jwk::KeyAlgorithm::PS256);
-        for set in [vec![p384], vec![wrong_alg]] {
-            let r = verify_with(&AsJwks::new("bank"), &Serves(JwkSet { keys: set }), &sign(&claims())).await;
-            assert!(matches!(r, Err(JarmError::Alg(_))), "{r:?}");
-        }
-    }
-
-    /// Unknown kids cannot drive JWKS fetches: the limit holds from the first attempt.
-    #[tokio::test]
-    async fn unknown_kids_fetch_the_jwks_at_most_once_per_window() {
-        let fake = Arc::new(FakeAs::default());
-        let jwks = Arc::new(AsJwks::new("bank"));
-        let mut tasks = Vec::new();
-        for i in 0..20 {
-            let (fake, jwks) = (fake.clone(), jwks.clone());
-            tasks.push(tokio::spawn(async move {
-                let t = sign_with(&keys().other, &format!("attacker-{i}"), &claims());
-                verify_with(&jwks, fake.as_ref(), &t).await
-            }));
-        }
-        for t in tasks {
-            assert!(matches!(t.await.unwrap(), Err(JarmError::UnknownKey(_))));
-        }
-        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "one fetch in the window");
-        // The genuine response still verifies from the cached set, without another fetch.
-        assert!(verify_with(&jwks, fake.as_ref(), &sign(&claims())).await.is_ok());
-        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1);
-    }
-
-    /// An AS whose published key set can be swapped.
-    struct RotatingAs {
-        fetches: AtomicUsize,
-        set: std::sync::Mutex<JwkSet>,
-    }
-
-    #[async_trait]
-    impl AsHttp for RotatingAs {
-        async fn send(&self, _req: AsRequest) -> Result<AsResponse, TransportError> {
-            self.fetches.fetch_add(1, Ordering::SeqCst);
-            let body = serde_json::to_vec(&*self.set.lock().unwrap()).unwrap();
-            Ok(AsResponse {
-                status: 200,
-                headers: http::HeaderMap::new(),
-                body: body.into(),
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn a_key_replaced_under_the_same_kid_is_used_after_one_rate_limited_refetch() {
-        let mut replaced = Jwk::from_encoding_key(&keys().other, Algorithm::ES256).unwrap();
-        replaced.common.key_id = Some("as-1".into());
-        let fake = RotatingAs {
-            fetches: AtomicUsize::new(0),
-            set: std::sync::Mutex::new(keys().jwks.clone()),
-        };
-        // Within the rate-limit window the replaced key is not fetched: refused, no fetch.
-        let limited = AsJwks::new("bank");
-        assert!(verify_with(&limited, &fake, &sign(&claims())).await.is_ok());
-        *fake.set.lock().unwrap() = JwkSet {
-            keys: vec![replaced.clone()],
-        };
-        let r = verify_with(&limited, &fake, &sign_with(&keys().other, "as-1", &claims())).await;
-        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
-        assert_eq!(fake.fetches.load(Ordering::SeqCst), 1, "the refetch is rate-limited");
-
-        // Once the window allows it, one refetch brings the new key and the response verifies.
-        let mut open = AsJwks::new("bank");
-        open.min_refresh = Duration::ZERO;
-        *fake.set.lock().unwrap() = keys().jwks.clone();
-        assert!(verify_with(&open, &fake, &sign(&claims())).await.is_ok());
-        *fake.set.lock().unwrap() = JwkSet { keys: vec![replaced] };
-        let before = fake.fetches.load(Ordering::SeqCst);
-        let t = sign_with(&keys().other, "as-1", &claims());
-        assert!(verify_with(&open, &fake, &t).await.is_ok());
-        assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 1);
-        // The old key is gone from the set: its signature is refused after one refetch.
-        let r = verify_with(&open, &fake, &sign(&claims())).await;
-        assert!(matches!(r, Err(JarmError::Invalid(_))), "{r:?}");
-        assert_eq!(fake.fetches.load(Ordering::SeqCst), before + 2);
-    }
-
-    #[tokio::test]
-    async fn concurrent_first_loads_wait_for_the_fetch_in_flight() {
-        let jwks = std::sync::Arc::new(AsJwks::new("t"));
-        let http = std::sync::Arc::new(FakeAs::default());
-        let metrics = std::sync::Arc::new(Metrics::new());
-        let uri = Url::parse("https://as.example.com/jwks").unwrap();
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let (jwks, http, metrics, uri) = (jwks.clone(), http.clone(), metrics.clone(), uri.clone());
-            tasks.push(tokio::spawn(async move {
-                jwks.key_set(
-                    None,
-                    http.as_ref(),
-                    Some(&uri),
-                    std::time::Duration::from_secs(1),
-                    &metrics,
-                )
-                .await
-                .map(|_| ())
-            }));
-        }
-        for t in tasks {
-            assert!(t.await.unwrap().is_ok(), "no caller is turned away with nothing loaded");
-        }
-        assert_eq!(http.fetches.load(Ordering::SeqCst), 1);
-    }
-}
+mod tests;

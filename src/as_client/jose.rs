@@ -23,7 +23,8 @@ pub enum KeyError {
 
 enum KeyMaterial {
     Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair),
+    /// The key and its JWK `crv`.
+    Ec(EcdsaKeyPair, &'static str),
     Ed(Ed25519KeyPair),
 }
 
@@ -58,13 +59,7 @@ impl SigningKey {
                 }
                 KeyMaterial::Rsa(kp)
             }
-            Alg::ES256 => {
-                let a = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-                let kp = EcdsaKeyPair::from_pkcs8(a, der)
-                    .or_else(|_| EcdsaKeyPair::from_private_key_der(a, der))
-                    .map_err(|e| KeyError::Parse(format!("not a P-256 private key for ES256: {e}")))?;
-                KeyMaterial::Ec(kp)
-            }
+            Alg::ES256 | Alg::ES384 | Alg::ES512 => KeyMaterial::Ec(ec_key(der, alg)?, ec_crv(alg)),
             Alg::EdDSA => KeyMaterial::Ed(
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
                     .map_err(|e| KeyError::Parse(format!("not an Ed25519 private key for EdDSA: {e}")))?,
@@ -78,8 +73,8 @@ impl SigningKey {
         let err = |_| KeyError::Parse(format!("cannot generate a {} key", alg.as_str()));
         let material = match alg {
             Alg::PS256 => KeyMaterial::Rsa(RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(err)?),
-            Alg::ES256 => {
-                KeyMaterial::Ec(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(err)?)
+            Alg::ES256 | Alg::ES384 | Alg::ES512 => {
+                KeyMaterial::Ec(EcdsaKeyPair::generate(ecdsa(alg)).map_err(err)?, ec_crv(alg))
             }
             Alg::EdDSA => KeyMaterial::Ed(Ed25519KeyPair::generate().map_err(err)?),
         };
@@ -135,7 +130,7 @@ impl SigningKey {
                     .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
-            KeyMaterial::Ec(kp) => Ok(kp.sign(&self.rng, msg).map_err(|_| KeyError::Sign)?.as_ref().to_vec()),
+            KeyMaterial::Ec(kp, _) => Ok(kp.sign(&self.rng, msg).map_err(|_| KeyError::Sign)?.as_ref().to_vec()),
             KeyMaterial::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
         }
     }
@@ -164,6 +159,41 @@ impl SigningKey {
     }
 }
 
+/// Fixed-length (r || s, RFC 7518 §3.4) ECDSA signing for an ES* alg.
+fn ecdsa(alg: Alg) -> &'static signature::EcdsaSigningAlgorithm {
+    match alg {
+        Alg::ES384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        Alg::ES512 => &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+        _ => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    }
+}
+
+fn ec_crv(alg: Alg) -> &'static str {
+    alg.curve().unwrap_or("P-256")
+}
+
+/// An EC key for `alg`. The key's curve decides the alg: a key on another curve is refused
+/// with the alg it would sign (a P-384 key signs ES384, never ES256).
+fn ec_key(der: &[u8], alg: Alg) -> Result<EcdsaKeyPair, KeyError> {
+    let parse =
+        |a: Alg| EcdsaKeyPair::from_pkcs8(ecdsa(a), der).or_else(|_| EcdsaKeyPair::from_private_key_der(ecdsa(a), der));
+    parse(alg).map_err(|e| {
+        let fits = [Alg::ES256, Alg::ES384, Alg::ES512]
+            .into_iter()
+            .find(|a| *a != alg && parse(*a).is_ok());
+        match fits {
+            Some(a) => KeyError::Parse(format!(
+                "a {} key signs {}, not {}: set alg: {}",
+                ec_crv(a),
+                a.as_str(),
+                alg.as_str(),
+                a.as_str()
+            )),
+            None => KeyError::Parse(format!("not a {} private key for {}: {e}", ec_crv(alg), alg.as_str())),
+        }
+    })
+}
+
 fn public_jwk_members(m: &KeyMaterial) -> Value {
     match m {
         KeyMaterial::Rsa(kp) => {
@@ -174,10 +204,11 @@ fn public_jwk_members(m: &KeyMaterial) -> Value {
                 "e": B64.encode(pk.exponent().big_endian_without_leading_zero()),
             })
         }
-        KeyMaterial::Ec(kp) => {
-            // Uncompressed SEC1 point: 0x04 || X(32) || Y(32).
+        KeyMaterial::Ec(kp, crv) => {
+            // Uncompressed SEC1 point: 0x04 || X || Y, coordinates of equal length (32, 48, 66).
             let p = kp.public_key().as_ref();
-            json!({ "kty": "EC", "crv": "P-256", "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..65]) })
+            let n = (p.len() - 1) / 2;
+            json!({ "kty": "EC", "crv": crv, "x": B64.encode(&p[1..1 + n]), "y": B64.encode(&p[1 + n..]) })
         }
         KeyMaterial::Ed(kp) => {
             json!({ "kty": "OKP", "crv": "Ed25519", "x": B64.encode(kp.public_key().as_ref()) })
@@ -295,5 +326,65 @@ mod tests {
         assert!(Alg::parse("HS256").is_none());
         assert!(Alg::EdDSA.advertised_as("Ed25519"));
         assert!(!Alg::ES256.advertised_as("PS256"));
+        assert_eq!(Alg::parse("ES384"), Some(Alg::ES384));
+        assert_eq!(Alg::ES512.as_str(), "ES512");
+    }
+
+    /// ES384/ES512 (Singpass accepts P-384 and P-521 client keys): the JWS verifies with
+    /// the published JWK, whose `crv` and coordinate lengths fit the curve.
+    #[test]
+    fn es384_and_es512_sign_and_publish_their_curve() {
+        use aws_lc_rs::signature::{
+            UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ECDSA_P521_SHA512_FIXED,
+        };
+        for (alg, verify, crv, len) in [
+            (Alg::ES256, &ECDSA_P256_SHA256_FIXED, "P-256", 32),
+            (Alg::ES384, &ECDSA_P384_SHA384_FIXED, "P-384", 48),
+            (Alg::ES512, &ECDSA_P521_SHA512_FIXED, "P-521", 66),
+        ] {
+            let key = SigningKey::generate(alg).unwrap();
+            let jwk = key.public_jwk();
+            assert_eq!(
+                (jwk["crv"].as_str(), jwk["alg"].as_str()),
+                (Some(crv), Some(alg.as_str()))
+            );
+            let coord = |n: &str| B64.decode(jwk[n].as_str().unwrap()).unwrap();
+            assert_eq!((coord("x").len(), coord("y").len()), (len, len));
+            assert!(jwk.get("d").is_none());
+            let mut claims = Map::new();
+            claims.insert("sub".into(), json!("c"));
+            let jws = key.sign_jwt(Some("dpop+jwt"), &claims).unwrap();
+            let (input, sig) = jws.rsplit_once('.').unwrap();
+            let header: Value = serde_json::from_slice(&B64.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
+            assert_eq!(header["alg"], alg.as_str());
+            // Verified with the published JWK alone: 0x04 || x || y, r || s of 2 * len bytes.
+            let sig = B64.decode(sig).unwrap();
+            assert_eq!(sig.len(), 2 * len);
+            let point = [vec![4u8], coord("x"), coord("y")].concat();
+            let ok = UnparsedPublicKey::new(verify, &point).verify(input.as_bytes(), &sig);
+            assert!(ok.is_ok(), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn the_key_curve_decides_the_alg() {
+        let p384 = EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        let der = p384.to_pkcs8v1().unwrap();
+        let err = SigningKey::from_der(der.as_ref(), Alg::ES256, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a P-384 key signs ES384") && err.contains("set alg: ES384"),
+            "{err}"
+        );
+        let k = SigningKey::from_der(der.as_ref(), Alg::ES384, Some("k".into())).unwrap();
+        assert_eq!((k.alg(), k.public_jwk()["crv"].as_str()), (Alg::ES384, Some("P-384")));
+        let p521 = EcdsaKeyPair::generate(&signature::ECDSA_P521_SHA512_FIXED_SIGNING).unwrap();
+        let der = p521.to_pkcs8v1().unwrap();
+        assert!(SigningKey::from_der(der.as_ref(), Alg::ES512, None).is_ok());
+        let err = SigningKey::from_der(der.as_ref(), Alg::PS256, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an RSA private key"), "{err}");
     }
 }

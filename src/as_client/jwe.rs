@@ -249,6 +249,15 @@ pub fn is_compact_jwe(token: &str) -> bool {
 /// Decrypts a compact JWE with the key its `kid` names (or, without a `kid`, the only key
 /// for its `alg`). Returns the plaintext; the caller checks it is a JWS and verifies it.
 pub fn decrypt(token: &str, keys: &[impl AsRef<DecryptionKey>]) -> Result<Vec<u8>, JweError> {
+    decrypt_with_key(token, keys).map(|(p, _)| p)
+}
+
+/// [`decrypt`], also naming the key that decrypted: a caller that tried several clients'
+/// keys can then check the key belongs to the client the plaintext turns out to be for.
+pub fn decrypt_with_key<'k, K: AsRef<DecryptionKey>>(
+    token: &str,
+    keys: &'k [K],
+) -> Result<(Vec<u8>, &'k DecryptionKey), JweError> {
     if token.len() > MAX_JWE_LEN {
         return Err(JweError::Malformed);
     }
@@ -273,11 +282,27 @@ pub fn decrypt(token: &str, keys: &[impl AsRef<DecryptionKey>]) -> Result<Vec<u8
             .content_key(&header, enc, &ek)
             .and_then(|cek| decrypt_content(enc, &cek, h64.as_bytes(), &iv, ct.clone(), &tag));
         match result {
-            Ok(p) => return Ok(p),
+            Ok(p) => return Ok((p, key)),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// True when the JWE's header passes the header rules and names one of `keys` (no
+/// decryption): cheap enough to decide whether an unknown parameter is meant for us.
+pub fn names_a_key(token: &str, keys: &[impl AsRef<DecryptionKey>]) -> bool {
+    let h64 = token.split('.').next().unwrap_or_default();
+    let header: Option<Map<String, Value>> = B64.decode(h64).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    header.is_some_and(|h| header_algs(&h).is_ok_and(|(alg, _)| select_keys(&h, alg, keys).is_ok()))
+}
+
+/// The plaintext of a nested JWT when it is a compact JWS (three base64url parts): a
+/// token the AS encrypted must also be signed (never an unsigned inner token).
+pub fn nested_jws(plaintext: Vec<u8>) -> Option<String> {
+    String::from_utf8(plaintext)
+        .ok()
+        .filter(|s| s.split('.').count() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
 }
 
 /// The `alg` and `enc` of a compact JWE, with the header rules applied (no key is used): for

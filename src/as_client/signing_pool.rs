@@ -6,8 +6,9 @@
 //! for a scheduler slice. Here there is one signing thread per core (so logins still use
 //! every core), each at `nice` +10: the kernel gives a runnable proxy thread about nine
 //! times a signer's share, so signing takes the idle CPU and yields to the proxy.
-//! Lowering a thread's own priority needs no privilege. EC and Ed25519 signatures (~15 us)
-//! are cheaper than the hand-off and stay inline.
+//! Lowering a thread's own priority needs no privilege. ES256 and Ed25519 signatures
+//! (~15 us) are cheaper than the hand-off and stay inline; ES384/ES512 cost as much as RSA
+//! and come here too (`Alg::signs_slowly`).
 //!
 //! Work nobody waits for (topping up the client-assertion pools) runs on one more thread at
 //! `nice` +19, below the signatures a login is waiting for: proxy > login > refill.

@@ -14,8 +14,10 @@ use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::AsRequest;
 use crate::as_client::id_token::{self, IdTokenError, IdTokenExpectations};
 use crate::as_client::jwe::{self, JweError};
+use crate::as_client::jws::{JwksFetch, JwsError};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
+use crate::config::IdTokenHandover;
 use crate::handoff::{CodeRecord, RefreshSubjects};
 use crate::metrics::Metrics;
 use crate::protocol::secret::Secret;
@@ -233,6 +235,8 @@ async fn check(
         text("refresh_token"),
         sub.as_deref(),
     ) {
+        // `original`: the app decrypts the JWE itself; it was checked all the same.
+        Ok(()) if client.settings.client.id_token_handover == IdTokenHandover::Original => Ok(None),
         Ok(()) => Ok(inner.map(|jws| with_id_token(doc, jws))),
         Err(e) => fail(e),
     }
@@ -266,10 +270,7 @@ fn decrypted_id_token(
         return Err(TokenResponseError::Jwe(JweError::Alg));
     }
     let plaintext = jwe::decrypt(token, &keys).map_err(TokenResponseError::Jwe)?;
-    let inner = String::from_utf8(plaintext)
-        .ok()
-        .filter(|s| s.split('.').count() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-        .ok_or(TokenResponseError::JweInner)?;
+    let inner = jwe::nested_jws(plaintext).ok_or(TokenResponseError::JweInner)?;
     Ok(Some(inner))
 }
 
@@ -287,8 +288,8 @@ fn openid_login(rec: &CodeRecord, doc: &serde_json::Map<String, Value>) -> bool 
     rec.nonce.is_some() || scope.split(' ').any(|s| s == "openid")
 }
 
-/// Verifies the ID token with the AS's JWKS (refetched once should the AS have replaced a
-/// key under the same kid) and returns its `sub`.
+/// Verifies the ID token on the shared JWS path (the AS's JWKS, refetched once should the AS
+/// have replaced a key under the same kid), then its claim rules; returns its `sub`.
 async fn verified_sub(
     env: &CheckEnv<'_>,
     client: &AsClient,
@@ -296,19 +297,6 @@ async fn verified_sub(
     grant: Grant<'_>,
     jwt: &str,
 ) -> Result<String, TokenResponseError> {
-    let kid = id_token::header_kid(jwt).map_err(TokenResponseError::IdToken)?;
-    let http = client.http.load();
-    let jwks = client
-        .jwks
-        .key_set(
-            kid.as_deref(),
-            http.as_ref().as_ref(),
-            md.jwks_uri.as_ref(),
-            env.fetch_timeout,
-            env.metrics,
-        )
-        .await
-        .map_err(|e| TokenResponseError::Jwks(e.to_string()))?;
     let (nonce, max_age) = match grant {
         Grant::Code(rec) => (rec.nonce.as_ref().map(Secret::expose), rec.max_age),
         _ => (None, None),
@@ -322,28 +310,19 @@ async fn verified_sub(
         skew: env.clock_skew,
         now: now_secs(),
     };
-    let claims = match id_token::validate(jwt, &jwks, &expect) {
-        Ok(c) => c,
-        // The AS may have replaced its key under the same kid: verify once more if a
-        // (rate-limited) refetch brings a new set.
-        Err(e) if e.check == id_token::IdTokenCheck::Signature => {
-            let fresh = client
-                .jwks
-                .refetched_since(
-                    &jwks,
-                    http.as_ref().as_ref(),
-                    md.jwks_uri.as_ref(),
-                    env.fetch_timeout,
-                    env.metrics,
-                )
-                .await;
-            match fresh.map(|set| id_token::validate(jwt, &set, &expect)) {
-                Some(r) => r.map_err(TokenResponseError::IdToken)?,
-                None => return Err(TokenResponseError::IdToken(e)),
-            }
-        }
-        Err(e) => return Err(TokenResponseError::IdToken(e)),
+    let http = client.http.load();
+    let fetch = JwksFetch {
+        http: http.as_ref().as_ref(),
+        jwks_uri: md.jwks_uri.as_ref(),
+        timeout: env.fetch_timeout,
+        metrics: env.metrics,
     };
+    let claims = match client.jwks.verify_jws(jwt, expect.advertised_algs, &fetch).await {
+        Ok(c) => c,
+        Err(JwsError::Jwks(e)) => return Err(TokenResponseError::Jwks(e)),
+        Err(e) => return Err(TokenResponseError::IdToken(id_token::refused(e))),
+    };
+    id_token::check_claims(&claims, &expect).map_err(TokenResponseError::IdToken)?;
     if let Grant::Code(rec) = grant {
         check_claim_values(rec, &claims)?;
     }

@@ -1,14 +1,13 @@
 //! Userinfo responses as JWTs (`application/jwt`, OIDC Core §5.3.2): signed, or signed then
 //! encrypted (Singpass Myinfo). A legacy app expects JSON, so the sidecar decrypts (same
-//! keys as ID tokens), verifies the JWS with the AS's JWKS (the key selection rule ID tokens
-//! and JARM use) and hands the app the claims as `application/json`.
+//! keys as ID tokens), verifies the JWS on the path ID tokens and JARM take ([`jws`]: algs, `crit`,
+//! key selection, refetch) and hands the app the claims as `application/json`.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::as_client::discovery::ProviderMetadata;
-use crate::as_client::jose::select_verification_key;
 use crate::as_client::jwe::{self, JweError};
+use crate::as_client::jws::{self, JwksFetch, JwsError};
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::CheckEnv;
 
@@ -23,6 +22,8 @@ pub enum UserinfoCheck {
     /// No AS key for the `kid`/`alg`, or the JWKS could not be loaded.
     Key,
     Signature,
+    /// A `crit` header (the rule ID tokens and JARM share).
+    Crit,
     /// `iss` present and not the issuer, or `aud` present and not naming the client.
     Iss,
     Aud,
@@ -36,6 +37,7 @@ impl UserinfoCheck {
             UserinfoCheck::Alg => "userinfo_alg",
             UserinfoCheck::Key => "userinfo_key",
             UserinfoCheck::Signature => "userinfo_signature",
+            UserinfoCheck::Crit => "userinfo_crit",
             UserinfoCheck::Iss => "userinfo_iss",
             UserinfoCheck::Aud => "userinfo_aud",
         }
@@ -69,38 +71,31 @@ pub async fn claims_json(
     } else {
         text.to_string()
     };
-    if jws.split('.').count() != 3 {
+    // Three parts with a signature: an unsigned inner token (`alg: none`) is no JWS here.
+    if jws.split('.').count() != 3 || jws.ends_with('.') {
         return Err(UserinfoCheck::Malformed);
     }
-    let header = jsonwebtoken::decode_header(&jws).map_err(|_| UserinfoCheck::Malformed)?;
-    if !matches!(header.alg, Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA) {
-        return Err(UserinfoCheck::Alg);
-    }
-    let alg_name = format!("{:?}", header.alg);
-    if let Some(Value::Array(listed)) = md.document.get("userinfo_signing_alg_values_supported") {
-        if !listed.iter().any(|a| a.as_str() == Some(alg_name.as_str())) {
-            return Err(UserinfoCheck::Alg);
-        }
-    }
+    let listed = jws::advertised(&md.document, "userinfo_signing_alg_values_supported");
     let http = client.http.load();
-    let timeout = env.fetch_timeout;
-    let kid = header.kid.as_deref();
-    let jwks = client
-        .jwks
-        .key_set(kid, http.as_ref().as_ref(), md.jwks_uri.as_ref(), timeout, env.metrics)
-        .await
-        .map_err(|_| UserinfoCheck::Key)?;
-    let jwk = select_verification_key(&jwks, kid, header.alg).map_err(|_| UserinfoCheck::Key)?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| UserinfoCheck::Key)?;
+    let fetch = JwksFetch {
+        http: http.as_ref().as_ref(),
+        jwks_uri: md.jwks_uri.as_ref(),
+        timeout: env.fetch_timeout,
+        metrics: env.metrics,
+    };
     // Userinfo JWTs carry no exp as a rule: only the signature is required; iss and aud are
     // checked when present (OIDC Core §5.3.2: SHOULD be present, then MUST match).
-    let mut v = Validation::new(header.alg);
-    v.required_spec_claims.clear();
-    v.validate_exp = false;
-    v.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Map<String, Value>>(&jws, &key, &v)
-        .map_err(|_| UserinfoCheck::Signature)?
-        .claims;
+    let claims = client
+        .jwks
+        .verify_jws(&jws, listed.as_deref(), &fetch)
+        .await
+        .map_err(|e| match e {
+            JwsError::Malformed(_) => UserinfoCheck::Malformed,
+            JwsError::Alg(_) => UserinfoCheck::Alg,
+            JwsError::Crit => UserinfoCheck::Crit,
+            JwsError::UnknownKid(_) | JwsError::Jwks(_) => UserinfoCheck::Key,
+            JwsError::Signature(_) => UserinfoCheck::Signature,
+        })?;
     if let Some(iss) = claims.get("iss") {
         if iss.as_str() != Some(client.settings.issuer.as_str()) {
             return Err(UserinfoCheck::Iss);

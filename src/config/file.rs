@@ -36,6 +36,9 @@ pub struct FileConfig {
     /// Ecosystem profile of every AS (README "Profiles"); `authorization_servers[].profile`
     /// overrides it. Unset: `fapi2-message-signing`.
     pub profile: Option<String>,
+    /// Serve the client JWKS (public keys) on the public listener at this path, for ASs that
+    /// fetch a hosted client JWKS. Off when absent.
+    pub public_jwks_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +107,9 @@ pub struct ClientFile {
     /// `encryption_keys` for a rotation overlap. Replaced as a whole per AS, like signing keys.
     pub encryption_key: Option<EncryptionKeyFile>,
     pub encryption_keys: Option<Vec<EncryptionKeyFile>>,
+    /// `verified_jws` (default: the app gets the decrypted, verified inner JWS) or
+    /// `original` (the JWE as the AS sent it, after the same checks).
+    pub id_token_handover: Option<String>,
 }
 
 /// A private key for JWE decryption: `alg` is the JWE key management algorithm.
@@ -129,7 +135,7 @@ pub struct DpopFile {
 #[serde(deny_unknown_fields)]
 pub struct DpopKeyFile {
     pub path: Option<String>,
-    /// PS256, ES256 or EdDSA; required with `path`, ES256 when generated.
+    /// PS256, ES256, ES384, ES512 or EdDSA; required with `path`, ES256 when generated.
     pub alg: Option<String>,
 }
 
@@ -201,6 +207,10 @@ impl ClientFile {
             } else {
                 self.encryption_keys.clone()
             },
+            id_token_handover: over
+                .id_token_handover
+                .clone()
+                .or_else(|| self.id_token_handover.clone()),
         }
     }
 }

@@ -163,6 +163,19 @@ pub struct ClientSettings {
     /// JWE decryption keys (`encryption_key(s)`): empty unless the AS encrypts ID tokens.
     /// All decrypt (the `kid` picks one), so a rotated-out key keeps working while listed.
     pub encryption_keys: Vec<EncryptionKeyRef>,
+    /// What the app receives as `id_token` when the AS encrypted it (`id_token_handover`).
+    pub id_token_handover: IdTokenHandover,
+}
+
+/// `client.id_token_handover`: the ID token the app gets from an encrypted one. Either way
+/// the sidecar decrypts and verifies it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdTokenHandover {
+    /// The verified inner JWS (a legacy app knows no JWE).
+    #[default]
+    VerifiedJws,
+    /// The JWE as the AS sent it, for an app that decrypts it itself.
+    Original,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +286,8 @@ pub struct Settings {
     pub memory_trim_interval: Duration,
     /// Header size cap, fair sharing and the admin/egress caps (`conn::connections`).
     pub connection_bounds: ConnectionBounds,
+    /// `public_jwks_path`: GET/HEAD there on the public listener answers the client JWKS.
+    pub public_jwks_path: Option<String>,
 }
 
 /// What bounds every connection beyond the public cap (issue 18 item 2): validated from

@@ -383,6 +383,8 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
         .client_id
         .clone()
         .unwrap_or_else(|| authorization_servers[0].client.client_id.as_str().to_string());
+    let public_jwks_path =
+        super::validate_enc::public_jwks_path(f.public_jwks_path.as_deref(), &f.callback.paths, &invalid)?;
 
     Ok(Settings {
         source: path.to_path_buf(),
@@ -485,6 +487,7 @@ pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<
                 ))
             }
         },
+        public_jwks_path,
         connection_bounds: super::validate_conn::connection_bounds(
             [
                 f.limits.max_request_header_bytes,
@@ -571,7 +574,7 @@ fn validate_client(
         let alg = Alg::parse(&k.alg).ok_or_else(|| {
             invalid(
                 &ck(&format!("signing_keys[{i}].alg")),
-                format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+                format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
             )
         })?;
         signing_keys.push(SigningKeyRef {
@@ -586,7 +589,7 @@ fn validate_client(
             alg: Alg::parse(&k.alg).ok_or_else(|| {
                 invalid(
                     &ck("request_object_signing_key.alg"),
-                    format!("`{}` is not one of PS256, ES256, EdDSA", k.alg),
+                    format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
                 )
             })?,
             kid: k.kid.clone(),
@@ -639,9 +642,10 @@ fn validate_client(
         300,
     )?;
     // On by default only where a signature is slow enough to be worth taking off the login's
-    // path: RSA (PS256, ~400 us here). An ES256/EdDSA signature (~15-25 us) costs less than
-    // handing work to another thread (measured: benches/results/separate-runs.md).
-    let default_pool = if signing_keys[0].alg == Alg::PS256 {
+    // path: RSA (PS256, ~400 us here), ES384/ES512 (P-384/P-521, as slow or slower). An
+    // ES256/EdDSA signature (~15-25 us) costs less than handing work to another thread
+    // (measured: benches/results/separate-runs.md).
+    let default_pool = if signing_keys[0].alg.signs_slowly() {
         DEFAULT_ASSERTION_POOL
     } else {
         0
@@ -700,6 +704,7 @@ fn validate_client(
             ),
         },
         encryption_keys: super::validate_enc::encryption_keys(c, ck, invalid, resolve)?,
+        id_token_handover: super::validate_enc::id_token_handover(c, ck, invalid)?,
     })
 }
 
@@ -711,12 +716,16 @@ fn validate_dpop(
 ) -> Result<DpopSettings, ConfigError> {
     let key = d.key.clone().unwrap_or(file::DpopKeyFile { path: None, alg: None });
     let alg = match (&key.alg, &key.path) {
-        (Some(a), _) => Alg::parse(a)
-            .ok_or_else(|| invalid(&ck("dpop.key.alg"), format!("`{a}` is not one of PS256, ES256, EdDSA")))?,
+        (Some(a), _) => Alg::parse(a).ok_or_else(|| {
+            invalid(
+                &ck("dpop.key.alg"),
+                format!("`{a}` is not one of PS256, ES256, ES384, ES512, EdDSA"),
+            )
+        })?,
         (None, Some(_)) => {
             return Err(invalid(
                 &ck("dpop.key.alg"),
-                "required with `path`: PS256, ES256 or EdDSA".into(),
+                "required with `path`: PS256, ES256, ES384, ES512 or EdDSA".into(),
             ))
         }
         (None, None) => Alg::ES256,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{file, ConfigError, EncryptionKeyRef};
+use super::{file, ConfigError, EncryptionKeyRef, IdTokenHandover};
 use crate::protocol::jose::KeyAlg;
 
 const ALGS: &str = "ECDH-ES, ECDH-ES+A128KW, ECDH-ES+A192KW, ECDH-ES+A256KW, RSA-OAEP-256";
@@ -51,6 +51,46 @@ pub(super) fn encryption_keys(
     Ok(out)
 }
 
+/// `verified_jws` (default) or `original`.
+pub(super) fn id_token_handover(
+    c: &file::ClientFile,
+    ck: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<IdTokenHandover, ConfigError> {
+    match c.id_token_handover.as_deref() {
+        None | Some("verified_jws") => Ok(IdTokenHandover::VerifiedJws),
+        Some("original") => Ok(IdTokenHandover::Original),
+        Some(other) => Err(invalid(
+            &ck("id_token_handover"),
+            format!("`{other}` is not one of verified_jws, original"),
+        )),
+    }
+}
+
+/// `public_jwks_path`: an absolute path without query or fragment that is not a callback
+/// path (a JWKS there would shadow the app's callback).
+pub(super) fn public_jwks_path(
+    path: Option<&str>,
+    callback_paths: &[String],
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Option<String>, ConfigError> {
+    let Some(p) = path else { return Ok(None) };
+    let fine = p.starts_with('/') && p.len() <= 256 && p.bytes().all(|b| b.is_ascii_graphic() && !b"?#%".contains(&b));
+    if !fine {
+        return Err(invalid(
+            "public_jwks_path",
+            format!(
+                "`{}` is not an absolute path of at most 256 visible characters without ?, # or %",
+                p.escape_debug()
+            ),
+        ));
+    }
+    if callback_paths.iter().any(|c| c == p) {
+        return Err(invalid("public_jwks_path", format!("`{p}` is also a callback path")));
+    }
+    Ok(Some(p.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -68,6 +108,42 @@ mod tests {
     fn no_encryption_key_by_default() {
         let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
         assert!(s.authorization_servers[0].client.encryption_keys.is_empty());
+    }
+
+    #[test]
+    fn id_token_handover_defaults_to_the_verified_jws() {
+        use crate::config::IdTokenHandover;
+        let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert_eq!(
+            s.authorization_servers[0].client.id_token_handover,
+            IdTokenHandover::VerifiedJws
+        );
+        let s = with("  id_token_handover: original").unwrap();
+        assert_eq!(
+            s.authorization_servers[0].client.id_token_handover,
+            IdTokenHandover::Original
+        );
+        let err = with("  id_token_handover: jwe").unwrap_err();
+        assert!(
+            err.contains("id_token_handover") && err.contains("verified_jws, original"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn public_jwks_path_is_off_by_default_and_checked() {
+        let s = Settings::from_yaml(MINIMAL, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert_eq!(s.public_jwks_path, None);
+        let on = format!("{MINIMAL}public_jwks_path: /.well-known/jwks.json\n");
+        let s = Settings::from_yaml(&on, Path::new("/etc/ps/c.yaml")).unwrap();
+        assert_eq!(s.public_jwks_path.as_deref(), Some("/.well-known/jwks.json"));
+        for bad in ["jwks.json", "/jwks?x=1", "/a b"] {
+            let y = format!("{MINIMAL}public_jwks_path: \"{bad}\"\n");
+            let err = Settings::from_yaml(&y, Path::new("/etc/ps/c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("public_jwks_path"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::errors::FailureCode;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use crate::as_client::jarm;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::front::browser_binding;
@@ -77,18 +78,19 @@ pub fn candidate(front: &Front, on_callback: bool, scan: QueryScan) -> bool {
 /// Off a callback path, a `response` parameter is a JARM response to check only when its
 /// (unverified) payload carries a state this sidecar sealed; anything else there is the
 /// app's own parameter.
-fn jarm_carries_sealed_state(query: &str) -> bool {
+fn jarm_carries_sealed_state(front: &Front, query: &str) -> bool {
     query.split(['&', ';']).any(|seg| {
         let (k, v) = seg.split_once('=').unwrap_or((seg, ""));
         response_name(k) == Some("response")
             && url::form_urlencoded::parse(format!("x={v}").as_bytes()).any(|(_, jwt)| {
-                unverified_claims(&jwt)
-                    .and_then(|c| {
-                        c.get("state")
-                            .and_then(Value::as_str)
-                            .map(|s| s.starts_with(SEALED_PREFIX))
-                    })
-                    .unwrap_or(false)
+                jarm::encrypted_to_us(&jwt, &front.registry.clients)
+                    || unverified_claims(&jwt)
+                        .and_then(|c| {
+                            c.get("state")
+                                .and_then(Value::as_str)
+                                .map(|s| s.starts_with(SEALED_PREFIX))
+                        })
+                        .unwrap_or(false)
             })
     })
 }
@@ -112,7 +114,7 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
     if !candidate(front, on_callback, sc) {
         return CallbackOutcome::NotCallback;
     }
-    if !sc.sealed_state && !on_callback && !jarm_carries_sealed_state(q) {
+    if !sc.sealed_state && !on_callback && !jarm_carries_sealed_state(front, q) {
         return CallbackOutcome::NotCallback;
     }
     let id = InteractionId::new();
@@ -239,12 +241,16 @@ async fn check_inner(
     // `response` is JARM only while some AS is configured for it; otherwise it is just one
     // of the app's parameters and never makes the sidecar fetch a JWKS.
     let jarm_configured = front.jarm_configured();
-    let jarm_jwt = if jarm_configured { get("response") } else { None };
+    // An encrypted one (JARM §2.3) is decrypted first: its state is inside.
+    let jarm_jwt = match get("response").filter(|_| jarm_configured) {
+        Some(r) => Some(jarm::open(&r, &front.registry.clients).map_err(|e| (e.failure(), e.to_string()))?),
+        None => None,
+    };
 
     // 1. The sealed state names the AS the login started at; everything after is checked
     // against that AS alone. In a JARM response the state is inside the JWT.
     let sealed = match &jarm_jwt {
-        Some(jwt) => unverified_claims(jwt)
+        Some(jwt) => unverified_claims(&jwt.jws)
             .and_then(|c| c.get("state").and_then(Value::as_str).map(str::to_string))
             .ok_or((
                 FailureCode::JarmInvalid,
@@ -265,7 +271,6 @@ async fn check_inner(
         .metadata()
         .ok_or((FailureCode::NotReady, "AS metadata not loaded".to_string()))?;
     let issuer = client.settings.issuer.as_str();
-    let client_id = client.settings.client.client_id.as_str();
     if jarm_jwt.is_some() && !tx.jarm {
         // Only a login that asked for JARM gets one: no JWKS fetch for the others.
         return Err((
@@ -284,22 +289,11 @@ async fn check_inner(
             }
             // The inner iss first, so a mix-up is named as such rather than as a bad JWT.
             if let Some(inner) =
-                unverified_claims(&jwt).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
+                unverified_claims(&jwt.jws).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
             {
                 check_iss(front, client, &inner)?;
             }
-            let http = client.http.load();
-            let claims = client
-                .jwks
-                .verify(
-                    &jwt,
-                    http.as_ref().as_ref(),
-                    md.jwks_uri.as_ref(),
-                    issuer,
-                    client_id,
-                    s.discovery_timeout,
-                    &front.metrics,
-                )
+            let claims = jarm::verify(client, &md, &jwt, s.clock_skew, s.discovery_timeout, &front.metrics)
                 .await
                 .map_err(|e| (e.failure(), e.to_string()))?;
             if claims.get("state").and_then(Value::as_str) != Some(sealed.as_str()) {

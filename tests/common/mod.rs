@@ -3,6 +3,8 @@
 //! that openssl derived from the private key files (not with the sidecar's own JWKS).
 #![allow(dead_code)]
 
+pub mod jwe;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -159,17 +159,20 @@ const provider = new Provider(cfg.issuer, {
   jwks: { keys: asKeys },
   clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
   enabledJWA: {
-    clientAuthSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
-    requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA'],
+    // cfg.ecP384P521: client keys on P-384 / P-521 too (Singpass and Corppass accept them).
+    clientAuthSigningAlgValues: ['PS256', 'ES256', 'EdDSA', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
+    requestObjectSigningAlgValues: ['PS256', 'ES256', 'EdDSA', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
     idTokenSigningAlgValues: ['PS256', 'ES256'],
     authorizationSigningAlgValues: ['PS256', 'ES256'],
-    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256'],
+    dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256', ...(cfg.ecP384P521 ? ['ES384', 'ES512'] : [])],
     // cfg.encryption { alg, enc }: the one ID token encryption the AS offers (Singpass-like).
     ...(cfg.encryption ? {
       idTokenEncryptionAlgValues: [cfg.encryption.alg],
       idTokenEncryptionEncValues: [cfg.encryption.enc],
       userinfoEncryptionAlgValues: [cfg.encryption.alg],
       userinfoEncryptionEncValues: [cfg.encryption.enc],
+      authorizationEncryptionAlgValues: [cfg.encryption.alg],
+      authorizationEncryptionEncValues: [cfg.encryption.enc],
     } : {}),
   },
   features: {
@@ -217,6 +220,9 @@ const provider = new Provider(cfg.issuer, {
   claims: { openid: ['sub'], email: ['email'] },
   findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub, email: `${sub}@example.test` }) }),
   ...(cfg.discovery ? { discovery: cfg.discovery } : {}),
+  // cfg.loopbackFetch: the client's jwks_uri is on 127.0.0.1 (the sidecar's hosted JWKS);
+  // oidc-provider's SSRF guard refuses loopback addresses, so the test AS drops it.
+  ...(cfg.loopbackFetch ? { fetch: (url, options) => { delete options.dispatcher; return globalThis.fetch(url, options); } } : {}),
   // cfg.requireTokenRedirectUri: a token call without redirect_uri is refused even though the
   // client registered one (oidc-provider fills it in by default; stricter ASs do not).
   ...(cfg.requireTokenRedirectUri ? { allowOmittingSingleRegisteredRedirectUri: false } : {}),

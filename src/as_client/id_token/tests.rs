@@ -3,8 +3,8 @@ use std::sync::OnceLock;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::jwk::{AlgorithmParameters, KeyAlgorithm, OctetKeyParameters, OctetKeyType};
-use jsonwebtoken::{encode, EncodingKey, Header};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, OctetKeyParameters, OctetKeyType};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;

@@ -192,7 +192,10 @@ async function startAsProc(name, asConfig, issuer, ca, procs) {
  *         encryptIdToken: { alg, enc, wrongKey } (the AS encrypts ID tokens to the sidecar's EC
  *           P-256 encryption key, made with openssl; wrongKey: registered under the same kid is
  *           another key's public part, so the AS encrypts to a key the sidecar does not hold;
- *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted) }
+ *           userinfo: 'signed' | 'encrypted', the userinfo response as a JWT, also encrypted;
+ *           jarm: with responseMode 'jwt', the JARM response encrypted too),
+ *         hostedJwks (public_jwks_path on the sidecar; the AS registers it as the client's jwks_uri),
+ *         ecP384P521 (the AS also accepts ES384/ES512 client assertions, request objects, DPoP proofs) }
  */
 export async function startStack(opts = {}) {
   const dir = pki();
@@ -220,7 +223,7 @@ export async function startStack(opts = {}) {
     transportKey: opts.transportKey || path.join(dir, 'transport.key'),
     // resourceViaSidecar: 'port2' puts the resource server on the AS's second port (another
     // origin: its own DPoP nonce).
-    extraYaml: (opts.extraYaml || '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${opts.resourceViaSidecar === 'port2' ? asPort2 : asPort}/" }\n` : ''),
+    extraYaml: (opts.extraYaml || '') + (opts.hostedJwks ? 'public_jwks_path: /.well-known/jwks.json\n' : '') + (opts.resourceViaSidecar ? `egress:\n  resources:\n    - { prefix: "/rs/", target: "https://localhost:${opts.resourceViaSidecar === 'port2' ? asPort2 : asPort}/" }\n` : ''),
     dpop: opts.dpop, reloadInterval: opts.reloadInterval, parTimeoutMs: opts.parTimeoutMs, discoveryRefresh: opts.discoveryRefresh,
     gracePeriod: opts.gracePeriod, headerTimeoutMs: opts.headerTimeoutMs,
   };
@@ -251,11 +254,18 @@ export async function startStack(opts = {}) {
         id_token_encrypted_response_alg: opts.encryptIdToken.alg,
         id_token_encrypted_response_enc: opts.encryptIdToken.enc,
         ...(opts.encryptIdToken.userinfo ? { userinfo_signed_response_alg: alg === 'ES256' ? 'ES256' : 'PS256' } : {}),
+        // jarm: the JARM response is signed, then encrypted the same way (JARM §2.3).
+        ...(opts.encryptIdToken.jarm ? {
+          authorization_encrypted_response_alg: opts.encryptIdToken.alg,
+          authorization_encrypted_response_enc: opts.encryptIdToken.enc,
+        } : {}),
         ...(opts.encryptIdToken.userinfo === 'encrypted' ? {
           userinfo_encrypted_response_alg: opts.encryptIdToken.alg,
           userinfo_encrypted_response_enc: opts.encryptIdToken.enc,
         } : {}),
       } : {}),
+      // hostedJwks: the AS fetches the client JWKS from the sidecar's public listener.
+      ...(opts.hostedJwks ? { jwks: undefined, jwks_uri: `http://127.0.0.1:${publicPort}/.well-known/jwks.json` } : {}),
       ...(opts.clientOverrides || {}),
     },
   });
@@ -272,6 +282,8 @@ export async function startStack(opts = {}) {
     jwtUserinfo: !!opts.encryptIdToken?.userinfo,
     rewriteMetadata: typeof opts.rewriteMetadata === 'function' ? opts.rewriteMetadata({ issuer, asPort, asPort2 }) : undefined,
     topLevelNoCert: opts.asTopLevelNoCert,
+    loopbackFetch: !!opts.hostedJwks,
+    ecP384P521: !!opts.ecP384P521,
   });
   const procs = [];
   try {
