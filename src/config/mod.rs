@@ -10,6 +10,7 @@ pub mod profile;
 #[cfg(test)]
 pub(crate) mod tests;
 mod validate;
+mod validate_client;
 mod validate_conn;
 mod validate_enc;
 mod validate_login;

@@ -360,7 +360,7 @@ fn assertion_pool_defaults_and_bounds() {
     let rsa = Settings::from_yaml(&MINIMAL.replace("alg: ES256", "alg: PS256"), Path::new("c.yaml")).unwrap();
     assert_eq!(
         rsa.authorization_servers[0].client.assertion_pool,
-        validate::DEFAULT_ASSERTION_POOL
+        validate_client::DEFAULT_ASSERTION_POOL
     );
     let with = |extra: &str| {
         let text = MINIMAL.replace(
