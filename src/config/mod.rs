@@ -10,9 +10,12 @@ pub mod profile;
 #[cfg(test)]
 pub(crate) mod tests;
 mod validate;
+mod validate_as;
 mod validate_client;
 mod validate_conn;
+mod validate_egress;
 mod validate_enc;
+mod validate_limits;
 mod validate_login;
 
 pub use env::expand_env;
@@ -36,8 +39,25 @@ pub enum ConfigError {
     MissingEnv { file: String, line: usize, var: String },
     #[error("{file}: {message}")]
     Yaml { file: String, message: String },
-    #[error("{file}: `{key}`: {message}")]
-    Invalid { file: String, key: String, message: String },
+    /// `line`: where the key (or the nearest enclosing key present) is in the file.
+    #[error("{}", invalid_text(file, *line, key, message))]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+    /// Every problem of a file, in file order of the sections, one per line.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
+}
+
+/// `file:line: key: message`, the form compilers use, so editors and terminals link it.
+fn invalid_text(file: &str, line: Option<usize>, key: &str, message: &str) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}: `{key}`: {message}"),
+        None => format!("{file}: `{key}`: {message}"),
+    }
 }
 
 /// How the client authenticates to the AS. Exactly one mechanism per request (CA-1).
@@ -312,7 +332,10 @@ impl Settings {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate::validate(parsed, path, base)
+        validate::validate(parsed, path, base).map_err(|mut errors| match errors.len() {
+            1 => errors.remove(0),
+            _ => ConfigError::Several(errors),
+        })
     }
 
     /// The AS by configured name.

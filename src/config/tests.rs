@@ -435,3 +435,55 @@ fn connection_bounds_defaults_and_limits() {
         assert!(err.contains(bad.split(':').next().unwrap()), "{err}");
     }
 }
+
+#[test]
+fn every_validation_error_of_a_file_is_reported_at_once() {
+    let text = MINIMAL
+        .replace("\"127.0.0.1:9090\"", "\"not-an-addr\"")
+        .replace("auth_method: private_key_jwt", "auth_method: client_secret_basic")
+        .replace("alg: ES256", "alg: HS256")
+        + "callback: { code_ttl_seconds: 3600, paths: [cb] }\nlogging: { format: xml }\n";
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err();
+    let ConfigError::Several(list) = &e else {
+        panic!("several problems: {e}")
+    };
+    let keys: Vec<&str> = list
+        .iter()
+        .filter_map(|p| match p {
+            ConfigError::Invalid { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "listen.admin",
+            "client.auth_method",
+            "client.signing_keys[0].alg",
+            "callback.paths",
+            "callback.code_ttl_seconds",
+            "logging.format",
+        ],
+        "{e}"
+    );
+    // One problem per line, each keeping its own message.
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(
+        text.contains("`client_secret_basic` is not one of private_key_jwt, tls_client_auth"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_problem_in_one_as_does_not_hide_the_next() {
+    let text = TWO_BANKS
+        .replace(
+            "client: { client_id: tpp-at-a }",
+            "client: { client_id: tpp-at-a, assertion_pool: 99 }",
+        )
+        .replace("https://b.example.com", "http://b.example.com");
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err().to_string();
+    assert!(e.contains("authorization_servers[0].client.assertion_pool"), "{e}");
+    assert!(e.contains("authorization_servers[1].issuer"), "{e}");
+}
