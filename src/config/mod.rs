@@ -6,6 +6,7 @@
 pub mod app_secret;
 mod env;
 pub mod file;
+mod locate;
 pub mod profile;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -332,9 +333,17 @@ impl Settings {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate::validate(parsed, path, base).map_err(|mut errors| match errors.len() {
-            1 => errors.remove(0),
-            _ => ConfigError::Several(errors),
+        validate::validate(parsed, path, base).map_err(|mut errors| {
+            let lines = locate::KeyLines::index(text);
+            for e in &mut errors {
+                if let ConfigError::Invalid { key, line, .. } = e {
+                    *line = lines.line(key);
+                }
+            }
+            match errors.len() {
+                1 => errors.remove(0),
+                _ => ConfigError::Several(errors),
+            }
         })
     }
 
