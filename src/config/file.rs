@@ -2,7 +2,61 @@
 //! (`clent_id`) is an error at start-up, not a silently ignored setting. Validation and
 //! defaults live in [`super::Settings`].
 
+use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
+
+use super::{AliasPolicy, AuthMethod, SenderConstraint, TokenTypeToApp};
+
+/// A string-valued choice: one of `T`'s serde names (or aliases), kept with its spelling.
+/// An unknown value is not a parse error (which would hide every other problem of the
+/// file): validation reports it, naming the allowed values, as one more problem in the list.
+/// The spelling is what profiles compare and messages quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice<T> {
+    spelled: String,
+    value: Option<T>,
+}
+
+impl<T: DeserializeOwned + Copy> Choice<T> {
+    pub fn new(spelled: &str) -> Self {
+        let de = IntoDeserializer::<serde::de::value::Error>::into_deserializer(spelled);
+        Choice {
+            spelled: spelled.to_string(),
+            value: T::deserialize(de).ok(),
+        }
+    }
+
+    /// As written in the file.
+    pub fn as_str(&self) -> &str {
+        &self.spelled
+    }
+
+    /// The value, or the unknown spelling.
+    pub fn value(&self) -> Result<T, &str> {
+        self.value.ok_or(self.spelled.as_str())
+    }
+}
+
+impl<'de, T: DeserializeOwned + Copy> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Choice::new(&String::deserialize(d)?))
+    }
+}
+
+/// `client.response_mode`: JARM is the only mode to choose (query is what an unset key means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ResponseMode {
+    #[serde(rename = "jwt", alias = "query.jwt")]
+    Jwt,
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +113,7 @@ pub struct AuthorizationServerFile {
     pub ca_file: Option<String>,
     pub discovery_refresh_seconds: Option<u64>,
     /// `auto` (alias only when mTLS is the client authentication), `always`, `never`.
-    pub par_endpoint: Option<String>,
+    pub par_endpoint: Option<Choice<AliasPolicy>>,
     /// Hosts of the authorize endpoint when it is not on the issuer's host: redirects there
     /// are held back until the metadata is loaded (it is otherwise unknown after a restart).
     pub authorize_hosts: Option<Vec<String>>,
@@ -75,7 +129,7 @@ pub struct AuthorizationServerFile {
 #[serde(deny_unknown_fields)]
 pub struct ClientFile {
     pub client_id: Option<String>,
-    pub auth_method: Option<String>,
+    pub auth_method: Option<Choice<AuthMethod>>,
     /// One key, or use `signing_keys` for a rotation overlap.
     pub signing_key: Option<SigningKeyFile>,
     pub signing_keys: Option<Vec<SigningKeyFile>>,
@@ -91,10 +145,10 @@ pub struct ClientFile {
     /// A pooled assertion older than this (its `iat`) is discarded, not sent.
     pub assertion_pool_max_age_seconds: Option<u64>,
     /// `jwt` to request JARM responses (verified at the callback).
-    pub response_mode: Option<String>,
+    pub response_mode: Option<Choice<ResponseMode>>,
     /// How access tokens are bound to the sidecar: `mtls` (default, RFC 8705) or `dpop`
     /// (RFC 9449; the connection still presents the client certificate).
-    pub sender_constraint: Option<String>,
+    pub sender_constraint: Option<Choice<SenderConstraint>>,
     /// DPoP settings, used when `sender_constraint` is `dpop`.
     pub dpop: Option<DpopFile>,
     /// Authorize parameters the app may send besides the core set (response_type,
@@ -122,7 +176,7 @@ pub struct DpopFile {
     /// The proof key; without `path`, a key generated in memory per process.
     pub key: Option<DpopKeyFile>,
     /// `bearer` (default) or `dpop`: the `token_type` the app sees in token responses.
-    pub token_type_to_app: Option<String>,
+    pub token_type_to_app: Option<Choice<TokenTypeToApp>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -298,7 +352,7 @@ pub struct LimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct LoggingFile {
     /// `json` (default) or `text`.
-    pub format: Option<String>,
+    pub format: Option<Choice<LogFormat>>,
     /// An `EnvFilter` directive, e.g. `info` or `par_sidecar=debug`.
     pub level: Option<String>,
 }

@@ -62,7 +62,8 @@ fn invalid_text(file: &str, line: Option<usize>, key: &str, message: &str) -> St
 }
 
 /// How the client authenticates to the AS. Exactly one mechanism per request (CA-1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     PrivateKeyJwt,
     TlsClientAuth,
@@ -78,20 +79,24 @@ impl AuthMethod {
 }
 
 /// Whether back-channel calls go to the `mtls_endpoint_aliases` entries (RFC 8705 §5,
-/// MTLS-7); applied by `as_client::mtls_alias`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// MTLS-7): `par_endpoint` in the file, applied by `as_client::mtls_alias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum AliasPolicy {
     /// Every listed alias, PAR included: the sidecar presents its certificate on every call.
+    #[serde(rename = "auto")]
     Auto,
     /// The same as `Auto` (kept as a spelling: `mtls_alias`, `always`).
+    #[serde(rename = "mtls_alias", alias = "always")]
     Always,
     /// PAR to the top-level URL (the pre-issue-20 private_key_jwt default, openid-client#486);
     /// the other calls keep their aliases.
+    #[serde(rename = "top_level", alias = "never")]
     Never,
 }
 
 /// How access tokens are sender-constrained (FAPI 2.0 allows either).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SenderConstraint {
     /// RFC 8705 certificate-bound tokens.
     Mtls,
@@ -100,7 +105,8 @@ pub enum SenderConstraint {
 }
 
 /// The `token_type` the app sees in token responses when DPoP is in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenTypeToApp {
     /// Rewritten to `Bearer`: the app keeps speaking Bearer to the egress listener.
     Bearer,

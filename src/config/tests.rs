@@ -487,3 +487,59 @@ fn a_problem_in_one_as_does_not_hide_the_next() {
     assert!(e.contains("authorization_servers[0].client.assertion_pool"), "{e}");
     assert!(e.contains("authorization_servers[1].issuer"), "{e}");
 }
+
+#[test]
+fn choice_keys_load_their_spellings_and_name_the_allowed_values() {
+    let as_with = |par_endpoint: &str| {
+        let text = MINIMAL.replace(
+            r#"{ issuer: "https://as.example.com" }"#,
+            &format!(r#"{{ issuer: "https://as.example.com", par_endpoint: {par_endpoint} }}"#),
+        );
+        Settings::from_yaml(&text, Path::new("c.yaml"))
+    };
+    for (spelling, want) in [
+        ("auto", AliasPolicy::Auto),
+        ("mtls_alias", AliasPolicy::Always),
+        ("always", AliasPolicy::Always),
+        ("top_level", AliasPolicy::Never),
+        ("never", AliasPolicy::Never),
+    ] {
+        assert_eq!(
+            as_with(spelling).unwrap().authorization_servers[0].par_alias,
+            want,
+            "{spelling}"
+        );
+    }
+    let client_with = |line: &str| {
+        Settings::from_yaml(
+            &MINIMAL.replace("  transport:", &format!("{line}\n  transport:")),
+            Path::new("c.yaml"),
+        )
+    };
+    for spelling in ["jwt", "query.jwt"] {
+        let s = client_with(&format!("  response_mode: {spelling}")).unwrap();
+        assert!(s.authorization_servers[0].client.jarm, "{spelling}");
+    }
+    let s = Settings::from_yaml(&format!("{MINIMAL}logging: {{ format: text }}\n"), Path::new("c.yaml")).unwrap();
+    assert!(!s.log_json);
+    // Unknown values: one problem each, all reported, each naming the allowed values.
+    let text = MINIMAL
+        .replace(
+            r#"{ issuer: "https://as.example.com" }"#,
+            r#"{ issuer: "https://as.example.com", par_endpoint: sometimes }"#,
+        )
+        .replace(
+            "  transport:",
+            "  response_mode: form_post\n  sender_constraint: Dpop\n  transport:",
+        )
+        + "logging: { format: xml }\n";
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err().to_string();
+    for want in [
+        "c.yaml:4: `authorization_server.par_endpoint`: `sometimes` is not one of auto, mtls_alias, top_level",
+        "c.yaml:9: `client.response_mode`: `form_post` is not supported: use jwt (query.jwt), or leave it out",
+        "c.yaml:10: `client.sender_constraint`: `Dpop` is not one of mtls, dpop",
+        "c.yaml:12: `logging.format`: `xml` is not json or text",
+    ] {
+        assert!(e.contains(want), "{want} not in\n{e}");
+    }
+}

@@ -312,12 +312,16 @@ struct Ops {
 
 /// `logging.*`, `shutdown.*` and `reload.*`: how the process runs, not what it serves.
 fn ops(l: file::LoggingFile, s: &file::ShutdownFile, r: &file::ReloadFile, cx: &Ctx) -> Ops {
-    let log_format = l.format.as_deref().unwrap_or("json");
-    if !matches!(log_format, "json" | "text") {
-        cx.add("logging.format", format!("`{log_format}` is not json or text"));
-    }
+    let log_format = match l.format.as_ref().map(file::Choice::value) {
+        None => file::LogFormat::Json,
+        Some(Ok(f)) => f,
+        Some(Err(other)) => {
+            cx.add("logging.format", format!("`{other}` is not json or text"));
+            file::LogFormat::Json
+        }
+    };
     Ops {
-        log_json: log_format == "json",
+        log_json: log_format == file::LogFormat::Json,
         log_level: l.level.unwrap_or_else(|| "info".into()),
         grace_period: cx
             .secs("shutdown.grace_period_seconds", s.grace_period_seconds, 20, 0, 3600)

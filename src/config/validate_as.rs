@@ -155,11 +155,10 @@ fn authorization_server(
         Some(p) => (&p.client, &p.par_endpoint, p.request_object),
         None => (&e.client, &e.file.par_endpoint, knobs.request_object),
     };
-    let par_alias = match par_endpoint.as_deref().unwrap_or("auto") {
-        "auto" => Some(AliasPolicy::Auto),
-        "mtls_alias" | "always" => Some(AliasPolicy::Always),
-        "top_level" | "never" => Some(AliasPolicy::Never),
-        other => {
+    let par_alias = match par_endpoint.as_ref().map(file::Choice::value) {
+        None => Some(AliasPolicy::Auto),
+        Some(Ok(p)) => Some(p),
+        Some(Err(other)) => {
             cx.add(
                 &k("par_endpoint"),
                 format!("`{other}` is not one of auto, mtls_alias, top_level"),

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::file::Choice;
 use super::validate::Ctx;
 use super::*;
 
@@ -28,10 +29,9 @@ pub(super) fn validate_client(c: &file::ClientFile, ck: &KeyName, cx: &Ctx) -> O
             None
         }
     };
-    let auth_method = match c.auth_method.as_deref() {
-        Some("private_key_jwt") => Some(AuthMethod::PrivateKeyJwt),
-        Some("tls_client_auth") => Some(AuthMethod::TlsClientAuth),
-        Some(other) => {
+    let auth_method = match c.auth_method.as_ref().map(Choice::value) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(other)) => {
             cx.add(
                 &ck("auth_method"),
                 format!("`{other}` is not one of private_key_jwt, tls_client_auth"),
@@ -47,10 +47,10 @@ pub(super) fn validate_client(c: &file::ClientFile, ck: &KeyName, cx: &Ctx) -> O
     if c.transport.is_none() {
         required("transport");
     }
-    let jarm = match c.response_mode.as_deref() {
+    let jarm = match c.response_mode.as_ref().map(Choice::value) {
         None => Some(false),
-        Some("jwt") | Some("query.jwt") => Some(true),
-        Some(other) => {
+        Some(Ok(file::ResponseMode::Jwt)) => Some(true),
+        Some(Err(other)) => {
             cx.add(
                 &ck("response_mode"),
                 format!("`{other}` is not supported: use jwt (query.jwt), or leave it out"),
@@ -154,10 +154,10 @@ fn signing_keys(c: &file::ClientFile, ck: &KeyName, cx: &Ctx) -> Option<SigningK
 
 /// `sender_constraint` and, for DPoP, the `dpop` block.
 fn sender_constraint(c: &file::ClientFile, ck: &KeyName, cx: &Ctx) -> Option<(SenderConstraint, Option<DpopSettings>)> {
-    let sender_constraint = match c.sender_constraint.as_deref() {
-        None | Some("mtls") => SenderConstraint::Mtls,
-        Some("dpop") => SenderConstraint::Dpop,
-        Some(other) => {
+    let sender_constraint = match c.sender_constraint.as_ref().map(Choice::value) {
+        None => SenderConstraint::Mtls,
+        Some(Ok(s)) => s,
+        Some(Err(other)) => {
             cx.add(&ck("sender_constraint"), format!("`{other}` is not one of mtls, dpop"));
             return None;
         }
@@ -239,10 +239,10 @@ fn validate_dpop(d: &file::DpopFile, ck: &KeyName, cx: &Ctx) -> Option<DpopSetti
         }
         (None, None) => Some(Alg::ES256),
     };
-    let token_type_to_app = match d.token_type_to_app.as_deref() {
-        None | Some("bearer") => Some(TokenTypeToApp::Bearer),
-        Some("dpop") => Some(TokenTypeToApp::Dpop),
-        Some(other) => {
+    let token_type_to_app = match d.token_type_to_app.as_ref().map(Choice::value) {
+        None => Some(TokenTypeToApp::Bearer),
+        Some(Ok(t)) => Some(t),
+        Some(Err(other)) => {
             cx.add(
                 &ck("dpop.token_type_to_app"),
                 format!("`{other}` is not one of bearer, dpop"),
