@@ -4,6 +4,8 @@
 //! `check-config` output points straight at the problem.
 
 pub mod app_secret;
+#[cfg(test)]
+mod defaults_tests;
 mod env;
 pub mod file;
 mod locate;

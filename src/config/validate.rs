@@ -220,6 +220,10 @@ fn listeners(f: &file::FileConfig, cx: &Ctx) -> Listeners {
     }
 }
 
+/// Default `timeouts.first_request_headers_ms`: a browser sends its headers at once; ten
+/// seconds covers a slow mobile link and still frees a slowloris connection's slot.
+pub const DEFAULT_FIRST_REQUEST_HEADERS_MS: u64 = 10_000;
+
 struct Timeouts {
     connect: Duration,
     par: Duration,
@@ -234,7 +238,11 @@ fn timeouts(t: &file::TimeoutsFile, cx: &Ctx) -> Timeouts {
         connect: ms("timeouts.connect_ms", t.connect_ms, 2_000),
         par: ms("timeouts.par_total_ms", t.par_total_ms, 5_000),
         discovery: ms("timeouts.discovery_total_ms", t.discovery_total_ms, 5_000),
-        first_request_headers: ms("timeouts.first_request_headers_ms", t.first_request_headers_ms, 10_000),
+        first_request_headers: ms(
+            "timeouts.first_request_headers_ms",
+            t.first_request_headers_ms,
+            DEFAULT_FIRST_REQUEST_HEADERS_MS,
+        ),
     }
 }
 
@@ -267,6 +275,9 @@ fn par(p: file::ParFile, cx: &Ctx) -> Par {
     }
 }
 
+/// Default `callback.code_ttl_seconds`: a redirect and one token call.
+pub const DEFAULT_CODE_TTL_SECONDS: u64 = 30;
+
 struct Callback {
     paths: Vec<String>,
     check_all_paths: bool,
@@ -289,7 +300,13 @@ fn callback(c: file::CallbackFile, cx: &Ctx) -> Callback {
     Callback {
         check_all_paths: c.check_all_paths.unwrap_or(false),
         code_ttl: cx
-            .secs("callback.code_ttl_seconds", c.code_ttl_seconds, 30, 5, 600)
+            .secs(
+                "callback.code_ttl_seconds",
+                c.code_ttl_seconds,
+                DEFAULT_CODE_TTL_SECONDS,
+                5,
+                600,
+            )
             .unwrap_or_default(),
         app_redeems_before_answering: c.app_redeems_before_answering.unwrap_or(true),
         require_iss: c.require_iss.unwrap_or(true),

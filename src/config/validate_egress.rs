@@ -18,6 +18,11 @@ pub(super) struct Egress {
 /// 1 MiB bounds what one call can hold in memory.
 pub const DEFAULT_EGRESS_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Default `egress.clock_skew_seconds` (ID token times).
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+/// More skew than five minutes hides a broken clock rather than tolerating a drift.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+
 /// `as_names`: the configured AS names in order (a resource's AS is an index into them);
 /// `profiles`: what each AS's profile did, which may add a default grant type.
 pub(super) fn egress(
@@ -45,7 +50,13 @@ pub(super) fn egress(
     Egress {
         max_body: e.max_body_bytes.unwrap_or(DEFAULT_EGRESS_MAX_BODY_BYTES),
         clock_skew: cx
-            .secs("egress.clock_skew_seconds", e.clock_skew_seconds, 60, 0, 300)
+            .secs(
+                "egress.clock_skew_seconds",
+                e.clock_skew_seconds,
+                DEFAULT_CLOCK_SKEW_SECONDS,
+                0,
+                MAX_CLOCK_SKEW_SECONDS,
+            )
             .map_or(0, |d| d.as_secs()),
         allowed_grant_types,
         app_secret,
