@@ -22,6 +22,8 @@ mod validate_limits;
 mod validate_login;
 
 pub use env::expand_env;
+/// Defaults the benchmark baseline (`examples/bare_pingora.rs`) shares with the sidecar.
+pub use validate_limits::{DEFAULT_CONNECTION_READ_BUFFER, DEFAULT_UPSTREAM_KEEPALIVE_POOL};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
