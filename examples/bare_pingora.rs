@@ -25,10 +25,11 @@ use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
-/// `limits.upstream_keepalive_pool` default (src/config/validate.rs).
-const UPSTREAM_KEEPALIVE_POOL: usize = 1024;
-/// `limits.connection_read_buffer_bytes` default (src/config/validate.rs).
-const CONNECTION_READ_BUFFER: usize = 0;
+// The sidecar's own defaults, so the baseline cannot drift from them.
+use par_sidecar::config::{
+    DEFAULT_CONNECTION_READ_BUFFER as CONNECTION_READ_BUFFER,
+    DEFAULT_UPSTREAM_KEEPALIVE_POOL as UPSTREAM_KEEPALIVE_POOL,
+};
 
 struct Bare {
     /// Resolved once, as the sidecar does: `HttpPeer::new` per request would resolve again.

@@ -71,8 +71,9 @@ fn init_logging(json: bool, level: &str) {
     }
 }
 
+/// Every config problem on its own `error:` line (the callers print the first prefix).
 fn load_settings(path: &std::path::Path) -> Result<Settings, String> {
-    Settings::load(path).map_err(|e| e.to_string())
+    Settings::load(path).map_err(|e| e.to_string().replace('\n', "\nerror: "))
 }
 
 fn main() -> ExitCode {

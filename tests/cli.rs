@@ -202,3 +202,41 @@ fn jwks_prints_public_keys_only() {
     // kid defaults to the RFC 7638 thumbprint.
     assert_eq!(k["kid"], par_sidecar::as_client::jose::jwk_thumbprint(k));
 }
+
+#[test]
+fn check_config_and_run_list_every_validation_error_with_line_and_key() {
+    let dir = common::pki();
+    let cfg = dir.join("several.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: { public: \"127.0.0.1:1\", admin: \"127.0.0.1:1\" }\n\
+         upstream: \"127.0.0.1:3\"\n\
+         authorization_servers:\n\
+         \x20 - name: bank-a\n\
+         \x20   issuer: https://a.example\n\
+         \x20   client:\n\
+         \x20     client_id: x\n\
+         \x20     auth_method: client_secret_basic\n\
+         \x20     signing_key: { path: k.pem, alg: ES256 }\n\
+         \x20     transport: { cert_path: t.crt, key_path: t.key }\n\
+         callback:\n\
+         \x20 code_ttl_seconds: 3600\n",
+    )
+    .unwrap();
+    for args in [&["check-config", "--offline", "--config"][..], &["run", "--config"][..]] {
+        let out = bin().args(args).arg(&cfg).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        let file = cfg.display();
+        assert_eq!(
+            lines,
+            [
+                format!("error: {file}:1: `listen.admin`: must differ from listen.public: admin endpoints never share the browser listener"),
+                format!("error: {file}:8: `authorization_servers[0].client.auth_method`: `client_secret_basic` is not one of private_key_jwt, tls_client_auth"),
+                format!("error: {file}:12: `callback.code_ttl_seconds`: 3600 is outside 5..=600"),
+            ],
+            "{args:?}: {err}"
+        );
+    }
+}

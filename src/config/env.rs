@@ -34,7 +34,7 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
 
 /// Byte offset where a YAML comment starts (`#` at line start or after whitespace, outside
 /// quotes), or the line length.
-fn comment_start(line: &str) -> usize {
+pub(super) fn comment_start(line: &str) -> usize {
     let mut quote: Option<char> = None;
     let mut prev_ws = true;
     for (i, c) in line.char_indices() {

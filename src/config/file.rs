@@ -1,8 +1,64 @@
 //! The YAML file model. It mirrors the file one to one and rejects unknown keys, so a typo
 //! (`clent_id`) is an error at start-up, not a silently ignored setting. Validation and
-//! defaults live in [`super::Settings`].
+//! defaults live in `validate*.rs` (numeric ones as `DEFAULT_*` consts, named below rather
+//! than repeated, so a comment cannot drift from the code); README's configuration table
+//! lists them and a test compares it with the code.
 
+use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
+
+use super::{AliasPolicy, AuthMethod, SenderConstraint, TokenTypeToApp};
+
+/// A string-valued choice: one of `T`'s serde names (or aliases), kept with its spelling.
+/// An unknown value is not a parse error (which would hide every other problem of the
+/// file): validation reports it, naming the allowed values, as one more problem in the list.
+/// The spelling is what profiles compare and messages quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice<T> {
+    spelled: String,
+    value: Option<T>,
+}
+
+impl<T: DeserializeOwned + Copy> Choice<T> {
+    pub fn new(spelled: &str) -> Self {
+        let de = IntoDeserializer::<serde::de::value::Error>::into_deserializer(spelled);
+        Choice {
+            spelled: spelled.to_string(),
+            value: T::deserialize(de).ok(),
+        }
+    }
+
+    /// As written in the file.
+    pub fn as_str(&self) -> &str {
+        &self.spelled
+    }
+
+    /// The value, or the unknown spelling.
+    pub fn value(&self) -> Result<T, &str> {
+        self.value.ok_or(self.spelled.as_str())
+    }
+}
+
+impl<'de, T: DeserializeOwned + Copy> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Choice::new(&String::deserialize(d)?))
+    }
+}
+
+/// `client.response_mode`: JARM is the only mode to choose (query is what an unset key means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ResponseMode {
+    #[serde(rename = "jwt", alias = "query.jwt")]
+    Jwt,
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +118,7 @@ pub struct AuthorizationServerFile {
     pub ca_file: Option<String>,
     pub discovery_refresh_seconds: Option<u64>,
     /// `auto` (alias only when mTLS is the client authentication), `always`, `never`.
-    pub par_endpoint: Option<String>,
+    pub par_endpoint: Option<Choice<AliasPolicy>>,
     /// Hosts of the authorize endpoint when it is not on the issuer's host: redirects there
     /// are held back until the metadata is loaded (it is otherwise unknown after a restart).
     pub authorize_hosts: Option<Vec<String>>,
@@ -78,7 +134,7 @@ pub struct AuthorizationServerFile {
 #[serde(deny_unknown_fields)]
 pub struct ClientFile {
     pub client_id: Option<String>,
-    pub auth_method: Option<String>,
+    pub auth_method: Option<Choice<AuthMethod>>,
     /// One key, or use `signing_keys` for a rotation overlap.
     pub signing_key: Option<SigningKeyFile>,
     pub signing_keys: Option<Vec<SigningKeyFile>>,
@@ -94,10 +150,10 @@ pub struct ClientFile {
     /// A pooled assertion older than this (its `iat`) is discarded, not sent.
     pub assertion_pool_max_age_seconds: Option<u64>,
     /// `jwt` to request JARM responses (verified at the callback).
-    pub response_mode: Option<String>,
+    pub response_mode: Option<Choice<ResponseMode>>,
     /// How access tokens are bound to the sidecar: `mtls` (default, RFC 8705) or `dpop`
     /// (RFC 9449; the connection still presents the client certificate).
-    pub sender_constraint: Option<String>,
+    pub sender_constraint: Option<Choice<SenderConstraint>>,
     /// DPoP settings, used when `sender_constraint` is `dpop`.
     pub dpop: Option<DpopFile>,
     /// Authorize parameters the app may send besides the core set (response_type,
@@ -128,7 +184,7 @@ pub struct DpopFile {
     /// The proof key; without `path`, a key generated in memory per process.
     pub key: Option<DpopKeyFile>,
     /// `bearer` (default) or `dpop`: the `token_type` the app sees in token responses.
-    pub token_type_to_app: Option<String>,
+    pub token_type_to_app: Option<Choice<TokenTypeToApp>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -260,7 +316,7 @@ pub struct TimeoutsFile {
     /// read: slowloris), counted from accept for a connection's first request and from the
     /// first byte of each later one, else the connection is closed. Public, admin and egress
     /// listeners. The name is kept from when only the first request was bounded.
-    /// Default 10000.
+    /// Default `DEFAULT_FIRST_REQUEST_HEADERS_MS`.
     pub first_request_headers_ms: Option<u64>,
 }
 
@@ -269,7 +325,7 @@ pub struct TimeoutsFile {
 pub struct LimitsFile {
     pub max_location_bytes: Option<usize>,
     pub max_as_response_bytes: Option<usize>,
-    /// Login starts (PARs) per second for the whole sidecar; 0 disables (default 100).
+    /// Login starts (PARs) per second for the whole sidecar; 0 disables (default `DEFAULT_LOGIN_STARTS_PER_SECOND`).
     pub login_starts_per_second: Option<u32>,
     /// Login starts per minute from one client address; 0 disables (default).
     pub login_starts_per_client_per_minute: Option<u32>,
@@ -277,30 +333,32 @@ pub struct LimitsFile {
     /// its rightmost entry is used). Without it the peer address is the client.
     pub client_address_header: Option<String>,
     /// Open public-listener connections; beyond it a new connection is closed at accept.
-    /// 0 disables. Default 1280 (sized to the shipped 128Mi memory limit, see README).
+    /// 0 disables. Default `DEFAULT_MAX_CONNECTIONS`, sized to the shipped 128Mi memory limit.
     pub max_connections: Option<usize>,
     /// Connections (or, behind `client_address_header`, requests in flight) one client address
     /// may hold on the public listener; 0 disables (default).
     pub max_connections_per_client: Option<u32>,
     /// Idle connections to the app kept for reuse (pingora's `upstream_keepalive_pool_size`).
-    /// Default 1024.
+    /// Default `DEFAULT_UPSTREAM_KEEPALIVE_POOL`.
     pub upstream_keepalive_pool: Option<usize>,
     /// Per-connection read buffer of the public listener, bytes (pingora's default 65536).
-    /// Default 0: no buffer, pingora reads straight into its request header buffer. A size
-    /// (1024..=1048576) puts a buffer of that size in front of it.
+    /// Default `DEFAULT_CONNECTION_READ_BUFFER` (0): no buffer, pingora reads straight into
+    /// its request header buffer. A size (1024..=1048576) puts a buffer of that size in front
+    /// of it. A footprint experiment's knob, kept as a key: README "Configuration" says why.
     pub connection_read_buffer_bytes: Option<usize>,
     /// Bytes a request's headers may take on any listener before the connection is answered
-    /// `431` and closed (pingora's own limit is 1 MiB). Default 16384 (see README).
+    /// `431` and closed (pingora's own limit is 1 MiB). Default `DEFAULT_MAX_REQUEST_HEADER_BYTES`.
     pub max_request_header_bytes: Option<usize>,
     /// Share of `max_connections` (percent) above which one client address may hold no more
-    /// than its fair share of the slots. 100 disables. Default 80.
+    /// than its fair share of the slots. 100 disables. Default `DEFAULT_PRESSURE_PERCENT`.
     pub connection_pressure_percent: Option<u8>,
-    /// Open connections on the admin listener (probes, Prometheus). Default 32.
+    /// Open connections on the admin listener (probes, Prometheus). Default `DEFAULT_ADMIN_MAX_CONNECTIONS`.
     pub admin_max_connections: Option<usize>,
-    /// Open connections on the egress listener (the app's back-channel client). Default 128.
+    /// Open connections on the egress listener (the app's back-channel client).
+    /// Default `DEFAULT_EGRESS_MAX_CONNECTIONS`.
     pub egress_max_connections: Option<usize>,
     /// How often glibc's free heap is checked and, after a burst, handed back to the kernel
-    /// (`malloc_trim`), milliseconds. 0 disables. Default 1000.
+    /// (`malloc_trim`), milliseconds. 0 disables. Default `DEFAULT_MEMORY_TRIM_INTERVAL_MS`.
     pub memory_trim_interval_ms: Option<u64>,
 }
 
@@ -308,7 +366,7 @@ pub struct LimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct LoggingFile {
     /// `json` (default) or `text`.
-    pub format: Option<String>,
+    pub format: Option<Choice<LogFormat>>,
     /// An `EnvFilter` directive, e.g. `info` or `par_sidecar=debug`.
     pub level: Option<String>,
 }
@@ -343,7 +401,7 @@ pub struct CallbackFile {
     pub cookie_secure: Option<bool>,
     /// Check response parameters on every path, not only the callback paths (default false).
     pub check_all_paths: Option<bool>,
-    /// Seconds a checked code waits for the app's token call (default 30).
+    /// Seconds a checked code waits for the app's token call (default `DEFAULT_CODE_TTL_SECONDS`).
     pub code_ttl_seconds: Option<u64>,
     /// The app redeems the code before answering its callback (default true).
     pub app_redeems_before_answering: Option<bool>,
@@ -355,7 +413,8 @@ pub struct EgressFile {
     /// Refuse a non-loopback egress listener unless this is true (see README).
     pub allow_non_loopback: Option<bool>,
     pub max_body_bytes: Option<usize>,
-    /// Clock skew allowed when checking ID token `exp`/`iat`/`auth_time` (default 60, max 300).
+    /// Clock skew allowed when checking ID token `exp`/`iat`/`auth_time` (default
+    /// `DEFAULT_CLOCK_SKEW_SECONDS`, at most `MAX_CLOCK_SKEW_SECONDS`).
     pub clock_skew_seconds: Option<u64>,
     /// grant_type values the token route forwards (default: authorization_code, refresh_token).
     pub allowed_grant_types: Option<Vec<String>>,

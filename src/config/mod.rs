@@ -4,17 +4,26 @@
 //! `check-config` output points straight at the problem.
 
 pub mod app_secret;
+#[cfg(test)]
+mod defaults_tests;
 mod env;
 pub mod file;
+mod locate;
 pub mod profile;
 #[cfg(test)]
 pub(crate) mod tests;
 mod validate;
+mod validate_as;
+mod validate_client;
 mod validate_conn;
+mod validate_egress;
 mod validate_enc;
+mod validate_limits;
 mod validate_login;
 
 pub use env::expand_env;
+/// Defaults the benchmark baseline (`examples/bare_pingora.rs`) shares with the sidecar.
+pub use validate_limits::{DEFAULT_CONNECTION_READ_BUFFER, DEFAULT_UPSTREAM_KEEPALIVE_POOL};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,12 +44,30 @@ pub enum ConfigError {
     MissingEnv { file: String, line: usize, var: String },
     #[error("{file}: {message}")]
     Yaml { file: String, message: String },
-    #[error("{file}: `{key}`: {message}")]
-    Invalid { file: String, key: String, message: String },
+    /// `line`: where the key (or the nearest enclosing key present) is in the file.
+    #[error("{}", invalid_text(file, *line, key, message))]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+    /// Every problem of a file, in file order of the sections, one per line.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
+}
+
+/// `file:line: key: message`, the form compilers use, so editors and terminals link it.
+fn invalid_text(file: &str, line: Option<usize>, key: &str, message: &str) -> String {
+    match line {
+        Some(line) => format!("{file}:{line}: `{key}`: {message}"),
+        None => format!("{file}: `{key}`: {message}"),
+    }
 }
 
 /// How the client authenticates to the AS. Exactly one mechanism per request (CA-1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     PrivateKeyJwt,
     TlsClientAuth,
@@ -56,20 +83,24 @@ impl AuthMethod {
 }
 
 /// Whether back-channel calls go to the `mtls_endpoint_aliases` entries (RFC 8705 §5,
-/// MTLS-7); applied by `as_client::mtls_alias`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// MTLS-7): `par_endpoint` in the file, applied by `as_client::mtls_alias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum AliasPolicy {
     /// Every listed alias, PAR included: the sidecar presents its certificate on every call.
+    #[serde(rename = "auto")]
     Auto,
     /// The same as `Auto` (kept as a spelling: `mtls_alias`, `always`).
+    #[serde(rename = "mtls_alias", alias = "always")]
     Always,
     /// PAR to the top-level URL (the pre-issue-20 private_key_jwt default, openid-client#486);
     /// the other calls keep their aliases.
+    #[serde(rename = "top_level", alias = "never")]
     Never,
 }
 
 /// How access tokens are sender-constrained (FAPI 2.0 allows either).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SenderConstraint {
     /// RFC 8705 certificate-bound tokens.
     Mtls,
@@ -78,7 +109,8 @@ pub enum SenderConstraint {
 }
 
 /// The `token_type` the app sees in token responses when DPoP is in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenTypeToApp {
     /// Rewritten to `Bearer`: the app keeps speaking Bearer to the egress listener.
     Bearer,
@@ -326,7 +358,18 @@ impl Settings {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate::validate(parsed, path, base)
+        validate::validate(parsed, path, base).map_err(|mut errors| {
+            let lines = locate::KeyLines::index(text);
+            for e in &mut errors {
+                if let ConfigError::Invalid { key, line, .. } = e {
+                    *line = lines.line(key);
+                }
+            }
+            match errors.len() {
+                1 => errors.remove(0),
+                _ => ConfigError::Several(errors),
+            }
+        })
     }
 
     /// The AS by configured name.

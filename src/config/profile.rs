@@ -194,7 +194,7 @@ pub fn by_name(name: &str) -> Result<&'static Rules, String> {
 pub struct Knobs<'a> {
     /// The effective (merged) client block of this AS.
     pub client: &'a mut file::ClientFile,
-    pub par_endpoint: &'a mut Option<String>,
+    pub par_endpoint: &'a mut Option<file::Choice<super::AliasPolicy>>,
     pub request_object: &'a mut Option<bool>,
 }
 
@@ -268,9 +268,9 @@ impl Rules {
             }
         }
         if let Some(r) = self.auth_method {
-            match c.auth_method.as_deref() {
+            match c.auth_method.as_ref().map(file::Choice::as_str) {
                 None => {
-                    c.auth_method = Some(r.rule.to_string());
+                    c.auth_method = Some(file::Choice::new(r.rule));
                     defaults.push(format!("client.auth_method={}", r.rule));
                 }
                 Some(m) if m != r.rule => {
@@ -285,9 +285,9 @@ impl Rules {
                 Sender::Only(v) => (v, true),
                 Sender::Default(v) => (v, false),
             };
-            match c.sender_constraint.as_deref() {
+            match c.sender_constraint.as_ref().map(file::Choice::as_str) {
                 None => {
-                    c.sender_constraint = Some(value.to_string());
+                    c.sender_constraint = Some(file::Choice::new(value));
                     defaults.push(format!("client.sender_constraint={value}"));
                 }
                 Some(v) if only && v != value => {
@@ -298,7 +298,7 @@ impl Rules {
             }
         }
         if let Some(src) = self.aliases_everywhere {
-            if let Some(v @ ("top_level" | "never")) = k.par_endpoint.as_deref() {
+            if let Some(v @ ("top_level" | "never")) = k.par_endpoint.as_ref().map(file::Choice::as_str) {
                 let rule =
                     format!("every call (PAR included) goes to its mtls_endpoint_aliases entry, so `{v}` is refused");
                 return Err(refuse(ak("par_endpoint"), &rule, src));
@@ -318,7 +318,7 @@ impl Rules {
             }
         }
         if let Some(src) = self.no_jarm {
-            if let Some(m) = c.response_mode.as_deref() {
+            if let Some(m) = c.response_mode.as_ref().map(file::Choice::as_str) {
                 let rule = format!("JARM is not used, so response_mode `{m}` is refused");
                 return Err(refuse(ck("response_mode"), &rule, src));
             }
@@ -340,7 +340,7 @@ impl Rules {
 /// One AS's keys after its profile: what validation reads instead of the file's.
 pub struct ForAs {
     pub client: file::ClientFile,
-    pub par_endpoint: Option<String>,
+    pub par_endpoint: Option<file::Choice<super::AliasPolicy>>,
     pub request_object: Option<bool>,
     pub applied: Applied,
 }

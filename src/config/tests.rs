@@ -360,7 +360,7 @@ fn assertion_pool_defaults_and_bounds() {
     let rsa = Settings::from_yaml(&MINIMAL.replace("alg: ES256", "alg: PS256"), Path::new("c.yaml")).unwrap();
     assert_eq!(
         rsa.authorization_servers[0].client.assertion_pool,
-        validate::DEFAULT_ASSERTION_POOL
+        validate_client::DEFAULT_ASSERTION_POOL
     );
     let with = |extra: &str| {
         let text = MINIMAL.replace(
@@ -433,5 +433,113 @@ fn connection_bounds_defaults_and_limits() {
     ] {
         let err = with(bad).unwrap_err().to_string();
         assert!(err.contains(bad.split(':').next().unwrap()), "{err}");
+    }
+}
+
+#[test]
+fn every_validation_error_of_a_file_is_reported_at_once() {
+    let text = MINIMAL
+        .replace("\"127.0.0.1:9090\"", "\"not-an-addr\"")
+        .replace("auth_method: private_key_jwt", "auth_method: client_secret_basic")
+        .replace("alg: ES256", "alg: HS256")
+        + "callback: { code_ttl_seconds: 3600, paths: [cb] }\nlogging: { format: xml }\n";
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err();
+    let ConfigError::Several(list) = &e else {
+        panic!("several problems: {e}")
+    };
+    let keys: Vec<&str> = list
+        .iter()
+        .filter_map(|p| match p {
+            ConfigError::Invalid { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "listen.admin",
+            "client.auth_method",
+            "client.signing_keys[0].alg",
+            "callback.paths",
+            "callback.code_ttl_seconds",
+            "logging.format",
+        ],
+        "{e}"
+    );
+    // One problem per line, each keeping its own message.
+    let text = e.to_string();
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(
+        text.contains("`client_secret_basic` is not one of private_key_jwt, tls_client_auth"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_problem_in_one_as_does_not_hide_the_next() {
+    let text = TWO_BANKS
+        .replace(
+            "client: { client_id: tpp-at-a }",
+            "client: { client_id: tpp-at-a, assertion_pool: 99 }",
+        )
+        .replace("https://b.example.com", "http://b.example.com");
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err().to_string();
+    assert!(e.contains("authorization_servers[0].client.assertion_pool"), "{e}");
+    assert!(e.contains("authorization_servers[1].issuer"), "{e}");
+}
+
+#[test]
+fn choice_keys_load_their_spellings_and_name_the_allowed_values() {
+    let as_with = |par_endpoint: &str| {
+        let text = MINIMAL.replace(
+            r#"{ issuer: "https://as.example.com" }"#,
+            &format!(r#"{{ issuer: "https://as.example.com", par_endpoint: {par_endpoint} }}"#),
+        );
+        Settings::from_yaml(&text, Path::new("c.yaml"))
+    };
+    for (spelling, want) in [
+        ("auto", AliasPolicy::Auto),
+        ("mtls_alias", AliasPolicy::Always),
+        ("always", AliasPolicy::Always),
+        ("top_level", AliasPolicy::Never),
+        ("never", AliasPolicy::Never),
+    ] {
+        assert_eq!(
+            as_with(spelling).unwrap().authorization_servers[0].par_alias,
+            want,
+            "{spelling}"
+        );
+    }
+    let client_with = |line: &str| {
+        Settings::from_yaml(
+            &MINIMAL.replace("  transport:", &format!("{line}\n  transport:")),
+            Path::new("c.yaml"),
+        )
+    };
+    for spelling in ["jwt", "query.jwt"] {
+        let s = client_with(&format!("  response_mode: {spelling}")).unwrap();
+        assert!(s.authorization_servers[0].client.jarm, "{spelling}");
+    }
+    let s = Settings::from_yaml(&format!("{MINIMAL}logging: {{ format: text }}\n"), Path::new("c.yaml")).unwrap();
+    assert!(!s.log_json);
+    // Unknown values: one problem each, all reported, each naming the allowed values.
+    let text = MINIMAL
+        .replace(
+            r#"{ issuer: "https://as.example.com" }"#,
+            r#"{ issuer: "https://as.example.com", par_endpoint: sometimes }"#,
+        )
+        .replace(
+            "  transport:",
+            "  response_mode: form_post\n  sender_constraint: Dpop\n  transport:",
+        )
+        + "logging: { format: xml }\n";
+    let e = Settings::from_yaml(&text, Path::new("c.yaml")).unwrap_err().to_string();
+    for want in [
+        "c.yaml:4: `authorization_server.par_endpoint`: `sometimes` is not one of auto, mtls_alias, top_level",
+        "c.yaml:9: `client.response_mode`: `form_post` is not supported: use jwt (query.jwt), or leave it out",
+        "c.yaml:10: `client.sender_constraint`: `Dpop` is not one of mtls, dpop",
+        "c.yaml:12: `logging.format`: `xml` is not json or text",
+    ] {
+        assert!(e.contains(want), "{want} not in\n{e}");
     }
 }

@@ -1,748 +1,356 @@
-//! The file model ([`super::file`]) checked and turned into [`Settings`]: every error names
-//! the key (and the AS) where it can be fixed.
+//! The file model ([`super::file`]) checked and turned into [`Settings`], one function per
+//! section. Problems are collected, not returned at the first one: a newcomer sees every
+//! error of a file in one run, each naming the key (and the AS) where it can be fixed.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use url::Url;
-
+use super::validate_as::CallKnobs;
 use super::*;
 
-/// Sidecar-wide knobs copied into every [`AsSettings`].
-struct CallKnobs {
-    request_object: bool,
-    connect_timeout: Duration,
-    par_timeout: Duration,
-    discovery_timeout: Duration,
-    max_as_response_bytes: usize,
+/// What every section check gets: where relative paths resolve and where problems go.
+/// A check that finds a problem records it and goes on with a stand-in value, so later
+/// sections are checked too; [`validate`] returns no `Settings` once anything was recorded.
+pub(super) struct Ctx<'a> {
+    file: String,
+    base: &'a Path,
+    problems: RefCell<Vec<ConfigError>>,
 }
 
-/// One AS in file form, whichever of the two forms it came from.
-struct AsEntry<'a> {
-    key: String,
-    name: &'a str,
-    file: &'a file::AuthorizationServerFile,
-    /// The effective client: the shared block, with this AS's overrides merged over it.
-    client: file::ClientFile,
-}
-
-/// One `authorize_hosts` entry: a bare host name or IP (no scheme, port or path), normalised
-/// like the detection's host index.
-fn authorize_host(h: &str) -> Result<String, String> {
-    let bad = || format!("`{h}` is not a host name (no scheme, port or path)");
-    if h.is_empty() || h.contains(['/', '\\', '@', '?', '#', ' ']) {
-        return Err(bad());
+impl Ctx<'_> {
+    pub(super) fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line: None,
+            key: key.to_string(),
+            message,
+        }
     }
-    let u = Url::parse(&format!("https://{h}/")).map_err(|_| bad())?;
-    if u.port().is_some() || u.path() != "/" {
-        return Err(bad());
-    }
-    u.host_str().map(crate::protocol::authorize::norm_host).ok_or_else(bad)
-}
 
-pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, ConfigError> {
-    let file = path.display().to_string();
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        file: file.clone(),
-        key: key.to_string(),
-        message,
-    };
-    let addr = |key: &str, v: &str| -> Result<SocketAddr, ConfigError> {
-        v.parse()
-            .map_err(|_| invalid(key, format!("`{v}` is not an IP:port socket address")))
-    };
-    let resolve = |p: &str| -> PathBuf {
+    pub(super) fn add(&self, key: &str, message: impl Into<String>) {
+        let e = self.invalid(key, message.into());
+        self.problems.borrow_mut().push(e);
+    }
+
+    /// The value, or `None` with its error recorded.
+    pub(super) fn take<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.problems.borrow_mut().push(e)).ok()
+    }
+
+    /// The value, or `None` with the message recorded at `key`.
+    pub(super) fn check<T>(&self, key: &str, r: Result<T, String>) -> Option<T> {
+        r.map_err(|m| self.add(key, m)).ok()
+    }
+
+    /// A path from the file: relative ones are relative to the file's directory.
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let p = PathBuf::from(p);
         if p.is_absolute() {
             p
         } else {
-            base.join(p)
+            self.base.join(p)
         }
-    };
-
-    let public_addr = addr("listen.public", &f.listen.public)?;
-    let admin_addr = addr("listen.admin", &f.listen.admin)?;
-    if public_addr == admin_addr {
-        return Err(invalid(
-            "listen.admin",
-            "must differ from listen.public: admin endpoints never share the browser listener".into(),
-        ));
     }
-    // The app is in the same pod: an IP:port (or localhost:port), resolved here once rather
-    // than per request.
-    let upstream: SocketAddr = match f.upstream.strip_prefix("localhost:") {
-        Some(port) => format!("127.0.0.1:{port}").parse(),
-        None => f.upstream.parse(),
-    }
-    .map_err(|_| {
-        invalid(
-            "upstream",
-            format!("`{}` is not IP:port (or localhost:port) of the app", f.upstream),
-        )
-    })?;
 
-    let secs = |key: &str, v: Option<u64>, default: u64, min: u64, max: u64| {
+    /// Seconds within `min..=max`; the default when unset.
+    pub(super) fn secs(&self, key: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> Option<Duration> {
         let v = v.unwrap_or(default);
         if v < min || v > max {
-            Err(invalid(key, format!("{v} is outside {min}..={max}")))
+            self.add(key, format!("{v} is outside {min}..={max}"));
+            None
         } else {
-            Ok(Duration::from_secs(v))
+            Some(Duration::from_secs(v))
         }
-    };
-    let ms = |key: &str, v: Option<u64>, default: u64| {
+    }
+
+    /// A timeout in milliseconds within `1..=120000`; the default when unset.
+    fn ms(&self, key: &str, v: Option<u64>, default: u64) -> Option<Duration> {
         let v = v.unwrap_or(default);
         if v == 0 || v > 120_000 {
-            Err(invalid(key, format!("{v} ms is outside 1..=120000")))
+            self.add(key, format!("{v} ms is outside 1..=120000"));
+            None
         } else {
-            Ok(Duration::from_millis(v))
+            Some(Duration::from_millis(v))
         }
-    };
-    let knobs = CallKnobs {
-        request_object: f.par.request_object.unwrap_or(true),
-        connect_timeout: ms("timeouts.connect_ms", f.timeouts.connect_ms, 2_000)?,
-        par_timeout: ms("timeouts.par_total_ms", f.timeouts.par_total_ms, 5_000)?,
-        discovery_timeout: ms("timeouts.discovery_total_ms", f.timeouts.discovery_total_ms, 5_000)?,
-        max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(256 * 1024),
-    };
+    }
 
-    // Exactly one of the two forms; the single form is the list of one named `default`.
-    let entries: Vec<AsEntry> = match (&f.authorization_server, &f.authorization_servers) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "authorization_servers",
-                "use either authorization_server (one AS) or authorization_servers (several), not both".into(),
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "authorization_server",
-                "required (or authorization_servers for several ASs)".into(),
-            ))
-        }
-        (Some(a), None) => {
-            if a.name.is_some() || a.client.is_some() {
-                return Err(invalid(
-                    "authorization_server",
-                    "`name` and `client` belong to entries of authorization_servers; the single AS is `default` and uses the top-level client block".into(),
-                ));
-            }
-            vec![AsEntry {
-                key: "authorization_server".into(),
-                name: AsName::DEFAULT,
-                file: a,
-                client: f.client.clone(),
-            }]
-        }
-        (None, Some(list)) => {
-            if list.is_empty() {
-                return Err(invalid("authorization_servers", "lists no AS".into()));
-            }
-            let mut entries = Vec::with_capacity(list.len());
-            for (i, a) in list.iter().enumerate() {
-                let key = format!("authorization_servers[{i}]");
-                let name = a
-                    .name
-                    .as_deref()
-                    .ok_or_else(|| invalid(&format!("{key}.name"), "required".into()))?;
-                entries.push(AsEntry {
-                    key,
-                    name,
-                    file: a,
-                    client: a
-                        .client
-                        .as_ref()
-                        .map_or_else(|| f.client.clone(), |c| f.client.merged_with(c)),
-                });
-            }
-            entries
-        }
+    pub(super) fn addr(&self, key: &str, v: &str) -> Option<SocketAddr> {
+        self.check(
+            key,
+            v.parse().map_err(|_| format!("`{v}` is not an IP:port socket address")),
+        )
+    }
+}
+
+/// A stand-in for a value whose problem is already recorded (never returned in `Settings`).
+pub(super) const UNSET_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// The whole file; every problem found, in file order of the sections, when anything is wrong.
+pub(super) fn validate(f: file::FileConfig, path: &Path, base: &Path) -> Result<Settings, Vec<ConfigError>> {
+    let cx = Ctx {
+        file: path.display().to_string(),
+        base,
+        problems: RefCell::default(),
+    };
+    let listen = listeners(&f, &cx);
+    let timeouts = timeouts(&f.timeouts, &cx);
+    let knobs = CallKnobs {
+        request_object: f.par.request_object,
+        connect_timeout: timeouts.connect,
+        par_timeout: timeouts.par,
+        discovery_timeout: timeouts.discovery,
+        max_as_response_bytes: f.limits.max_as_response_bytes.unwrap_or(DEFAULT_MAX_AS_RESPONSE_BYTES),
     };
     let multi_as = f.authorization_servers.is_some();
-    let mut authorization_servers: Vec<AsSettings> = Vec::with_capacity(entries.len());
-    let mut profiles = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let k = |sub: &str| format!("{}.{sub}", e.key);
-        // Where a client key is reported: the per-AS block in the multi form.
-        let ck = |sub: &str| {
-            if multi_as {
-                format!("{}.client.{sub}", e.key)
-            } else {
-                format!("client.{sub}")
-            }
-        };
-        let name = AsName::new(e.name).map_err(|m| invalid(&k("name"), m))?;
-        if authorization_servers.iter().any(|a| a.name == name) {
-            return Err(invalid(&k("name"), format!("`{name}` is used by another AS")));
-        }
-        let issuer = IssuerUrl::new(&e.file.issuer).map_err(|m| invalid(&k("issuer"), m))?;
-        if let Some(other) = authorization_servers.iter().find(|a| a.issuer == issuer) {
-            return Err(invalid(
-                &k("issuer"),
-                format!("`{issuer}` is also the issuer of `{}`: issuers are unique", other.name),
-            ));
-        }
-        let discovery_url = match e.file.discovery_url.as_deref() {
-            Some(u) => Url::parse(u).map_err(|err| invalid(&k("discovery_url"), err.to_string()))?,
-            None => issuer.default_discovery_url(),
-        };
-        if discovery_url.scheme() != "https" {
-            return Err(invalid(&k("discovery_url"), "must be https (TLS-1)".into()));
-        }
-        // The profile fills unset keys and refuses contradictions before they are read.
-        let p = super::profile::for_as(
-            f.profile.as_deref(),
-            e.file,
-            &e.client,
-            f.par.request_object,
-            e.name,
-            &ck,
-            &k,
-        )
-        .map_err(|r| invalid(&r.key, r.message))?;
-        let (client_file, par_endpoint, request_object) = (p.client, p.par_endpoint, p.request_object);
-        profiles.push(p.applied);
-        let par_alias = match par_endpoint.as_deref().unwrap_or("auto") {
-            "auto" => AliasPolicy::Auto,
-            "mtls_alias" | "always" => AliasPolicy::Always,
-            "top_level" | "never" => AliasPolicy::Never,
-            other => {
-                return Err(invalid(
-                    &k("par_endpoint"),
-                    format!("`{other}` is not one of auto, mtls_alias, top_level"),
-                ))
-            }
-        };
-        let authorize_hosts = e
-            .file
-            .authorize_hosts
-            .iter()
-            .flatten()
-            .map(|h| authorize_host(h).map_err(|m| invalid(&k("authorize_hosts"), m)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = validate_client(&client_file, &ck, &invalid, &resolve, &secs)?;
-        authorization_servers.push(AsSettings {
-            name,
-            issuer,
-            discovery_url,
-            ca_file: e.file.ca_file.as_deref().map(resolve),
-            discovery_refresh: secs(
-                &k("discovery_refresh_seconds"),
-                e.file.discovery_refresh_seconds,
-                300,
-                5,
-                86_400,
-            )?,
-            par_alias,
-            authorize_hosts,
-            client,
-            request_object: request_object.unwrap_or(knobs.request_object),
-            connect_timeout: knobs.connect_timeout,
-            par_timeout: knobs.par_timeout,
-            discovery_timeout: knobs.discovery_timeout,
-            max_as_response_bytes: knobs.max_as_response_bytes,
-        });
+    let entries = super::validate_as::entries(&f, &cx);
+    let (authorization_servers, mut profiles) =
+        super::validate_as::authorization_servers(&entries, f.profile.as_deref(), multi_as, &knobs, &cx);
+    let as_names: Vec<&str> = entries.iter().map(|e| e.name).collect();
+    let egress = super::validate_egress::egress(&f.egress, &as_names, &mut profiles, &cx);
+    let state_binding = f.client.client_id.clone().unwrap_or_else(|| {
+        authorization_servers
+            .first()
+            .map_or_else(String::new, |a| a.client.client_id.as_str().to_string())
+    });
+    let par = par(f.par, &cx);
+    let callback = callback(f.callback, &cx);
+    let limits = super::validate_limits::limits(f.limits, &cx);
+    let ops = ops(f.logging, &f.shutdown, &f.reload, &cx);
+    let public_jwks_path = cx.take(super::validate_enc::public_jwks_path(
+        f.public_jwks_path.as_deref(),
+        &callback.paths,
+        &|k, m| cx.invalid(k, m),
+    ));
+    let problems = cx.problems.into_inner();
+    if !problems.is_empty() {
+        return Err(problems);
     }
-
-    let egress_addr = f
-        .listen
-        .egress
-        .as_deref()
-        .map(|v| addr("listen.egress", v))
-        .transpose()?;
-    if let Some(e) = egress_addr {
-        if !e.ip().is_loopback() && !f.egress.allow_non_loopback.unwrap_or(false) {
-            return Err(invalid(
-                "listen.egress",
-                "must be a loopback address: anything that reaches it acts as the OAuth client \
-                 (set egress.allow_non_loopback: true to override)"
-                    .into(),
-            ));
-        }
-        if e == public_addr || e == admin_addr {
-            return Err(invalid(
-                "listen.egress",
-                "must differ from the public and admin listeners".into(),
-            ));
-        }
-    }
-    let mut resources = Vec::new();
-    for (i, r) in f.egress.resources.iter().enumerate() {
-        let key = format!("egress.resources[{i}]");
-        let target = Url::parse(&r.target).map_err(|e| invalid(&key, format!("target: {e}")))?;
-        if target.scheme() != "https" {
-            return Err(invalid(&key, "target must be https".into()));
-        }
-        if !r.prefix.starts_with('/')
-            || ["/token", "/userinfo", "/introspect", "/revoke", "/as/"]
-                .iter()
-                .any(|p| r.prefix.starts_with(p))
-        {
-            return Err(invalid(
-                &key,
-                "prefix must start with / and not shadow an AS route".into(),
-            ));
-        }
-        let authorization_server = match &r.authorization_server {
-            Some(name) => authorization_servers
-                .iter()
-                .position(|a| a.name.as_str() == name)
-                .ok_or_else(|| {
-                    invalid(
-                        &format!("{key}.authorization_server"),
-                        format!("`{name}` is not a configured AS name"),
-                    )
-                })?,
-            None if authorization_servers.len() == 1 => 0,
-            None => {
-                return Err(invalid(
-                    &format!("{key}.authorization_server"),
-                    "required with several ASs: the AS whose client and certificate the tokens are bound to".into(),
-                ))
-            }
-        };
-        resources.push(ResourceRoute {
-            prefix: r.prefix.clone(),
-            target,
-            authorization_server,
-        });
-    }
-    let mut allowed_grant_types = match &f.egress.allowed_grant_types {
-        None => DEFAULT_GRANT_TYPES.iter().map(|s| s.to_string()).collect(),
-        Some(list) => {
-            if list.is_empty() {
-                return Err(invalid(
-                    "egress.allowed_grant_types",
-                    "must not be empty (leave it out for authorization_code, refresh_token)".into(),
-                ));
-            }
-            for g in list {
-                if g.is_empty() || g.len() > 200 || g.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-                    return Err(invalid(
-                        "egress.allowed_grant_types",
-                        format!("`{g}` is not a grant_type value"),
-                    ));
-                }
-            }
-            list.clone()
-        }
-    };
-    let app_secret = match (&f.egress.app_client_secret_sha256, &f.egress.app_client_secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "egress.app_client_secret_sha256",
-                "set app_client_secret_sha256 or app_client_secret_file, not both".into(),
-            ))
-        }
-        (Some(hex), None) => {
-            Some(AppSecret::from_sha256_hex(hex).map_err(|m| invalid("egress.app_client_secret_sha256", m))?)
-        }
-        (None, Some(p)) => {
-            let path = resolve(p);
-            // The message never carries the content.
-            let content = std::fs::read(&path).map_err(|e| {
-                invalid(
-                    "egress.app_client_secret_file",
-                    format!("cannot read {}: {}", path.display(), e.kind()),
-                )
-            })?;
-            Some(
-                AppSecret::from_file_content(&content)
-                    .map_err(|m| invalid("egress.app_client_secret_file", format!("{}: {m}", path.display())))?,
-            )
-        }
-        (None, None) => None,
-    };
-    if f.egress.allowed_grant_types.is_none() {
-        allowed_grant_types =
-            super::profile::default_grant_types(&mut profiles, DEFAULT_GRANT_TYPES, app_secret.is_some());
-    }
-    // client_credentials mints TPP tokens without a user (UK, Brazil and KSA consent
-    // creation): only for an app that proves itself to the egress, so that nothing else on
-    // loopback (an SSRF in the app) can obtain them with the sidecar's client authentication.
-    if app_secret.is_none() && allowed_grant_types.iter().any(|g| g == "client_credentials") {
-        return Err(invalid(
-            "egress.allowed_grant_types",
-            "client_credentials needs the app to authenticate to the egress: set \
-             egress.app_client_secret_sha256 or egress.app_client_secret_file"
-                .into(),
-        ));
-    }
-    for p in &f.callback.paths {
-        if !p.starts_with('/') {
-            return Err(invalid("callback.paths", format!("`{p}` must start with /")));
-        }
-    }
-
-    let log_format = f.logging.format.as_deref().unwrap_or("json");
-    if !matches!(log_format, "json" | "text") {
-        return Err(invalid("logging.format", format!("`{log_format}` is not json or text")));
-    }
-    let state_binding = f
-        .client
-        .client_id
-        .clone()
-        .unwrap_or_else(|| authorization_servers[0].client.client_id.as_str().to_string());
-    let public_jwks_path =
-        super::validate_enc::public_jwks_path(f.public_jwks_path.as_deref(), &f.callback.paths, &invalid)?;
-
     Ok(Settings {
         source: path.to_path_buf(),
-        public_addr,
-        admin_addr,
-        upstream,
+        public_addr: listen.public,
+        admin_addr: listen.admin,
+        upstream: listen.upstream,
         authorization_servers,
         profiles,
         multi_as,
         state_binding,
-        par_required: f.par.required.unwrap_or(true),
-        require_https_redirect_uri: f.par.require_https_redirect_uri.unwrap_or(true),
-        login_paths: super::validate_login::login_paths(f.par.login_paths.unwrap_or_default())
-            .map_err(|m| invalid("par.login_paths", m))?,
-        redirect_uri_origins: f
-            .par
-            .redirect_uri_origins
-            .unwrap_or_default()
-            .iter()
-            .map(|o| {
-                crate::protocol::origin::ConfiguredOrigin::parse(o).map_err(|m| invalid("par.redirect_uri_origins", m))
-            })
-            .collect::<Result<_, _>>()?,
-        max_location_bytes: f.limits.max_location_bytes.unwrap_or(16 * 1024),
-        login_starts_per_second: f.limits.login_starts_per_second.unwrap_or(100),
-        login_starts_per_client_per_minute: f.limits.login_starts_per_client_per_minute.unwrap_or(0),
-        client_address_header: match f.limits.client_address_header {
-            Some(h) => Some(
-                http::HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| invalid("limits.client_address_header", format!("`{h}` is not a header name")))?
-                    .as_str()
-                    .to_string(),
-            ),
-            None => None,
-        },
-        log_json: log_format == "json",
-        log_level: f.logging.level.unwrap_or_else(|| "info".into()),
-        grace_period: secs(
-            "shutdown.grace_period_seconds",
-            f.shutdown.grace_period_seconds,
-            20,
-            0,
-            3600,
-        )?,
-        egress_addr,
-        egress_max_body: f.egress.max_body_bytes.unwrap_or(1024 * 1024),
-        allowed_grant_types,
-        app_secret,
-        resources,
-        callback_paths: f.callback.paths,
-        check_all_paths: f.callback.check_all_paths.unwrap_or(false),
-        code_ttl: secs("callback.code_ttl_seconds", f.callback.code_ttl_seconds, 30, 5, 600)?,
-        app_redeems_before_answering: f.callback.app_redeems_before_answering.unwrap_or(true),
-        require_iss: f.callback.require_iss.unwrap_or(true),
-        state_key_path: f.callback.state_key_path.as_deref().map(resolve),
-        state_max_age: secs(
-            "callback.state_max_age_seconds",
-            f.callback.state_max_age_seconds,
-            600,
-            30,
-            3600,
-        )?,
-        browser_binding: f.callback.browser_binding.unwrap_or(true),
-        cookie_secure: f.callback.cookie_secure.unwrap_or(true),
-        reload_interval: secs(
-            "reload.check_interval_seconds",
-            f.reload.check_interval_seconds,
-            5,
-            1,
-            3600,
-        )?,
+        par_required: par.required,
+        require_https_redirect_uri: par.require_https_redirect_uri,
+        login_paths: par.login_paths,
+        redirect_uri_origins: par.redirect_uri_origins,
+        max_location_bytes: limits.max_location_bytes,
+        login_starts_per_second: limits.login_starts_per_second,
+        login_starts_per_client_per_minute: limits.login_starts_per_client_per_minute,
+        client_address_header: limits.client_address_header,
+        log_json: ops.log_json,
+        log_level: ops.log_level,
+        grace_period: ops.grace_period,
+        egress_addr: listen.egress,
+        egress_max_body: egress.max_body,
+        allowed_grant_types: egress.allowed_grant_types,
+        app_secret: egress.app_secret,
+        resources: egress.resources,
+        callback_paths: callback.paths,
+        check_all_paths: callback.check_all_paths,
+        code_ttl: callback.code_ttl,
+        app_redeems_before_answering: callback.app_redeems_before_answering,
+        require_iss: callback.require_iss,
+        state_key_path: callback.state_key_path,
+        state_max_age: callback.state_max_age,
+        browser_binding: callback.browser_binding,
+        cookie_secure: callback.cookie_secure,
+        reload_interval: ops.reload_interval,
         par_timeout: knobs.par_timeout,
         discovery_timeout: knobs.discovery_timeout,
-        clock_skew: secs("egress.clock_skew_seconds", f.egress.clock_skew_seconds, 60, 0, 300)?.as_secs(),
-        max_connections: f.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        max_connections_per_client: f.limits.max_connections_per_client.unwrap_or(0),
-        first_request_headers_timeout: ms(
+        clock_skew: egress.clock_skew,
+        max_connections: limits.max_connections,
+        max_connections_per_client: limits.max_connections_per_client,
+        first_request_headers_timeout: timeouts.first_request_headers,
+        upstream_keepalive_pool: limits.upstream_keepalive_pool,
+        connection_read_buffer: limits.connection_read_buffer,
+        connection_bounds: limits.connection_bounds,
+        memory_trim_interval: limits.memory_trim_interval,
+        public_jwks_path: public_jwks_path.flatten(),
+    })
+}
+
+/// Default `limits.max_as_response_bytes`: discovery documents and token responses of the
+/// largest ASs seen are a few KiB; 256 KiB leaves room without letting an AS fill memory.
+pub const DEFAULT_MAX_AS_RESPONSE_BYTES: usize = 256 * 1024;
+
+struct Listeners {
+    public: SocketAddr,
+    admin: SocketAddr,
+    egress: Option<SocketAddr>,
+    upstream: SocketAddr,
+}
+
+/// `listen.*`, `upstream` and `egress.allow_non_loopback`.
+fn listeners(f: &file::FileConfig, cx: &Ctx) -> Listeners {
+    let public = cx.addr("listen.public", &f.listen.public);
+    let admin = cx.addr("listen.admin", &f.listen.admin);
+    if public.is_some() && public == admin {
+        cx.add(
+            "listen.admin",
+            "must differ from listen.public: admin endpoints never share the browser listener",
+        );
+    }
+    // The app is in the same pod: an IP:port (or localhost:port), resolved here once rather
+    // than per request.
+    let upstream = match f.upstream.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => f.upstream.parse(),
+    }
+    .map_err(|_| format!("`{}` is not IP:port (or localhost:port) of the app", f.upstream));
+    let upstream = cx.check("upstream", upstream);
+    let egress = f.listen.egress.as_deref().and_then(|v| cx.addr("listen.egress", v));
+    if let Some(e) = egress {
+        if !e.ip().is_loopback() && !f.egress.allow_non_loopback.unwrap_or(false) {
+            cx.add(
+                "listen.egress",
+                "must be a loopback address: anything that reaches it acts as the OAuth client \
+                 (set egress.allow_non_loopback: true to override)",
+            );
+        }
+        if Some(e) == public || Some(e) == admin {
+            cx.add("listen.egress", "must differ from the public and admin listeners");
+        }
+    }
+    Listeners {
+        public: public.unwrap_or(UNSET_ADDR),
+        admin: admin.unwrap_or(UNSET_ADDR),
+        egress,
+        upstream: upstream.unwrap_or(UNSET_ADDR),
+    }
+}
+
+/// Default `timeouts.first_request_headers_ms`: a browser sends its headers at once; ten
+/// seconds covers a slow mobile link and still frees a slowloris connection's slot.
+pub const DEFAULT_FIRST_REQUEST_HEADERS_MS: u64 = 10_000;
+
+struct Timeouts {
+    connect: Duration,
+    par: Duration,
+    discovery: Duration,
+    first_request_headers: Duration,
+}
+
+/// `timeouts.*`, milliseconds.
+fn timeouts(t: &file::TimeoutsFile, cx: &Ctx) -> Timeouts {
+    let ms = |key: &str, v: Option<u64>, default: u64| cx.ms(key, v, default).unwrap_or(Duration::from_millis(default));
+    Timeouts {
+        connect: ms("timeouts.connect_ms", t.connect_ms, 2_000),
+        par: ms("timeouts.par_total_ms", t.par_total_ms, 5_000),
+        discovery: ms("timeouts.discovery_total_ms", t.discovery_total_ms, 5_000),
+        first_request_headers: ms(
             "timeouts.first_request_headers_ms",
-            f.timeouts.first_request_headers_ms,
-            10_000,
-        )?,
-        upstream_keepalive_pool: match f
-            .limits
-            .upstream_keepalive_pool
-            .unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE_POOL)
-        {
-            0 => return Err(invalid("limits.upstream_keepalive_pool", "must be at least 1".into())),
-            n => n,
-        },
-        connection_read_buffer: match f
-            .limits
-            .connection_read_buffer_bytes
-            .unwrap_or(DEFAULT_CONNECTION_READ_BUFFER)
-        {
-            n @ (0 | 1024..=1_048_576) => n,
-            n => {
-                return Err(invalid(
-                    "limits.connection_read_buffer_bytes",
-                    format!("{n} is neither 0 nor within 1024..=1048576"),
-                ))
-            }
-        },
-        public_jwks_path,
-        connection_bounds: super::validate_conn::connection_bounds(
-            [
-                f.limits.max_request_header_bytes,
-                f.limits.admin_max_connections,
-                f.limits.egress_max_connections,
-            ],
-            f.limits.connection_pressure_percent,
-            &invalid,
-        )?,
-        memory_trim_interval: match f.limits.memory_trim_interval_ms.unwrap_or(1000) {
-            n @ (0 | 100..=3_600_000) => Duration::from_millis(n),
-            n => {
-                return Err(invalid(
-                    "limits.memory_trim_interval_ms",
-                    format!("{n} is neither 0 nor within 100..=3600000"),
-                ))
-            }
-        },
-    })
+            t.first_request_headers_ms,
+            DEFAULT_FIRST_REQUEST_HEADERS_MS,
+        ),
+    }
 }
 
-/// Open public-listener connections by default, sized to the shipped manifest's 128Mi limit
-/// from the worst case one connection can hold: 16 KiB of headers (the default
-/// `limits.max_request_header_bytes`) in flight at a slow app measured ~68 KiB per connection.
-/// 1,280 public + 128 egress + 32 admin connections x 68 KiB = 96 MiB, plus ~16 MiB idle,
-/// leaves ~16 MiB for a login burst's heap (README "Connection floods").
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1280;
-
-/// Idle upstream (app) connections kept. pingora's default of 128 closes and reopens
-/// connections at 1,000 concurrent clients; see benches/results/latest.md.
-pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 1024;
-
-/// Pre-signed client assertions kept per AS (`client.assertion_pool`) when the signing key
-/// is PS256 (0 otherwise); see benches/results/separate-runs.md for the measurement behind it.
-pub const DEFAULT_ASSERTION_POOL: usize = 4;
-/// Upper bound of `client.assertion_pool`: each pooled assertion is signed whether or not
-/// it is used, and goes stale after the max age.
-pub const MAX_ASSERTION_POOL: usize = 16;
-/// Default `client.assertion_pool_max_age_seconds` (capped at half the assertion lifetime).
-pub const DEFAULT_ASSERTION_POOL_MAX_AGE: u64 = 10;
-
-/// The public listener's per-connection read buffer (pingora's own default is 64 KiB). None:
-/// pingora's HTTP/1 code reads into its own request header buffer anyway, so a read buffer in
-/// front of it only copies; leaving it out saved 4 KiB per connection (~3.5 MiB peak RSS at
-/// 1,000 connections) at no CPU cost (benches/results/separate-runs.md, footprint).
-pub const DEFAULT_CONNECTION_READ_BUFFER: usize = 0;
-
-type Secs<'a> = dyn Fn(&str, Option<u64>, u64, u64, u64) -> Result<Duration, ConfigError> + 'a;
-
-/// Checks one effective (merged) client block; `ck` names a key where the user can fix it.
-fn validate_client(
-    c: &file::ClientFile,
-    ck: &dyn Fn(&str) -> String,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-    resolve: &dyn Fn(&str) -> PathBuf,
-    secs: &Secs,
-) -> Result<ClientSettings, ConfigError> {
-    let required = |sub: &str| invalid(&ck(sub), "required (here or in the shared client block)".into());
-    let client_id = c.client_id.as_deref().ok_or_else(|| required("client_id"))?;
-    let client_id = ClientId::new(client_id).map_err(|m| invalid(&ck("client_id"), m))?;
-    let auth_method = match c.auth_method.as_deref().ok_or_else(|| required("auth_method"))? {
-        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
-        "tls_client_auth" => AuthMethod::TlsClientAuth,
-        other => {
-            return Err(invalid(
-                &ck("auth_method"),
-                format!("`{other}` is not one of private_key_jwt, tls_client_auth"),
-            ))
-        }
-    };
-    let mut key_files = c.signing_keys.clone().unwrap_or_default();
-    if let Some(k) = c.signing_key.clone() {
-        key_files.insert(0, k);
-    }
-    if key_files.is_empty() {
-        return Err(invalid(
-            &ck("signing_key"),
-            "a signing key is required: it signs the request object (and the client assertion for private_key_jwt)"
-                .into(),
-        ));
-    }
-    let mut signing_keys = Vec::new();
-    for (i, k) in key_files.iter().enumerate() {
-        let alg = Alg::parse(&k.alg).ok_or_else(|| {
-            invalid(
-                &ck(&format!("signing_keys[{i}].alg")),
-                format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
-            )
-        })?;
-        signing_keys.push(SigningKeyRef {
-            path: resolve(&k.path),
-            alg,
-            kid: k.kid.clone(),
-        });
-    }
-    let request_object_key = match &c.request_object_signing_key {
-        Some(k) => Some(SigningKeyRef {
-            path: resolve(&k.path),
-            alg: Alg::parse(&k.alg).ok_or_else(|| {
-                invalid(
-                    &ck("request_object_signing_key.alg"),
-                    format!("`{}` is not one of PS256, ES256, ES384, ES512, EdDSA", k.alg),
-                )
-            })?,
-            kid: k.kid.clone(),
-        }),
-        None => None,
-    };
-    let transport = c.transport.as_ref().ok_or_else(|| required("transport"))?;
-    let jarm = match c.response_mode.as_deref() {
-        None => false,
-        Some("jwt") | Some("query.jwt") => true,
-        Some(other) => {
-            return Err(invalid(
-                &ck("response_mode"),
-                format!("`{other}` is not supported: use jwt (query.jwt), or leave it out"),
-            ))
-        }
-    };
-    let sender_constraint = match c.sender_constraint.as_deref() {
-        None | Some("mtls") => SenderConstraint::Mtls,
-        Some("dpop") => SenderConstraint::Dpop,
-        Some(other) => {
-            return Err(invalid(
-                &ck("sender_constraint"),
-                format!("`{other}` is not one of mtls, dpop"),
-            ))
-        }
-    };
-    if c.sender_constraint.is_none() && c.dpop.is_some() {
-        // A `dpop` block with nothing choosing DPoP is almost certainly a forgotten line.
-        return Err(invalid(
-            &ck("sender_constraint"),
-            "a `dpop` block is set: choose `sender_constraint: dpop` (or `mtls` explicitly to ignore it)".into(),
-        ));
-    }
-    let dpop = match sender_constraint {
-        SenderConstraint::Mtls => None,
-        SenderConstraint::Dpop => Some(validate_dpop(
-            &c.dpop.clone().unwrap_or_default(),
-            ck,
-            invalid,
-            resolve,
-        )?),
-    };
-    // RFC 7523 / UAE: short-lived, at most 5 minutes.
-    let assertion_lifetime = secs(
-        &ck("assertion_lifetime_seconds"),
-        c.assertion_lifetime_seconds,
-        60,
-        10,
-        300,
-    )?;
-    // On by default only where a signature is slow enough to be worth taking off the login's
-    // path: RSA (PS256, ~400 us here), ES384/ES512 (P-384/P-521, as slow or slower). An
-    // ES256/EdDSA signature (~15-25 us) costs less than handing work to another thread
-    // (measured: benches/results/separate-runs.md).
-    let default_pool = if signing_keys[0].alg.signs_slowly() {
-        DEFAULT_ASSERTION_POOL
-    } else {
-        0
-    };
-    let assertion_pool = match c.assertion_pool.unwrap_or(default_pool) {
-        n @ 0..=MAX_ASSERTION_POOL => n,
-        n => {
-            return Err(invalid(
-                &ck("assertion_pool"),
-                format!("{n} is outside 0..={MAX_ASSERTION_POOL} (0 turns the pool off)"),
-            ))
-        }
-    };
-    // A pooled assertion keeps at least half its lifetime: the default age bound shrinks
-    // with a short lifetime; an explicit one must fit.
-    let half_lifetime = assertion_lifetime.as_secs() / 2;
-    let assertion_pool_max_age = match c.assertion_pool_max_age_seconds {
-        None => Duration::from_secs(DEFAULT_ASSERTION_POOL_MAX_AGE.min(half_lifetime)),
-        Some(v) => {
-            let max = half_lifetime.min(30);
-            if v == 0 || v > max {
-                return Err(invalid(
-                    &ck("assertion_pool_max_age_seconds"),
-                    format!("{v} is outside 1..={max} (at most 30 and half of assertion_lifetime_seconds)"),
-                ));
-            }
-            Duration::from_secs(v)
-        }
-    };
-    Ok(ClientSettings {
-        client_id,
-        auth_method,
-        signing_keys,
-        request_object_key,
-        transport_cert: resolve(&transport.cert_path),
-        transport_key: resolve(&transport.key_path),
-        // FAPI 1.0 Adv / Message Signing: exp - nbf <= 3600; 300 s is the usual recommendation.
-        request_object_lifetime: secs(
-            &ck("request_object_lifetime_seconds"),
-            c.request_object_lifetime_seconds,
-            300,
-            10,
-            3600,
-        )?,
-        assertion_lifetime,
-        assertion_pool,
-        assertion_pool_max_age,
-        jarm,
-        sender_constraint,
-        dpop,
-        allowed_authorize_parameters: match &c.allowed_authorize_parameters {
-            None => None,
-            Some(names) => Some(
-                super::validate_login::authorize_parameter_names(names)
-                    .map_err(|m| invalid(&ck("allowed_authorize_parameters"), m))?,
-            ),
-        },
-        encryption_keys: super::validate_enc::encryption_keys(c, ck, invalid, resolve)?,
-        id_token_handover: super::validate_enc::id_token_handover(c, ck, invalid)?,
-    })
+struct Par {
+    required: bool,
+    require_https_redirect_uri: bool,
+    login_paths: Vec<String>,
+    redirect_uri_origins: Vec<crate::protocol::origin::ConfiguredOrigin>,
 }
 
-fn validate_dpop(
-    d: &file::DpopFile,
-    ck: &dyn Fn(&str) -> String,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-    resolve: &dyn Fn(&str) -> PathBuf,
-) -> Result<DpopSettings, ConfigError> {
-    let key = d.key.clone().unwrap_or(file::DpopKeyFile { path: None, alg: None });
-    let alg = match (&key.alg, &key.path) {
-        (Some(a), _) => Alg::parse(a).ok_or_else(|| {
-            invalid(
-                &ck("dpop.key.alg"),
-                format!("`{a}` is not one of PS256, ES256, ES384, ES512, EdDSA"),
+/// `par.*` but `request_object`, which travels with each AS ([`CallKnobs`]).
+fn par(p: file::ParFile, cx: &Ctx) -> Par {
+    let login_paths = super::validate_login::login_paths(p.login_paths.unwrap_or_default());
+    let redirect_uri_origins = p
+        .redirect_uri_origins
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|o| {
+            cx.check(
+                "par.redirect_uri_origins",
+                crate::protocol::origin::ConfiguredOrigin::parse(o),
             )
-        })?,
-        (None, Some(_)) => {
-            return Err(invalid(
-                &ck("dpop.key.alg"),
-                "required with `path`: PS256, ES256, ES384, ES512 or EdDSA".into(),
-            ))
+        })
+        .collect();
+    Par {
+        required: p.required.unwrap_or(true),
+        require_https_redirect_uri: p.require_https_redirect_uri.unwrap_or(true),
+        login_paths: cx.check("par.login_paths", login_paths).unwrap_or_default(),
+        redirect_uri_origins,
+    }
+}
+
+/// Default `callback.code_ttl_seconds`: a redirect and one token call.
+pub const DEFAULT_CODE_TTL_SECONDS: u64 = 30;
+
+struct Callback {
+    paths: Vec<String>,
+    check_all_paths: bool,
+    code_ttl: Duration,
+    app_redeems_before_answering: bool,
+    require_iss: bool,
+    state_key_path: Option<PathBuf>,
+    state_max_age: Duration,
+    browser_binding: bool,
+    cookie_secure: bool,
+}
+
+/// `callback.*`.
+fn callback(c: file::CallbackFile, cx: &Ctx) -> Callback {
+    for p in &c.paths {
+        if !p.starts_with('/') {
+            cx.add("callback.paths", format!("`{p}` must start with /"));
         }
-        (None, None) => Alg::ES256,
-    };
-    let token_type_to_app = match d.token_type_to_app.as_deref() {
-        None | Some("bearer") => TokenTypeToApp::Bearer,
-        Some("dpop") => TokenTypeToApp::Dpop,
-        Some(other) => {
-            return Err(invalid(
-                &ck("dpop.token_type_to_app"),
-                format!("`{other}` is not one of bearer, dpop"),
-            ))
+    }
+    Callback {
+        check_all_paths: c.check_all_paths.unwrap_or(false),
+        code_ttl: cx
+            .secs(
+                "callback.code_ttl_seconds",
+                c.code_ttl_seconds,
+                DEFAULT_CODE_TTL_SECONDS,
+                5,
+                600,
+            )
+            .unwrap_or_default(),
+        app_redeems_before_answering: c.app_redeems_before_answering.unwrap_or(true),
+        require_iss: c.require_iss.unwrap_or(true),
+        state_key_path: c.state_key_path.as_deref().map(|p| cx.resolve(p)),
+        state_max_age: cx
+            .secs("callback.state_max_age_seconds", c.state_max_age_seconds, 600, 30, 3600)
+            .unwrap_or_default(),
+        browser_binding: c.browser_binding.unwrap_or(true),
+        cookie_secure: c.cookie_secure.unwrap_or(true),
+        paths: c.paths,
+    }
+}
+
+struct Ops {
+    log_json: bool,
+    log_level: String,
+    grace_period: Duration,
+    reload_interval: Duration,
+}
+
+/// `logging.*`, `shutdown.*` and `reload.*`: how the process runs, not what it serves.
+fn ops(l: file::LoggingFile, s: &file::ShutdownFile, r: &file::ReloadFile, cx: &Ctx) -> Ops {
+    let log_format = match l.format.as_ref().map(file::Choice::value) {
+        None => file::LogFormat::Json,
+        Some(Ok(f)) => f,
+        Some(Err(other)) => {
+            cx.add("logging.format", format!("`{other}` is not json or text"));
+            file::LogFormat::Json
         }
     };
-    Ok(DpopSettings {
-        key_path: key.path.as_deref().map(resolve),
-        alg,
-        token_type_to_app,
-    })
+    Ops {
+        log_json: log_format == file::LogFormat::Json,
+        log_level: l.level.unwrap_or_else(|| "info".into()),
+        grace_period: cx
+            .secs("shutdown.grace_period_seconds", s.grace_period_seconds, 20, 0, 3600)
+            .unwrap_or_default(),
+        reload_interval: cx
+            .secs("reload.check_interval_seconds", r.check_interval_seconds, 5, 1, 3600)
+            .unwrap_or_default(),
+    }
 }
