@@ -27,6 +27,11 @@ struct Stack {
 
 /// `client_keys`: YAML lines added to the client block (the encryption keys), or "".
 async fn stack(client_keys: &str) -> Stack {
+    stack_with("", client_keys).await
+}
+
+/// `top`: YAML lines put before the file (e.g. `profile: singpass`).
+async fn stack_with(top: &str, client_keys: &str) -> Stack {
     let pki = common::pki();
     write_ec_key(&pki, "enc.pem");
     let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
@@ -37,6 +42,7 @@ async fn stack(client_keys: &str) -> Stack {
             client_keys.replace("ENC", &pki.join("enc.pem").display().to_string())
         ),
     );
+    let yaml = format!("{top}{yaml}");
     let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
     let key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
@@ -481,4 +487,41 @@ async fn every_userinfo_jwt_refusal_names_its_check() {
         &s.userinfo(&encrypt(br#"{"sub":"alice"}"#, &enc, json!({}))).await,
         "userinfo_malformed",
     );
+}
+
+#[tokio::test]
+async fn a_profile_whose_as_encrypts_refuses_a_plain_id_token() {
+    // Without a profile a plain ID token next to an encryption key is accepted (README).
+    let s = stack(ONE_KEY).await;
+    let plain = s.id_token("alice", Some("n-1"));
+    assert_eq!(s.exchange(1, &plain).await.status, 200);
+    // Singpass encrypts every ID token: a plain one is a downgrade or a misconfigured AS.
+    let s = stack_with("profile: singpass\n", ONE_KEY).await;
+    let plain = s.id_token("alice", Some("n-1"));
+    s.answer(json!({"access_token": "at-2", "token_type": "DPoP", "id_token": plain}));
+    s.code("code-2", Some("n-1"));
+    let r = egress::handle(
+        &s.state,
+        common::egress_post(
+            "/token",
+            Some("legacy-app:s"),
+            "grant_type=authorization_code&code=code-2",
+        ),
+    )
+    .await;
+    refused_as(&r, "jwe_required");
+    // The encrypted one still goes through.
+    let jwe = encrypt(s.id_token("alice", Some("n-1")).as_bytes(), &s.enc_jwk(), json!({}));
+    s.answer(json!({"access_token": "at-3", "token_type": "DPoP", "id_token": jwe}));
+    s.code("code-3", Some("n-1"));
+    let r = egress::handle(
+        &s.state,
+        common::egress_post(
+            "/token",
+            Some("legacy-app:s"),
+            "grant_type=authorization_code&code=code-3",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }

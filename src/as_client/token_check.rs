@@ -67,6 +67,8 @@ pub enum TokenResponseError {
     Jwe(JweError),
     /// The decrypted ID token is not a compact JWS (a nested JWT must be signed).
     JweInner,
+    /// A plain ID token from an AS whose profile says it encrypts them (Singpass, Corppass).
+    JweRequired,
 }
 
 impl TokenResponseError {
@@ -84,6 +86,7 @@ impl TokenResponseError {
             TokenResponseError::ClaimValue(_) => "claim_value",
             TokenResponseError::Jwe(e) => e.check(),
             TokenResponseError::JweInner => "jwe_inner",
+            TokenResponseError::JweRequired => "jwe_required",
         }
     }
 
@@ -113,6 +116,9 @@ impl TokenResponseError {
                 JweError::Decrypt => "the encrypted ID token does not decrypt with the configured key".into(),
             },
             TokenResponseError::JweInner => "the decrypted ID token is not a signed JWT (compact JWS)".into(),
+            TokenResponseError::JweRequired => {
+                "the ID token is not encrypted, but this AS's profile says its ID tokens are (a JWS in a JWE)".into()
+            }
         }
     }
 }
@@ -253,6 +259,12 @@ fn decrypted_id_token(
     token: &str,
 ) -> Result<Option<String>, TokenResponseError> {
     if !jwe::is_compact_jwe(token) {
+        // A profile that says the AS encrypts refuses the plain token: accepting it would let
+        // a downgrade (or a misconfigured AS) put a cleartext ID token through the browser's
+        // app unnoticed.
+        if client.settings.id_token_encrypted {
+            return Err(TokenResponseError::JweRequired);
+        }
         return Ok(None);
     }
     let keys = client.keys.load().decryption_keys();

@@ -232,6 +232,9 @@ pub struct AsSettings {
     pub authorize_hosts: Vec<String>,
     pub client: ClientSettings,
     pub request_object: bool,
+    /// The AS's profile says it encrypts ID tokens (Singpass, Corppass): a plain one is
+    /// refused (`jwe_required`).
+    pub id_token_encrypted: bool,
     pub connect_timeout: Duration,
     pub par_timeout: Duration,
     pub discovery_timeout: Duration,

@@ -205,6 +205,8 @@ pub struct Applied {
     pub defaults: Vec<String>,
     /// The egress should forward client_credentials for this AS's consent creation.
     pub wants_client_credentials: bool,
+    /// The AS encrypts ID tokens: a plain one is refused at the token call.
+    pub encrypted_id_token: bool,
 }
 
 impl Applied {
@@ -333,6 +335,7 @@ impl Rules {
             profile: self.name,
             defaults,
             wants_client_credentials: self.client_credentials.is_some(),
+            encrypted_id_token: self.encrypted_id_token.is_some(),
         })
     }
 }
@@ -374,6 +377,7 @@ pub fn for_as(
             profile: rules.name,
             defaults: Vec::new(),
             wants_client_credentials: false,
+            encrypted_id_token: false,
         },
     };
     let knobs = Knobs {

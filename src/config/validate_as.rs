@@ -194,6 +194,7 @@ fn authorization_server(
         authorize_hosts,
         client: client?,
         request_object: request_object.unwrap_or(true),
+        id_token_encrypted: applied.encrypted_id_token,
         connect_timeout: knobs.connect_timeout,
         par_timeout: knobs.par_timeout,
         discovery_timeout: knobs.discovery_timeout,
