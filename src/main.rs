@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use par_sidecar::as_client::discovery;
 use par_sidecar::as_client::keys::{union_jwks, KeySet};
 use par_sidecar::as_client::registry::build_http;
-use par_sidecar::config::Settings;
+use par_sidecar::config::{AsSettings, Settings};
 use par_sidecar::sidecar::Sidecar;
 
 #[derive(Parser)]
@@ -169,6 +169,21 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
             Err(e) => return fail(format!("authorization server `{}`: {e}", a.name)),
         }
     }
+    print_sidecar(&settings);
+    println!("authorization servers: {}", loaded.len());
+    for (a, keys) in &loaded {
+        print_as(&settings, a, keys);
+    }
+    if offline {
+        println!();
+        println!("discovery:         skipped (--offline)");
+        return ExitCode::SUCCESS;
+    }
+    check_discovery(&loaded)
+}
+
+/// The listeners, callback paths and egress posture: what the whole sidecar does.
+fn print_sidecar(settings: &Settings) {
     println!("config:            {}", settings.source.display());
     println!("public listener:   {}", settings.public_addr);
     println!("admin listener:    {}", settings.admin_addr);
@@ -192,79 +207,82 @@ fn check_config(config: &std::path::Path, offline: bool) -> ExitCode {
         println!("WARNING:           {w}");
         println!("                   keys: egress.app_client_secret_file or egress.app_client_secret_sha256");
     }
-    println!("authorization servers: {}", loaded.len());
-    for (a, keys) in &loaded {
-        println!();
-        println!("[{}]", a.name);
-        println!("  issuer:          {}", a.issuer);
-        println!("  discovery:       {}", a.discovery_url);
-        println!("  client_id:       {}", a.client.client_id);
-        println!("  auth method:     {}", a.client.auth_method.as_str());
-        if let Some(p) = settings
-            .as_index(a.name.as_str())
-            .and_then(|i| settings.profiles.get(i))
-        {
-            println!("  profile:         {}", p.describe());
-            if let Some(w) = p.client_credentials_warning(settings.app_secret.is_some()) {
-                println!("  warning:         {w}");
-            }
-        }
-        let body = if a.request_object {
-            "signed request object (JAR)"
-        } else {
-            "plain parameters (JAR when the AS metadata says require_signed_request_object)"
-        };
-        println!("  PAR body:        {body}");
-        for (i, k) in keys.signing.iter().enumerate() {
-            let role = if i == 0 { "signs" } else { "published" };
-            println!("  signing key {i}:   {} kid={} ({role})", k.alg().as_str(), k.kid());
-        }
-        if let Some(k) = &keys.request_object {
-            println!(
-                "  request objects: {} kid={} (signs request objects only)",
-                k.alg().as_str(),
-                k.kid()
-            );
-        }
-        println!(
-            "  transport cert:  {} (not after {})",
-            keys.transport.subject, keys.transport.not_after
-        );
-        match &keys.dpop {
-            Some(k) if keys.dpop_generated => println!(
-                "  sender binding:  DPoP, {} key generated in memory per process (replicas do not share it)",
-                k.alg().as_str()
-            ),
-            Some(k) => println!(
-                "  sender binding:  DPoP, {} key, jkt={}",
-                k.alg().as_str(),
-                k.thumbprint()
-            ),
-            None => println!("  sender binding:  mTLS (certificate-bound tokens)"),
-        }
-        for k in &keys.encryption {
-            // Register this public key (from `par-sidecar jwks`) at the AS for ID token encryption.
-            println!("  encryption key:  kid={} alg={} use=enc", k.kid(), k.alg().as_str());
-        }
-        for w in &keys.warnings {
+}
+
+/// One AS: its client, profile, keys (what to register at the AS) and sender binding.
+fn print_as(settings: &Settings, a: &AsSettings, keys: &KeySet) {
+    println!();
+    println!("[{}]", a.name);
+    println!("  issuer:          {}", a.issuer);
+    println!("  discovery:       {}", a.discovery_url);
+    println!("  client_id:       {}", a.client.client_id);
+    println!("  auth method:     {}", a.client.auth_method.as_str());
+    if let Some(p) = settings
+        .as_index(a.name.as_str())
+        .and_then(|i| settings.profiles.get(i))
+    {
+        println!("  profile:         {}", p.describe());
+        if let Some(w) = p.client_credentials_warning(settings.app_secret.is_some()) {
             println!("  warning:         {w}");
         }
     }
-    if offline {
-        println!();
-        println!("discovery:         skipped (--offline)");
-        return ExitCode::SUCCESS;
+    let body = if a.request_object {
+        "signed request object (JAR)"
+    } else {
+        "plain parameters (JAR when the AS metadata says require_signed_request_object)"
+    };
+    println!("  PAR body:        {body}");
+    for (i, k) in keys.signing.iter().enumerate() {
+        let role = if i == 0 { "signs" } else { "published" };
+        println!("  signing key {i}:   {} kid={} ({role})", k.alg().as_str(), k.kid());
     }
+    if let Some(k) = &keys.request_object {
+        println!(
+            "  request objects: {} kid={} (signs request objects only)",
+            k.alg().as_str(),
+            k.kid()
+        );
+    }
+    println!(
+        "  transport cert:  {} (not after {})",
+        keys.transport.subject, keys.transport.not_after
+    );
+    match &keys.dpop {
+        Some(k) if keys.dpop_generated => println!(
+            "  sender binding:  DPoP, {} key generated in memory per process (replicas do not share it)",
+            k.alg().as_str()
+        ),
+        Some(k) => println!(
+            "  sender binding:  DPoP, {} key, jkt={}",
+            k.alg().as_str(),
+            k.thumbprint()
+        ),
+        None => println!("  sender binding:  mTLS (certificate-bound tokens)"),
+    }
+    for k in &keys.encryption {
+        // Register this public key (from `par-sidecar jwks`) at the AS for ID token encryption.
+        println!("  encryption key:  kid={} alg={} use=enc", k.kid(), k.alg().as_str());
+    }
+    for w in &keys.warnings {
+        println!("  warning:         {w}");
+    }
+}
+
+/// `check-config` without `--offline`: each AS's discovery, and which URL each call uses.
+fn check_discovery(loaded: &[(&AsSettings, KeySet)]) -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let mut failed = 0;
-    for (a, keys) in &loaded {
+    for (a, keys) in loaded {
         println!();
         let http = match build_http(a, keys) {
             Ok(h) => h,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
         };
         match rt.block_on(discovery::fetch(http.as_ref(), a)) {
             Ok(m) => {
