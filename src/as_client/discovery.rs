@@ -187,38 +187,7 @@ impl ProviderMetadata {
         let revocation_endpoint = pick("revocation_endpoint", raw.revocation_endpoint.as_deref())?;
         let jwks_uri = raw.jwks_uri.as_deref().map(|u| https_url("jwks_uri", u)).transpose()?;
 
-        let alg = settings.client.signing_keys[0].alg;
-        let request_object_alg = settings.client.request_object_key.as_ref().map_or(alg, |k| k.alg);
-        check_alg(
-            "request_object_signing_alg_values_supported",
-            &raw.request_object_signing_alg_values_supported,
-            request_object_alg,
-        )?;
-        if settings.client.auth_method == AuthMethod::PrivateKeyJwt {
-            check_alg(
-                "token_endpoint_auth_signing_alg_values_supported",
-                &raw.token_endpoint_auth_signing_alg_values_supported,
-                alg,
-            )?;
-        }
-        // RFC 9449 §5.1: an AS that lists its DPoP algs refuses proofs with any other, so
-        // every token call would fail; say so at discovery instead.
-        if let Some(dpop) = &settings.client.dpop {
-            check_alg(
-                "dpop_signing_alg_values_supported",
-                &raw.dpop_signing_alg_values_supported,
-                dpop.alg,
-            )?;
-        }
-        if let Some(methods) = &raw.token_endpoint_auth_methods_supported {
-            let m = settings.client.auth_method.as_str();
-            if !methods.iter().any(|x| x == m) {
-                return Err(DiscoveryError::Field {
-                    field: "token_endpoint_auth_methods_supported",
-                    message: format!("does not list `{m}`"),
-                });
-            }
-        }
+        check_client_fits(&raw, settings)?;
         Ok(ProviderMetadata {
             issuer: settings.issuer.clone(),
             authorization_endpoint: AuthorizeEndpoint::new(authorization_endpoint),
@@ -242,6 +211,45 @@ impl ProviderMetadata {
             document: serde_json::from_slice(body).unwrap_or_default(),
         })
     }
+}
+
+/// Whether this client can work with this AS at all: the algs it signs with and its client
+/// authentication are among those the AS lists (a list that is absent does not restrict).
+/// Said at discovery, because otherwise every PAR or token call would fail.
+fn check_client_fits(raw: &RawMetadata, settings: &AsSettings) -> Result<(), DiscoveryError> {
+    let alg = settings.client.signing_keys[0].alg;
+    let request_object_alg = settings.client.request_object_key.as_ref().map_or(alg, |k| k.alg);
+    check_alg(
+        "request_object_signing_alg_values_supported",
+        &raw.request_object_signing_alg_values_supported,
+        request_object_alg,
+    )?;
+    if settings.client.auth_method == AuthMethod::PrivateKeyJwt {
+        check_alg(
+            "token_endpoint_auth_signing_alg_values_supported",
+            &raw.token_endpoint_auth_signing_alg_values_supported,
+            alg,
+        )?;
+    }
+    // RFC 9449 §5.1: an AS that lists its DPoP algs refuses proofs with any other, so
+    // every token call would fail; say so at discovery instead.
+    if let Some(dpop) = &settings.client.dpop {
+        check_alg(
+            "dpop_signing_alg_values_supported",
+            &raw.dpop_signing_alg_values_supported,
+            dpop.alg,
+        )?;
+    }
+    if let Some(methods) = &raw.token_endpoint_auth_methods_supported {
+        let m = settings.client.auth_method.as_str();
+        if !methods.iter().any(|x| x == m) {
+            return Err(DiscoveryError::Field {
+                field: "token_endpoint_auth_methods_supported",
+                message: format!("does not list `{m}`"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_alg(field: &'static str, listed: &Option<Vec<String>>, alg: Alg) -> Result<(), DiscoveryError> {
