@@ -5,53 +5,16 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use common::{settings_yaml, AsDouble};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use common::token_as::{now, TokenAs};
 use par_sidecar::egress::{self, EgressResponse};
 use par_sidecar::front::callback::{check, CallbackOutcome};
 use par_sidecar::front::login_start::{decide, RedirectDecision};
-use par_sidecar::sidecar::Sidecar;
 use serde_json::json;
 
-struct Stack {
-    double: AsDouble,
-    state: Arc<Sidecar>,
-    key: EncodingKey,
-}
+type Stack = TokenAs;
 
 async fn stack() -> Stack {
-    let pki = common::pki();
-    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
-    let yaml = settings_yaml(
-        &pki,
-        &double.issuer,
-        "sign-es256.pem",
-        "ES256",
-        "private_key_jwt",
-        "callback: { paths: [\"/cb\"] }",
-    );
-    let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
-    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-    let key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
-    jwk.common.key_id = Some("as-1".into());
-    let jwks = serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap();
-    double.replies.lock().unwrap().insert(
-        "/jwks".into(),
-        (200, vec![("content-type".into(), "application/json".into())], jwks),
-    );
-    Stack { double, state, key }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    TokenAs::start(|yaml, _| format!("{yaml}callback: {{ paths: [\"/cb\"] }}\n")).await
 }
 
 fn enc(s: &str) -> String {
@@ -87,18 +50,8 @@ impl Stack {
         let mut c = json!({"iss": self.double.issuer, "sub": "u-1", "aud": "legacy-app",
             "exp": now() + 300, "iat": now(), "nonce": "n-1"});
         c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some("as-1".into());
-        let id_token = jsonwebtoken::encode(&h, &c, &self.key).unwrap();
-        let body = json!({"access_token": at, "token_type": "Bearer", "id_token": id_token});
-        self.double.replies.lock().unwrap().insert(
-            "/token".into(),
-            (
-                200,
-                vec![("content-type".into(), "application/json".into())],
-                body.to_string(),
-            ),
-        );
+        let id_token = self.sign(&c);
+        self.answer(json!({"access_token": at, "token_type": "Bearer", "id_token": id_token}));
     }
 
     async fn token(&self, code: &str) -> EgressResponse {

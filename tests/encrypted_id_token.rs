@@ -5,25 +5,17 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use common::jwe::{encrypt, write_ec_key};
-use common::{settings_yaml, AsDouble};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use common::token_as::refused_as;
+use common::token_as::TokenAs;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use par_sidecar::egress::{self, EgressResponse};
-use par_sidecar::handoff::CodeRecord;
-use par_sidecar::sidecar::Sidecar;
 use serde_json::{json, Value};
 
-struct Stack {
-    double: AsDouble,
-    state: Arc<Sidecar>,
-    key: EncodingKey,
-}
+type Stack = TokenAs;
 
 /// `client_keys`: YAML lines added to the client block (the encryption keys), or "".
 async fn stack(client_keys: &str) -> Stack {
@@ -32,51 +24,20 @@ async fn stack(client_keys: &str) -> Stack {
 
 /// `top`: YAML lines put before the file (e.g. `profile: singpass`).
 async fn stack_with(top: &str, client_keys: &str) -> Stack {
-    let pki = common::pki();
-    write_ec_key(&pki, "enc.pem");
-    let double = AsDouble::start(&pki, &pki.join("sign-es256.pem"), Algorithm::ES256).await;
-    let yaml = settings_yaml(&pki, &double.issuer, "sign-es256.pem", "ES256", "private_key_jwt", "").replace(
-        "  transport: {",
-        &format!(
-            "{}\n  transport: {{",
-            client_keys.replace("ENC", &pki.join("enc.pem").display().to_string())
-        ),
-    );
-    let yaml = format!("{top}{yaml}");
-    let state = common::loaded_state(&yaml, &pki.join("s.yaml")).await;
-    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-    let key = EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
-    jwk.common.key_id = Some("as-1".into());
-    let jwks = serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap();
-    double.replies.lock().unwrap().insert(
-        "/jwks".into(),
-        (200, vec![("content-type".into(), "application/json".into())], jwks),
-    );
-    Stack { double, state, key }
+    TokenAs::start(|yaml, pki| {
+        write_ec_key(pki, "enc.pem");
+        let keys = client_keys.replace("ENC", &pki.join("enc.pem").display().to_string());
+        format!(
+            "{top}{}",
+            yaml.replace("  transport: {", &format!("{keys}\n  transport: {{"))
+        )
+    })
+    .await
 }
 
 const ONE_KEY: &str = "  encryption_key: { path: \"ENC\", alg: ECDH-ES+A256KW, kid: enc-1 }";
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 impl Stack {
-    fn id_token(&self, sub: &str, nonce: Option<&str>) -> String {
-        let mut c =
-            json!({"iss": self.double.issuer, "sub": sub, "aud": "legacy-app", "exp": now() + 300, "iat": now()});
-        if let Some(n) = nonce {
-            c["nonce"] = json!(n);
-        }
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some("as-1".into());
-        jsonwebtoken::encode(&h, &c, &self.key).unwrap()
-    }
-
     /// Our published encryption key, as the AS would take it from `par-sidecar jwks`.
     fn enc_jwk(&self) -> Value {
         let jwks = self.state.public_jwks();
@@ -87,31 +48,6 @@ impl Stack {
             .expect("an enc key is published")
     }
 
-    fn answer(&self, body: Value) {
-        self.double.replies.lock().unwrap().insert(
-            "/token".into(),
-            (
-                200,
-                vec![("content-type".into(), "application/json".into())],
-                body.to_string(),
-            ),
-        );
-    }
-
-    fn code(&self, code: &str, nonce: Option<&str>) {
-        self.state.codes.insert_new(
-            code.into(),
-            CodeRecord {
-                as_index: par_sidecar::protocol::AsIndex::new(0),
-                verifier: None,
-                redirect_uri: None,
-                nonce: nonce.map(Into::into),
-                max_age: None,
-                claim_values: None,
-            },
-        );
-    }
-
     /// A code exchange whose response carries `id_token`.
     async fn exchange(&self, n: u32, id_token: &str) -> EgressResponse {
         self.answer(json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "id_token": id_token}));
@@ -119,23 +55,6 @@ impl Stack {
         let form = format!("grant_type=authorization_code&code=code-{n}");
         egress::handle(&self.state, common::egress_post("/token", Some("legacy-app:s"), &form)).await
     }
-}
-
-fn refused_as(r: &EgressResponse, check: &str) {
-    let v: Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(
-        (r.status, v["error"].as_str()),
-        (502, Some("invalid_token_response")),
-        "{v}"
-    );
-    assert!(
-        v["error_description"].as_str().unwrap().contains(&format!("`{check}`")),
-        "{v}"
-    );
-    assert!(
-        !String::from_utf8_lossy(&r.body).contains("at-"),
-        "no token reaches the app"
-    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod jwe;
+pub mod token_as;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
