@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use url::Url;
 
+use super::refusal::{refuse, Refusal, RefusalKind};
 use super::route::Route;
 use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
 use crate::as_client::discovery::ProviderMetadata;
@@ -44,7 +45,7 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 String::new()
             };
             if (300..400).contains(&resp.status) && !matches!(r, Route::Resource(_)) {
-                return as_redirect(state, name, label, iid, resp.status);
+                return refuse(state, name, label, iid, as_redirect(name, label, iid, resp.status));
             }
             let outcome = if resp.status < 400 { "success" } else { "as_error" };
             m.egress_requests
@@ -82,16 +83,13 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
             pass_back(resp)
         }
         Err(e) => {
-            m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
-            warn!(interaction_id = %iid, r#as = name, route = label, url = %url_for_log(c.url), error = %e, "egress call failed");
-            oauth_error(
-                502,
-                "temporarily_unavailable",
-                format!(
-                    "par-sidecar could not complete the call ({}); interaction id {iid}",
-                    e.label()
-                ),
-            )
+            let desc = format!(
+                "par-sidecar could not complete the call ({}); interaction id {iid}",
+                e.label()
+            );
+            let detail = format!("egress call to {} failed: {e}", url_for_log(c.url));
+            let refusal = Refusal::new(RefusalKind::of_transport(&e), desc).logged_as(detail);
+            refuse(state, name, label, iid, refusal)
         }
     }
 }
@@ -99,20 +97,12 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
 /// An AS route answered 3xx. Never passed on: many HTTP clients follow a `Location` and
 /// re-send the body (a refresh token, the app's secret) to wherever it points, and an AS has
 /// no business redirecting a back-channel call. The `Location` is not logged either.
-fn as_redirect(state: &Sidecar, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[name, label, "as_redirect", ""])
-        .inc();
-    warn!(interaction_id = %iid, r#as = name, route = label, as_status = status, "the AS answered a back-channel call with a redirect; not passed to the app");
-    oauth_error(
-        502,
-        "temporarily_unavailable",
-        format!(
-            "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
-        ),
-    )
+fn as_redirect(name: &str, label: &str, iid: &str, status: u16) -> Refusal {
+    let desc = format!(
+        "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
+    );
+    let detail = format!("the AS answered a back-channel call with a redirect (HTTP {status}); not passed to the app");
+    Refusal::new(RefusalKind::AsRedirect, desc).logged_as(detail)
 }
 
 /// Runs the token-response checks; on failure the app gets an OAuth error without any of

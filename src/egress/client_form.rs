@@ -8,8 +8,9 @@ use crate::handoff::CodeRecord;
 use crate::protocol::redact;
 use crate::sidecar::Sidecar;
 
+use super::refusal::{Refusal, RefusalKind};
 use super::route::Route;
-use super::{app_auth, parse_form, EgressRequest, Refusal};
+use super::{app_auth, parse_form, EgressRequest};
 
 /// The app's form without its credentials, and the code record of an authorization_code grant.
 type ClientForm<'a> = (Vec<(String, String)>, Option<TakenCode<'a>>);
@@ -46,13 +47,13 @@ pub(super) fn parse_client_form<'a>(
     r: Route,
     req: &EgressRequest,
 ) -> Result<ClientForm<'a>, Refusal> {
-    let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
+    let mut form = parse_form(&req.body).map_err(|e| Refusal::new(RefusalKind::BadRequest, e))?;
     let creds = app_auth::app_credentials(
         req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
         &form,
     );
     if let Some(secret) = &state.settings.app_secret {
-        app_auth::check_app_secret(secret, &creds).map_err(|(outcome, desc)| (401, "invalid_client", outcome, desc))?;
+        app_auth::check_app_secret(secret, &creds)?;
     }
     let app_id = creds.client_id.as_deref();
     client_auth::strip_credentials(&mut form);
@@ -65,38 +66,29 @@ pub(super) fn parse_client_form<'a>(
             .iter()
             .any(|c| c.settings.client.client_id.as_str() == id)
         {
-            return Err((
-                401,
-                "invalid_client",
-                "wrong_client",
-                format!("par-sidecar does not act for client_id {id}"),
-            ));
+            let desc = format!("par-sidecar does not act for client_id {id}");
+            return Err(Refusal::new(RefusalKind::WrongClient, desc));
         }
     }
     if r == Route::Token {
         app_auth::check_grant_type(&form, &state.settings.allowed_grant_types)
-            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
+            .map_err(|e| Refusal::new(RefusalKind::GrantNotAllowed, e))?;
         app_auth::check_client_credentials(&form, state.settings.app_secret.is_some())
-            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
+            .map_err(|e| Refusal::new(RefusalKind::GrantNotAllowed, e))?;
     }
     let mut record = None;
     if r == Route::Token && form.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
-        let code = form.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).ok_or((
-            400,
-            "invalid_request",
-            "bad_request",
-            "missing code".to_string(),
-        ))?;
+        let code = form
+            .iter()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Refusal::new(RefusalKind::BadRequest, "missing code"))?;
         let taken = state.codes.take(&code).ok_or_else(|| {
-            (
-                400,
-                "invalid_grant",
-                "unknown_code",
-                format!(
-                    "par-sidecar did not see authorization code {} at the callback, or it was already redeemed",
-                    redact(&code)
-                ),
-            )
+            let desc = format!(
+                "par-sidecar did not see authorization code {} at the callback, or it was already redeemed",
+                redact(&code)
+            );
+            Refusal::new(RefusalKind::UnknownCode, desc)
         })?;
         record = Some(TakenCode {
             state,
@@ -124,7 +116,7 @@ pub(super) async fn add_client_auth(
     let auth = client
         .client_auth(&state.metrics)
         .await
-        .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
+        .map_err(|e| Refusal::new(RefusalKind::SigningFailed, e.to_string()))?;
     form.extend(auth);
     Ok(())
 }
@@ -141,11 +133,9 @@ fn settle_redirect_uri(form: &mut Vec<(String, String)>, pushed: Option<&str>) -
             Ok(())
         }
         Some((_, v)) if v == pushed => Ok(()),
-        Some(_) => Err((
-            400,
-            "invalid_grant",
-            "redirect_uri_mismatch",
-            "the token call's redirect_uri differs from the one pushed for this code".into(),
+        Some(_) => Err(Refusal::new(
+            RefusalKind::RedirectUriMismatch,
+            "the token call's redirect_uri differs from the one pushed for this code",
         )),
     }
 }
@@ -163,7 +153,7 @@ mod tests {
         assert_eq!(f.len(), 2, "not added twice");
         let mut other = vec![("redirect_uri".to_string(), "https://app/cb2".to_string())];
         let e = settle_redirect_uri(&mut other, Some("https://app/cb")).unwrap_err();
-        assert_eq!((e.0, e.2), (400, "redirect_uri_mismatch"));
+        assert_eq!((e.kind.status(), e.kind.outcome()), (400, "redirect_uri_mismatch"));
         let mut none = vec![];
         settle_redirect_uri(&mut none, None).unwrap();
         assert!(none.is_empty(), "nothing pushed: nothing added");

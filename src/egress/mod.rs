@@ -11,13 +11,14 @@ mod client_form;
 mod dpop_call;
 #[cfg(feature = "server")]
 pub mod listener;
+pub mod refusal;
 pub mod resource_path;
 mod route;
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::info;
 use url::Url;
 
 use crate::as_client::discovery::ProviderMetadata;
@@ -28,6 +29,7 @@ use crate::protocol::InteractionId;
 use crate::sidecar::Sidecar;
 use answer::{answer, Call};
 use client_form::{add_client_auth, parse_client_form};
+use refusal::{refuse, Refusal, RefusalKind};
 use route::{ambiguous, route, AsTarget, Route};
 
 #[derive(Debug, Clone)]
@@ -112,29 +114,6 @@ fn target_url(md: &ProviderMetadata, r: Route, resource: Option<Url>, query: Opt
     Some(u)
 }
 
-/// A refusal before any AS call: metric, log line, OAuth error.
-fn refuse(
-    state: &Sidecar,
-    as_name: &str,
-    label: &str,
-    iid: &str,
-    (status, error, outcome, desc): Refusal,
-) -> EgressResponse {
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[as_name, label, outcome, ""])
-        .inc();
-    warn!(interaction_id = %iid, r#as = as_name, route = label, outcome, detail = %desc, "egress request refused");
-    let mut resp = oauth_error(status, error, desc);
-    if status == 401 {
-        // RFC 6749 §5.2: a failed client authentication names the scheme to use.
-        resp.headers
-            .push(("www-authenticate".into(), "Basic realm=\"par-sidecar egress\"".into()));
-    }
-    resp
-}
-
 pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     if let Some(resp) = app_discovery::serve(state, &req).await {
         return resp;
@@ -160,7 +139,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
                     .get(crate::protocol::AsIndex::new(rr.authorization_server))
                     .map(|c| c.name())
                     .unwrap_or("");
-                return refuse(state, name, label, &iid, (400, "invalid_request", "bad_path", desc));
+                return refuse(state, name, label, &iid, Refusal::new(RefusalKind::BadPath, desc));
             }
         }
     }
@@ -194,25 +173,13 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
             // A code seen at another AS's callback: never sent to this AS (mix-up).
             let name = state.registry.get(i).map(|c| c.name()).unwrap_or("");
             let other = state.registry.get(rec.as_index).map(|c| c.name()).unwrap_or("");
-            return refuse(
-                state,
-                name,
-                label,
-                &iid,
-                (
-                    400,
-                    "invalid_grant",
-                    "as_mismatch",
-                    format!("this authorization code was issued by `{other}`, not `{name}`"),
-                ),
-            );
+            let desc = format!("this authorization code was issued by `{other}`, not `{name}`");
+            return refuse(state, name, label, &iid, Refusal::new(RefusalKind::AsMismatch, desc));
         }
         (AsTarget::As(i), _) => i,
         (AsTarget::ByCode, Some(taken)) => taken.record.as_index,
         (AsTarget::ByCode, None) => {
-            m.egress_requests.with_label_values(&["", label, "ambiguous", ""]).inc();
-            warn!(interaction_id = %iid, route = label, "unprefixed egress call in a multi-AS config refused");
-            return ambiguous(state, label);
+            return refuse(state, "", label, &iid, ambiguous(state, label));
         }
     };
     let Some(client) = state.registry.get(as_index) else {
@@ -220,14 +187,8 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     };
     let name = client.name();
     let Some(md) = client.metadata() else {
-        m.egress_requests
-            .with_label_values(&[name, label, "not_ready", ""])
-            .inc();
-        return oauth_error(
-            503,
-            "temporarily_unavailable",
-            format!("par-sidecar has not loaded the metadata of `{name}` yet"),
-        );
+        let desc = format!("par-sidecar has not loaded the metadata of `{name}` yet");
+        return refuse(state, name, label, &iid, Refusal::new(RefusalKind::NotReady, desc));
     };
     // Userinfo and resource calls: an access token in the query or a form body goes into
     // the Authorization header, never into a URL (issue 19 item 3).
@@ -244,7 +205,7 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
                     name,
                     label,
                     &iid,
-                    (400, "invalid_request", "token_misplaced", desc),
+                    Refusal::new(RefusalKind::TokenMisplaced, desc),
                 )
             }
         }
@@ -254,10 +215,8 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
         None => req.query.as_deref(),
     };
     let Some(url) = target_url(&md, r, resource_url, query) else {
-        m.egress_requests
-            .with_label_values(&[name, label, "no_endpoint", ""])
-            .inc();
-        return oauth_error(404, "not_found", format!("`{name}` publishes no {label} endpoint"));
+        let desc = format!("`{name}` publishes no {label} endpoint");
+        return refuse(state, name, label, &iid, Refusal::new(RefusalKind::NoEndpoint, desc));
     };
 
     let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
@@ -292,14 +251,8 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     // Egress has its own bound per AS, apart from logins: a login flood cannot starve it.
     let Ok(Ok(_permit)) = tokio::time::timeout(client.settings.par_timeout, client.egress_permits.acquire()).await
     else {
-        m.egress_requests
-            .with_label_values(&[name, label, "overloaded", ""])
-            .inc();
-        return oauth_error(
-            503,
-            "temporarily_unavailable",
-            "par-sidecar: too many concurrent calls to the AS".into(),
-        );
+        let desc = "par-sidecar: too many concurrent calls to the AS";
+        return refuse(state, name, label, &iid, Refusal::new(RefusalKind::Overloaded, desc));
     };
     // Signed only now, with the permit held: a call turned away as overloaded costs no
     // signature (a flood of egress calls cannot keep the signer busy for nothing).
@@ -379,7 +332,6 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     answer(&call, result).await
 }
 
-pub(crate) type Refusal = (u16, &'static str, &'static str, String);
 #[cfg(test)]
 mod tests {
     use super::*;
