@@ -102,6 +102,23 @@ failure_codes! {
     Internal => "internal", 500, NOT_STARTED;
 }
 
+/// A browser-facing refusal decided before its page is written: the code the page names and
+/// the detail for the log line (never shown: it may quote the AS or name a parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: FailureCode,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(code: FailureCode, detail: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Compares with the stable code (tests and logs speak in codes).
 impl PartialEq<&str> for FailureCode {
     fn eq(&self, other: &&str) -> bool {

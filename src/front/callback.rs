@@ -2,7 +2,7 @@
 //! app sees it (CB-1..7, CB-9, CB-10). JARM is verified, RFC 9207 `iss` compared, the sealed `state`
 //! opened and replay-checked; the app then gets plain `code` and its own `state`.
 
-use crate::errors::FailureCode;
+use crate::errors::{FailureCode, Rejection};
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -139,7 +139,7 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
                 form_post,
             }
         }
-        Err((code, detail)) => {
+        Err(Rejection { code, detail }) => {
             let name = as_name.as_deref().unwrap_or("");
             front
                 .metrics
@@ -156,8 +156,6 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
         }
     }
 }
-
-type Rejection = (FailureCode, String);
 
 /// A checked response, ready for the app.
 struct Checked {
@@ -193,7 +191,7 @@ fn check_iss(front: &Front, client: &AsClient, iss: &str) -> Result<(), Rejectio
         .iter()
         .find(|c| c.index != client.index && c.settings.issuer.as_str() == iss);
     match other {
-        Some(o) => Err((
+        Some(o) => Err(Rejection::new(
             FailureCode::IssMixup,
             format!(
                 "the login started at `{}` but the response claims the issuer of `{}` (RFC 9207 mix-up)",
@@ -201,7 +199,7 @@ fn check_iss(front: &Front, client: &AsClient, iss: &str) -> Result<(), Rejectio
                 o.name()
             ),
         )),
-        None => Err((FailureCode::IssMismatch, "iss differs from the issuer".into())),
+        None => Err(Rejection::new(FailureCode::IssMismatch, "iss differs from the issuer")),
     }
 }
 
@@ -212,7 +210,7 @@ async fn check_inner(
     as_name: &mut Option<String>,
 ) -> Result<Checked, Rejection> {
     let s = &front.settings;
-    let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
+    let pairs = parse_query(q).map_err(|e| Rejection::new(FailureCode::CallbackMalformed, e.to_string()))?;
     // A response parameter spelt another way (`Code=`, `%20code=`, `code[]=`, or behind a
     // `;` that some stacks split on) is what an attacker adds to smuggle a second value past
     // the check to a lenient parser: refused.
@@ -222,9 +220,9 @@ async fn check_inner(
         || q.split('&')
             .any(|seg| seg.split_once(';').is_some_and(|(_, rest)| scan_query(rest).any()));
     if respelt {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackMalformed,
-            "a response parameter spelt another way (letter case, escapes, brackets, `;`)".into(),
+            "a response parameter spelt another way (letter case, escapes, brackets, `;`)",
         ));
     }
     // Codes are short opaque strings; a huge one would sit in the code map for minutes.
@@ -232,7 +230,7 @@ async fn check_inner(
         .iter()
         .any(|(k, v)| k == "code" && (v.is_empty() || v.len() > MAX_CODE_LEN))
     {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackMalformed,
             format!("code is empty or longer than {MAX_CODE_LEN} bytes"),
         ));
@@ -243,7 +241,9 @@ async fn check_inner(
     let jarm_configured = front.jarm_configured();
     // An encrypted one (JARM §2.3) is decrypted first: its state is inside.
     let jarm_jwt = match get("response").filter(|_| jarm_configured) {
-        Some(r) => Some(jarm::open(&r, &front.registry.clients).map_err(|e| (e.failure(), e.to_string()))?),
+        Some(r) => {
+            Some(jarm::open(&r, &front.registry.clients).map_err(|e| Rejection::new(e.failure(), e.to_string()))?)
+        }
         None => None,
     };
 
@@ -252,30 +252,29 @@ async fn check_inner(
     let sealed = match &jarm_jwt {
         Some(jwt) => unverified_claims(&jwt.jws)
             .and_then(|c| c.get("state").and_then(Value::as_str).map(str::to_string))
-            .ok_or((
-                FailureCode::JarmInvalid,
-                "response JWT without a readable state".to_string(),
-            ))?,
-        None => get("state").ok_or((FailureCode::StateMissing, "no state in the response".to_string()))?,
+            .ok_or_else(|| Rejection::new(FailureCode::JarmInvalid, "response JWT without a readable state"))?,
+        None => get("state").ok_or_else(|| Rejection::new(FailureCode::StateMissing, "no state in the response"))?,
     };
     let tx = front
         .sealer
         .open(&sealed, now_secs(), s.state_max_age.as_secs())
-        .map_err(|e| (e.failure(), e.to_string()))?;
-    let client = front.registry.for_state(tx.as_name.as_deref()).ok_or((
-        FailureCode::StateForeign,
-        "the state names an AS that is not configured".to_string(),
-    ))?;
+        .map_err(|e| Rejection::new(e.failure(), e.to_string()))?;
+    let client = front.registry.for_state(tx.as_name.as_deref()).ok_or_else(|| {
+        Rejection::new(
+            FailureCode::StateForeign,
+            "the state names an AS that is not configured",
+        )
+    })?;
     *as_name = Some(client.name().to_string());
     let md = client
         .metadata()
-        .ok_or((FailureCode::NotReady, "AS metadata not loaded".to_string()))?;
+        .ok_or_else(|| Rejection::new(FailureCode::NotReady, "AS metadata not loaded"))?;
     let issuer = client.settings.issuer.as_str();
     if jarm_jwt.is_some() && !tx.jarm {
         // Only a login that asked for JARM gets one: no JWKS fetch for the others.
-        return Err((
+        return Err(Rejection::new(
             FailureCode::JarmInvalid,
-            "a JARM response to a login that did not request JARM".into(),
+            "a JARM response to a login that did not request JARM",
         ));
     }
 
@@ -295,11 +294,11 @@ async fn check_inner(
             }
             let claims = jarm::verify(client, &md, &jwt, s.clock_skew, s.discovery_timeout, &front.metrics)
                 .await
-                .map_err(|e| (e.failure(), e.to_string()))?;
+                .map_err(|e| Rejection::new(e.failure(), e.to_string()))?;
             if claims.get("state").and_then(Value::as_str) != Some(sealed.as_str()) {
-                return Err((
+                return Err(Rejection::new(
                     FailureCode::JarmInvalid,
-                    "the verified JWT carries another state".into(),
+                    "the verified JWT carries another state",
                 ));
             }
             let params = claims
@@ -316,7 +315,7 @@ async fn check_inner(
             match get("iss") {
                 Some(iss) => check_iss(front, client, &iss)?,
                 None if s.require_iss || md.iss_parameter_supported => {
-                    return Err((FailureCode::IssMissing, "response without iss".into()))
+                    return Err(Rejection::new(FailureCode::IssMissing, "response without iss"))
                 }
                 None => {}
             }
@@ -328,25 +327,25 @@ async fn check_inner(
     // 3. The sealed state: ours, intact, fresh (above), for this response mode, this browser,
     // first use.
     if tx.jarm && !jarm_used {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::JarmMissing,
-            "JARM was requested but a plain response arrived (CB-4)".into(),
+            "JARM was requested but a plain response arrived (CB-4)",
         ));
     }
     // Checked before the replay cache, so a wrong browser cannot burn the response.
     let cookie_name = browser_binding::cookie_name(&tx.nonce, s.cookie_secure);
     if let Some(hash) = &tx.binding {
         if !browser_binding::holds(cookies, &cookie_name, hash) {
-            return Err((
+            return Err(Rejection::new(
                 FailureCode::BrowserMismatch,
-                "the response arrived in a browser that did not start this login".into(),
+                "the response arrived in a browser that did not start this login",
             ));
         }
     }
     if !front.replay.insert_new(tx.nonce.clone(), ()) {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackReplayed,
-            "this authorization response was already used".into(),
+            "this authorization response was already used",
         ));
     }
 
@@ -364,7 +363,7 @@ async fn check_inner(
     let code = param("code");
     let outcome = if let Some(code) = &code {
         if param("error").is_some() {
-            return Err((FailureCode::CallbackMalformed, "both code and error".into()));
+            return Err(Rejection::new(FailureCode::CallbackMalformed, "both code and error"));
         }
         let fresh = front.codes.insert_new(
             code.clone(),
@@ -379,9 +378,9 @@ async fn check_inner(
         );
         if !fresh {
             // A code already awaiting its token call: never re-bound to another login.
-            return Err((
+            return Err(Rejection::new(
                 FailureCode::CallbackReplayed,
-                "this authorization code was already delivered".into(),
+                "this authorization code was already delivered",
             ));
         }
         info!(r#as = client.name(), code = %redact(code), pkce_injected = tx.verifier.is_some(), "authorization code received");
@@ -396,7 +395,7 @@ async fn check_inner(
         }
         "as_error"
     } else {
-        return Err((FailureCode::CallbackMalformed, "neither code nor error".into()));
+        return Err(Rejection::new(FailureCode::CallbackMalformed, "neither code nor error"));
     };
     if let Some(app_state) = &tx.app_state {
         out.append_pair("state", app_state);
