@@ -1,6 +1,7 @@
 //! The browser-facing error boundary: one type, rendered in one place, as HTML or JSON.
 //! The page names a short code and the interaction id; it never echoes AS internals.
 
+use crate::metrics::Metrics;
 use crate::protocol::InteractionId;
 
 /// Declares [`FailureCode`] from one table: each row is a variant, its stable code (page,
@@ -143,7 +144,18 @@ pub struct BrowserError {
 }
 
 impl BrowserError {
-    pub fn new(code: FailureCode, interaction_id: InteractionId) -> Self {
+    /// The way to a browser error: counted here, once, as `par_sidecar_errors_total{code}`,
+    /// whichever phase then writes the page (the login start decides in the response phase,
+    /// pingora's `fail_to_proxy` writes it). So every page is counted exactly once, and no
+    /// decision site counts on its own.
+    pub fn counted(code: FailureCode, interaction_id: InteractionId, metrics: &Metrics) -> Self {
+        metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+        Self::uncounted(code, interaction_id)
+    }
+
+    /// A page outside that count: the connection guard's 431, written on any listener
+    /// before a request exists and counted as `par_sidecar_request_headers_too_large_total`.
+    pub fn uncounted(code: FailureCode, interaction_id: InteractionId) -> Self {
         BrowserError {
             status: code.status(),
             code,
@@ -213,7 +225,7 @@ mod tests {
 
     #[test]
     fn renders_json_and_html_with_code_and_id() {
-        let e = BrowserError::new(FailureCode::ParRejected, InteractionId::new());
+        let e = BrowserError::uncounted(FailureCode::ParRejected, InteractionId::new());
         let (ct, body) = e.render(true);
         assert_eq!(ct, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

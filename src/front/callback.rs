@@ -146,7 +146,6 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
                 .callback_checks
                 .with_label_values(&[name, code.as_str()])
                 .inc();
-            front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
             warn!(interaction_id = %id, r#as = name, outcome = code.as_str(), detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,

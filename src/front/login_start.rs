@@ -429,8 +429,7 @@ pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
 
 fn fail(front: &Front, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
     front.metrics.redirects.with_label_values(&["failed"]).inc();
-    front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
-    let err = BrowserError::new(code, id);
+    let err = BrowserError::counted(code, id, &front.metrics);
     RedirectDecision::Fail(match as_name {
         Some(n) => err.at(n),
         None => err,
