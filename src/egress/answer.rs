@@ -6,9 +6,10 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use url::Url;
 
+use super::outgoing::HOP_BY_HOP;
 use super::refusal::{refuse, Refusal, RefusalKind};
 use super::route::Route;
-use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
+use super::{dpop_call, oauth_error, EgressResponse};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
 use crate::as_client::oauth_error::sanitize_error_code;
