@@ -15,6 +15,7 @@ use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
 use crate::front::login_start::{decide_for, is_redirect, RedirectDecision};
+use crate::metrics::CallbackLabels;
 use crate::sidecar::Sidecar;
 
 mod hosted_jwks;
@@ -151,11 +152,10 @@ impl PublicProxy {
     fn withdraw_code(&self, ctx: &mut RequestCtx, why: &str) {
         if let Some((code, as_name)) = ctx.checked_code.take() {
             if self.state.codes.take(&code).is_some() {
-                self.state
-                    .metrics
-                    .callback_checks
-                    .with_label_values(&[as_name.as_str(), "code_withdrawn"])
-                    .inc();
+                self.state.metrics.callback_check(CallbackLabels {
+                    as_name: as_name.as_str(),
+                    outcome: "code_withdrawn",
+                });
                 tracing::warn!(
                     r#as = as_name.as_str(),
                     why,

@@ -16,6 +16,7 @@ use crate::as_client::oauth_error::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::as_client::userinfo_jwt;
+use crate::metrics::{EgressLabels, TokenCheckLabels};
 use crate::sidecar::Sidecar;
 
 /// One egress call that reached the AS (or failed to), for [`answer`].
@@ -49,9 +50,12 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 return refuse(state, name, label, iid, as_redirect(name, label, iid, resp.status));
             }
             let outcome = if resp.status < 400 { "success" } else { "as_error" };
-            m.egress_requests
-                .with_label_values(&[name, label, outcome, &as_error])
-                .inc();
+            m.egress_request(EgressLabels {
+                as_name: name,
+                route: label,
+                outcome,
+                as_error: &as_error,
+            });
             if as_error == "invalid_client" {
                 // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
                 warn!(interaction_id = %iid, r#as = name, route = label, "AS refused the sidecar's client authentication");
@@ -117,14 +121,20 @@ async fn check_token_response(
     iid: &str,
 ) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
-    let checks = &state.metrics.token_checks;
+    let count = |outcome: &str| {
+        state.metrics.token_check(TokenCheckLabels {
+            as_name: name,
+            grant: grant.label(),
+            outcome,
+        })
+    };
     match client.check_token_response(&state.check_env(), md, grant, body).await {
         Ok(replaced) => {
-            checks.with_label_values(&[name, grant.label(), "valid"]).inc();
+            count("valid");
             Ok(replaced)
         }
         Err((e, issued)) => {
-            checks.with_label_values(&[name, grant.label(), e.label()]).inc();
+            count(e.label());
             warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
             client.revoke_in_background(md, state.metrics.clone(), issued, iid.to_string());
             Err(oauth_error(
@@ -144,10 +154,16 @@ async fn check_token_response(
 async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse {
     let (state, client, iid) = (c.state, c.client, c.iid);
     let name = client.name();
-    let checks = &state.metrics.token_checks;
+    let count = |outcome: &str| {
+        state.metrics.token_check(TokenCheckLabels {
+            as_name: name,
+            grant: "userinfo",
+            outcome,
+        })
+    };
     match userinfo_jwt::claims_json(&state.check_env(), client, c.md, &resp.body).await {
         Ok(json) => {
-            checks.with_label_values(&[name, "userinfo", "valid"]).inc();
+            count("valid");
             resp.body = json.into();
             resp.headers.remove(http::header::CONTENT_LENGTH);
             resp.headers.insert(
@@ -157,7 +173,7 @@ async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse 
             pass_back(resp)
         }
         Err(e) => {
-            checks.with_label_values(&[name, "userinfo", e.label()]).inc();
+            count(e.label());
             warn!(interaction_id = %iid, r#as = name, check = e.label(), "userinfo JWT refused; the app gets an error, not the claims");
             oauth_error(
                 502,

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::refusal::{refuse, Refusal, RefusalKind};
 use super::{oauth_error, EgressRequest, EgressResponse};
+use crate::metrics::EgressLabels;
 use crate::sidecar::Sidecar;
 
 /// Fields of the AS's document the app must not act on: the sidecar does these for it.
@@ -168,11 +169,12 @@ pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<Egress
         ))
         .unwrap_or_default()
     };
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[as_name, route, "success", ""])
-        .inc();
+    state.metrics.egress_request(EgressLabels {
+        as_name,
+        route,
+        outcome: "success",
+        as_error: "",
+    });
     Some(EgressResponse {
         status: 200,
         headers: vec![

@@ -13,6 +13,7 @@ use super::route::Route;
 use super::EgressResponse;
 use crate::as_client::http_client::{AsRequest, AsResponse, TransportError};
 use crate::as_client::registry::AsClient;
+use crate::metrics::EgressLabels;
 use crate::sidecar::Sidecar;
 
 /// How long tokens bound to a rotated-away certificate are still served with it.
@@ -76,11 +77,12 @@ pub(super) async fn send(
     if !r.authenticates_client() && matches!(&result, Ok(resp) if resp.status == 401) {
         if let Some(prev) = client.previous_http.load_full() {
             if prev.retired_at.elapsed() < PREVIOUS_CERT_GRACE {
-                state
-                    .metrics
-                    .egress_requests
-                    .with_label_values(&[name, label, "retry_previous_cert", ""])
-                    .inc();
+                state.metrics.egress_request(EgressLabels {
+                    as_name: name,
+                    route: label,
+                    outcome: "retry_previous_cert",
+                    as_error: "",
+                });
                 result = dpop_call::send(state, client, dpop.as_ref(), prev.http.as_ref().as_ref(), call).await?;
             }
         }

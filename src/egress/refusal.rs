@@ -7,6 +7,7 @@ use tracing::warn;
 
 use super::{oauth_error, EgressResponse};
 use crate::as_client::http_client::TransportError;
+use crate::metrics::EgressLabels;
 use crate::sidecar::Sidecar;
 
 /// Declares [`RefusalKind`] from one table: variant, metric outcome, status, OAuth `error`.
@@ -134,11 +135,12 @@ impl Refusal {
 /// id and answers a refusal. `as_name` is empty when no AS could be named.
 pub(super) fn refuse(state: &Sidecar, as_name: &str, route: &str, iid: &str, r: Refusal) -> EgressResponse {
     let outcome = r.kind.outcome();
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[as_name, route, outcome, ""])
-        .inc();
+    state.metrics.egress_request(EgressLabels {
+        as_name,
+        route,
+        outcome,
+        as_error: "",
+    });
     warn!(interaction_id = %iid, r#as = as_name, route, outcome, detail = %r.detail(), "egress request refused");
     r.response()
 }

@@ -16,6 +16,7 @@ use crate::front::plane::Front;
 use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
 use crate::front::sealed_state::{TransactionState, PREFIX as SEALED_PREFIX};
 use crate::handoff::CodeRecord;
+use crate::metrics::CallbackLabels;
 use crate::protocol::{redact, InteractionId};
 
 #[derive(Debug)]
@@ -129,7 +130,7 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
             form_post,
         }) => {
             let name = as_name.as_deref().unwrap_or("");
-            front.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
+            front.metrics.callback_check(CallbackLabels { as_name: name, outcome });
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
             CallbackOutcome::Forward {
                 query,
@@ -142,11 +143,10 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
         }
         Err(Rejection { code, detail }) => {
             let name = as_name.as_deref().unwrap_or("");
-            front
-                .metrics
-                .callback_checks
-                .with_label_values(&[name, code.as_str()])
-                .inc();
+            front.metrics.callback_check(CallbackLabels {
+                as_name: name,
+                outcome: code.as_str(),
+            });
             warn!(interaction_id = %id, r#as = name, outcome = code.as_str(), detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,
