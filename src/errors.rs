@@ -1,259 +1,121 @@
 //! The browser-facing error boundary: one type, rendered in one place, as HTML or JSON.
 //! The page names a short code and the interaction id; it never echoes AS internals.
 
+use crate::metrics::Metrics;
 use crate::protocol::InteractionId;
 
-/// Every refusal a browser can see: its stable code (page, `par_sidecar_errors_total{code}`
-/// and callback metric label, README "Failure modes" row), its HTTP status and the sentence
-/// on the page. One list, so pages, metrics and documentation cannot drift apart (a unit test
-/// checks that the README names every code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCode {
-    NotReady,
-    TooManyLogins,
-    TooManyConnections,
-    AsTimeout,
-    AsUnavailable,
-    AsTlsFailure,
-    AsBadResponse,
-    AsServerError,
-    AsRateLimited,
-    AsOverloaded,
-    ParRejected,
-    SigningFailed,
-    MalformedAuthorizeRedirect,
-    AuthorizeRedirectRejected,
-    AuthorizeRedirectTooLarge,
-    DuplicateParameter,
-    ForbiddenParameter,
-    InvalidPkce,
-    UnsupportedResponseMode,
-    UnsupportedResponseType,
-    InsecureRedirectUri,
-    StateMissing,
-    StateForeign,
-    StateTampered,
-    StateExpired,
-    IssMismatch,
-    IssMissing,
-    IssMixup,
-    JarmInvalid,
-    JarmMissing,
-    JwksUnavailable,
-    CallbackMalformed,
-    /// An authorization-response parameter in a request body to a callback path.
-    CallbackBodyRefused,
-    CallbackReplayed,
-    BrowserMismatch,
-    UpstreamUnavailable,
-    BadRequest,
-    /// A request's headers grew past `limits.max_request_header_bytes` (431).
-    RequestHeadersTooLarge,
-    OpenRedirect,
-    RedirectUriForeign,
-    LoginPathNotAllowed,
-    AuthorizeParameterNotAllowed,
-    /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
-    Internal,
+/// Declares [`FailureCode`] from one table: each row is a variant, its stable code (page,
+/// `par_sidecar_errors_total{code}` and callback metric label, README "Failure modes" row),
+/// its HTTP status and the sentence on the page. Adding a code is one row (just before
+/// `Internal`), so pages, metrics and documentation cannot drift apart (a unit test checks
+/// that the README names every code).
+macro_rules! failure_codes {
+    ($($(#[$doc:meta])* $variant:ident => $code:literal, $status:literal, $message:expr;)*) => {
+        /// Every refusal a browser can see; declared by the table below.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum FailureCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl FailureCode {
+            pub const ALL: &'static [FailureCode] = &[$(FailureCode::$variant,)*];
+
+            /// The stable code: metric label and page text.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(FailureCode::$variant => $code,)*
+                }
+            }
+
+            /// 503 while not ready, 429 when rate limited, 400 for a bad authorization
+            /// response or request, 502 when the AS, the app or the app's redirect failed,
+            /// 500 for a bug.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(FailureCode::$variant => $status,)*
+                }
+            }
+
+            fn message(self) -> &'static str {
+                match self {
+                    $(FailureCode::$variant => $message,)*
+                }
+            }
+        }
+    };
 }
 
-impl FailureCode {
-    pub const ALL: &'static [FailureCode] = &[
-        FailureCode::NotReady,
-        FailureCode::TooManyLogins,
-        FailureCode::TooManyConnections,
-        FailureCode::AsTimeout,
-        FailureCode::AsUnavailable,
-        FailureCode::AsTlsFailure,
-        FailureCode::AsBadResponse,
-        FailureCode::AsServerError,
-        FailureCode::AsRateLimited,
-        FailureCode::AsOverloaded,
-        FailureCode::ParRejected,
-        FailureCode::SigningFailed,
-        FailureCode::MalformedAuthorizeRedirect,
-        FailureCode::AuthorizeRedirectRejected,
-        FailureCode::AuthorizeRedirectTooLarge,
-        FailureCode::DuplicateParameter,
-        FailureCode::ForbiddenParameter,
-        FailureCode::InvalidPkce,
-        FailureCode::UnsupportedResponseMode,
-        FailureCode::UnsupportedResponseType,
-        FailureCode::InsecureRedirectUri,
-        FailureCode::StateMissing,
-        FailureCode::StateForeign,
-        FailureCode::StateTampered,
-        FailureCode::StateExpired,
-        FailureCode::IssMismatch,
-        FailureCode::IssMissing,
-        FailureCode::IssMixup,
-        FailureCode::JarmInvalid,
-        FailureCode::JarmMissing,
-        FailureCode::JwksUnavailable,
-        FailureCode::CallbackMalformed,
-        FailureCode::CallbackBodyRefused,
-        FailureCode::CallbackReplayed,
-        FailureCode::BrowserMismatch,
-        FailureCode::UpstreamUnavailable,
-        FailureCode::BadRequest,
-        FailureCode::RequestHeadersTooLarge,
-        FailureCode::OpenRedirect,
-        FailureCode::RedirectUriForeign,
-        FailureCode::LoginPathNotAllowed,
-        FailureCode::AuthorizeParameterNotAllowed,
-        FailureCode::Internal,
-    ];
+// The page sentences several codes share.
+const AS_UNREACHABLE: &str = "The identity provider could not be reached. Please try again later.";
+const NOT_STARTED: &str = "Sign-in could not be started. Please try again later.";
+const NOT_COMPLETED: &str = "Sign-in could not be completed. Please start again.";
+const APP_FAILED: &str = "The application could not answer. Please try again later.";
 
-    /// The stable code: metric label and page text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCode::NotReady => "not_ready",
-            FailureCode::TooManyLogins => "too_many_logins",
-            FailureCode::TooManyConnections => "too_many_connections",
-            FailureCode::AsTimeout => "as_timeout",
-            FailureCode::AsUnavailable => "as_unavailable",
-            FailureCode::AsTlsFailure => "as_tls_failure",
-            FailureCode::AsBadResponse => "as_bad_response",
-            FailureCode::AsServerError => "as_server_error",
-            FailureCode::AsRateLimited => "as_rate_limited",
-            FailureCode::AsOverloaded => "as_overloaded",
-            FailureCode::ParRejected => "par_rejected",
-            FailureCode::SigningFailed => "signing_failed",
-            FailureCode::MalformedAuthorizeRedirect => "malformed_authorize_redirect",
-            FailureCode::AuthorizeRedirectRejected => "authorize_redirect_rejected",
-            FailureCode::AuthorizeRedirectTooLarge => "authorize_redirect_too_large",
-            FailureCode::DuplicateParameter => "duplicate_parameter",
-            FailureCode::ForbiddenParameter => "forbidden_parameter",
-            FailureCode::InvalidPkce => "invalid_pkce",
-            FailureCode::UnsupportedResponseMode => "unsupported_response_mode",
-            FailureCode::UnsupportedResponseType => "unsupported_response_type",
-            FailureCode::InsecureRedirectUri => "insecure_redirect_uri",
-            FailureCode::StateMissing => "state_missing",
-            FailureCode::StateForeign => "state_foreign",
-            FailureCode::StateTampered => "state_tampered",
-            FailureCode::StateExpired => "state_expired",
-            FailureCode::IssMismatch => "iss_mismatch",
-            FailureCode::IssMissing => "iss_missing",
-            FailureCode::IssMixup => "iss_mixup",
-            FailureCode::JarmInvalid => "jarm_invalid",
-            FailureCode::JarmMissing => "jarm_missing",
-            FailureCode::JwksUnavailable => "jwks_unavailable",
-            FailureCode::CallbackMalformed => "callback_malformed",
-            FailureCode::CallbackBodyRefused => "callback_body_refused",
-            FailureCode::CallbackReplayed => "callback_replayed",
-            FailureCode::BrowserMismatch => "browser_mismatch",
-            FailureCode::UpstreamUnavailable => "upstream_unavailable",
-            FailureCode::BadRequest => "bad_request",
-            FailureCode::RequestHeadersTooLarge => "request_headers_too_large",
-            FailureCode::OpenRedirect => "open_redirect",
-            FailureCode::RedirectUriForeign => "redirect_uri_foreign",
-            FailureCode::LoginPathNotAllowed => "login_path_not_allowed",
-            FailureCode::AuthorizeParameterNotAllowed => "authorize_parameter_not_allowed",
-            FailureCode::Internal => "internal",
-        }
-    }
+failure_codes! {
+    NotReady => "not_ready", 503, "The sign-in service is starting. Please try again in a moment.";
+    TooManyLogins => "too_many_logins", 429, "Too many sign-in attempts right now. Please try again in a minute.";
+    TooManyConnections => "too_many_connections", 429,
+        "Too many requests from your address right now. Please try again in a minute.";
+    AsTimeout => "as_timeout", 502, AS_UNREACHABLE;
+    AsUnavailable => "as_unavailable", 502, AS_UNREACHABLE;
+    AsTlsFailure => "as_tls_failure", 502, AS_UNREACHABLE;
+    AsBadResponse => "as_bad_response", 502, AS_UNREACHABLE;
+    AsServerError => "as_server_error", 502, AS_UNREACHABLE;
+    AsRateLimited => "as_rate_limited", 502, AS_UNREACHABLE;
+    AsOverloaded => "as_overloaded", 502, AS_UNREACHABLE;
+    ParRejected => "par_rejected", 502, NOT_STARTED;
+    SigningFailed => "signing_failed", 502, NOT_STARTED;
+    MalformedAuthorizeRedirect => "malformed_authorize_redirect", 502, NOT_STARTED;
+    AuthorizeRedirectRejected => "authorize_redirect_rejected", 502, NOT_STARTED;
+    AuthorizeRedirectTooLarge => "authorize_redirect_too_large", 502, NOT_STARTED;
+    DuplicateParameter => "duplicate_parameter", 502, NOT_STARTED;
+    ForbiddenParameter => "forbidden_parameter", 502, NOT_STARTED;
+    InvalidPkce => "invalid_pkce", 502, NOT_STARTED;
+    UnsupportedResponseMode => "unsupported_response_mode", 502, NOT_STARTED;
+    UnsupportedResponseType => "unsupported_response_type", 502, NOT_STARTED;
+    InsecureRedirectUri => "insecure_redirect_uri", 502, NOT_STARTED;
+    StateMissing => "state_missing", 400, NOT_COMPLETED;
+    StateForeign => "state_foreign", 400, NOT_COMPLETED;
+    StateTampered => "state_tampered", 400, NOT_COMPLETED;
+    StateExpired => "state_expired", 400, "The sign-in took too long. Please start again.";
+    IssMismatch => "iss_mismatch", 400, NOT_COMPLETED;
+    IssMissing => "iss_missing", 400, NOT_COMPLETED;
+    IssMixup => "iss_mixup", 400, NOT_COMPLETED;
+    JarmInvalid => "jarm_invalid", 400, NOT_COMPLETED;
+    JarmMissing => "jarm_missing", 400, NOT_COMPLETED;
+    JwksUnavailable => "jwks_unavailable", 400, NOT_COMPLETED;
+    CallbackMalformed => "callback_malformed", 400, NOT_COMPLETED;
+    /// An authorization-response parameter in a request body to a callback path.
+    CallbackBodyRefused => "callback_body_refused", 400, NOT_COMPLETED;
+    CallbackReplayed => "callback_replayed", 400, NOT_COMPLETED;
+    BrowserMismatch => "browser_mismatch", 400,
+        "Sign-in must be finished in the browser that started it. Please start again.";
+    UpstreamUnavailable => "upstream_unavailable", 502, APP_FAILED;
+    BadRequest => "bad_request", 400, APP_FAILED;
+    /// A request's headers grew past `limits.max_request_header_bytes` (431).
+    RequestHeadersTooLarge => "request_headers_too_large", 431,
+        "The request was too large (often too many cookies). Please clear this site's cookies and try again.";
+    OpenRedirect => "open_redirect", 400, NOT_STARTED;
+    RedirectUriForeign => "redirect_uri_foreign", 502, NOT_STARTED;
+    LoginPathNotAllowed => "login_path_not_allowed", 400, NOT_STARTED;
+    AuthorizeParameterNotAllowed => "authorize_parameter_not_allowed", 502, NOT_STARTED;
+    /// A bug: the sidecar's own work failed (a panic contained in a task). Fails closed.
+    Internal => "internal", 500, NOT_STARTED;
+}
 
-    /// 503 while not ready, 429 when rate limited, 400 for a bad authorization response or
-    /// request, 502 when the AS, the app or the app's redirect failed, 500 for a bug.
-    pub fn status(self) -> u16 {
-        match self {
-            FailureCode::StateMissing
-            | FailureCode::StateForeign
-            | FailureCode::StateTampered
-            | FailureCode::StateExpired
-            | FailureCode::IssMismatch
-            | FailureCode::IssMissing
-            | FailureCode::IssMixup
-            | FailureCode::JarmInvalid
-            | FailureCode::JarmMissing
-            | FailureCode::JwksUnavailable
-            | FailureCode::CallbackMalformed
-            | FailureCode::CallbackBodyRefused
-            | FailureCode::CallbackReplayed
-            | FailureCode::BrowserMismatch
-            | FailureCode::BadRequest
-            | FailureCode::OpenRedirect
-            | FailureCode::LoginPathNotAllowed => 400,
-            FailureCode::RequestHeadersTooLarge => 431,
-            FailureCode::TooManyLogins | FailureCode::TooManyConnections => 429,
-            FailureCode::AsTimeout
-            | FailureCode::AsUnavailable
-            | FailureCode::AsTlsFailure
-            | FailureCode::AsBadResponse
-            | FailureCode::AsServerError
-            | FailureCode::AsRateLimited
-            | FailureCode::AsOverloaded
-            | FailureCode::ParRejected
-            | FailureCode::SigningFailed
-            | FailureCode::MalformedAuthorizeRedirect
-            | FailureCode::AuthorizeRedirectRejected
-            | FailureCode::AuthorizeRedirectTooLarge
-            | FailureCode::DuplicateParameter
-            | FailureCode::ForbiddenParameter
-            | FailureCode::InvalidPkce
-            | FailureCode::UnsupportedResponseMode
-            | FailureCode::UnsupportedResponseType
-            | FailureCode::InsecureRedirectUri
-            | FailureCode::UpstreamUnavailable
-            | FailureCode::RedirectUriForeign
-            | FailureCode::AuthorizeParameterNotAllowed => 502,
-            FailureCode::NotReady => 503,
-            FailureCode::Internal => 500,
-        }
-    }
+/// A browser-facing refusal decided before its page is written: the code the page names and
+/// the detail for the log line (never shown: it may quote the AS or name a parameter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: FailureCode,
+    pub detail: String,
+}
 
-    fn message(self) -> &'static str {
-        match self {
-            FailureCode::NotReady => "The sign-in service is starting. Please try again in a moment.",
-            FailureCode::TooManyLogins => "Too many sign-in attempts right now. Please try again in a minute.",
-            FailureCode::TooManyConnections => {
-                "Too many requests from your address right now. Please try again in a minute."
-            }
-            FailureCode::AsTimeout
-            | FailureCode::AsUnavailable
-            | FailureCode::AsTlsFailure
-            | FailureCode::AsBadResponse
-            | FailureCode::AsServerError
-            | FailureCode::AsRateLimited
-            | FailureCode::AsOverloaded => "The identity provider could not be reached. Please try again later.",
-            FailureCode::ParRejected
-            | FailureCode::SigningFailed
-            | FailureCode::MalformedAuthorizeRedirect
-            | FailureCode::AuthorizeRedirectRejected
-            | FailureCode::AuthorizeRedirectTooLarge
-            | FailureCode::DuplicateParameter
-            | FailureCode::ForbiddenParameter
-            | FailureCode::InvalidPkce
-            | FailureCode::UnsupportedResponseMode
-            | FailureCode::UnsupportedResponseType
-            | FailureCode::InsecureRedirectUri
-            | FailureCode::OpenRedirect
-            | FailureCode::RedirectUriForeign
-            | FailureCode::LoginPathNotAllowed
-            | FailureCode::AuthorizeParameterNotAllowed
-            | FailureCode::Internal => "Sign-in could not be started. Please try again later.",
-            FailureCode::StateMissing
-            | FailureCode::StateForeign
-            | FailureCode::StateTampered
-            | FailureCode::IssMismatch
-            | FailureCode::IssMissing
-            | FailureCode::IssMixup
-            | FailureCode::JarmInvalid
-            | FailureCode::JarmMissing
-            | FailureCode::JwksUnavailable
-            | FailureCode::CallbackMalformed
-            | FailureCode::CallbackBodyRefused
-            | FailureCode::CallbackReplayed => "Sign-in could not be completed. Please start again.",
-            FailureCode::StateExpired => "The sign-in took too long. Please start again.",
-            FailureCode::BrowserMismatch => {
-                "Sign-in must be finished in the browser that started it. Please start again."
-            }
-            FailureCode::UpstreamUnavailable | FailureCode::BadRequest => {
-                "The application could not answer. Please try again later."
-            }
-            FailureCode::RequestHeadersTooLarge => {
-                "The request was too large (often too many cookies). Please clear this site's cookies and try again."
-            }
+impl Rejection {
+    pub fn new(code: FailureCode, detail: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            detail: detail.into(),
         }
     }
 }
@@ -282,7 +144,18 @@ pub struct BrowserError {
 }
 
 impl BrowserError {
-    pub fn new(code: FailureCode, interaction_id: InteractionId) -> Self {
+    /// The way to a browser error: counted here, once, as `par_sidecar_errors_total{code}`,
+    /// whichever phase then writes the page (the login start decides in the response phase,
+    /// pingora's `fail_to_proxy` writes it). So every page is counted exactly once, and no
+    /// decision site counts on its own.
+    pub fn counted(code: FailureCode, interaction_id: InteractionId, metrics: &Metrics) -> Self {
+        metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+        Self::uncounted(code, interaction_id)
+    }
+
+    /// A page outside that count: the connection guard's 431, written on any listener
+    /// before a request exists and counted as `par_sidecar_request_headers_too_large_total`.
+    pub fn uncounted(code: FailureCode, interaction_id: InteractionId) -> Self {
         BrowserError {
             status: code.status(),
             code,
@@ -352,7 +225,7 @@ mod tests {
 
     #[test]
     fn renders_json_and_html_with_code_and_id() {
-        let e = BrowserError::new(FailureCode::ParRejected, InteractionId::new());
+        let e = BrowserError::uncounted(FailureCode::ParRejected, InteractionId::new());
         let (ct, body) = e.render(true);
         assert_eq!(ct, "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

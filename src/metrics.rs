@@ -7,6 +7,9 @@ use prometheus::{
     TextEncoder,
 };
 
+mod labels;
+pub use labels::{label, CallbackLabels, EgressLabels, TokenCheckLabels};
+
 /// `reason` values of `par_sidecar_dpop_errors_total`.
 pub const DPOP_ERROR_REASONS: [&str; 4] = [
     // A proof (or the retry's client assertion) could not be signed.
@@ -132,7 +135,7 @@ impl Metrics {
                     "par_sidecar_errors_total",
                     "Error pages served to the browser, by error code",
                 ),
-                &["code"],
+                &labels::BROWSER_ERRORS,
             )
             .unwrap(),
         );
@@ -240,7 +243,7 @@ impl Metrics {
                     "par_sidecar_callback_checks_total",
                     "Authorization responses checked at the app's redirect_uri, by AS and outcome",
                 ),
-                &["as", "outcome"],
+                &labels::CALLBACK_CHECKS,
             )
             .unwrap(),
         );
@@ -251,7 +254,7 @@ impl Metrics {
                     "par_sidecar_egress_requests_total",
                     "Back-channel calls from the app through the egress listener, by route, outcome and AS error",
                 ),
-                &["as", "route", "outcome", "as_error"],
+                &labels::EGRESS_REQUESTS,
             )
             .unwrap(),
         );
@@ -304,7 +307,7 @@ impl Metrics {
                     "par_sidecar_token_response_checks_total",
                     "Token responses checked before the app sees them (ID token and shape), by AS, grant and outcome (`valid` or the failed check)",
                 ),
-                &["as", "grant", "outcome"],
+                &labels::TOKEN_CHECKS,
             )
             .unwrap(),
         );

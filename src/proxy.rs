@@ -15,6 +15,7 @@ use crate::front::callback::{self, CallbackOutcome};
 use crate::front::login_guard::RedirectContext;
 use crate::front::login_limit::client_ip;
 use crate::front::login_start::{decide_for, is_redirect, RedirectDecision};
+use crate::metrics::CallbackLabels;
 use crate::sidecar::Sidecar;
 
 mod hosted_jwks;
@@ -81,18 +82,18 @@ impl PublicProxy {
         .map_err(|e| e.to_string())
     }
 
+    /// A browser error decided here, counted once (see [`BrowserError::counted`]).
+    fn error(&self, code: FailureCode, id: crate::protocol::InteractionId) -> BrowserError {
+        BrowserError::counted(code, id, &self.state.metrics)
+    }
+
     /// A refusal at the request phase: counted, logged with its interaction id and `why`,
     /// answered with the error page naming `code`.
     async fn refuse(&self, session: &mut Session, code: FailureCode, why: &str, msg: &'static str) -> Result<bool> {
         let id = crate::protocol::InteractionId::new();
-        self.state
-            .metrics
-            .browser_errors
-            .with_label_values(&[code.as_str()])
-            .inc();
         let path = session.req_header().uri.path();
         tracing::warn!(interaction_id = %id, path, detail = why, "{msg}");
-        write_error_page(session, &BrowserError::new(code, id)).await;
+        write_error_page(session, &self.error(code, id)).await;
         Ok(true)
     }
 
@@ -124,7 +125,7 @@ impl PublicProxy {
             // A request that brought a body of its own is not what the AS's redirect sends.
             Some(_) if has_body => {
                 self.withdraw_code(ctx, "a form_post delivery for a request with a body");
-                let mut err = BrowserError::new(FailureCode::CallbackMalformed, interaction_id);
+                let mut err = self.error(FailureCode::CallbackMalformed, interaction_id);
                 err.as_name = Some(as_name);
                 ctx.callback_checked = None;
                 write_error_page(session, &err).await;
@@ -151,11 +152,10 @@ impl PublicProxy {
     fn withdraw_code(&self, ctx: &mut RequestCtx, why: &str) {
         if let Some((code, as_name)) = ctx.checked_code.take() {
             if self.state.codes.take(&code).is_some() {
-                self.state
-                    .metrics
-                    .callback_checks
-                    .with_label_values(&[as_name.as_str(), "code_withdrawn"])
-                    .inc();
+                self.state.metrics.callback_check(CallbackLabels {
+                    as_name: as_name.as_str(),
+                    outcome: "code_withdrawn",
+                });
                 tracing::warn!(
                     r#as = as_name.as_str(),
                     why,
@@ -300,14 +300,9 @@ impl ProxyHttp for PublicProxy {
                 .client_connections_refused
                 .with_label_values(&["request"])
                 .inc();
-            self.state
-                .metrics
-                .browser_errors
-                .with_label_values(&[FailureCode::TooManyConnections.as_str()])
-                .inc();
             tracing::warn!(interaction_id = %id, "client address over limits.max_connections_per_client");
             session.set_keepalive(None);
-            write_error_page(session, &BrowserError::new(FailureCode::TooManyConnections, id)).await;
+            write_error_page(session, &self.error(FailureCode::TooManyConnections, id)).await;
             return Ok(true);
         }
         // `public_jwks_path` (off: one None check): the client JWKS, nothing else.
@@ -380,7 +375,7 @@ impl ProxyHttp for PublicProxy {
                 interaction_id,
                 as_name,
             } => {
-                let mut err = BrowserError::new(code, interaction_id);
+                let mut err = self.error(code, interaction_id);
                 err.as_name = as_name;
                 write_error_page(session, &err).await;
                 Ok(true)
@@ -560,11 +555,6 @@ impl ProxyHttp for PublicProxy {
                 } else {
                     FailureCode::UpstreamUnavailable
                 };
-                self.state
-                    .metrics
-                    .browser_errors
-                    .with_label_values(&[code.as_str()])
-                    .inc();
                 let id = match ctx.callback_checked {
                     Some(id) => {
                         // The path only: the query handed to the app holds the code.
@@ -578,7 +568,7 @@ impl ProxyHttp for PublicProxy {
                         id
                     }
                 };
-                BrowserError::new(code, id).with_status(status)
+                self.error(code, id).with_status(status)
             }
         };
         write_error_page(session, &err).await;

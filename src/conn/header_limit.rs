@@ -54,7 +54,7 @@ impl HeaderLimited {
     fn refuse(&mut self, cx: &mut Context<'_>) {
         self.refused = true;
         let id = InteractionId::new();
-        let (content_type, body) = BrowserError::new(FailureCode::RequestHeadersTooLarge, id).render(false);
+        let (content_type, body) = BrowserError::uncounted(FailureCode::RequestHeadersTooLarge, id).render(false);
         let mut page = format!(
             "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: {content_type}\r\n\
              content-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\

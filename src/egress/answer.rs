@@ -6,14 +6,17 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use url::Url;
 
+use super::outgoing::HOP_BY_HOP;
+use super::refusal::{refuse, Refusal, RefusalKind};
 use super::route::Route;
-use super::{dpop_call, oauth_error, EgressResponse, HOP_BY_HOP};
+use super::{dpop_call, oauth_error, EgressResponse};
 use crate::as_client::discovery::ProviderMetadata;
 use crate::as_client::http_client::{url_for_log, AsResponse, TransportError};
 use crate::as_client::oauth_error::sanitize_error_code;
 use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
 use crate::as_client::userinfo_jwt;
+use crate::metrics::{EgressLabels, TokenCheckLabels};
 use crate::sidecar::Sidecar;
 
 /// One egress call that reached the AS (or failed to), for [`answer`].
@@ -44,12 +47,15 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
                 String::new()
             };
             if (300..400).contains(&resp.status) && !matches!(r, Route::Resource(_)) {
-                return as_redirect(state, name, label, iid, resp.status);
+                return refuse(state, name, label, iid, as_redirect(name, label, iid, resp.status));
             }
             let outcome = if resp.status < 400 { "success" } else { "as_error" };
-            m.egress_requests
-                .with_label_values(&[name, label, outcome, &as_error])
-                .inc();
+            m.egress_request(EgressLabels {
+                as_name: name,
+                route: label,
+                outcome,
+                as_error: &as_error,
+            });
             if as_error == "invalid_client" {
                 // The sidecar's own credentials were refused: our fault, not the app's (TOK-10).
                 warn!(interaction_id = %iid, r#as = name, route = label, "AS refused the sidecar's client authentication");
@@ -82,16 +88,13 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
             pass_back(resp)
         }
         Err(e) => {
-            m.egress_requests.with_label_values(&[name, label, e.label(), ""]).inc();
-            warn!(interaction_id = %iid, r#as = name, route = label, url = %url_for_log(c.url), error = %e, "egress call failed");
-            oauth_error(
-                502,
-                "temporarily_unavailable",
-                format!(
-                    "par-sidecar could not complete the call ({}); interaction id {iid}",
-                    e.label()
-                ),
-            )
+            let desc = format!(
+                "par-sidecar could not complete the call ({}); interaction id {iid}",
+                e.label()
+            );
+            let detail = format!("egress call to {} failed: {e}", url_for_log(c.url));
+            let refusal = Refusal::new(RefusalKind::of_transport(&e), desc).logged_as(detail);
+            refuse(state, name, label, iid, refusal)
         }
     }
 }
@@ -99,20 +102,12 @@ pub(super) async fn answer(c: &Call<'_>, result: Result<AsResponse, TransportErr
 /// An AS route answered 3xx. Never passed on: many HTTP clients follow a `Location` and
 /// re-send the body (a refresh token, the app's secret) to wherever it points, and an AS has
 /// no business redirecting a back-channel call. The `Location` is not logged either.
-fn as_redirect(state: &Sidecar, name: &str, label: &str, iid: &str, status: u16) -> EgressResponse {
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[name, label, "as_redirect", ""])
-        .inc();
-    warn!(interaction_id = %iid, r#as = name, route = label, as_status = status, "the AS answered a back-channel call with a redirect; not passed to the app");
-    oauth_error(
-        502,
-        "temporarily_unavailable",
-        format!(
-            "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
-        ),
-    )
+fn as_redirect(name: &str, label: &str, iid: &str, status: u16) -> Refusal {
+    let desc = format!(
+        "par-sidecar refused a redirect (HTTP {status}) from `{name}` on the {label} route; interaction id {iid}"
+    );
+    let detail = format!("the AS answered a back-channel call with a redirect (HTTP {status}); not passed to the app");
+    Refusal::new(RefusalKind::AsRedirect, desc).logged_as(detail)
 }
 
 /// Runs the token-response checks; on failure the app gets an OAuth error without any of
@@ -126,14 +121,20 @@ async fn check_token_response(
     iid: &str,
 ) -> Result<Option<Vec<u8>>, EgressResponse> {
     let name = client.name();
-    let checks = &state.metrics.token_checks;
+    let count = |outcome: &str| {
+        state.metrics.token_check(TokenCheckLabels {
+            as_name: name,
+            grant: grant.label(),
+            outcome,
+        })
+    };
     match client.check_token_response(&state.check_env(), md, grant, body).await {
         Ok(replaced) => {
-            checks.with_label_values(&[name, grant.label(), "valid"]).inc();
+            count("valid");
             Ok(replaced)
         }
         Err((e, issued)) => {
-            checks.with_label_values(&[name, grant.label(), e.label()]).inc();
+            count(e.label());
             warn!(interaction_id = %iid, r#as = name, grant = grant.label(), check = e.label(), detail = %e.detail(), "token response refused; the app gets an error, not the tokens");
             client.revoke_in_background(md, state.metrics.clone(), issued, iid.to_string());
             Err(oauth_error(
@@ -153,10 +154,16 @@ async fn check_token_response(
 async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse {
     let (state, client, iid) = (c.state, c.client, c.iid);
     let name = client.name();
-    let checks = &state.metrics.token_checks;
+    let count = |outcome: &str| {
+        state.metrics.token_check(TokenCheckLabels {
+            as_name: name,
+            grant: "userinfo",
+            outcome,
+        })
+    };
     match userinfo_jwt::claims_json(&state.check_env(), client, c.md, &resp.body).await {
         Ok(json) => {
-            checks.with_label_values(&[name, "userinfo", "valid"]).inc();
+            count("valid");
             resp.body = json.into();
             resp.headers.remove(http::header::CONTENT_LENGTH);
             resp.headers.insert(
@@ -166,7 +173,7 @@ async fn userinfo_as_json(c: &Call<'_>, mut resp: AsResponse) -> EgressResponse 
             pass_back(resp)
         }
         Err(e) => {
-            checks.with_label_values(&[name, "userinfo", e.label()]).inc();
+            count(e.label());
             warn!(interaction_id = %iid, r#as = name, check = e.label(), "userinfo JWT refused; the app gets an error, not the claims");
             oauth_error(
                 502,

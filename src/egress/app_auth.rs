@@ -8,6 +8,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use super::refusal::{Refusal, RefusalKind};
 use crate::config::app_secret::AppSecret;
 
 /// How the app identified itself on a client-authenticated route.
@@ -63,18 +64,18 @@ pub fn app_credentials(authorization: Option<&[u8]>, form: &[(String, String)]) 
     c
 }
 
-/// Why the app's credentials are refused: (metric outcome, description).
-pub fn check_app_secret(secret: &AppSecret, c: &AppCredentials) -> Result<(), (&'static str, String)> {
+/// Why the app's credentials are refused (`app_auth_missing` or `app_auth_failed`).
+pub fn check_app_secret(secret: &AppSecret, c: &AppCredentials) -> Result<(), Refusal> {
     if c.secret.is_empty() {
-        return Err((
-            "app_auth_missing",
-            "the egress listener requires the app's client secret (HTTP Basic or form parameter)".into(),
+        return Err(Refusal::new(
+            RefusalKind::AppAuthMissing,
+            "the egress listener requires the app's client secret (HTTP Basic or form parameter)",
         ));
     }
     if c.methods > 1 {
-        return Err((
-            "app_auth_failed",
-            "more than one client authentication method in one request".into(),
+        return Err(Refusal::new(
+            RefusalKind::AppAuthFailed,
+            "more than one client authentication method in one request",
         ));
     }
     // Every reading is compared, so the time taken does not depend on which one matched.
@@ -82,7 +83,7 @@ pub fn check_app_secret(secret: &AppSecret, c: &AppCredentials) -> Result<(), (&
     if ok {
         Ok(())
     } else {
-        Err(("app_auth_failed", "wrong client secret".into()))
+        Err(Refusal::new(RefusalKind::AppAuthFailed, "wrong client secret"))
     }
 }
 
@@ -166,19 +167,28 @@ mod tests {
             ok(None, "client_id=legacy-app&client_secret=the-apps-old-secret"),
             Ok(())
         );
-        assert_eq!(ok(None, "").unwrap_err().0, "app_auth_missing");
-        assert_eq!(ok(None, "client_id=legacy-app").unwrap_err().0, "app_auth_missing");
+        assert_eq!(ok(None, "").unwrap_err().kind.outcome(), "app_auth_missing");
         assert_eq!(
-            ok(Some(b"Bearer the-apps-old-secret"), "").unwrap_err().0,
+            ok(None, "client_id=legacy-app").unwrap_err().kind.outcome(),
             "app_auth_missing"
         );
         assert_eq!(
-            ok(Some(&basic("legacy-app:wrong")), "").unwrap_err().0,
+            ok(Some(b"Bearer the-apps-old-secret"), "").unwrap_err().kind.outcome(),
+            "app_auth_missing"
+        );
+        assert_eq!(
+            ok(Some(&basic("legacy-app:wrong")), "").unwrap_err().kind.outcome(),
             "app_auth_failed"
         );
-        assert_eq!(ok(Some(&basic("legacy-app")), "").unwrap_err().0, "app_auth_failed");
         assert_eq!(
-            ok(None, "client_secret=the-apps-old-secretx").unwrap_err().0,
+            ok(Some(&basic("legacy-app")), "").unwrap_err().kind.outcome(),
+            "app_auth_failed"
+        );
+        assert_eq!(
+            ok(None, "client_secret=the-apps-old-secretx")
+                .unwrap_err()
+                .kind
+                .outcome(),
             "app_auth_failed"
         );
         assert_eq!(
@@ -187,7 +197,8 @@ mod tests {
                 "client_secret=the-apps-old-secret"
             )
             .unwrap_err()
-            .0,
+            .kind
+            .outcome(),
             "app_auth_failed"
         );
     }

@@ -11,7 +11,9 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::refusal::{refuse, Refusal, RefusalKind};
 use super::{oauth_error, EgressRequest, EgressResponse};
+use crate::metrics::EgressLabels;
 use crate::sidecar::Sidecar;
 
 /// Fields of the AS's document the app must not act on: the sidecar does these for it.
@@ -123,20 +125,18 @@ pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<Egress
         ));
     };
     let as_name = client.name();
-    let count = |outcome: &str| {
-        state
-            .metrics
-            .egress_requests
-            .with_label_values(&[as_name, route, outcome, ""])
-            .inc()
+    let not_ready = |desc: String| {
+        let iid = super::interaction_id(&req.headers);
+        Some(refuse(
+            state,
+            as_name,
+            route,
+            &iid,
+            Refusal::new(RefusalKind::NotReady, desc),
+        ))
     };
     let Some(md) = client.metadata() else {
-        count("not_ready");
-        return Some(oauth_error(
-            503,
-            "temporarily_unavailable",
-            format!("par-sidecar has not loaded the metadata of `{as_name}` yet"),
-        ));
+        return not_ready(format!("par-sidecar has not loaded the metadata of `{as_name}` yet"));
     };
     let max_age = client.settings.discovery_refresh.as_secs();
     let body = if jwks {
@@ -153,14 +153,7 @@ pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<Egress
             .await
         {
             Ok(set) => serde_json::to_vec(set.as_ref()).unwrap_or_default(),
-            Err(e) => {
-                count("not_ready");
-                return Some(oauth_error(
-                    503,
-                    "temporarily_unavailable",
-                    format!("the JWKS of `{as_name}`: {e}"),
-                ));
-            }
+            Err(e) => return not_ready(format!("the JWKS of `{as_name}`: {e}")),
         }
     } else {
         let base = egress_base(state, &req.headers);
@@ -176,7 +169,12 @@ pub(super) async fn serve(state: &Sidecar, req: &EgressRequest) -> Option<Egress
         ))
         .unwrap_or_default()
     };
-    count("success");
+    state.metrics.egress_request(EgressLabels {
+        as_name,
+        route,
+        outcome: "success",
+        as_error: "",
+    });
     Some(EgressResponse {
         status: 200,
         headers: vec![

@@ -3,8 +3,9 @@
 //! token URL. The proofs, the nonce retry and the previous-key retry are
 //! [`AsClient::send`]'s (`as_client::send`). Proofs are never logged.
 
+use super::refusal::{Refusal, RefusalKind};
 use super::route::Route;
-use super::{oauth_error, EgressResponse};
+use super::EgressResponse;
 use crate::as_client::dpop;
 use crate::as_client::http_client::{AsHttp, AsRequest, AsResponse, TransportError};
 use crate::as_client::registry::AsClient;
@@ -65,11 +66,10 @@ pub(super) async fn send(
     match client.send(http, dpop, call, &state.metrics).await {
         Ok(resp) => Ok(Ok(resp)),
         Err(SendError::Transport(e)) => Ok(Err(e)),
-        Err(SendError::Signing) => Err(oauth_error(
-            500,
-            "server_error",
-            "par-sidecar could not sign a DPoP proof".into(),
-        )),
+        // Counted as a DPoP error (by `AsClient::send`), not as an egress outcome.
+        Err(SendError::Signing) => {
+            Err(Refusal::new(RefusalKind::SigningFailed, "par-sidecar could not sign a DPoP proof").response())
+        }
     }
 }
 

@@ -7,28 +7,24 @@ mod answer;
 pub mod app_auth;
 pub mod app_discovery;
 mod bearer;
+mod client_form;
 mod dpop_call;
+mod exchange;
 #[cfg(feature = "server")]
 pub mod listener;
+mod outgoing;
+pub mod refusal;
 pub mod resource_path;
 mod route;
 
-use std::time::Instant;
-
 use bytes::Bytes;
-use tracing::{info, warn};
-use url::Url;
 
-use crate::as_client::client_auth;
-use crate::as_client::discovery::ProviderMetadata;
-use crate::as_client::http_client::AsRequest;
-use crate::as_client::registry::AsClient;
 use crate::as_client::token_check::Grant;
-use crate::handoff::CodeRecord;
-use crate::protocol::secret::Secret;
-use crate::protocol::{redact, InteractionId};
+use crate::protocol::{AsIndex, InteractionId};
 use crate::sidecar::Sidecar;
 use answer::{answer, Call};
+use client_form::{parse_client_form, TakenCode};
+use refusal::{refuse, Refusal, RefusalKind};
 use route::{ambiguous, route, AsTarget, Route};
 
 #[derive(Debug, Clone)]
@@ -81,61 +77,8 @@ fn interaction_id(headers: &http::HeaderMap) -> String {
         .unwrap_or_else(|| InteractionId::new().to_string())
 }
 
-/// How long tokens bound to a rotated-away certificate are still served with it.
-const PREVIOUS_CERT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
-
-/// The AS endpoint for an AS route; for a resource route, the URL already mapped (and
-/// checked) by [`resource_path::map`].
-fn target_url(md: &ProviderMetadata, r: Route, resource: Option<Url>, query: Option<&str>) -> Option<Url> {
-    let mut u = match r {
-        Route::Token => md.token_endpoint.clone()?,
-        Route::Userinfo => md.userinfo_endpoint.clone()?,
-        Route::Introspect => md.introspection_endpoint.clone()?,
-        Route::Revoke => md.revocation_endpoint.clone()?,
-        Route::Resource(_) => resource?,
-    };
-    if matches!(r, Route::Resource(_) | Route::Userinfo) {
-        u.set_query(query);
-    }
-    Some(u)
-}
-
-/// A refusal before any AS call: metric, log line, OAuth error.
-fn refuse(
-    state: &Sidecar,
-    as_name: &str,
-    label: &str,
-    iid: &str,
-    (status, error, outcome, desc): Refusal,
-) -> EgressResponse {
-    state
-        .metrics
-        .egress_requests
-        .with_label_values(&[as_name, label, outcome, ""])
-        .inc();
-    warn!(interaction_id = %iid, r#as = as_name, route = label, outcome, detail = %desc, "egress request refused");
-    let mut resp = oauth_error(status, error, desc);
-    if status == 401 {
-        // RFC 6749 §5.2: a failed client authentication names the scheme to use.
-        resp.headers
-            .push(("www-authenticate".into(), "Basic realm=\"par-sidecar egress\"".into()));
-    }
-    resp
-}
-
+/// Answers one call of the app on the egress listener: the app-facing discovery, or a routed
+/// call taken through [`routed`]'s steps.
 pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
     if let Some(resp) = app_discovery::serve(state, &req).await {
         return resp;
@@ -144,224 +87,57 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let label = r.label();
-    let m = &state.metrics;
     let iid = interaction_id(&req.headers);
-
-    // A resource path never leaves its target's base path: refused, not normalised.
-    let mut resource_url = None;
-    if let Route::Resource(i) = r {
-        let rr = &state.settings.resources[i];
-        let rest = resource_path::strip_prefix(&rr.prefix, &req.path).unwrap_or("");
-        match resource_path::map(&rr.target, rest) {
-            Ok(u) => resource_url = Some(u),
-            Err(desc) => {
-                let name = state
-                    .registry
-                    .get(crate::protocol::AsIndex::new(rr.authorization_server))
-                    .map(|c| c.name())
-                    .unwrap_or("");
-                return refuse(state, name, label, &iid, (400, "invalid_request", "bad_path", desc));
-            }
-        }
+    match routed(state, &req, r, target, &iid).await {
+        Ok(resp) | Err(resp) => resp,
     }
+}
 
-    // Client-authenticated endpoints: the form is parsed once; an authorization_code grant
-    // takes its code record here, which also says which AS the code came from.
-    let mut form = None;
-    let mut code_record = None;
-    if r.authenticates_client() {
-        if req.method != http::Method::POST {
-            return oauth_error(405, "invalid_request", format!("{label} requires POST"));
-        }
-        let (f, rec) = match parse_client_form(state, r, &req) {
-            Ok(x) => x,
-            Err(refusal) => {
-                let name = match target {
-                    AsTarget::As(i) => state.registry.get(i).map(|c| c.name()).unwrap_or(""),
-                    AsTarget::ByCode => "",
-                };
-                return refuse(state, name, label, &iid, refusal);
-            }
-        };
-        form = Some(f);
-        code_record = rec;
-    }
-    let as_index = match (target, code_record.as_mut()) {
-        (AsTarget::As(i), Some(taken)) if taken.record.as_index != i => {
-            // Burnt, not put back: a code presented at the wrong AS is suspect.
-            taken.consume();
-            let rec = &taken.record;
-            // A code seen at another AS's callback: never sent to this AS (mix-up).
-            let name = state.registry.get(i).map(|c| c.name()).unwrap_or("");
-            let other = state.registry.get(rec.as_index).map(|c| c.name()).unwrap_or("");
-            return refuse(
-                state,
-                name,
-                label,
-                &iid,
-                (
-                    400,
-                    "invalid_grant",
-                    "as_mismatch",
-                    format!("this authorization code was issued by `{other}`, not `{name}`"),
-                ),
-            );
-        }
-        (AsTarget::As(i), _) => i,
-        (AsTarget::ByCode, Some(taken)) => taken.record.as_index,
-        (AsTarget::ByCode, None) => {
-            m.egress_requests.with_label_values(&["", label, "ambiguous", ""]).inc();
-            warn!(interaction_id = %iid, route = label, "unprefixed egress call in a multi-AS config refused");
-            return ambiguous(state, label);
-        }
-    };
+/// A routed call, one step per line: the resource URL, the app's form (and code record), the
+/// AS it is for, the outgoing request, the call, the answer. Each step's `Err` is the app's
+/// answer, already counted and logged.
+async fn routed(
+    state: &Sidecar,
+    req: &EgressRequest,
+    r: Route,
+    target: AsTarget,
+    iid: &str,
+) -> Result<EgressResponse, EgressResponse> {
+    let label = r.label();
+    let resource = outgoing::resource_url(state, r, &req.path)
+        .map_err(|refusal| refuse(state, target_name(state, target), label, iid, refusal))?;
+    let (form, mut code) = app_form(state, req, r, target, iid)?;
+    let as_index = attribute(state, label, target, code.as_mut(), iid)?;
     let Some(client) = state.registry.get(as_index) else {
-        return oauth_error(500, "server_error", "par-sidecar: AS index out of range".into());
+        return Err(oauth_error(
+            500,
+            "server_error",
+            "par-sidecar: AS index out of range".into(),
+        ));
     };
     let name = client.name();
     let Some(md) = client.metadata() else {
-        m.egress_requests
-            .with_label_values(&[name, label, "not_ready", ""])
-            .inc();
-        return oauth_error(
-            503,
-            "temporarily_unavailable",
-            format!("par-sidecar has not loaded the metadata of `{name}` yet"),
-        );
+        let desc = format!("par-sidecar has not loaded the metadata of `{name}` yet");
+        return Err(refuse(
+            state,
+            name,
+            label,
+            iid,
+            Refusal::new(RefusalKind::NotReady, desc),
+        ));
     };
-    // Userinfo and resource calls: an access token in the query or a form body goes into
-    // the Authorization header, never into a URL (issue 19 item 3).
-    let lifted = if r.authenticates_client() {
-        None
-    } else {
-        let has_auth = req.headers.contains_key(http::header::AUTHORIZATION);
-        let ct = req.headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
-        match bearer::lift(req.query.as_deref(), has_auth, ct, &req.body) {
-            Ok(l) => Some(l),
-            Err(desc) => {
-                return refuse(
-                    state,
-                    name,
-                    label,
-                    &iid,
-                    (400, "invalid_request", "token_misplaced", desc),
-                )
-            }
-        }
-    };
-    let query = match &lifted {
-        Some(l) => l.query.as_deref(),
-        None => req.query.as_deref(),
-    };
-    let Some(url) = target_url(&md, r, resource_url, query) else {
-        m.egress_requests
-            .with_label_values(&[name, label, "no_endpoint", ""])
-            .inc();
-        return oauth_error(404, "not_found", format!("`{name}` publishes no {label} endpoint"));
-    };
-
-    let mut headers: Vec<(String, String)> = vec![("x-fapi-interaction-id".into(), iid.clone())];
-    let mut body = None;
-    if form.is_some() {
-        headers.push(("accept".into(), "application/json".into()));
-    } else {
-        // Userinfo and resource calls: the app's headers (its access token included) as
-        // they are, minus hop-by-hop ones; the body untouched.
-        for (k, v) in req.headers.iter() {
-            if HOP_BY_HOP.contains(&k.as_str()) || k.as_str() == "x-fapi-interaction-id" {
-                continue;
-            }
-            if let Ok(v) = v.to_str() {
-                headers.push((k.as_str().to_string(), v.to_string()));
-            }
-        }
-        let lifted_body = lifted.as_ref().map_or(&req.body, |l| &l.body);
-        if !lifted_body.is_empty() {
-            body = Some(lifted_body.clone());
-        }
-        if let Some(token) = lifted.as_ref().and_then(|l| l.token.as_ref().map(Secret::expose)) {
-            if body.is_none() {
-                // Nothing left of a form body: no content type for an empty body.
-                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
-            }
-            headers.push(("authorization".into(), format!("Bearer {token}")));
-            info!(interaction_id = %iid, r#as = name, route = label, "access token moved from the URL or form body into the Authorization header");
-        }
-    }
-
-    // Egress has its own bound per AS, apart from logins: a login flood cannot starve it.
-    let Ok(Ok(_permit)) = tokio::time::timeout(client.settings.par_timeout, client.egress_permits.acquire()).await
-    else {
-        m.egress_requests
-            .with_label_values(&[name, label, "overloaded", ""])
-            .inc();
-        return oauth_error(
-            503,
-            "temporarily_unavailable",
-            "par-sidecar: too many concurrent calls to the AS".into(),
-        );
-    };
-    // Signed only now, with the permit held: a call turned away as overloaded costs no
-    // signature (a flood of egress calls cannot keep the signer busy for nothing).
-    if let Some(f) = form.as_mut() {
-        if let Err(refusal) = add_client_auth(state, client, f, code_record.as_ref().map(|t| &t.record)).await {
-            return refuse(state, name, label, &iid, refusal);
-        }
-    }
-    let field = |name: &str| {
+    let out = outgoing::build(req, r, &md, resource, form.is_some(), name, iid)
+        .map_err(|refusal| refuse(state, name, label, iid, refusal))?;
+    let url = out.url.clone();
+    let field = |k: &str| {
         form.as_ref()
-            .and_then(|f| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .and_then(|f| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
     };
     let grant_type = field("grant_type");
     // The refresh token presented: its response's ID token must name the same `sub`.
     let presented_refresh_token = field("refresh_token");
-    let started = Instant::now();
-    let http = client.http.load();
-    // DPoP clients: `Authorization: DPoP` and a proof per attempt (RFC 9449).
-    let dpop = dpop_call::prepare(client, r, &mut headers);
-    // A userinfo POST whose form body held only the access token is the same request as a
-    // GET (OIDC Core §5.3.1); an AS may refuse a POST without a body.
-    let method = match (&lifted, r) {
-        (Some(l), Route::Userinfo) if l.token.is_some() && l.body.is_empty() => http::Method::GET,
-        _ => req.method.clone(),
-    };
-    let call = AsRequest {
-        method,
-        url: url.clone(),
-        headers,
-        form,
-        body,
-        timeout: client.settings.par_timeout,
-    };
-    // From here the code goes to the AS: it is spent whatever the answer.
-    if let Some(taken) = code_record.as_mut() {
-        taken.consume();
-    }
-    let mut result = match dpop_call::send(state, client, dpop.as_ref(), http.as_ref().as_ref(), call.clone()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    // A token bound to the certificate we just rotated away from: the resource server says
-    // 401. Present the previous certificate once, while such tokens can still be alive.
-    if !r.authenticates_client() && matches!(&result, Ok(resp) if resp.status == 401) {
-        if let Some(prev) = client.previous_http.load_full() {
-            if prev.retired_at.elapsed() < PREVIOUS_CERT_GRACE {
-                m.egress_requests
-                    .with_label_values(&[name, label, "retry_previous_cert", ""])
-                    .inc();
-                result = match dpop_call::send(state, client, dpop.as_ref(), prev.http.as_ref().as_ref(), call).await {
-                    Ok(r) => r,
-                    Err(resp) => return resp,
-                };
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    m.egress_duration
-        .with_label_values(&[name, label])
-        .observe(elapsed.as_secs_f64());
-    let grant = match (grant_type.as_deref(), code_record.as_ref()) {
+    let sent = exchange::send(state, client, r, out, form, &mut code, iid).await?;
+    let grant = match (grant_type.as_deref(), code.as_ref()) {
         (Some("authorization_code"), Some(taken)) => Grant::Code(&taken.record),
         (Some("refresh_token"), _) => Grant::Refresh(presented_refresh_token.as_deref()),
         (Some("client_credentials"), _) => Grant::ClientCredentials,
@@ -372,168 +148,85 @@ pub async fn handle(state: &Sidecar, req: EgressRequest) -> EgressResponse {
         client,
         md: &md,
         route: r,
-        iid: &iid,
+        iid,
         url: &url,
-        elapsed,
+        elapsed: sent.elapsed,
         grant,
     };
-    answer(&call, result).await
+    Ok(answer(&call, sent.result).await)
 }
 
-type Refusal = (u16, &'static str, &'static str, String);
+/// The AS a route names, for the count of a refusal before the call is attributed; empty for
+/// an unprefixed call in a multi-AS config.
+fn target_name(state: &Sidecar, target: AsTarget) -> &str {
+    match target {
+        AsTarget::As(i) => state.registry.get(i).map(|c| c.name()).unwrap_or(""),
+        AsTarget::ByCode => "",
+    }
+}
+
 /// The app's form without its credentials, and the code record of an authorization_code grant.
-type ClientForm<'a> = (Vec<(String, String)>, Option<TakenCode<'a>>);
+type AppForm<'a> = (Option<Vec<(String, String)>>, Option<TakenCode<'a>>);
 
-/// A code record taken for this call. Put back if the call ends before anything reached the
-/// AS (not ready, overloaded, signing failed), so the app's retry still works; consumed once
-/// the request is sent, so a replayed token call never reaches the AS (TOK-5).
-struct TakenCode<'a> {
+/// Client-authenticated endpoints: the form is parsed once; an authorization_code grant
+/// takes its code record here, which also says which AS the code came from.
+fn app_form<'a>(
     state: &'a Sidecar,
-    code: Option<String>,
-    record: CodeRecord,
+    req: &EgressRequest,
+    r: Route,
+    target: AsTarget,
+    iid: &str,
+) -> Result<AppForm<'a>, EgressResponse> {
+    if !r.authenticates_client() {
+        return Ok((None, None));
+    }
+    let label = r.label();
+    if req.method != http::Method::POST {
+        return Err(oauth_error(405, "invalid_request", format!("{label} requires POST")));
+    }
+    let (form, code) = parse_client_form(state, r, req)
+        .map_err(|refusal| refuse(state, target_name(state, target), label, iid, refusal))?;
+    Ok((Some(form), code))
 }
 
-impl TakenCode<'_> {
-    fn consume(&mut self) {
-        self.code = None;
-    }
-}
-
-impl Drop for TakenCode<'_> {
-    fn drop(&mut self) {
-        if let Some(code) = self.code.take() {
-            self.state.codes.insert_new(code, self.record.clone());
-        }
-    }
-}
-
-/// Parses the app's form strictly, checks the app's secret (when configured) and that it
-/// names the right client, strips its credentials (CA-1/TOK-1), checks the grant type
-/// against the allowlist and, for an authorization_code grant, takes the code record
-/// (once: a replayed token call never reaches the AS, TOK-5). All before any signing.
-fn parse_client_form<'a>(state: &'a Sidecar, r: Route, req: &EgressRequest) -> Result<ClientForm<'a>, Refusal> {
-    let mut form = parse_form(&req.body).map_err(|e| (400, "invalid_request", "bad_request", e))?;
-    let creds = app_auth::app_credentials(
-        req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
-        &form,
-    );
-    if let Some(secret) = &state.settings.app_secret {
-        app_auth::check_app_secret(secret, &creds).map_err(|(outcome, desc)| (401, "invalid_client", outcome, desc))?;
-    }
-    let app_id = creds.client_id.as_deref();
-    client_auth::strip_credentials(&mut form);
-    // The app may know each bank's client_id or only one: any configured one is accepted
-    // (the AS-specific one is what goes out), anything else is not ours to act for.
-    if let Some(id) = app_id {
-        if !state
-            .registry
-            .clients
-            .iter()
-            .any(|c| c.settings.client.client_id.as_str() == id)
-        {
-            return Err((
-                401,
-                "invalid_client",
-                "wrong_client",
-                format!("par-sidecar does not act for client_id {id}"),
-            ));
-        }
-    }
-    if r == Route::Token {
-        app_auth::check_grant_type(&form, &state.settings.allowed_grant_types)
-            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
-        app_auth::check_client_credentials(&form, state.settings.app_secret.is_some())
-            .map_err(|e| (400, "unsupported_grant_type", "grant_not_allowed", e))?;
-    }
-    let mut record = None;
-    if r == Route::Token && form.iter().any(|(k, v)| k == "grant_type" && v == "authorization_code") {
-        let code = form.iter().find(|(k, _)| k == "code").map(|(_, v)| v.clone()).ok_or((
-            400,
-            "invalid_request",
-            "bad_request",
-            "missing code".to_string(),
-        ))?;
-        let taken = state.codes.take(&code).ok_or_else(|| {
-            (
-                400,
-                "invalid_grant",
-                "unknown_code",
-                format!(
-                    "par-sidecar did not see authorization code {} at the callback, or it was already redeemed",
-                    redact(&code)
-                ),
-            )
-        })?;
-        record = Some(TakenCode {
-            state,
-            code: Some(code),
-            record: taken,
-        });
-    }
-    Ok((form, record))
-}
-
-/// CA-1/TOK-3: exactly one client authentication, this AS's; PKCE verifier added.
-async fn add_client_auth(
+/// Which AS the call goes to: the route's, or for an unprefixed call in a multi-AS config
+/// the one its code came from. A code presented at another AS is burnt and refused.
+fn attribute(
     state: &Sidecar,
-    client: &AsClient,
-    form: &mut Vec<(String, String)>,
-    record: Option<&CodeRecord>,
-) -> Result<(), Refusal> {
-    if let Some(rec) = record {
-        if let Some(v) = &rec.verifier {
-            form.retain(|(k, _)| k != "code_verifier");
-            form.push(("code_verifier".into(), v.expose().to_string()));
+    label: &str,
+    target: AsTarget,
+    code: Option<&mut TakenCode<'_>>,
+    iid: &str,
+) -> Result<AsIndex, EgressResponse> {
+    match (target, code) {
+        (AsTarget::As(i), Some(taken)) if taken.record.as_index != i => {
+            // Burnt, not put back: a code presented at the wrong AS is suspect.
+            taken.consume();
+            // A code seen at another AS's callback: never sent to this AS (mix-up).
+            let name = state.registry.get(i).map(|c| c.name()).unwrap_or("");
+            let other = state
+                .registry
+                .get(taken.record.as_index)
+                .map(|c| c.name())
+                .unwrap_or("");
+            let desc = format!("this authorization code was issued by `{other}`, not `{name}`");
+            Err(refuse(
+                state,
+                name,
+                label,
+                iid,
+                Refusal::new(RefusalKind::AsMismatch, desc),
+            ))
         }
-        settle_redirect_uri(form, rec.redirect_uri.as_deref())?;
-    }
-    let auth = client
-        .client_auth(&state.metrics)
-        .await
-        .map_err(|e| (500, "server_error", "signing_failed", e.to_string()))?;
-    form.extend(auth);
-    Ok(())
-}
-
-/// RFC 6749 §4.1.3: the token call repeats the pushed `redirect_uri`. Several libraries'
-/// documented examples (requests-oauthlib, simple-oauth2) send none: the pushed one is added,
-/// byte-identical. A different one could never be accepted by the AS: refused here, before
-/// any assertion is signed or the code is spent (TOK-3).
-fn settle_redirect_uri(form: &mut Vec<(String, String)>, pushed: Option<&str>) -> Result<(), Refusal> {
-    let Some(pushed) = pushed else { return Ok(()) };
-    match form.iter().find(|(k, _)| k == "redirect_uri") {
-        None => {
-            form.push(("redirect_uri".into(), pushed.to_string()));
-            Ok(())
-        }
-        Some((_, v)) if v == pushed => Ok(()),
-        Some(_) => Err((
-            400,
-            "invalid_grant",
-            "redirect_uri_mismatch",
-            "the token call's redirect_uri differs from the one pushed for this code".into(),
-        )),
+        (AsTarget::As(i), _) => Ok(i),
+        (AsTarget::ByCode, Some(taken)) => Ok(taken.record.as_index),
+        (AsTarget::ByCode, None) => Err(refuse(state, "", label, iid, ambiguous(state, label))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_pushed_redirect_uri_is_added_or_enforced() {
-        let mut f = vec![("code".to_string(), "c".to_string())];
-        settle_redirect_uri(&mut f, Some("https://app/cb")).unwrap();
-        assert_eq!(f[1], ("redirect_uri".into(), "https://app/cb".into()));
-        settle_redirect_uri(&mut f, Some("https://app/cb")).unwrap();
-        assert_eq!(f.len(), 2, "not added twice");
-        let mut other = vec![("redirect_uri".to_string(), "https://app/cb2".to_string())];
-        let e = settle_redirect_uri(&mut other, Some("https://app/cb")).unwrap_err();
-        assert_eq!((e.0, e.2), (400, "redirect_uri_mismatch"));
-        let mut none = vec![];
-        settle_redirect_uri(&mut none, None).unwrap();
-        assert!(none.is_empty(), "nothing pushed: nothing added");
-    }
 
     #[test]
     fn strict_form() {

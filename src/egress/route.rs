@@ -2,6 +2,7 @@
 //! routes (the only AS, or in a multi-AS config an authorization_code grant routed by its
 //! code), or a resource prefix bound to an AS. Never guessed.
 
+use super::refusal::{Refusal, RefusalKind};
 use super::{oauth_error, EgressResponse};
 use crate::protocol::AsIndex;
 use crate::sidecar::Sidecar;
@@ -101,7 +102,7 @@ pub(super) fn route(state: &Sidecar, path: &str) -> Result<(Route, AsTarget), Eg
 }
 
 /// The refusal for an unprefixed call that cannot be attributed to one AS: never guessed.
-pub(super) fn ambiguous(state: &Sidecar, label: &str) -> EgressResponse {
+pub(super) fn ambiguous(state: &Sidecar, label: &str) -> Refusal {
     let routes: Vec<String> = state
         .registry
         .clients
@@ -109,15 +110,12 @@ pub(super) fn ambiguous(state: &Sidecar, label: &str) -> EgressResponse {
         .take(5)
         .map(|c| format!("/as/{}/{}", c.name(), label_path(label)))
         .collect();
-    oauth_error(
-        400,
-        "invalid_request",
-        format!(
-            "par-sidecar serves several authorization servers: call the per-AS route ({}{}); only an authorization_code grant may use the unprefixed /token",
-            routes.join(", "),
-            if state.registry.clients.len() > 5 { ", ..." } else { "" }
-        ),
-    )
+    let desc = format!(
+        "par-sidecar serves several authorization servers: call the per-AS route ({}{}); only an authorization_code grant may use the unprefixed /token",
+        routes.join(", "),
+        if state.registry.clients.len() > 5 { ", ..." } else { "" }
+    );
+    Refusal::new(RefusalKind::Ambiguous, desc)
 }
 
 fn label_path(label: &str) -> &str {

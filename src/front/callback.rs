@@ -2,19 +2,21 @@
 //! app sees it (CB-1..7, CB-9, CB-10). JARM is verified, RFC 9207 `iss` compared, the sealed `state`
 //! opened and replay-checked; the app then gets plain `code` and its own `state`.
 
-use crate::errors::FailureCode;
+use crate::errors::{FailureCode, Rejection};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::as_client::jarm;
+use crate::as_client::discovery::ProviderMetadata;
+use crate::as_client::jarm::{self, JarmResponse};
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
 use crate::front::browser_binding;
 use crate::front::location::parse_query;
 use crate::front::plane::Front;
 use crate::front::prefilter::{is_exact_spelling, response_name, scan_query, QueryScan};
-use crate::front::sealed_state::PREFIX as SEALED_PREFIX;
+use crate::front::sealed_state::{TransactionState, PREFIX as SEALED_PREFIX};
 use crate::handoff::CodeRecord;
+use crate::metrics::CallbackLabels;
 use crate::protocol::{redact, InteractionId};
 
 #[derive(Debug)]
@@ -128,7 +130,7 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
             form_post,
         }) => {
             let name = as_name.as_deref().unwrap_or("");
-            front.metrics.callback_checks.with_label_values(&[name, outcome]).inc();
+            front.metrics.callback_check(CallbackLabels { as_name: name, outcome });
             info!(interaction_id = %id, r#as = name, outcome, path, "authorization response checked; handed to the app");
             CallbackOutcome::Forward {
                 query,
@@ -139,14 +141,12 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
                 form_post,
             }
         }
-        Err((code, detail)) => {
+        Err(Rejection { code, detail }) => {
             let name = as_name.as_deref().unwrap_or("");
-            front
-                .metrics
-                .callback_checks
-                .with_label_values(&[name, code.as_str()])
-                .inc();
-            front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
+            front.metrics.callback_check(CallbackLabels {
+                as_name: name,
+                outcome: code.as_str(),
+            });
             warn!(interaction_id = %id, r#as = name, outcome = code.as_str(), detail = %detail, path, "authorization response rejected");
             CallbackOutcome::Reject {
                 code,
@@ -156,8 +156,6 @@ pub async fn check(front: &Front, path: &str, query: Option<&str>, cookies: &[&[
         }
     }
 }
-
-type Rejection = (FailureCode, String);
 
 /// A checked response, ready for the app.
 struct Checked {
@@ -193,7 +191,7 @@ fn check_iss(front: &Front, client: &AsClient, iss: &str) -> Result<(), Rejectio
         .iter()
         .find(|c| c.index != client.index && c.settings.issuer.as_str() == iss);
     match other {
-        Some(o) => Err((
+        Some(o) => Err(Rejection::new(
             FailureCode::IssMixup,
             format!(
                 "the login started at `{}` but the response claims the issuer of `{}` (RFC 9207 mix-up)",
@@ -201,18 +199,43 @@ fn check_iss(front: &Front, client: &AsClient, iss: &str) -> Result<(), Rejectio
                 o.name()
             ),
         )),
-        None => Err((FailureCode::IssMismatch, "iss differs from the issuer".into())),
+        None => Err(Rejection::new(FailureCode::IssMismatch, "iss differs from the issuer")),
     }
 }
 
+/// The four steps of the check, in order; the first refusal ends it.
 async fn check_inner(
     front: &Front,
     q: &str,
     cookies: &[&[u8]],
     as_name: &mut Option<String>,
 ) -> Result<Checked, Rejection> {
-    let s = &front.settings;
-    let pairs = parse_query(q).map_err(|e| (FailureCode::CallbackMalformed, e.to_string()))?;
+    let pairs = parse_response(q)?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    // `response` is JARM only while some AS is configured for it; otherwise it is just one
+    // of the app's parameters and never makes the sidecar fetch a JWKS.
+    // An encrypted one (JARM §2.3) is decrypted first: its state is inside.
+    let jarm_jwt = match get("response").filter(|_| front.jarm_configured()) {
+        Some(r) => {
+            Some(jarm::open(&r, &front.registry.clients).map_err(|e| Rejection::new(e.failure(), e.to_string()))?)
+        }
+        None => None,
+    };
+    let opened = open_state(front, jarm_jwt.as_ref().map(|j| j.jws.as_str()), get("state"), as_name)?;
+    let (params, jarm_used) = match jarm_jwt {
+        Some(jwt) => (verify_jarm(front, &opened, &jwt, get("iss")).await?, true),
+        None => {
+            check_plain_iss(front, &opened, get("iss"))?;
+            (pairs.clone(), false)
+        }
+    };
+    let cookie_name = check_first_use(front, &opened.tx, jarm_used, cookies)?;
+    hand_over(front, &opened, &pairs, &params, jarm_used, &cookie_name)
+}
+
+/// The query, parsed, with the spellings and sizes no genuine response has refused.
+fn parse_response(q: &str) -> Result<Vec<(String, String)>, Rejection> {
+    let pairs = parse_query(q).map_err(|e| Rejection::new(FailureCode::CallbackMalformed, e.to_string()))?;
     // A response parameter spelt another way (`Code=`, `%20code=`, `code[]=`, or behind a
     // `;` that some stacks split on) is what an attacker adds to smuggle a second value past
     // the check to a lenient parser: refused.
@@ -222,9 +245,9 @@ async fn check_inner(
         || q.split('&')
             .any(|seg| seg.split_once(';').is_some_and(|(_, rest)| scan_query(rest).any()));
     if respelt {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackMalformed,
-            "a response parameter spelt another way (letter case, escapes, brackets, `;`)".into(),
+            "a response parameter spelt another way (letter case, escapes, brackets, `;`)",
         ));
     }
     // Codes are short opaque strings; a huge one would sit in the code map for minutes.
@@ -232,128 +255,158 @@ async fn check_inner(
         .iter()
         .any(|(k, v)| k == "code" && (v.is_empty() || v.len() > MAX_CODE_LEN))
     {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackMalformed,
             format!("code is empty or longer than {MAX_CODE_LEN} bytes"),
         ));
     }
-    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    // `response` is JARM only while some AS is configured for it; otherwise it is just one
-    // of the app's parameters and never makes the sidecar fetch a JWKS.
-    let jarm_configured = front.jarm_configured();
-    // An encrypted one (JARM §2.3) is decrypted first: its state is inside.
-    let jarm_jwt = match get("response").filter(|_| jarm_configured) {
-        Some(r) => Some(jarm::open(&r, &front.registry.clients).map_err(|e| (e.failure(), e.to_string()))?),
-        None => None,
-    };
+    Ok(pairs)
+}
 
-    // 1. The sealed state names the AS the login started at; everything after is checked
-    // against that AS alone. In a JARM response the state is inside the JWT.
-    let sealed = match &jarm_jwt {
-        Some(jwt) => unverified_claims(&jwt.jws)
+/// The sealed state opened, and the AS it names with that AS's metadata.
+struct Opened<'a> {
+    sealed: String,
+    tx: TransactionState,
+    client: &'a AsClient,
+    md: std::sync::Arc<ProviderMetadata>,
+}
+
+/// Step 1: the sealed state names the AS the login started at; everything after is checked
+/// against that AS alone. In a JARM response the state is inside the JWT.
+/// `as_name` is set as soon as the AS is known: the refusals after it are counted for that AS.
+fn open_state<'a>(
+    front: &'a Front,
+    jarm_jwt: Option<&str>,
+    state: Option<String>,
+    as_name: &mut Option<String>,
+) -> Result<Opened<'a>, Rejection> {
+    let sealed = match jarm_jwt {
+        Some(jwt) => unverified_claims(jwt)
             .and_then(|c| c.get("state").and_then(Value::as_str).map(str::to_string))
-            .ok_or((
-                FailureCode::JarmInvalid,
-                "response JWT without a readable state".to_string(),
-            ))?,
-        None => get("state").ok_or((FailureCode::StateMissing, "no state in the response".to_string()))?,
+            .ok_or_else(|| Rejection::new(FailureCode::JarmInvalid, "response JWT without a readable state"))?,
+        None => state.ok_or_else(|| Rejection::new(FailureCode::StateMissing, "no state in the response"))?,
     };
     let tx = front
         .sealer
-        .open(&sealed, now_secs(), s.state_max_age.as_secs())
-        .map_err(|e| (e.failure(), e.to_string()))?;
-    let client = front.registry.for_state(tx.as_name.as_deref()).ok_or((
-        FailureCode::StateForeign,
-        "the state names an AS that is not configured".to_string(),
-    ))?;
+        .open(&sealed, now_secs(), front.settings.state_max_age.as_secs())
+        .map_err(|e| Rejection::new(e.failure(), e.to_string()))?;
+    let client = front.registry.for_state(tx.as_name.as_deref()).ok_or_else(|| {
+        Rejection::new(
+            FailureCode::StateForeign,
+            "the state names an AS that is not configured",
+        )
+    })?;
     *as_name = Some(client.name().to_string());
     let md = client
         .metadata()
-        .ok_or((FailureCode::NotReady, "AS metadata not loaded".to_string()))?;
-    let issuer = client.settings.issuer.as_str();
+        .ok_or_else(|| Rejection::new(FailureCode::NotReady, "AS metadata not loaded"))?;
     if jarm_jwt.is_some() && !tx.jarm {
         // Only a login that asked for JARM gets one: no JWKS fetch for the others.
-        return Err((
+        return Err(Rejection::new(
             FailureCode::JarmInvalid,
-            "a JARM response to a login that did not request JARM".into(),
+            "a JARM response to a login that did not request JARM",
         ));
     }
+    Ok(Opened { sealed, tx, client, md })
+}
 
-    // 2. Establish the response parameters: from the JARM JWT verified with that AS's JWKS,
-    // or the query with RFC 9207 `iss` compared byte for byte (CB-5, CB-6).
-    let (params, jarm_used): (Vec<(String, String)>, bool) = match jarm_jwt {
-        Some(jwt) => {
-            // An outer iss next to JARM must agree with the inner one (CB-7).
-            if let Some(outer) = get("iss") {
-                check_iss(front, client, &outer)?;
-            }
-            // The inner iss first, so a mix-up is named as such rather than as a bad JWT.
-            if let Some(inner) =
-                unverified_claims(&jwt.jws).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
-            {
-                check_iss(front, client, &inner)?;
-            }
-            let claims = jarm::verify(client, &md, &jwt, s.clock_skew, s.discovery_timeout, &front.metrics)
-                .await
-                .map_err(|e| (e.failure(), e.to_string()))?;
-            if claims.get("state").and_then(Value::as_str) != Some(sealed.as_str()) {
-                return Err((
-                    FailureCode::JarmInvalid,
-                    "the verified JWT carries another state".into(),
-                ));
-            }
-            let params = claims
-                .into_iter()
-                .filter(|(k, _)| HANDED_TO_APP.contains(&k.as_str()))
-                .filter_map(|(k, v)| match v {
-                    Value::String(v) => Some((k, v)),
-                    _ => None,
-                })
-                .collect();
-            (params, true)
-        }
-        None => {
-            match get("iss") {
-                Some(iss) => check_iss(front, client, &iss)?,
-                None if s.require_iss || md.iss_parameter_supported => {
-                    return Err((FailureCode::IssMissing, "response without iss".into()))
-                }
-                None => {}
-            }
-            (pairs.clone(), false)
-        }
-    };
-    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+/// Step 2a: the response parameters from the JARM JWT, verified with that AS's JWKS (CB-5, CB-7).
+async fn verify_jarm(
+    front: &Front,
+    o: &Opened<'_>,
+    jwt: &JarmResponse,
+    outer_iss: Option<String>,
+) -> Result<Vec<(String, String)>, Rejection> {
+    let client = o.client;
+    // An outer iss next to JARM must agree with the inner one (CB-7).
+    if let Some(outer) = outer_iss {
+        check_iss(front, client, &outer)?;
+    }
+    // The inner iss first, so a mix-up is named as such rather than as a bad JWT.
+    if let Some(inner) =
+        unverified_claims(&jwt.jws).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
+    {
+        check_iss(front, client, &inner)?;
+    }
+    let s = &front.settings;
+    let claims = jarm::verify(client, &o.md, jwt, s.clock_skew, s.discovery_timeout, &front.metrics)
+        .await
+        .map_err(|e| Rejection::new(e.failure(), e.to_string()))?;
+    if claims.get("state").and_then(Value::as_str) != Some(o.sealed.as_str()) {
+        return Err(Rejection::new(
+            FailureCode::JarmInvalid,
+            "the verified JWT carries another state",
+        ));
+    }
+    Ok(claims
+        .into_iter()
+        .filter(|(k, _)| HANDED_TO_APP.contains(&k.as_str()))
+        .filter_map(|(k, v)| match v {
+            Value::String(v) => Some((k, v)),
+            _ => None,
+        })
+        .collect())
+}
 
-    // 3. The sealed state: ours, intact, fresh (above), for this response mode, this browser,
-    // first use.
+/// Step 2b: a plain response: RFC 9207 `iss` compared byte for byte, required when configured or
+/// advertised (CB-6).
+fn check_plain_iss(front: &Front, o: &Opened<'_>, iss: Option<String>) -> Result<(), Rejection> {
+    match iss {
+        Some(iss) => check_iss(front, o.client, &iss),
+        None if front.settings.require_iss || o.md.iss_parameter_supported => {
+            Err(Rejection::new(FailureCode::IssMissing, "response without iss"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Step 3: the sealed state: ours, intact, fresh (step 1), for this response mode, this browser,
+/// first use. Returns the name of the login's binding cookie.
+fn check_first_use(
+    front: &Front,
+    tx: &TransactionState,
+    jarm_used: bool,
+    cookies: &[&[u8]],
+) -> Result<String, Rejection> {
     if tx.jarm && !jarm_used {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::JarmMissing,
-            "JARM was requested but a plain response arrived (CB-4)".into(),
+            "JARM was requested but a plain response arrived (CB-4)",
         ));
     }
     // Checked before the replay cache, so a wrong browser cannot burn the response.
-    let cookie_name = browser_binding::cookie_name(&tx.nonce, s.cookie_secure);
+    let cookie_name = browser_binding::cookie_name(&tx.nonce, front.settings.cookie_secure);
     if let Some(hash) = &tx.binding {
         if !browser_binding::holds(cookies, &cookie_name, hash) {
-            return Err((
+            return Err(Rejection::new(
                 FailureCode::BrowserMismatch,
-                "the response arrived in a browser that did not start this login".into(),
+                "the response arrived in a browser that did not start this login",
             ));
         }
     }
     if !front.replay.insert_new(tx.nonce.clone(), ()) {
-        return Err((
+        return Err(Rejection::new(
             FailureCode::CallbackReplayed,
-            "this authorization response was already used".into(),
+            "this authorization response was already used",
         ));
     }
+    Ok(cookie_name)
+}
 
-    // 4. Hand over: the app's own state back, plain code, errors as they are. Parameters
-    // that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
+/// Step 4: hand over: the app's own state back, plain code, errors as they are. Parameters
+/// that belong to the app's redirect_uri itself (`/cb?tenant=x`) are kept.
+fn hand_over(
+    front: &Front,
+    o: &Opened<'_>,
+    pairs: &[(String, String)],
+    params: &[(String, String)],
+    jarm_used: bool,
+    cookie_name: &str,
+) -> Result<Checked, Rejection> {
+    let (client, tx, s) = (o.client, &o.tx, &front.settings);
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut own = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &pairs {
+    for (k, v) in pairs {
         let response_param = HANDED_TO_APP.contains(&k.as_str()) || jarm_used && k == "response";
         if !response_param {
             own.append_pair(k, v);
@@ -364,7 +417,7 @@ async fn check_inner(
     let code = param("code");
     let outcome = if let Some(code) = &code {
         if param("error").is_some() {
-            return Err((FailureCode::CallbackMalformed, "both code and error".into()));
+            return Err(Rejection::new(FailureCode::CallbackMalformed, "both code and error"));
         }
         let fresh = front.codes.insert_new(
             code.clone(),
@@ -379,9 +432,9 @@ async fn check_inner(
         );
         if !fresh {
             // A code already awaiting its token call: never re-bound to another login.
-            return Err((
+            return Err(Rejection::new(
                 FailureCode::CallbackReplayed,
-                "this authorization code was already delivered".into(),
+                "this authorization code was already delivered",
             ));
         }
         info!(r#as = client.name(), code = %redact(code), pkce_injected = tx.verifier.is_some(), "authorization code received");
@@ -396,16 +449,16 @@ async fn check_inner(
         }
         "as_error"
     } else {
-        return Err((FailureCode::CallbackMalformed, "neither code nor error".into()));
+        return Err(Rejection::new(FailureCode::CallbackMalformed, "neither code nor error"));
     };
     if let Some(app_state) = &tx.app_state {
         out.append_pair("state", app_state);
     }
-    out.append_pair("iss", issuer);
+    out.append_pair("iss", client.settings.issuer.as_str());
     let clear = tx
         .binding
         .as_ref()
-        .map(|_| browser_binding::clear_cookie(&cookie_name, s.cookie_secure));
+        .map(|_| browser_binding::clear_cookie(cookie_name, s.cookie_secure));
     let response = out.finish();
     let (query, form_post) = if tx.form_post {
         (own, Some(response))

@@ -12,7 +12,7 @@ use crate::as_client::jose::random_token;
 use crate::as_client::par;
 use crate::as_client::registry::AsClient;
 use crate::as_client::request_object::now_secs;
-use crate::errors::{BrowserError, FailureCode};
+use crate::errors::{BrowserError, FailureCode, Rejection};
 use crate::front::browser_binding;
 use crate::front::location::{browser_target, detect_among, AuthorizeError, Detection};
 use crate::front::login_guard::{self, RedirectContext};
@@ -113,7 +113,7 @@ pub async fn decide_for(
         return fail(front, FailureCode::NotReady, id, Some(name));
     };
     // Refused before any budget is taken or anything signed: an open redirect costs nothing.
-    if let Err((code, detail)) = screen(front, client, cx, location, &redirect) {
+    if let Err(Rejection { code, detail }) = screen(front, client, cx, location, &redirect) {
         let id = InteractionId::new();
         let path: String = cx.path.chars().take(200).collect();
         warn!(interaction_id = %id, r#as = name, code = code.as_str(), detail, path, "refused the app's authorize redirect: not the app's own login");
@@ -377,8 +377,8 @@ fn screen(
     cx: &RedirectContext<'_>,
     location: &[u8],
     redirect: &AuthorizeRedirect,
-) -> Result<(), (FailureCode, String)> {
-    let refused = |r: login_guard::Refusal| (r.failure(), r.detail().to_string());
+) -> Result<(), Rejection> {
+    let refused = |r: login_guard::Refusal| Rejection::new(r.failure(), r.detail());
     // The same reading the detection made (it accepted this Location), kept as strings:
     // the reflection check compares the text the app wrote, JSON values included. The
     // endpoint's own query parameters are not the app's and are left out.
@@ -390,7 +390,7 @@ fn screen(
         .and_then(|t| t.url().query().map(|q| crate::front::location::parse_query(q).ok()))
         .flatten()
     else {
-        return Err((FailureCode::MalformedAuthorizeRedirect, "query".to_string()));
+        return Err(Rejection::new(FailureCode::MalformedAuthorizeRedirect, "query"));
     };
     pairs.retain(|(k, _)| redirect.params.contains_key(k));
     let configured_paths = !front.settings.callback_paths.is_empty();
@@ -406,7 +406,7 @@ fn screen(
         return Ok(());
     };
     if front.settings.require_https_redirect_uri {
-        check_redirect_uri(uri).map_err(|e| (e.failure(), "redirect_uri".to_string()))?;
+        check_redirect_uri(uri).map_err(|e| Rejection::new(e.failure(), "redirect_uri"))?;
     }
     login_guard::check_redirect_uri(cx, uri, &policy).map_err(refused)
 }
@@ -429,8 +429,7 @@ pub fn check_redirect_uri(u: &str) -> Result<(), AuthorizeError> {
 
 fn fail(front: &Front, code: FailureCode, id: InteractionId, as_name: Option<&str>) -> RedirectDecision {
     front.metrics.redirects.with_label_values(&["failed"]).inc();
-    front.metrics.browser_errors.with_label_values(&[code.as_str()]).inc();
-    let err = BrowserError::new(code, id);
+    let err = BrowserError::counted(code, id, &front.metrics);
     RedirectDecision::Fail(match as_name {
         Some(n) => err.at(n),
         None => err,

@@ -5,7 +5,7 @@
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Browser } from './lib/browser.mjs';
-import { startStack, get } from './lib/stack.mjs';
+import { startStack, get, metricValue } from './lib/stack.mjs';
 
 const refusedWith = (r, code) => {
   assert.equal(r.status, 400, r.body.slice(0, 200));
@@ -49,5 +49,15 @@ describe('form_post apps', () => {
     assert.match((await b.navigate(cb.toString())).body, /id="sub"/, 'the genuine response still works');
     // Used once: the binding cookie is gone, so a replay is refused before the replay cache.
     refusedWith(await b.request(cb.toString()), '(callback_replayed|browser_mismatch)');
+  });
+
+  test('a form_post delivery for a request that brought a body is refused, and counted once', async () => {
+    const b = new Browser({ ca: s.ca });
+    const cb = new URL(await b.loginUntil(`${s.publicBase}/login`, `${s.publicBase}/callback`));
+    const count = async () => metricValue(await s.metrics(), 'par_sidecar_errors_total', { code: 'callback_malformed' }) || 0;
+    const before = await count();
+    // A harmless body (nothing an app could read as a response parameter) with the genuine query.
+    refusedWith(await b.request(cb.toString(), { method: 'POST', body: 'note=hello' }), 'callback_malformed');
+    assert.equal(await count(), before + 1, 'the error page is counted in par_sidecar_errors_total');
   });
 });
