@@ -135,11 +135,22 @@ pub async fn decide_for(
         }
     };
 
-    // The PAR (signatures, client authentication, the call and its checks) runs on the AS
-    // client runtime: a burst of logins then queues there, not in front of the proxy's
-    // pass-through requests on this event loop. `par_timeout` counts from here, so time
-    // spent queued for that runtime is part of it; the outer bound (one second more) only
-    // acts if the runtime never gets to the task.
+    push_on_as_runtime(front, client, metadata, redirect, set_cookie).await
+}
+
+/// The PAR (signatures, client authentication, the call and its checks) runs on the AS
+/// client runtime: a burst of logins then queues there, not in front of the proxy's
+/// pass-through requests on this event loop. `par_timeout` counts from here, so time spent
+/// queued for that runtime is part of it; the outer bound (one second more) only acts if
+/// the runtime never gets to the task.
+async fn push_on_as_runtime(
+    front: &Arc<Front>,
+    client: &Arc<AsClient>,
+    metadata: Arc<crate::as_client::discovery::ProviderMetadata>,
+    redirect: AuthorizeRedirect,
+    set_cookie: Option<String>,
+) -> RedirectDecision {
+    let name = client.name();
     let interaction_id = InteractionId::new();
     let started = Instant::now();
     let par_timeout = client.settings.par_timeout;
