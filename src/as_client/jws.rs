@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::as_client::http_client::AsHttp;
-use crate::as_client::jarm::AsJwks;
 use crate::as_client::jose::{select_verification_key, KeySelectError};
 use crate::metrics::Metrics;
 
@@ -115,7 +114,7 @@ pub fn check_header(jwt: &str, advertised: Option<&[String]>) -> Result<JwsHeade
 }
 
 /// Header rules, key selection and signature against `jwks`; returns the claims for the
-/// caller's own rules. Pure: fetching the JWKS is [`AsJwks::verify_jws`]'s business.
+/// caller's own rules. Pure: fetching the JWKS is `jwks::AsJwks::verify_jws`'s business.
 pub fn verify_with(jwt: &str, jwks: &JwkSet, advertised: Option<&[String]>) -> Result<Map<String, Value>, JwsError> {
     let JwsHeader { alg, kid } = check_header(jwt, advertised)?;
     let named = || short(kid.as_deref().unwrap_or(""));
@@ -194,42 +193,6 @@ pub struct JwksFetch<'a> {
     pub jwks_uri: Option<&'a Url>,
     pub timeout: Duration,
     pub metrics: &'a Metrics,
-}
-
-impl AsJwks {
-    /// [`verify_with`] against this AS's key set: fetched when none is cached or the `kid`
-    /// is unknown, and once more (rate-limited) after a signature failure, should the AS
-    /// have replaced a key under the same `kid`.
-    pub async fn verify_jws(
-        &self,
-        jwt: &str,
-        advertised: Option<&[String]>,
-        fetch: &JwksFetch<'_>,
-    ) -> Result<Map<String, Value>, JwsError> {
-        let header = check_header(jwt, advertised)?;
-        let set = self
-            .key_set(
-                header.kid.as_deref(),
-                fetch.http,
-                fetch.jwks_uri,
-                fetch.timeout,
-                fetch.metrics,
-            )
-            .await
-            .map_err(|e| JwsError::Jwks(e.to_string()))?;
-        match verify_with(jwt, &set, advertised) {
-            Err(JwsError::Signature(d)) => {
-                let fresh = self
-                    .refetched_since(&set, fetch.http, fetch.jwks_uri, fetch.timeout, fetch.metrics)
-                    .await;
-                match fresh {
-                    Some(set) => verify_with(jwt, &set, advertised),
-                    None => Err(JwsError::Signature(d)),
-                }
-            }
-            other => other,
-        }
-    }
 }
 
 #[cfg(test)]

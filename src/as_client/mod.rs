@@ -14,6 +14,7 @@ pub mod id_token;
 pub mod jarm;
 pub mod jose;
 pub mod jwe;
+pub mod jwks;
 pub mod jws;
 pub mod keys;
 pub mod mtls_alias;

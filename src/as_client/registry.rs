@@ -15,7 +15,7 @@ use crate::as_client::discovery::{DiscoveryCache, ProviderMetadata};
 use crate::as_client::dpop::NonceCache;
 use crate::as_client::endpoint_conflict::{self, Claim, Verdict};
 use crate::as_client::http_client::{AsHttp, ReqwestAs};
-use crate::as_client::jarm::AsJwks;
+use crate::as_client::jwks::AsJwks;
 use crate::as_client::keys::{KeyLoadError, KeySet};
 use crate::config::AsSettings;
 use crate::protocol::authorize::{norm_host, AuthorizeEndpoint, Candidate};

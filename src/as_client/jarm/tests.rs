@@ -7,9 +7,13 @@ use async_trait::async_trait;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
+use url::Url;
+
+use crate::as_client::http_client::{AsHttp, AsRequest};
+use std::time::Duration;
 
 use super::*;
 use crate::as_client::http_client::{AsResponse, TransportError};
