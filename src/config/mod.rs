@@ -16,6 +16,7 @@ mod validate;
 mod validate_as;
 mod validate_client;
 mod validate_conn;
+mod validate_ctx;
 mod validate_egress;
 mod validate_enc;
 mod validate_limits;

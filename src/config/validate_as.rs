@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::validate::Ctx;
+use super::validate_ctx::Ctx;
 use super::*;
 
 /// Sidecar-wide knobs copied into every [`AsSettings`].

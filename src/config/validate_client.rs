@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::file::Choice;
-use super::validate::Ctx;
+use super::validate_ctx::Ctx;
 use super::*;
 
 /// Pre-signed client assertions kept per AS (`client.assertion_pool`) when the signing key

@@ -1,7 +1,7 @@
 //! `limits.*` keys that bound every connection (issue 18 item 2), apart from `validate.rs`
 //! to keep that module in size.
 
-use super::validate::Ctx;
+use super::validate_ctx::Ctx;
 use super::ConnectionBounds;
 
 /// Default `limits.max_request_header_bytes`: 16 KiB is what nginx's default

@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use super::validate::Ctx;
+use super::validate_ctx::Ctx;
 use super::*;
 
 pub(super) struct Egress {
