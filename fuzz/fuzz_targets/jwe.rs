@@ -4,7 +4,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use par_sidecar::as_client::jwe::{decrypt, peek_algs, DecryptionKey, KeyAlg};
+use par_sidecar::as_client::jwe::{decrypt, peek_algs, DecryptionKey};
+use par_sidecar::protocol::jose::KeyAlg;
 
 /// The P-256 test key of `src/as_client/jwe/node-jose-vectors.json` (PKCS#8 DER).
 const P256_PKCS8: [u8; 138] = [
